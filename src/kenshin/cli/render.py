@@ -1,0 +1,55 @@
+"""How typed values look on a terminal and in --json output."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import date, datetime, time
+from enum import Enum
+from typing import Any
+
+from kenshin.echonet.frame import EOJ
+
+
+def to_jsonable(value: Any) -> Any:
+    """Typed protocol values as plain JSON data (datetimes ISO 8601, enums by name)."""
+    if isinstance(value, Enum):
+        return value.name.lower()
+    if isinstance(value, EOJ):
+        return str(value)
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, frozenset | set):
+        return [f"0x{v:02X}" for v in sorted(value)]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, Exception):
+        return {"error": str(value)}
+    return value
+
+
+def to_text(value: Any, unit: str = "") -> str:
+    """One line for a human."""
+    if value is None:
+        return "no data"
+    if isinstance(value, frozenset | set):
+        return " ".join(f"{v:02X}" for v in sorted(value))
+    if isinstance(value, tuple) and len(value) > 6:
+        present = [v for v in value if v is not None]
+        latest = present[-1] if present else "-"
+        return f"{len(value)} values, {len(present)} with data, latest {latest}"
+    if isinstance(value, Enum):
+        return value.name.lower()
+    if isinstance(value, bytes):
+        return value.hex()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        parts = [f"{f.name}={to_text(getattr(value, f.name))}" for f in dataclasses.fields(value)]
+        return ", ".join(parts) + (f" [{unit}]" if unit else "")
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return f"{value} {unit}".rstrip()
