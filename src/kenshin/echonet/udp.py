@@ -119,11 +119,15 @@ class PropertyMaps:
 
 
 def _open_udp_socket(
-    host: str, port: int, multicast_interface: str | None, join_group: bool
+    host: str, port: int, multicast_interface: str | None, join_group: bool, *, shared: bool = True
 ) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if shared:  # a controller may share 3610 with others; a device owns its address
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setblocking(False)
+    # A multicast discovery is answered by every node at once: room for a thousand answers
+    # (the kernel caps this at net.core.rmem_max; asking more does no harm).
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
     sock.bind((host, port))
     if multicast_interface is not None:
         iface = socket.inet_aton(multicast_interface)
@@ -430,7 +434,8 @@ class EchonetDeviceEndpoint(_Endpoint):
         return tid
 
     async def start(self, *, announce: bool = True) -> None:
-        await self._open(_open_udp_socket(self.host, self.port, self.multicast_interface, False))
+        sock = _open_udp_socket(self.host, self.port, self.multicast_interface, False, shared=False)
+        await self._open(sock)
         self.port = self.local_address[1]
         if announce:
             self.send_to_group(self.node.instance_list_announcement(self.next_tid()))

@@ -1,0 +1,5 @@
+"""`python -m kenshin` is the `kenshin` command."""
+
+from kenshin.cli import main
+
+main()

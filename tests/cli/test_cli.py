@@ -1,0 +1,95 @@
+"""The `kenshin` command as a user runs it: real processes, real UDP on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+KENSHIN = [sys.executable, "-m", "kenshin"]
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "120"}
+
+
+def kenshin(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*KENSHIN, *args], capture_output=True, text=True, timeout=timeout, env=ENV
+    )
+
+
+@contextmanager
+def simulated_meters(*args: str) -> Iterator[list[dict]]:
+    proc = subprocess.Popen(
+        [*KENSHIN, "sim", "meter", "--port", "0", "--json", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read()
+        yield json.loads(line)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+
+
+@pytest.mark.parametrize(
+    "args",
+    [[], ["meter"], ["meter", "read"], ["sim", "meter"], ["echonet", "discover"], ["demo"]],
+)
+def test_every_command_has_help(args):
+    result = kenshin(*args, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "Usage" in result.stdout
+
+
+def test_meter_read_json_gives_typed_values_with_units():
+    with simulated_meters("--count", "2", "--host", "127.0.2.1", "--seed", "5", "--pv") as rows:
+        assert [r["host"] for r in rows] == ["127.0.2.1", "127.0.2.2"]
+        host, port = rows[1]["host"], str(rows[1]["port"])
+        result = kenshin("meter", "read", "--host", host, "--port", port, "--json")
+        assert result.returncode == 0, result.stderr
+        reading = json.loads(result.stdout)
+        assert reading["instantaneous_power"]["unit"] == "W"
+        assert isinstance(reading["instantaneous_power"]["value"], int)
+        assert reading["production_number"]["value"] == rows[1]["serial"]
+        assert reading["cumulative_energy_reverse_wh"]["unit"] == "Wh"
+        text = kenshin("meter", "read", "--host", host, "--port", port)
+        assert text.returncode == 0 and "0xE7" in text.stdout and " W" in text.stdout
+
+
+def test_discover_lists_every_simulated_meter():
+    with simulated_meters("--count", "3", "--host", "127.0.3.1") as rows:
+        result = kenshin("echonet", "discover", "--port", str(rows[0]["port"]), "--json")
+        assert result.returncode == 0, result.stderr
+        found = {node["host"] for node in json.loads(result.stdout)}
+        assert found == {"127.0.3.1", "127.0.3.2", "127.0.3.3"}
+
+
+def test_an_absent_meter_is_a_clear_error_and_exit_code_2():
+    result = kenshin("meter", "read", "--host", "127.0.9.9", "--port", "3999", "--timeout", "0.2")
+    assert result.returncode == 2
+    assert "no answer from 127.0.9.9" in result.stderr and "EPC" in result.stderr
+
+
+def test_a_taken_port_is_explained():
+    with simulated_meters("--host", "127.0.4.1") as rows:
+        again = kenshin("sim", "meter", "--host", "127.0.4.1", "--port", str(rows[0]["port"]))
+        assert again.returncode == 2
+        assert "--port 0" in again.stderr
+
+
+def test_demo_prints_live_readings():
+    result = kenshin("demo", "--meters", "2", "--seconds", "4", "--interval", "1")
+    assert result.returncode == 0, result.stderr
+    assert "discovered 2 meter(s)" in result.stdout
+    rows = [line for line in result.stdout.splitlines() if line.startswith("127.0.1.")]
+    assert len(rows) >= 4  # two meters, at least twice
+    assert "never connect uncertified devices" in result.stdout
