@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, TypeVar
 
 import pytest
@@ -28,31 +28,12 @@ from kenshin.echonet.udp import (
     MulticastListener,
     PropertyMaps,
 )
+from tests.support import eventually, free_udp_port, run
 
 from .test_device import EA_VALUE, make_meter
 
 T = TypeVar("T")
 Address = tuple[str, int]
-
-
-def run(coro: Awaitable[T], timeout_s: float = 15.0) -> T:
-    """Run one test's coroutine; a hang fails the test instead of the suite."""
-    return asyncio.run(asyncio.wait_for(coro, timeout_s))
-
-
-def free_udp_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-async def eventually(condition: Callable[[], bool], timeout_s: float = 2.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.005)
 
 
 class Tracker:

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import date, datetime, time, timedelta
 from typing import TypeVar
@@ -22,26 +21,17 @@ from kenshin.meter import MeterTimeout, PropertyUnavailable, SmartMeterSession, 
 from kenshin.sim.clock import JST, ManualClock
 from kenshin.sim.fleet import SimFleet, fleet_addresses
 from kenshin.sim.meter import MeterConfig, MeterFaults
+from tests.support import free_udp_port, run
 
 T = TypeVar("T")
 START = datetime(2026, 8, 3, 12, 40, 10, tzinfo=JST)
-
-
-def run(coro: Awaitable[T], timeout_s: float = 60.0) -> T:
-    return asyncio.run(asyncio.wait_for(coro, timeout_s))
-
-
-def free_udp_port(host: str = "127.0.1.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 @contextlib.asynccontextmanager
 async def fleet_and_client(
     count: int = 1, *, config: MeterConfig | None = None, timeout_s: float = 0.5, **fleet_kw
 ) -> AsyncIterator[tuple[SimFleet, EchonetClient, ManualClock]]:
-    port = free_udp_port()
+    port = free_udp_port("127.0.1.1")
     clock = ManualClock(START)
     fleet = SimFleet(count, clock, port=port, config=config, **fleet_kw)
     client = EchonetClient(
