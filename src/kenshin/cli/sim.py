@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from datetime import datetime
 from typing import Annotated
@@ -92,3 +93,69 @@ def meter(
             err=True,
         )
         raise typer.Exit(2) from None
+
+
+DEMO_ROUTE_B_ID = "0000000000000000000000000000KNSH"  # made up: simulators only
+DEMO_PASSWORD = "KENSHINDEMO1"
+
+
+@app.command("dongle")
+def dongle(
+    model: Annotated[str, typer.Option(help="Dongle to emulate: bp35a1 or bp35c2.")] = "bp35a1",
+    meter_seed: Annotated[int, typer.Option(help="Seed of the meter behind it.")] = 1,
+    pv: Annotated[bool | None, typer.Option("--pv/--no-pv", help="Rooftop PV.")] = None,
+    route_b_id: Annotated[
+        str, typer.Option("--id", help="The B-route ID the meter accepts.")
+    ] = DEMO_ROUTE_B_ID,
+    password: Annotated[str, typer.Option(help="The password it accepts.")] = DEMO_PASSWORD,
+    speed: Annotated[float, typer.Option(help="Simulated seconds per real second.")] = 1.0,
+    session_lifetime: Annotated[
+        float | None, typer.Option(help="PANA session lifetime in simulated minutes.")
+    ] = None,
+    link: Annotated[
+        str | None, typer.Option(help="Also make this symlink to the pty (like a udev rule).")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print where to connect as JSON.")
+    ] = False,
+) -> None:
+    """Emulate a Wi-SUN SKSTACK IP dongle on a pseudo-terminal, with a simulated meter
+    behind it, until Ctrl-C. Point `kenshin broute` (or any B-route tool) at the pty."""
+    from datetime import timedelta
+
+    from kenshin.sim.clock import ScaledClock
+    from kenshin.sim.dongle import DongleEmulator, DongleModel
+    from kenshin.sim.meter import MeterConfig, SimulatedMeter
+
+    try:
+        dongle_model = DongleModel[model.upper()]
+    except KeyError:
+        raise typer.BadParameter(f"unknown model {model!r}: use bp35a1 or bp35c2") from None
+
+    async def run() -> None:
+        meter = SimulatedMeter(ScaledClock(speed=speed), MeterConfig(seed=meter_seed, pv=pv))
+        lifetime = None if session_lifetime is None else timedelta(minutes=session_lifetime)
+        emulator = DongleEmulator(
+            meter, model=dongle_model, route_b_id=route_b_id, password=password,
+            session_lifetime=lifetime, seed=meter_seed, link=link,
+        )  # fmt: skip
+        async with emulator:
+            where = {
+                "device": str(emulator.link or emulator.path),
+                "pty": emulator.path,
+                "model": dongle_model.name.lower(),
+                "id": route_b_id,
+                "password": password,
+            }
+            if as_json:
+                typer.echo(json.dumps(where))
+            else:
+                typer.echo(f"{dongle_model.name} emulator on {where['device']} (meter seed "
+                           f"{meter_seed}); read it with:")  # fmt: skip
+                typer.echo(f"  kenshin broute read --device {where['device']} "
+                           f"--id {route_b_id} --password {password}")  # fmt: skip
+                typer.echo("Simulated only: never connect uncertified devices to a real meter.")
+            await asyncio.Event().wait()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())

@@ -54,7 +54,7 @@ class EchonetTimeout(EchonetError, TimeoutError):
         )
 
 
-def _typed_values(frame: Frame, props: tuple[Property, ...]) -> dict[int, Any]:
+def typed_values(frame: Frame, props: tuple[Property, ...]) -> dict[int, Any]:
     """Decode the EDTs the peer gave; a malformed one is kept as its `EchonetDecodeError`."""
     values: dict[int, Any] = {}
     for prop in props:
@@ -92,7 +92,7 @@ class Response:
             got, refused = frame.props, {p.epc for p in frame.props if not p.edt}
         if not frame.esv.is_error:
             refused = set()
-        return cls(frame, source, _typed_values(frame, got), frozenset(refused))
+        return cls(frame, source, typed_values(frame, got), frozenset(refused))
 
 
 @dataclass(frozen=True)
@@ -269,7 +269,7 @@ class EchonetClient(_Endpoint):
             if frame.esv == ESV.INFC:  # the sender wants to know we heard it
                 self.send(Frame(frame.tid, frame.deoj, frame.seoj, ESV.INFC_RES,
                                 tuple(Property(p.epc) for p in frame.props)), source)  # fmt: skip
-            self._notify(Notification(frame, source, _typed_values(frame, frame.props)))
+            self._notify(Notification(frame, source, typed_values(frame, frame.props)))
             return
         if frame.esv.is_request:
             self.counters["requests_ignored"] += 1
@@ -398,7 +398,7 @@ class EchonetClient(_Endpoint):
             del self._pending[tid]
         found: dict[Address, DiscoveredNode] = {}
         for answer, source in pending.collected or []:
-            instances = _typed_values(answer, answer.props).get(0xD6)
+            instances = typed_values(answer, answer.props).get(0xD6)
             if isinstance(instances, tuple):
                 found[source] = DiscoveredNode(source[0], source[1], instances)
         return sorted(found.values(), key=lambda n: (socket.inet_aton(n.host), n.port))
