@@ -93,3 +93,54 @@ def test_demo_prints_live_readings():
     rows = [line for line in result.stdout.splitlines() if line.startswith("127.0.1.")]
     assert len(rows) >= 4  # two meters, at least twice
     assert "never connect uncertified devices" in result.stdout
+
+
+@contextmanager
+def emulated_dongle(tmp_path, model: str) -> Iterator[dict]:
+    proc = subprocess.Popen(
+        [*KENSHIN, "sim", "dongle", "--model", model, "--json", "--link", str(tmp_path / "tty")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read()
+        yield json.loads(line)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+
+
+@pytest.mark.parametrize("model", ["bp35a1", "bp35c2"])
+def test_broute_scan_and_read_through_an_emulated_dongle(tmp_path, model):
+    with emulated_dongle(tmp_path, model) as where:
+        creds = ["--device", where["device"], "--id", where["id"], "--password", where["password"]]
+        scan = kenshin("broute", "scan", *creds, "--json")
+        assert scan.returncode == 0, scan.stderr
+        pans = json.loads(scan.stdout)
+        assert len(pans) == 1 and pans[0]["dialect"] == model.upper()
+        read = kenshin("broute", "read", *creds, "--json")
+        assert read.returncode == 0, read.stderr
+        reading = json.loads(read.stdout)
+        assert isinstance(reading["instantaneous_power"]["value"], int)
+        assert reading["link"]["value"]["state"] == "joined"
+        assert where["password"] not in read.stderr
+
+
+def test_broute_read_with_a_wrong_password_says_so(tmp_path):
+    with emulated_dongle(tmp_path, "bp35a1") as where:
+        result = kenshin(
+            "broute", "read", "--device", where["device"], "--id", where["id"],
+            "--password", "NOTTHEPASSWD",
+        )  # fmt: skip
+        assert result.returncode == 2
+        assert "check the B-route ID and password" in result.stderr
+
+
+def test_broute_on_a_missing_device_says_what_to_do():
+    result = kenshin("broute", "scan", "--device", "/dev/nonexistent-dongle", "--id", "X" * 32,
+                     "--password", "P" * 12)  # fmt: skip
+    assert result.returncode == 2
+    assert "cannot open /dev/nonexistent-dongle" in result.stderr and "plugged in" in result.stderr

@@ -95,7 +95,7 @@ def meter(
         raise typer.Exit(2) from None
 
 
-DEMO_ROUTE_B_ID = "0000000000000000000000000000KNSH"  # made up: simulators only
+DEMO_ROUTE_B_ID = "00000000000000000000000000C0FFEE"  # made up: simulators only
 DEMO_PASSWORD = "KENSHINDEMO1"
 
 
