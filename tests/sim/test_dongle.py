@@ -177,8 +177,9 @@ def test_identity_lines(model):
             fields = lines[1].decode().split(" ")
             assert fields[0] == "EINFO" and lines[2] == b"OK"
             assert fields[1] == ip(emu, "dongle") and fields[2] == f"{emu.dongle_mac:016X}"
-            assert fields[3] == "21" and fields[4] == "FFFF" and fields[5] == "FFFE"
-            assert len(fields) == (6 if model is DongleModel.BP35A1 else 7)
+            assert fields[3] == "21" and fields[4] == "FFFF"
+            assert fields[5] == ("FFFE" if model is DongleModel.BP35A1 else "0")  # side
+            assert len(fields) == 6
 
     run(main)
 
@@ -205,8 +206,7 @@ def test_fail_codes(model):
             assert (await io(port.command, "SKSREG S2 ZZ"))[-1] == b"FAIL ER06"
             assert (await io(port.command, "SKSREG S2 10"))[-1] == b"FAIL ER06"
             assert (await io(port.command, "SKTERM"))[-1] == b"FAIL ER10"
-            sa2 = b"FAIL ER04" if model is DongleModel.BP35A1 else b"OK"
-            assert (await io(port.command, "SKSREG SA2 1"))[-1] == sa2
+            assert (await io(port.command, "SKSREG SA2 1"))[-1] == b"OK"  # A1: no effect
             wrong_scan = "SKSCAN 2 FFFFFFFF 3" + ("" if model is DongleModel.BP35C2 else " 0")
             assert (await io(port.command, wrong_scan))[-1] == b"FAIL ER05"
 

@@ -13,7 +13,7 @@ Choices made where the vendors' references are silent or vague (each can be reli
   after the length field, then CRLF; the binary payload is never echoed. A host need not
   end the payload with CRLF; a stray CRLF after it is taken as an empty line, and empty
   lines are ignored (no echo, no answer).
-- FAIL codes as the vendors number them: ER04 unknown command (or SA2 on BP35A1, ROPT when
+- FAIL codes as the vendors number them: ER04 unknown command (or ROPT when
   `has_ropt` is off), ER05 wrong number of arguments, ER06 an argument of the wrong form
   or range (bad hex, bad address, channel outside 21..3C), ER09 an input line longer than
   `MAX_LINE` bytes, ER10 accepted but could not be done (SKJOIN while joining or joined,
@@ -633,10 +633,10 @@ class DongleEmulator:
             f"{self.dongle_mac:016X}",
             f"{channel:02X}",
             f"{pan:04X}",
-            "FFFE",
+            # The fifth field is the side (0 B-route, 1 HAN) on the BP35C series; the
+            # BP35A1 has no sides and prints FFFE there. Hosts tell the dialects apart by it.
+            "0" if self.model.has_side else "FFFE",
         ]
-        if self.model.has_side:
-            fields.append("0")
         self._emit(" ".join(fields))
         self._emit("OK")
 
@@ -650,8 +650,8 @@ class DongleEmulator:
         reg = args[0].upper()
         if not re.fullmatch(r"S[0-9A-F]{1,2}", reg):
             raise _Fail("ER06")
-        if reg == "SA2" and not self.model.has_side:
-            raise _Fail("ER04")
+        # SA2 (B-route side on dual-side firmware) is accepted by the BP35A1 too and does
+        # nothing there: an open B-route library that runs on real BP35A1s sets it always.
         if len(args) == 1:
             self._emit(f"ESREG {self.registers.get(reg, '0')}")
             self._emit("OK")
