@@ -17,7 +17,7 @@ def run(coro: Awaitable[T], timeout_s: float = 15.0) -> T:
     return asyncio.run(asyncio.wait_for(coro, timeout_s))
 
 
-async def eventually(condition: Callable[[], bool], timeout_s: float = 2.0) -> None:
+async def eventually(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     while not condition():

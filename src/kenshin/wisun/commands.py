@@ -7,7 +7,8 @@ Numbers are upper-case hex, addresses the long IPv6 form, lines end in CR LF
 
 - SKSENDTO ends with its raw payload: no CR LF follows it (the dongle counts the bytes).
 - ROPT/WOPT: the BP35A1 reference has these product-configuration commands end in CR alone;
-  docs/skstack.md (and the emulator) use CR LF. `cr_only=True` gives the reference's form.
+  docs/skstack.md says CR LF (the emulator takes either). `cr_only=True` gives the
+  reference's form, for real BP35A1 hardware.
 
 Never log a command as bytes: `redact()` renders one with the B-route ID and password
 masked, and the SKSENDTO payload as hex.
@@ -26,8 +27,17 @@ _IP6 = re.compile(r"[0-9A-Fa-f]{4}(?::[0-9A-Fa-f]{4}){7}")
 _MAC = re.compile(r"[0-9A-Fa-f]{16}")
 _REGISTER = re.compile(r"S[0-9A-F]{1,2}")
 _VISIBLE = re.compile(r"[\x21-\x7e]+")  # printable ASCII without space
-# Hex digits the dongle expects for the registers a B-route client sets.
-_REGISTER_DIGITS = {"S2": 2, "S02": 2, "S3": 4, "S03": 4, "SFE": 1, "SA2": 1, "SFB": 1}
+# Hex digits and range of the registers a B-route client sets: channel 33..60 (0x21..0x3C,
+# ARIB STD-T108), PAN ID, and the flags (echo, B-route use, ...).
+_REGISTERS = {
+    "S2": (2, 0x21, 0x3C),
+    "S02": (2, 0x21, 0x3C),
+    "S3": (4, 0, 0xFFFF),
+    "S03": (4, 0, 0xFFFF),
+    "SFE": (1, 0, 1),
+    "SA2": (1, 0, 1),
+    "SFB": (1, 0, 1),
+}
 
 
 def _line(text: str) -> bytes:
@@ -85,16 +95,17 @@ def set_register(reg: str, value: int | str) -> bytes:
             raise ValueError(f"register value must be 1..64 printable characters: {value!r}")
         text = value
     else:
-        digits = _REGISTER_DIGITS.get(reg)
-        high = 16**digits - 1 if digits else 0xFFFFFFFF
-        text = f"{_int(value, f'value of {reg}', 0, high):0{digits or 1}X}"
+        digits, low, high = _REGISTERS.get(reg, (1, 0, 0xFFFFFFFF))
+        text = f"{_int(value, f'value of {reg}', low, high):0{digits}X}"
     return _line(f"SKSREG {reg} {text}")
 
 
 def set_route_b_id(route_b_id: str) -> bytes:
     """`SKSETRBID <id>`: the 32-character B-route ID from the power company. Secret."""
-    if not isinstance(route_b_id, str) or len(route_b_id) != 32 or not _VISIBLE.fullmatch(
-        route_b_id
+    if (
+        not isinstance(route_b_id, str)
+        or len(route_b_id) != 32
+        or not _VISIBLE.fullmatch(route_b_id)
     ):
         raise ValueError("B-route ID must be 32 printable ASCII characters without spaces")
     return _line(f"SKSETRBID {route_b_id}")
@@ -123,12 +134,9 @@ def scan(
     _int(duration, "scan duration", 0, 14)
     _int(mode, "scan mode", 0, 3)
     _int(channel_mask, "channel mask", 0, 0xFFFFFFFF)
+    side = _side(side, dialect)
     text = f"SKSCAN {mode:X} {channel_mask:08X} {duration:X}"
-    if dialect.has_side:
-        text += f" {_side(side, dialect)}"
-    else:
-        _side(side, dialect)
-    return _line(text)
+    return _line(f"{text} {side}" if dialect.has_side else text)
 
 
 def link_local(mac: str) -> bytes:

@@ -13,9 +13,12 @@ ASCII; at most 4096 bytes are kept before a line end, so memory stays bounded.
 Counted payloads. ERXUDP data is either 2×len hex digits (WOPT 01) or len raw bytes, which
 may hold CR, LF, anything. With `hex_data=None` each ERXUDP decides: once its header (up to
 `<len> `) is in, the parser looks at the byte len positions further on: a CR there means
-binary (raw data cannot be followed by CR at that offset in hex mode, where it is a digit).
-The SKSENDTO echo is counted too: it stops at the space after the length field, so the
-unechoed payload's absence cannot glue the echo to the next line, CR LF after it or not.
+binary, since in hex mode that byte is a digit of the data. The SKSENDTO echo ends at the
+space after its length field (the payload is not echoed), so it is one Echo whether a CR LF
+follows it or the next line starts right away.
+
+Blocks. `EPANDESC` and its indented `  Key:Value` lines become one `PanDescriptor`, emitted
+when the first non-indented line arrives (that line is then read as usual) or at `flush()`.
 
 Errors are items, never exceptions. A malformed line becomes `Garbled(line, reason)` in its
 place in the stream and parsing goes on at the next line. Why: the parser sits under a
@@ -163,13 +166,15 @@ class AppVersion:
 
 @dataclass(frozen=True, slots=True)
 class Info:
-    """`EINFO`. `side` is None in the BP35A1 form (five fields, addr16 FFFE)."""
+    """`EINFO`. The fifth field is FFFE on the BP35A1 (no sides: `side` None) and the side
+    (0 or 1) on the BP35C series, which is how a host tells them apart; a six-field form
+    (short address, then side) is accepted too."""
 
     ip6: str
     mac: str
     channel: int
     pan_id: int
-    addr16: int
+    addr16: int | None
     side: int | None = None
 
 
@@ -626,13 +631,19 @@ class SkstackParser:
         fields = _fields(rest, "EINFO")
         if len(fields) not in (5, 6):
             raise _Bad(f"EINFO has {len(fields)} fields, not 5 (BP35A1) or 6 (BP35C2)")
-        side = _hex(fields[5], 1, "EINFO side") if len(fields) == 6 else None
+        if len(fields) == 6:
+            addr16 = _hex(fields[4], 4, "EINFO short address")
+            side = _hex(fields[5], 1, "EINFO side")
+        elif len(fields[4]) == 4:
+            addr16, side = _hex(fields[4], 4, "EINFO short address"), None  # BP35A1: FFFE
+        else:
+            addr16, side = None, _hex(fields[4], 1, "EINFO side")
         return Info(
             _ip6(fields[0], "EINFO address"),
             _hex_text(fields[1], 16, "EINFO MAC"),
             _hex(fields[2], 2, "EINFO channel"),
             _hex(fields[3], 4, "EINFO PAN ID"),
-            _hex(fields[4], 4, "EINFO short address"),
+            addr16,
             side,
         )
 
@@ -684,8 +695,10 @@ class SkstackParser:
         pair_id = None
         if "PairID" in values:
             pair_id, raw = values["PairID"]
-            if len(pair_id) != 8 or not _HEX.fullmatch(pair_id):
-                raise _Bad(f"EPANDESC PairID is not 8 hex digits: {pair_id!r}", raw)
+            # The last 8 characters of the B-route ID: hex in practice, but any printable
+            # ID is the power company's to choose, so only the length is checked.
+            if len(pair_id) != 8 or not pair_id.isprintable() or " " in pair_id:
+                raise _Bad(f"EPANDESC PairID is not 8 characters: {pair_id!r}", raw)
         return PanDescriptor(
             channel=read("Channel", 2),
             channel_page=read("Channel Page", 2),
@@ -709,9 +722,7 @@ _READERS = {
 }
 
 
-def parse_strict(
-    data: bytes, dialect: Dialect, *, hex_data: bool | None = None
-) -> list[Item]:
+def parse_strict(data: bytes, dialect: Dialect, *, hex_data: bool | None = None) -> list[Item]:
     """Parse a complete capture in one go: every line must be well formed and the last one
     ended. Raises `SkstackParseError` for the first that is not. For tests and logs."""
     parser = SkstackParser(dialect, hex_data=hex_data)
