@@ -1,0 +1,264 @@
+"""The embedded MQTT broker of the one-process deployment: amqtt, guarded by :mod:`.access`.
+
+``EmbeddedBroker(checker)`` runs an amqtt ``Broker`` on 127.0.0.1 (a free port by default)
+with exactly two plugins and nothing else (no anonymous plugin, no ``$SYS`` plugin):
+
+* ``CheckerAuthPlugin`` calls ``checker.authenticate(username, password)`` for each CONNECT;
+  no username (anonymous), an unknown user, a wrong password or a checker that raises gives
+  CONNACK return code 5 (not authorised) and the connection is closed.
+* ``AccessPlugin`` answers amqtt's topic checks with :func:`.access.may_publish`
+  (``PUBLISH``), :func:`.access.may_subscribe` (``SUBSCRIBE``) and :func:`.access.may_receive`
+  (``RECEIVE``, checked again for every delivery).
+
+How they are wired: amqtt 0.12 loads plugins from the ``plugins`` section of the broker config,
+a dict of dotted class path -> options; each options dict is turned into the plugin's inner
+``Config`` dataclass (dacite, strict). Options need not be strings, so the config carries the
+live :class:`_Gate` object (checker + the principal of each session) to both plugins: no
+entry points, no packaging metadata, no global state, several brokers per process.
+
+What amqtt 0.12 does with a refusal (checked by ``tests/server/test_broker.py``):
+
+* refused SUBSCRIBE: SUBACK return code 0x80 for that filter, no subscription is stored, so
+  nothing is delivered (and every delivery is checked again as ``RECEIVE``);
+* refused PUBLISH: MQTT 3.1.1 has no negative PUBACK. amqtt sends the PUBACK on receipt
+  (before the access check), then drops the message: it is neither delivered nor retained.
+  Mosquitto does the same for 3.1.1 clients. A device therefore cannot notice a refusal;
+  the broker logs it ("not allowed to publish");
+* a Will message is published by amqtt without any topic check, so the auth plugin drops
+  (clears) a Will whose topic the principal may not publish to, and the Will of any refused
+  CONNECT (amqtt copies the Will of a refused CONNECT onto an existing persistent session and
+  would send it when it closes the old connection). The CONNECT itself stands, as with
+  Mosquitto, which accepts such a Will and never sends it.
+
+Shared subscriptions: amqtt 0.12 does **not** support ``$share/<group>/...``: it would store
+the filter literally and never match it. So the embedded broker *refuses* ``$share``
+filters (SUBACK 0x80) instead of silently never delivering; the ingest subscribes plainly
+(``k/+/d``) when it runs against the embedded broker, which has one ingest anyway.
+
+Two amqtt weaknesses this module works around or leaves, so that the embedded broker is fit
+for the demo and single-host installs, and Mosquitto (:mod:`.mosquitto`) is the broker for
+anything reachable from the internet:
+
+* amqtt sends, on every CONNECT, the retained messages of *every* filter anyone has
+  subscribed to, unchecked, to the new client (a device would get other devices' retained
+  settings). ``_GuardedBroker`` overrides that step and only sends a client the retained
+  messages of filters it may subscribe to itself.
+* amqtt looks up and takes over a session by client id *before* authenticating, so a client
+  that knows another's client id can drop that client's connection (and, with a clean
+  session, its subscriptions) even with a wrong password. It cannot speak for it or read
+  its messages: the principal of a session is the one of its last successful CONNECT, and a
+  persistent session is never handed to another username (refused at CONNECT).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+from amqtt.broker import Broker
+from amqtt.contexts import Action
+from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
+from amqtt.session import Session
+
+from .access import CredentialChecker, Principal, may_publish, may_receive, may_subscribe
+
+__all__ = ["AccessPlugin", "CheckerAuthPlugin", "EmbeddedBroker"]
+
+_log = logging.getLogger(__name__)
+
+
+class _Gate:
+    """What both plugins of one broker share: the checker and each session's principal."""
+
+    def __init__(self, checker: CredentialChecker) -> None:
+        self.checker = checker
+        # Keyed by the identity of amqtt's Session object (which compares by value): a clean
+        # session is a new object per connection, a persistent one keeps its principal across
+        # reconnects and refused CONNECTs. An entry goes when its session is collected.
+        self._principals: dict[int, Principal] = {}
+
+    def principal_of(self, session: Session) -> Principal | None:
+        return self._principals.get(id(session))
+
+    def _bind(self, session: Session, principal: Principal) -> None:
+        key = id(session)
+        if key not in self._principals:
+            weakref.finalize(session, self._principals.pop, key, None)
+        self._principals[key] = principal
+
+    async def authenticate(self, session: Session) -> bool:
+        username, password = session.username, session.password
+        principal: Principal | None = None
+        if username is not None and password is not None:
+            try:
+                principal = await self.checker.authenticate(username, password)
+            except Exception:
+                _log.exception("credential check failed for %r; refusing", username)
+        if principal is not None:
+            previous = self.principal_of(session)
+            if previous is not None and previous != principal:
+                _log.warning(
+                    "%r may not take over the session %r of %r",
+                    principal.username,
+                    session.client_id,
+                    previous.username,
+                )
+                principal = None
+        if principal is not None and session.will_flag:
+            will_topic = session.will_topic or ""
+            if not may_publish(principal, will_topic):
+                # As Mosquitto does: the CONNECT stands, the Will is never sent.
+                _log.warning("%r may not set a Will on %r", principal.username, will_topic)
+                _clear_will(session)
+        if principal is None:
+            _log.info("CONNECT refused for %r (client id %r)", username, session.client_id)
+            _clear_will(session)
+            return False
+        self._bind(session, principal)
+        return True
+
+    def allowed(self, session: Session | None, topic: str | None, action: Action | None) -> bool:
+        if session is None or topic is None:
+            return False
+        principal = self.principal_of(session)
+        if principal is None:
+            return False
+        if action == Action.PUBLISH:
+            return may_publish(principal, topic)
+        if action == Action.SUBSCRIBE:
+            if topic.startswith("$share/"):
+                _log.warning("shared subscriptions are not supported by amqtt: %r", topic)
+                return False
+            return may_subscribe(principal, topic)
+        if action == Action.RECEIVE:
+            return may_receive(principal, topic)
+        return False
+
+
+def _clear_will(session: Session) -> None:
+    session.will_flag = False
+    session.will_topic = None
+    session.will_message = None
+    session.will_retain = False
+
+
+@dataclass
+class _GateConfig:
+    gate: Any = None
+
+
+class CheckerAuthPlugin(BaseAuthPlugin):
+    """amqtt authentication plugin: delegates to the :class:`.access.CredentialChecker`."""
+
+    Config = _GateConfig
+
+    async def authenticate(self, *, session: Session) -> bool | None:
+        gate: _Gate = self.config.gate
+        return await gate.authenticate(session)
+
+
+class AccessPlugin(BaseTopicPlugin):
+    """amqtt topic plugin: publish, subscribe and receive checks of :mod:`.access`."""
+
+    Config = _GateConfig
+
+    async def topic_filtering(
+        self,
+        *,
+        session: Session | None = None,
+        topic: str | None = None,
+        action: Action | None = None,
+    ) -> bool | None:
+        gate: _Gate = self.config.gate
+        return gate.allowed(session, topic, action)
+
+
+class _GuardedBroker(Broker):
+    """amqtt's Broker, minus the unchecked send of other clients' retained messages."""
+
+    async def _publish_retained_messages_for_subscription(
+        self, subscription: tuple[str, int], session: Session
+    ) -> None:
+        # Called after a granted SUBSCRIBE (passes) and, on every CONNECT, once for each
+        # filter held by *any* client (only the client's own kind of filters pass). Under
+        # the access rules, a filter a principal may subscribe to only matches topics it
+        # may receive.
+        if await self._topic_filtering(session, subscription[0], Action.SUBSCRIBE):
+            await super()._publish_retained_messages_for_subscription(subscription, session)
+
+
+def _bind_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class EmbeddedBroker:
+    """An amqtt broker on ``host:port`` (port 0: a free one), admitting only what
+    :mod:`.access` allows.
+
+    ``async with EmbeddedBroker(checker) as broker: ... broker.port, broker.url``
+    """
+
+    def __init__(self, checker: CredentialChecker, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.host = host
+        self._requested_port = port
+        self._port: int | None = None
+        self._gate = _Gate(checker)
+        self._broker: Broker | None = None
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("the broker is not started")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"mqtt://{host}:{self.port}"
+
+    def _config(self) -> dict[str, Any]:
+        plugin_options = {"gate": self._gate}
+        return {
+            "listeners": {
+                "default": {
+                    "type": "tcp",
+                    "bind": _bind_address(self.host, self._requested_port),
+                },
+            },
+            "plugins": {
+                f"{__name__}.CheckerAuthPlugin": plugin_options,
+                f"{__name__}.AccessPlugin": plugin_options,
+            },
+        }
+
+    async def start(self) -> None:
+        if self._broker is not None:
+            raise RuntimeError("the broker is already started")
+        broker = _GuardedBroker(self._config(), loop=asyncio.get_running_loop())
+        await broker.start()
+        self._broker = broker
+        server = broker._servers["default"].instance  # amqtt keeps no public handle
+        self._port = server.sockets[0].getsockname()[1]
+        _log.info("embedded MQTT broker listening on %s", self.url)
+
+    async def stop(self) -> None:
+        broker, self._broker = self._broker, None
+        if broker is not None:
+            await broker.shutdown()
+        self._port = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
