@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import broute, demo, echonet, meter, sim
+from . import broute, demo, echonet, gateway, meter, server, sim
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -14,6 +14,8 @@ app = typer.Typer(
 app.add_typer(echonet.app, name="echonet")
 app.add_typer(meter.app, name="meter")
 app.add_typer(broute.app, name="broute")
+app.add_typer(gateway.app, name="gateway")
+app.add_typer(server.app, name="server")
 app.add_typer(sim.app, name="sim")
 app.command("demo")(demo.demo)
 

@@ -1,0 +1,175 @@
+"""`kenshin server ...`: run the server, migrate its database, make the first administrator.
+
+Settings come from defaults, then ``--config FILE`` (or ``$KENSHIN_CONFIG``), then
+``KENSHIN_*`` environment variables, then these options (see `kenshin.server.settings`).
+Exit codes: 0 done, 1 failed, 2 bad settings or usage.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(
+    no_args_is_help=True,
+    help="The Kenshin server: REST API, device management and metering.",
+    add_completion=False,
+)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="TOML settings file (default: $KENSHIN_CONFIG). Environment variables win.",
+        dir_okay=False,
+    ),
+]
+
+
+def _settings(config: Path | None, **overrides: Any):
+    from kenshin.server.settings import SettingsError, load_settings
+
+    try:
+        return load_settings(config, **overrides)
+    except SettingsError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    # Alembic's own chatter; kenshin.server.db logs the migrations it applies.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def _redacted(url: str) -> str:
+    from sqlalchemy import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening socket; port 0 takes a free one, with no window for anyone to steal it."""
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+    return socket.create_server((host, port), family=family, backlog=2048)
+
+
+@app.command("run")
+def run(
+    config: ConfigOption = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[
+        int | None, typer.Option(min=0, max=65535, help="Port to listen on; 0 picks a free one.")
+    ] = None,
+) -> None:
+    """Run the server until Ctrl-C; print its URL once it listens."""
+    import uvicorn
+
+    from kenshin.server.app import create_app
+    from kenshin.server.security import SecretKeyError
+
+    settings = _settings(config, host=host, port=port)
+    _configure_logging(settings.log_level)
+    try:
+        application = create_app(settings)
+    except SecretKeyError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    if application.state.secret_key_generated:
+        typer.echo(
+            f"Generated a new secret key in {application.state.secret_key_source}: keep it "
+            "with the database; without it stored B-route credentials cannot be read."
+        )
+    try:
+        sock = _bind(settings.host, settings.port)
+    except OSError as err:
+        typer.echo(f"error: cannot listen on {settings.host}:{settings.port}: {err}", err=True)
+        raise typer.Exit(1) from None
+    bound_port = sock.getsockname()[1]
+    shown_host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    url = f"http://{shown_host}:{bound_port}"
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                typer.echo(f"Kenshin server listening on {url}  (API docs: {url}/api/v1/docs)")
+                typer.echo(f"database {_redacted(settings.database_url)}; Ctrl-C stops.")
+
+    server = Server(
+        uvicorn.Config(application, log_level=settings.log_level, lifespan="on", access_log=False)
+    )
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass  # uvicorn re-raises the Ctrl-C it shut down gracefully for
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            typer.echo("error: the server did not start (see the log above)", err=True)
+            raise typer.Exit(1) from None
+    finally:
+        sock.close()
+    if not server.started:
+        raise typer.Exit(1)
+
+
+@app.command("migrate")
+def migrate_command(config: ConfigOption = None) -> None:
+    """Bring the database to the newest schema (the server also does this when it starts)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from kenshin.server.db import migrate
+
+    settings = _settings(config)
+    _configure_logging("warning")
+    try:
+        revision = migrate(settings.database_url)
+    except SQLAlchemyError as err:
+        typer.echo(f"error: {_redacted(settings.database_url)}: {err}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"database {_redacted(settings.database_url)} is at revision {revision}")
+
+
+@app.command("create-admin")
+def create_admin(
+    email: Annotated[str, typer.Option(help="The administrator's email (login name).")],
+    password: Annotated[
+        str | None, typer.Option(help="The password (asked for if omitted; 8 characters or more).")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Make (or reset) a platform administrator, who can then create tenants."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from kenshin.server.bootstrap import ensure_admin
+    from kenshin.server.db import make_engine, migrate
+
+    settings = _settings(config)
+    if "@" not in email:
+        typer.echo("error: --email must be an email address", err=True)
+        raise typer.Exit(2)
+    if password is None:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if len(password) < 8:
+        typer.echo("error: the password needs 8 characters or more", err=True)
+        raise typer.Exit(2)
+    _configure_logging("warning")
+    engine = make_engine(settings.database_url)
+    try:
+        migrate(engine)
+        user_id, created = ensure_admin(engine, email, password)
+    except ValueError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from None
+    except SQLAlchemyError as err:
+        typer.echo(f"error: {_redacted(settings.database_url)}: {err}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+    what = "created" if created else "updated (new password, enabled)"
+    typer.echo(f"platform administrator {email.strip().lower()} (id {user_id}) {what}")

@@ -1,0 +1,1 @@
+"""The Kenshin server: device management, metering, REST API and control panel."""

@@ -1,0 +1,212 @@
+"""Tenants, users, sessions, API keys and the audit log: the queries the routers and the
+bootstrap share. Every function takes an open `Connection` and leaves the transaction to
+the caller; tenant-owned rows are always looked up together with their tenant.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Row, and_, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from . import schema as s
+from .security import NewApiKey, generate_api_key, hash_password, hash_token, new_session_token
+
+__all__ = [
+    "AlreadyExists",
+    "audit",
+    "count_enabled_admins",
+    "end_session",
+    "end_user_sessions",
+    "find_api_key",
+    "find_session_user",
+    "get_tenant",
+    "get_user",
+    "insert_api_key",
+    "insert_tenant",
+    "insert_user",
+    "normalize_email",
+    "start_session",
+    "touch_api_key",
+    "touch_session",
+]
+
+
+class AlreadyExists(Exception):
+    """A unique name (tenant name, email) is taken; roll the transaction back."""
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def audit(
+    conn: Connection,
+    actor: str,
+    action: str,
+    *,
+    target: str | None = None,
+    tenant_id: int | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    conn.execute(
+        insert(s.audit_log).values(
+            tenant_id=tenant_id, actor=actor, action=action, target=target, detail=detail
+        )
+    )
+
+
+def _insert(conn: Connection, table, what: str, **values: Any) -> Row:
+    # No savepoint: pysqlite's transaction handling makes SAVEPOINT unsafe on SQLite. After
+    # AlreadyExists the caller rolls back (on PostgreSQL the transaction is spent anyway).
+    try:
+        return _insert_row(conn, table, **values)
+    except IntegrityError as err:
+        raise AlreadyExists(what) from err
+
+
+def _insert_row(conn: Connection, table, **values: Any) -> Row:
+    # Not RETURNING: SQLite before 3.35 (still shipped by some distributions) lacks it.
+    key = conn.execute(insert(table).values(**values)).inserted_primary_key
+    return conn.execute(select(table).where(table.c.id == key[0])).one()
+
+
+# ---------------------------------------------------------------- tenants
+
+
+def insert_tenant(conn: Connection, name: str, kind: str) -> Row:
+    if kind not in s.TENANT_KINDS:
+        raise ValueError(f"tenant kind must be one of {', '.join(s.TENANT_KINDS)}")
+    return _insert(conn, s.tenants, f"a tenant named {name!r} exists", name=name, kind=kind)
+
+
+def get_tenant(conn: Connection, tenant_id: int) -> Row | None:
+    return conn.execute(select(s.tenants).where(s.tenants.c.id == tenant_id)).one_or_none()
+
+
+# ---------------------------------------------------------------- users
+
+
+def insert_user(
+    conn: Connection, *, tenant_id: int | None, email: str, password: str, role: str
+) -> Row:
+    if role not in s.ROLES:
+        raise ValueError(f"role must be one of {', '.join(s.ROLES)}")
+    return _insert(
+        conn,
+        s.users,
+        "that email is already in use",
+        tenant_id=tenant_id,
+        email=normalize_email(email),
+        password_hash=hash_password(password),
+        role=role,
+    )
+
+
+def get_user(conn: Connection, user_id: int, tenant_id: int) -> Row | None:
+    """The user, if it belongs to `tenant_id`."""
+    return conn.execute(
+        select(s.users).where(s.users.c.id == user_id, s.users.c.tenant_id == tenant_id)
+    ).one_or_none()
+
+
+def count_enabled_admins(conn: Connection, tenant_id: int) -> int:
+    return conn.execute(
+        select(func.count())
+        .select_from(s.users)
+        .where(
+            s.users.c.tenant_id == tenant_id,
+            s.users.c.role == "admin",
+            s.users.c.disabled.is_(False),
+        )
+    ).scalar_one()
+
+
+# ---------------------------------------------------------------- sessions
+
+
+def start_session(conn: Connection, user_id: int, lifetime: timedelta) -> str:
+    """A new session for `user_id`; returns the cookie's token (only its hash is stored)."""
+    now = s.utcnow()
+    conn.execute(
+        delete(s.user_sessions).where(
+            s.user_sessions.c.user_id == user_id, s.user_sessions.c.expires_at <= now
+        )
+    )
+    token, token_hash = new_session_token()
+    conn.execute(
+        insert(s.user_sessions).values(
+            id=token_hash, user_id=user_id, created_at=now, expires_at=now + lifetime
+        )
+    )
+    return token
+
+
+def find_session_user(conn: Connection, token: str, now: datetime) -> Row | None:
+    """(session id, last_seen_at, user columns...) for a live session of an enabled user."""
+    return conn.execute(
+        select(
+            s.user_sessions.c.id.label("session_id"),
+            s.user_sessions.c.last_seen_at,
+            s.users.c.id,
+            s.users.c.tenant_id,
+            s.users.c.email,
+            s.users.c.role,
+        )
+        .join(s.users, s.users.c.id == s.user_sessions.c.user_id)
+        .where(
+            s.user_sessions.c.id == hash_token(token),
+            s.user_sessions.c.expires_at > now,
+            s.users.c.disabled.is_(False),
+        )
+    ).one_or_none()
+
+
+def end_session(conn: Connection, token: str) -> bool:
+    result = conn.execute(delete(s.user_sessions).where(s.user_sessions.c.id == hash_token(token)))
+    return result.rowcount > 0
+
+
+def end_user_sessions(conn: Connection, user_id: int) -> None:
+    conn.execute(delete(s.user_sessions).where(s.user_sessions.c.user_id == user_id))
+
+
+def touch_session(conn: Connection, session_id: str, now: datetime) -> None:
+    conn.execute(
+        update(s.user_sessions).where(s.user_sessions.c.id == session_id).values(last_seen_at=now)
+    )
+
+
+# ---------------------------------------------------------------- API keys
+
+
+def insert_api_key(conn: Connection, tenant_id: int, name: str, role: str) -> tuple[Row, str]:
+    """A new key row and the full key (to show once)."""
+    if role not in s.API_KEY_ROLES:
+        raise ValueError(f"role must be one of {', '.join(s.API_KEY_ROLES)}")
+    new: NewApiKey = generate_api_key()
+    row = _insert_row(
+        conn,
+        s.api_keys,
+        tenant_id=tenant_id,
+        name=name,
+        prefix=new.prefix,
+        key_hash=new.key_hash,
+        role=role,
+    )
+    return row, new.key
+
+
+def find_api_key(conn: Connection, key: str) -> Row | None:
+    """The live (not revoked) key row for a presented key."""
+    return conn.execute(
+        select(s.api_keys).where(
+            and_(s.api_keys.c.key_hash == hash_token(key), s.api_keys.c.revoked_at.is_(None))
+        )
+    ).one_or_none()
+
+
+def touch_api_key(conn: Connection, key_id: int, now: datetime) -> None:
+    conn.execute(update(s.api_keys).where(s.api_keys.c.id == key_id).values(last_used_at=now))

@@ -1,0 +1,68 @@
+"""`create_app(settings)`: the server as an ASGI application.
+
+Everything the application needs hangs off ``app.state`` (no module globals): `settings`,
+the SQLAlchemy `engine`, the `credential_box` for B-route credentials at rest, and
+`secret_key_source` / `secret_key_generated` (where the key came from; made just now?). Starting the
+application migrates the database (unless ``auto_migrate`` is off); stopping it disposes
+of the engine's connections.
+
+Other parts add their routers to the returned application, e.g.
+``app.include_router(devices.router, prefix=API_PREFIX)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio.to_thread
+from fastapi import FastAPI
+
+import kenshin
+
+from .api import API_PREFIX, api_router
+from .api.health import router as health_router
+from .db import make_engine, migrate
+from .problems import install_problem_handlers
+from .security import CredentialBox, load_secret_key
+from .settings import Settings, load_settings
+
+__all__ = ["API_PREFIX", "create_app"]
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The server application for `settings` (default: from the environment)."""
+    settings = settings if settings is not None else load_settings()
+    secret = load_secret_key(
+        settings.secret_key.get_secret_value() if settings.secret_key else None,
+        settings.secret_key_path,
+    )
+    engine = make_engine(settings.database_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            if settings.auto_migrate:
+                await anyio.to_thread.run_sync(migrate, engine)
+            yield
+        finally:
+            engine.dispose()
+
+    app = FastAPI(
+        title="Kenshin",
+        version=getattr(kenshin, "__version__", "0"),
+        summary="Smart-meter B-route data, from the meter to the businesses that need it.",
+        lifespan=lifespan,
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.secret_key_source = secret.source
+    app.state.secret_key_generated = secret.generated
+    app.state.credential_box = CredentialBox(secret.key)
+    install_problem_handlers(app)
+    app.include_router(health_router)
+    app.include_router(api_router())
+    return app

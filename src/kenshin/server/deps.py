@@ -1,0 +1,181 @@
+"""Request dependencies: the database connection, who is asking, and for which tenant.
+
+- `Conn`: one connection per request inside one transaction, committed when the handler
+  returns, rolled back when it raises, and in both cases *before* the response is sent.
+- `CurrentPrincipal`: from ``Authorization: Bearer <api key>`` if that header is present,
+  otherwise from the session cookie; 401 if neither is valid.
+- `require_role("operator")`: the principal, if its role includes operator
+  (admin ⊃ operator ⊃ viewer); 403 otherwise.
+- `TenantId`: the tenant the request acts on. A tenant's principal always acts on its
+  own tenant; a platform administrator (no tenant) names one with ``?tenant_id=``.
+  Another tenant's id, like any other tenant's row, is answered with 404.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated, Literal
+
+from fastapi import Depends, Query, Request
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Connection, Engine
+
+from . import accounts
+from .problems import Problem
+from .schema import utcnow
+from .security import CredentialBox
+from .settings import Settings
+
+__all__ = [
+    "ROLE_RANK",
+    "SESSION_COOKIE",
+    "Conn",
+    "CurrentPrincipal",
+    "Principal",
+    "TenantId",
+    "current_principal",
+    "get_conn",
+    "get_credential_box",
+    "get_engine",
+    "get_settings",
+    "require_platform_admin",
+    "require_role",
+    "tenant_scope",
+]
+
+SESSION_COOKIE = "kenshin_session"
+ROLE_RANK = {"viewer": 0, "operator": 1, "admin": 2}
+Role = Literal["admin", "operator", "viewer"]
+
+# Writing last_used_at / last_seen_at on every request would turn reads into writes.
+_TOUCH_EVERY = timedelta(seconds=60)
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_engine(request: Request) -> Engine:
+    return request.app.state.engine
+
+
+def get_credential_box(request: Request) -> CredentialBox:
+    return request.app.state.credential_box
+
+
+def get_conn(request: Request) -> Iterator[Connection]:
+    with request.app.state.engine.begin() as conn:
+        yield conn
+
+
+# scope="function": commit (or roll back) before the response goes out, so a client never
+# sees success for a transaction that then fails to commit.
+Conn = Annotated[Connection, Depends(get_conn, scope="function")]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking: a user (by session cookie) or an API key (by bearer token)."""
+
+    kind: Literal["user", "api_key"]
+    id: int
+    tenant_id: int | None  # None: a platform administrator
+    role: Role
+    name: str  # the user's email, or the API key's name
+
+    @property
+    def actor(self) -> str:
+        """How the audit log names this principal: ``user:3`` or ``api_key:7``."""
+        return f"{self.kind}:{self.id}"
+
+    @property
+    def is_platform_admin(self) -> bool:
+        return self.tenant_id is None and self.role == "admin"
+
+    def has_role(self, role: str) -> bool:
+        return ROLE_RANK[self.role] >= ROLE_RANK[role]
+
+
+_bearer = HTTPBearer(
+    auto_error=False, bearerFormat="ksk_…", description="An API key made under /api/v1/api-keys"
+)
+_session_cookie = APIKeyCookie(
+    name=SESSION_COOKIE, auto_error=False, description="Set by POST /api/v1/auth/login"
+)
+
+
+def _unauthorized(detail: str) -> Problem:
+    return Problem(401, detail, headers={"WWW-Authenticate": 'Bearer realm="kenshin"'})
+
+
+def current_principal(
+    request: Request,
+    conn: Conn,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    session_token: Annotated[str | None, Depends(_session_cookie)],
+) -> Principal:
+    now = utcnow()
+    if "authorization" in request.headers:
+        if bearer is None:
+            raise _unauthorized("the Authorization header must be 'Bearer <api key>'")
+        key = accounts.find_api_key(conn, bearer.credentials)
+        if key is None:
+            raise _unauthorized("unknown or revoked API key")
+        if key.last_used_at is None or now - key.last_used_at > _TOUCH_EVERY:
+            accounts.touch_api_key(conn, key.id, now)
+        return Principal("api_key", key.id, key.tenant_id, key.role, key.name)
+    if session_token:
+        user = accounts.find_session_user(conn, session_token, now)
+        if user is None:
+            raise _unauthorized("the session has ended; log in again")
+        if user.last_seen_at is None or now - user.last_seen_at > _TOUCH_EVERY:
+            accounts.touch_session(conn, user.session_id, now)
+        return Principal("user", user.id, user.tenant_id, user.role, user.email)
+    raise _unauthorized("authentication required: log in, or send 'Bearer <api key>'")
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def require_role(role: Role) -> Callable[[Principal], Principal]:
+    """A dependency giving the principal if its role includes `role`, else 403."""
+    if role not in ROLE_RANK:
+        raise ValueError(f"unknown role {role!r}")
+
+    def check(principal: CurrentPrincipal) -> Principal:
+        if not principal.has_role(role):
+            raise Problem(403, f"this needs the {role} role; you have {principal.role}")
+        return principal
+
+    check.__name__ = f"require_{role}"
+    return check
+
+
+def require_platform_admin(principal: CurrentPrincipal) -> Principal:
+    if not principal.is_platform_admin:
+        raise Problem(403, "platform administrators only")
+    return principal
+
+
+def tenant_scope(
+    principal: CurrentPrincipal,
+    conn: Conn,
+    tenant_id: Annotated[
+        int | None,
+        Query(description="Platform administrators only: the tenant to act on."),
+    ] = None,
+) -> int:
+    if principal.tenant_id is not None:
+        if tenant_id is not None and tenant_id != principal.tenant_id:
+            raise Problem(404, "no such tenant")
+        return principal.tenant_id
+    if tenant_id is None:
+        raise Problem(400, "a platform administrator names the tenant: ?tenant_id=")
+    if accounts.get_tenant(conn, tenant_id) is None:
+        raise Problem(404, "no such tenant")
+    return tenant_id
+
+
+TenantId = Annotated[int, Depends(tenant_scope)]

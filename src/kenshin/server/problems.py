@@ -1,0 +1,145 @@
+"""Errors as RFC 9457 problem details (``application/problem+json``), one format for all.
+
+Handlers return ``raise Problem(404, "no such user")``, or FastAPI's `HTTPException`; both,
+request validation errors (422, with an ``errors`` list that never echoes the input, which
+may be a password) and unexpected exceptions (500, no detail) come out as::
+
+    {"type": "about:blank", "title": "Not Found", "status": 404, "detail": "no such user"}
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+__all__ = [
+    "PROBLEM_JSON",
+    "PROBLEM_RESPONSES",
+    "Problem",
+    "ProblemDetail",
+    "install_problem_handlers",
+    "problem_response",
+]
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class ProblemDetail(BaseModel):
+    """RFC 9457 problem details (the OpenAPI description of every error body)."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+
+
+def _responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {
+        s: {
+            "model": ProblemDetail,
+            "description": HTTPStatus(s).phrase,
+            "content": {PROBLEM_JSON: {}},
+        }
+        for s in statuses
+    }
+
+
+# For `APIRouter(responses=...)`: the errors every authenticated endpoint may answer.
+PROBLEM_RESPONSES = _responses(401, 403, 404, 422)
+
+
+class Problem(Exception):
+    """An error to answer with: status, a human-readable `detail`, optional extensions."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str | None = None,
+        *,
+        title: str | None = None,
+        type: str = "about:blank",
+        headers: dict[str, str] | None = None,
+        **extensions: Any,
+    ) -> None:
+        super().__init__(detail or title or HTTPStatus(status).phrase)
+        self.status = status
+        self.detail = detail
+        self.title = title
+        self.type = type
+        self.headers = headers
+        self.extensions = extensions
+
+
+def problem_response(
+    status: int,
+    detail: str | None = None,
+    *,
+    title: str | None = None,
+    type: str = "about:blank",
+    headers: dict[str, str] | None = None,
+    **extensions: Any,
+) -> JSONResponse:
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Error"
+    body: dict[str, Any] = {"type": type, "title": title or phrase, "status": status}
+    if detail is not None:
+        body["detail"] = detail
+    body.update(extensions)
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+async def _on_problem(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, Problem)
+    return problem_response(
+        exc.status,
+        exc.detail,
+        title=exc.title,
+        type=exc.type,
+        headers=exc.headers,
+        **exc.extensions,
+    )
+
+
+async def _on_http_exception(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else None
+    if detail == HTTPStatus(exc.status_code).phrase:
+        detail = None
+    return problem_response(exc.status_code, detail, headers=getattr(exc, "headers", None))
+
+
+async def _on_validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {
+            "loc": list(e.get("loc", ())),
+            "msg": str(e.get("msg", "")),
+            "type": str(e.get("type", "")),
+        }
+        for e in exc.errors()
+    ]
+    where = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors[:5])
+    return problem_response(422, f"invalid request: {where}", errors=errors)
+
+
+async def _on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error", exc_info=exc)
+    return problem_response(500, "an unexpected error; it has been logged")
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(Problem, _on_problem)
+    app.add_exception_handler(StarletteHTTPException, _on_http_exception)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(Exception, _on_unexpected)

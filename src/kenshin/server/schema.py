@@ -1,0 +1,396 @@
+"""The server's database schema: SQLAlchemy Core tables, the one source of truth.
+
+Every change here needs a migration in `migrations/versions/` that makes a database equal
+to this metadata; `tests/server/test_migrations.py` compares the two on SQLite and
+PostgreSQL.
+
+Conventions:
+- ids are 64-bit integers on PostgreSQL and SQLite's 64-bit `INTEGER PRIMARY KEY` rowid;
+- timestamps are `UTCDateTime`: timezone-aware UTC in Python, `timestamptz` on PostgreSQL,
+  fixed-width ISO-8601 text in UTC on SQLite (``2025-01-31 15:00:00.000000``), which sorts
+  and compares like the instants it names (compare with bound Python datetimes, never
+  with SQL's CURRENT_TIMESTAMP, whose SQLite text has another shape);
+- enumerations are short strings guarded by CHECK constraints (portable, easy to migrate);
+- tenant-owned rows that point at other tenant-owned rows use composite foreign keys
+  `(row_id, tenant_id)`, so the database itself refuses to tie one tenant's meter to
+  another tenant's site or gateway (invariant 3).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    false,
+    text,
+)
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+__all__ = [
+    "API_KEY_ROLES",
+    "COMMAND_STATES",
+    "GATEWAY_STATES",
+    "METER_LINKS",
+    "READING_SOURCES",
+    "ROLES",
+    "SEVERITIES",
+    "TENANT_KINDS",
+    "Id",
+    "JSONDoc",
+    "UTCDateTime",
+    "api_keys",
+    "audit_log",
+    "commands",
+    "events",
+    "gateways",
+    "ingest_progress",
+    "metadata",
+    "meters",
+    "quarantine",
+    "readings_fixed",
+    "readings_instant",
+    "settings",
+    "sites",
+    "tenants",
+    "user_sessions",
+    "users",
+    "utcnow",
+]
+
+TENANT_KINDS = ("retailer", "generator", "aggregator")
+ROLES = ("admin", "operator", "viewer")  # each includes the powers of those after it
+API_KEY_ROLES = ROLES
+GATEWAY_STATES = ("unclaimed", "never_seen", "working", "lost_contact", "meter_link_down")
+METER_LINKS = ("wisun", "udp")
+SEVERITIES = ("info", "warning", "error", "critical")
+COMMAND_STATES = ("pending", "sent", "done", "failed", "expired")
+READING_SOURCES = ("measured", "refill")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An instant: aware UTC datetimes in and out, on every backend.
+
+    Naive datetimes are refused (their zone is a guess). On SQLite the value is stored as
+    naive UTC text of fixed width, so `<`, `>`, `BETWEEN`, `ORDER BY` and `max()` agree
+    with time order.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: timestamps must carry a timezone")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+# 64-bit ids; on SQLite a plain INTEGER so the column is the rowid and auto-increments.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+# JSON documents: jsonb on PostgreSQL (indexable, compact), JSON text elsewhere.
+JSONDoc = JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+
+def _one_of(column: str, values: tuple[str, ...], name: str | None = None) -> CheckConstraint:
+    listed = ", ".join(f"'{v}'" for v in values)
+    return CheckConstraint(f"{column} IN ({listed})", name=name or column)
+
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _id() -> Column[Any]:
+    return Column("id", Id, primary_key=True, autoincrement=True)
+
+
+def _created_at() -> Column[Any]:
+    return Column("created_at", UTCDateTime(), nullable=False, default=utcnow)
+
+
+tenants = Table(
+    "tenants",
+    metadata,
+    _id(),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),
+    _created_at(),
+    _one_of("kind", TENANT_KINDS),
+)
+
+users = Table(
+    "users",
+    metadata,
+    _id(),
+    # NULL: a platform administrator, who belongs to no tenant and must be an admin.
+    Column("tenant_id", Id, ForeignKey("tenants.id"), nullable=True, index=True),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("role", String(16), nullable=False),
+    _created_at(),
+    Column("disabled", Boolean(), nullable=False, default=False, server_default=false()),
+    _one_of("role", ROLES),
+    CheckConstraint("email = lower(email)", name="email_lower"),
+    CheckConstraint("tenant_id IS NOT NULL OR role = 'admin'", name="platform_user_is_admin"),
+)
+
+# Web sessions: the cookie holds a random token; the row holds only its SHA-256.
+user_sessions = Table(
+    "user_sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),  # hex SHA-256 of the cookie's token
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    _created_at(),
+    Column("expires_at", UTCDateTime(), nullable=False, index=True),
+    Column("last_seen_at", UTCDateTime(), nullable=True),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    _id(),
+    Column("tenant_id", Id, ForeignKey("tenants.id"), nullable=False, index=True),
+    Column("name", String(100), nullable=False),
+    Column("prefix", String(8), nullable=False),  # the 8 characters after "ksk_", shown
+    Column("key_hash", String(64), nullable=False, unique=True),  # hex SHA-256 of the key
+    Column("role", String(16), nullable=False),
+    _created_at(),
+    Column("last_used_at", UTCDateTime(), nullable=True),
+    Column("revoked_at", UTCDateTime(), nullable=True),
+    _one_of("role", API_KEY_ROLES),
+)
+
+sites = Table(
+    "sites",
+    metadata,
+    _id(),
+    Column("tenant_id", Id, ForeignKey("tenants.id"), nullable=False),
+    Column("customer_id", String(64), nullable=False),
+    Column("service_code", String(11), nullable=False),
+    Column("address", String(500), nullable=True),
+    Column("phone", String(32), nullable=True),
+    Column("name", String(200), nullable=True),
+    _created_at(),
+    UniqueConstraint("tenant_id", "customer_id"),
+    UniqueConstraint("tenant_id", "service_code"),
+    UniqueConstraint("id", "tenant_id"),  # target of the composite tenant-safe FKs
+    # "pss" and eight digits, case-sensitive, with functions both SQLite and PostgreSQL have.
+    CheckConstraint(
+        "substr(service_code, 1, 3) = 'pss' AND length(service_code) = 11 "
+        "AND ltrim(substr(service_code, 4), '0123456789') = ''",
+        name="service_code_format",
+    ),
+)
+
+gateways = Table(
+    "gateways",
+    metadata,
+    _id(),
+    Column("serial", String(64), nullable=False, unique=True),
+    Column("model", String(64), nullable=False),
+    Column("public_key", LargeBinary(), nullable=False),  # raw Ed25519 public key, 32 bytes
+    Column("claim_code_hash", String(255), nullable=True),
+    Column("tenant_id", Id, ForeignKey("tenants.id"), nullable=True),
+    Column("site_id", Id, nullable=True),
+    Column("mqtt_username", String(64), nullable=True, unique=True),
+    Column("mqtt_password_hash", String(255), nullable=True),
+    Column("state", String(16), nullable=False, default="unclaimed", server_default="unclaimed"),
+    Column("state_since", UTCDateTime(), nullable=False, default=utcnow),
+    Column("last_seen_at", UTCDateTime(), nullable=True),
+    Column("settings_version_applied", Integer(), nullable=True),
+    _created_at(),
+    ForeignKeyConstraint(["site_id", "tenant_id"], ["sites.id", "sites.tenant_id"]),
+    UniqueConstraint("id", "tenant_id"),
+    Index(None, "tenant_id", "state"),
+    Index(None, "site_id"),
+    _one_of("state", GATEWAY_STATES),
+    CheckConstraint("length(public_key) = 32", name="public_key_ed25519"),
+    CheckConstraint("tenant_id IS NOT NULL OR state = 'unclaimed'", name="claimed_has_tenant"),
+    CheckConstraint("site_id IS NULL OR tenant_id IS NOT NULL", name="site_has_tenant"),
+)
+
+meters = Table(
+    "meters",
+    metadata,
+    _id(),
+    Column("tenant_id", Id, ForeignKey("tenants.id"), nullable=False),
+    Column("site_id", Id, nullable=False),
+    Column("gateway_id", Id, nullable=True),
+    Column("serial", String(64), nullable=True),
+    Column("link", String(8), nullable=False),
+    Column("udp_host", String(255), nullable=True),
+    # AES-GCM sealed (kenshin.server.security.CredentialBox), bound to the meter's id.
+    Column("broute_id_enc", LargeBinary(), nullable=True),
+    Column("broute_password_enc", LargeBinary(), nullable=True),
+    Column("coefficient", Integer(), nullable=True),  # EPC 0xD3
+    Column("unit_code", SmallInteger(), nullable=True),  # EPC 0xE1
+    Column("digits", SmallInteger(), nullable=True),  # EPC 0xD7
+    _created_at(),
+    ForeignKeyConstraint(["site_id", "tenant_id"], ["sites.id", "sites.tenant_id"]),
+    ForeignKeyConstraint(["gateway_id", "tenant_id"], ["gateways.id", "gateways.tenant_id"]),
+    UniqueConstraint("tenant_id", "serial"),
+    Index(None, "site_id"),
+    Index(None, "gateway_id"),
+    _one_of("link", METER_LINKS),
+    CheckConstraint("link <> 'udp' OR udp_host IS NOT NULL", name="udp_has_host"),
+)
+
+settings = Table(
+    "settings",
+    metadata,
+    _id(),
+    Column("tenant_id", Id, ForeignKey("tenants.id"), nullable=False),
+    Column("gateway_id", Id, nullable=True),  # NULL: the tenant's default settings
+    Column("version", Integer(), nullable=False),
+    Column("values", JSONDoc, nullable=False),
+    _created_at(),
+    Column("created_by", Id, ForeignKey("users.id"), nullable=True),
+    ForeignKeyConstraint(["gateway_id", "tenant_id"], ["gateways.id", "gateways.tenant_id"]),
+    UniqueConstraint("tenant_id", "gateway_id", "version"),
+    # NULLs are distinct in UNIQUE, so tenant defaults need their own partial index.
+    Index(
+        "uq_settings_tenant_default_version",
+        "tenant_id",
+        "version",
+        unique=True,
+        sqlite_where=text("gateway_id IS NULL"),
+        postgresql_where=text("gateway_id IS NULL"),
+    ),
+    Index(None, "gateway_id"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    _id(),
+    Column("tenant_id", Id, ForeignKey("tenants.id"), nullable=True),
+    Column("actor", String(64), nullable=False),  # "user:3", "api_key:7" or "system"
+    Column("action", String(64), nullable=False),  # "user.create", "api_key.revoke", ...
+    Column("target", String(128), nullable=True),  # "user:12", "tenant:2", ...
+    Column("detail", JSONDoc, nullable=True),
+    Column("at", UTCDateTime(), nullable=False, default=utcnow),
+    Index(None, "tenant_id", "at"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    _id(),
+    Column("tenant_id", Id, ForeignKey("tenants.id"), nullable=True),
+    Column("gateway_id", Id, ForeignKey("gateways.id"), nullable=True),
+    Column("meter_id", Id, ForeignKey("meters.id"), nullable=True),
+    Column("code", String(64), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("detail", JSONDoc, nullable=True),
+    Column("at", UTCDateTime(), nullable=False, default=utcnow),
+    Index(None, "tenant_id", "at"),
+    Index(None, "gateway_id", "at"),
+    Index(None, "meter_id", "at"),
+    _one_of("severity", SEVERITIES),
+)
+
+commands = Table(
+    "commands",
+    metadata,
+    _id(),
+    Column("tenant_id", Id, ForeignKey("tenants.id"), nullable=False),
+    Column("gateway_id", Id, nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("args", JSONDoc, nullable=True),
+    Column("state", String(16), nullable=False, default="pending", server_default="pending"),
+    Column("result", JSONDoc, nullable=True),
+    Column("error", Text(), nullable=True),
+    _created_at(),
+    Column("sent_at", UTCDateTime(), nullable=True),
+    Column("done_at", UTCDateTime(), nullable=True),
+    Column("expires_at", UTCDateTime(), nullable=True),
+    Column("created_by", String(64), nullable=True),  # an actor, as in audit_log
+    ForeignKeyConstraint(["gateway_id", "tenant_id"], ["gateways.id", "gateways.tenant_id"]),
+    Index(None, "gateway_id", "state"),
+    Index(None, "tenant_id", "created_at"),
+    _one_of("state", COMMAND_STATES),
+)
+
+readings_instant = Table(
+    "readings_instant",
+    metadata,
+    Column("meter_id", Id, ForeignKey("meters.id"), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("power_w", Integer(), nullable=False),
+    Column("current_r_da", Integer(), nullable=False),
+    Column("current_t_da", Integer(), nullable=True),  # single-phase two-wire meters: none
+    PrimaryKeyConstraint("meter_id", "at"),
+)
+
+readings_fixed = Table(
+    "readings_fixed",
+    metadata,
+    Column("meter_id", Id, ForeignKey("meters.id"), nullable=False),
+    Column("slot_start", UTCDateTime(), nullable=False),
+    Column("direction", SmallInteger(), nullable=False),  # 0 normal (bought), 1 reverse (sold)
+    Column("raw", BigInteger(), nullable=False),  # the meter's cumulative counter, as read
+    Column("source", String(16), nullable=False),
+    Column("received_at", UTCDateTime(), nullable=False, default=utcnow),
+    PrimaryKeyConstraint("meter_id", "slot_start", "direction"),
+    CheckConstraint("direction IN (0, 1)", name="direction"),
+    _one_of("source", READING_SOURCES),
+)
+
+ingest_progress = Table(
+    "ingest_progress",
+    metadata,
+    Column("gateway_id", Id, ForeignKey("gateways.id"), primary_key=True, autoincrement=False),
+    Column("last_seq", BigInteger(), nullable=False),
+)
+
+quarantine = Table(
+    "quarantine",
+    metadata,
+    _id(),
+    Column("topic", String(512), nullable=False),
+    Column("payload", LargeBinary(), nullable=False),
+    Column("reason", Text(), nullable=False),
+    Column("at", UTCDateTime(), nullable=False, default=utcnow),
+    Index(None, "at"),
+)

@@ -1,0 +1,200 @@
+"""Server settings: defaults, then a TOML file, then `KENSHIN_*` environment variables.
+
+Every setting has one name, used as the TOML key and, upper-cased after ``KENSHIN_``, as
+the environment variable::
+
+    # kenshin.toml
+    database_url = "postgresql://kenshin@db/kenshin"
+    host = "0.0.0.0"
+    port = 8080
+    secret_key_file = "/etc/kenshin/secret.key"
+    broker = "mqtt://ingest:s3cret@mqtt.example.net:1883"
+    log_level = "info"
+
+    $ KENSHIN_PORT=9000 kenshin server run --config kenshin.toml   # port 9000 wins
+
+The file is named with ``--config`` or ``KENSHIN_CONFIG``. Unknown keys in the file are
+errors (a typo must not pass silently); unknown ``KENSHIN_*`` variables are left to the
+other parts that read them.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from sqlalchemy import make_url
+from sqlalchemy.exc import ArgumentError
+
+__all__ = ["ENV_PREFIX", "BrokerEndpoint", "Settings", "SettingsError", "load_settings"]
+
+ENV_PREFIX = "KENSHIN_"
+CONFIG_ENV = "KENSHIN_CONFIG"
+DEFAULT_KEY_FILE_NAME = "kenshin-secret.key"
+
+LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+
+
+class SettingsError(ValueError):
+    """The settings cannot be used; the message says which one and why."""
+
+
+@dataclass(frozen=True)
+class BrokerEndpoint:
+    """An external MQTT broker, parsed from ``mqtt://user:pass@host:port``."""
+
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+    tls: bool
+
+    def __repr__(self) -> str:  # never print the password
+        auth = f"{self.username}:***@" if self.username else ""
+        scheme = "mqtts" if self.tls else "mqtt"
+        return f"BrokerEndpoint({scheme}://{auth}{self.host}:{self.port})"
+
+
+def _parse_broker(value: str) -> BrokerEndpoint:
+    parts = urlsplit(value)
+    if parts.scheme not in ("mqtt", "mqtts"):
+        raise ValueError("broker must be 'embedded' or a URL mqtt://user:pass@host:port")
+    if not parts.hostname:
+        raise ValueError("broker URL has no host")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError("broker URL takes no path, query or fragment")
+    try:
+        port = parts.port
+    except ValueError as err:
+        raise ValueError(f"broker URL: {err}") from None
+    tls = parts.scheme == "mqtts"
+    return BrokerEndpoint(
+        host=parts.hostname,
+        port=port or (8883 if tls else 1883),
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password is not None else None,
+        tls=tls,
+    )
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    database_url: str = Field(
+        "sqlite:///./kenshin.db", description="SQLAlchemy URL: sqlite:///FILE or postgresql://"
+    )
+    host: str = Field("127.0.0.1", description="HTTP address to listen on")
+    port: int = Field(8080, ge=0, le=65535, description="HTTP port; 0 picks a free one")
+    secret_key: SecretStr | None = Field(
+        None, description="base64 AES-256 key for credentials at rest (wins over the file)"
+    )
+    secret_key_file: Path | None = Field(
+        None,
+        description="file holding the key; made (mode 0600) on first start when missing. "
+        "Default: kenshin-secret.key beside the SQLite database, or in the current directory",
+    )
+    broker: str = Field("embedded", description="'embedded' or mqtt[s]://user:pass@host:port")
+    log_level: LogLevel = "info"
+    auto_migrate: bool = Field(True, description="apply database migrations at start")
+    session_hours: float = Field(12.0, gt=0, description="lifetime of a login session")
+    session_cookie_secure: bool = Field(
+        False, description="send the session cookie over HTTPS only (set behind TLS)"
+    )
+
+    @field_validator("broker")
+    @classmethod
+    def _check_broker(cls, value: str) -> str:
+        value = value.strip()
+        if value != "embedded":
+            _parse_broker(value)
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_log_level(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @property
+    def secret_key_path(self) -> Path:
+        """Where the secret key file is (or will be made)."""
+        if self.secret_key_file is not None:
+            return self.secret_key_file
+        url = make_url(self.database_url)
+        database = url.database or ""
+        file_database = database not in ("", ":memory:") and not database.startswith("file:")
+        if url.get_backend_name() == "sqlite" and file_database:
+            return Path(database).parent / DEFAULT_KEY_FILE_NAME
+        return Path(DEFAULT_KEY_FILE_NAME)
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError("not a database URL (sqlite:///FILE or postgresql://...)") from None
+        if url.get_backend_name() not in ("sqlite", "postgresql", "postgres"):
+            raise ValueError("the database must be SQLite or PostgreSQL")
+        return value
+
+    @property
+    def broker_endpoint(self) -> BrokerEndpoint | None:
+        """The external broker, or None for the embedded one."""
+        return None if self.broker == "embedded" else _parse_broker(self.broker)
+
+
+def _env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+def load_settings(
+    config_file: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Settings from defaults < TOML file < environment < `overrides` (None: not given).
+
+    `env` defaults to `os.environ`; `config_file` to ``$KENSHIN_CONFIG`` if set.
+    """
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    if config_file is None and env.get(CONFIG_ENV):
+        config_file = env[CONFIG_ENV]
+    if config_file is not None:
+        values.update(_read_toml(Path(config_file)))
+    for name in Settings.model_fields:
+        if _env_name(name) in env:
+            values[name] = env[_env_name(name)]
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as err:
+        raise SettingsError(_describe(err)) from None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise SettingsError(f"config file {path} does not exist") from None
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        raise SettingsError(f"config file {path}: {err}") from None
+    unknown = sorted(set(data) - set(Settings.model_fields))
+    if unknown:
+        raise SettingsError(f"config file {path}: unknown setting(s) {', '.join(unknown)}")
+    return data
+
+
+def _describe(err: ValidationError) -> str:
+    problems = []
+    for e in err.errors(include_input=False, include_url=False):
+        field = ".".join(str(p) for p in e["loc"])
+        problems.append(f"{field} ({_env_name(field)}): {e['msg']}")
+    return "invalid settings: " + "; ".join(problems)

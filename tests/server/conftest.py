@@ -1,0 +1,214 @@
+"""Server fixtures: every storage test runs on SQLite and on PostgreSQL.
+
+PostgreSQL is the server at ``$KENSHIN_TEST_POSTGRES_URL`` (default: the local one, user
+postgres, database ``test``). Each test session makes its own uniquely named databases
+there and drops them at the end, so parallel runs never meet. Unreachable, its tests are
+skipped, unless ``CI=true``, where they fail.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+from collections.abc import Callable, Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, make_url, text
+from sqlalchemy.engine import URL
+
+from kenshin.server import security
+from kenshin.server.app import create_app
+from kenshin.server.bootstrap import create_tenant, create_user, ensure_admin
+from kenshin.server.db import make_engine, migrate
+from kenshin.server.schema import metadata
+from kenshin.server.settings import Settings
+
+PG_ADMIN_URL = os.environ.get(
+    "KENSHIN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+BACKENDS = ("sqlite", "postgresql")
+PASSWORD = "correct horse battery"
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"PostgreSQL is required under CI=true: {reason}")
+    pytest.skip(f"PostgreSQL unavailable: {reason}")
+
+
+class PostgresDatabases:
+    """Makes uniquely named databases on the test server; drops them all at the end."""
+
+    def __init__(self, admin_url: str) -> None:
+        self.admin_url = make_url(admin_url).set(drivername="postgresql")
+        self.prefix = f"kenshin_test_{secrets.token_hex(4)}"
+        self.created: list[str] = []
+
+    def _admin(self):
+        import psycopg
+
+        conninfo = self.admin_url.render_as_string(hide_password=False)
+        return psycopg.connect(conninfo, autocommit=True, connect_timeout=5)
+
+    def check(self) -> None:
+        with self._admin() as conn:
+            conn.execute("SELECT 1")
+
+    def create(self) -> URL:
+        from psycopg import sql
+
+        name = f"{self.prefix}_{len(self.created)}"
+        with self._admin() as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        self.created.append(name)
+        return self.admin_url.set(drivername="postgresql+psycopg", database=name)
+
+    def drop_all(self) -> None:
+        from psycopg import sql
+
+        with self._admin() as conn:
+            for name in self.created:
+                conn.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+                )
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresDatabases]:
+    databases = PostgresDatabases(PG_ADMIN_URL)
+    try:
+        databases.check()
+    except Exception as err:  # psycopg.OperationalError, or no psycopg at all
+        _unavailable(str(err).strip().splitlines()[0] if str(err).strip() else repr(err))
+    yield databases
+    databases.drop_all()
+
+
+@pytest.fixture(scope="session")
+def postgres_migrated(postgres: PostgresDatabases) -> str:
+    """One migrated database for the session; tests empty it before use."""
+    url = postgres.create().render_as_string(hide_password=False)
+    migrate(url)
+    return url
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def empty_database_url(backend: str, tmp_path, request: pytest.FixtureRequest) -> str:
+    """A database with nothing in it, not even migrations."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'kenshin.db'}"
+    postgres: PostgresDatabases = request.getfixturevalue("postgres")
+    return postgres.create().render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def database_url(backend: str, tmp_path, request: pytest.FixtureRequest) -> str:
+    """A migrated database with no rows."""
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'kenshin.db'}"
+        migrate(url)
+        return url
+    url = request.getfixturevalue("postgres_migrated")
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            tables = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+            conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    finally:
+        engine.dispose()
+    return url
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """scrypt at a test-friendly cost (the format and verification are the same)."""
+    monkeypatch.setattr(security, "_SCRYPT_N", 2**10)
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(
+        database_url=database_url, secret_key=base64.b64encode(secrets.token_bytes(32)).decode()
+    )
+
+
+@pytest.fixture
+def app(settings: Settings):
+    return create_app(settings)
+
+
+@pytest.fixture
+def engine(app) -> Engine:
+    return app.state.engine
+
+
+@pytest.fixture
+def client(app) -> Iterator[TestClient]:
+    """A client of the started application (lifespan run: migrated)."""
+    with TestClient(app) as c:
+        yield c
+
+
+@pytest.fixture
+def new_client(app, client: TestClient) -> Iterator[Callable[[], TestClient]]:
+    """More clients of the same started application, each with its own cookie jar."""
+    made: list[TestClient] = []
+
+    def make() -> TestClient:
+        made.append(TestClient(app))
+        return made[-1]
+
+    yield make
+    for c in made:
+        c.close()
+
+
+def login(client: TestClient, email: str, password: str = PASSWORD) -> TestClient:
+    response = client.post("/api/v1/auth/login", json={"email": email, "password": password})
+    assert response.status_code == 200, response.text
+    return client
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+class World:
+    """Two tenants with users of every role, and a platform administrator."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.root_id, _ = ensure_admin(engine, "root@kenshin.test", PASSWORD)
+        self.tenant_a = create_tenant(
+            engine, "Tenant A", "retailer", admin_email="admin@a.test", admin_password=PASSWORD
+        )
+        self.tenant_b = create_tenant(
+            engine, "Tenant B", "generator", admin_email="admin@b.test", admin_password=PASSWORD
+        )
+        self.operator_a = create_user(
+            engine, self.tenant_a, "operator@a.test", PASSWORD, "operator"
+        )
+        self.viewer_a = create_user(engine, self.tenant_a, "viewer@a.test", PASSWORD, "viewer")
+        self.viewer_b = create_user(engine, self.tenant_b, "viewer@b.test", PASSWORD, "viewer")
+
+
+@pytest.fixture
+def world(engine: Engine, client: TestClient) -> World:
+    return World(engine)
+
+
+def assert_problem(response, status: int) -> dict:
+    """The response is an RFC 9457 problem with `status`; returns its body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["status"] == status
+    assert body["type"] == "about:blank"
+    assert isinstance(body["title"], str) and body["title"]
+    return body

@@ -1,0 +1,129 @@
+"""`kenshin server ...` as an operator runs it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import httpx
+import pytest
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from kenshin.cli.server import app
+from kenshin.server import schema as s
+from kenshin.server.db import current_revision, head_revision, make_engine
+from kenshin.server.security import verify_password
+
+runner = CliRunner()
+
+
+def _invoke(args: list[str], url: str, **kwargs):
+    return runner.invoke(app, args, env={"KENSHIN_DATABASE_URL": url}, **kwargs)
+
+
+def test_help() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("run", "migrate", "create-admin"):
+        assert command in result.output
+    assert runner.invoke(app, ["run", "--help"]).exit_code == 0
+
+
+def test_migrate(empty_database_url: str) -> None:
+    result = _invoke(["migrate"], empty_database_url)
+    assert result.exit_code == 0, result.output
+    assert f"revision {head_revision()}" in result.output
+    assert current_revision(empty_database_url) == head_revision()
+    assert _invoke(["migrate"], empty_database_url).exit_code == 0
+
+
+def test_bad_settings_exit_2(tmp_path) -> None:
+    result = runner.invoke(app, ["migrate"], env={"KENSHIN_DATABASE_URL": "mysql://x/y"})
+    assert result.exit_code == 2
+    assert "KENSHIN_DATABASE_URL" in result.output
+    result = runner.invoke(app, ["migrate", "--config", str(tmp_path / "nope.toml")])
+    assert result.exit_code == 2
+
+
+def _admin(url: str):
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(select(s.users)).one()
+    finally:
+        engine.dispose()
+
+
+def test_create_admin(empty_database_url: str) -> None:
+    args = ["create-admin", "--email", "Root@Example.jp", "--password", "first password"]
+    result = _invoke(args, empty_database_url)
+    assert result.exit_code == 0, result.output
+    assert "root@example.jp" in result.output and "created" in result.output
+    user = _admin(empty_database_url)
+    assert (user.email, user.role, user.tenant_id) == ("root@example.jp", "admin", None)
+    assert verify_password("first password", user.password_hash)
+    # Again, with the password typed at the prompt: the same admin, a new password.
+    prompt = _invoke(
+        ["create-admin", "--email", "root@example.jp"],
+        empty_database_url,
+        input="second password\nsecond password\n",
+    )
+    assert prompt.exit_code == 0, prompt.output
+    assert "second password" not in prompt.output
+    assert verify_password("second password", _admin(empty_database_url).password_hash)
+
+
+def test_create_admin_refuses_bad_input(database_url: str) -> None:
+    short = _invoke(["create-admin", "--email", "a@b.jp", "--password", "short"], database_url)
+    assert short.exit_code == 2
+    assert (
+        _invoke(
+            ["create-admin", "--email", "nobody", "--password", "long enough"], database_url
+        ).exit_code
+        == 2
+    )
+    assert _invoke(["create-admin"], database_url).exit_code == 2  # --email is required
+
+
+def test_run_on_a_free_port(database_url: str, tmp_path) -> None:
+    env = {
+        **os.environ,
+        "KENSHIN_DATABASE_URL": database_url,
+        "KENSHIN_SECRET_KEY_FILE": str(tmp_path / "secret.key"),
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("KENSHIN_CONFIG", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from kenshin.cli.server import app; app()", "run", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if "listening on" in line:
+                break
+        else:
+            pytest.fail(f"no URL printed: {lines} {proc.stderr.read()}")
+        assert any("secret key" in line and "secret.key" in line for line in lines)
+        assert (tmp_path / "secret.key").exists()
+        url = line.split("listening on ")[1].split()[0]
+        assert url.startswith("http://127.0.0.1:") and not url.endswith(":0")
+        response = httpx.get(f"{url}/healthz", timeout=10)
+        assert response.json() == {"status": "ok", "database": "ok"}
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            code = proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:  # pragma: no cover
+            proc.kill()
+            raise
+        proc.stdout.close()
+        proc.stderr.close()
+    assert code == 0
