@@ -67,8 +67,9 @@ def test_a_day_of_readings_equals_the_meter(tmp_path):
             pending = poller.queue.peek(max_instant=100_000, max_fixed=100_000)
             assert len(pending.instant) == 24 * 60
             for row in pending.instant[:50]:
-                at = datetime.fromtimestamp(row.at, JST)
-                assert row.power_w == regs.instant_power_w(at)
+                assert row.at % 60 == 0  # stamped at the tick it was due
+                read_at = datetime.fromtimestamp(row.at, JST) + timedelta(seconds=30)
+                assert row.power_w == regs.instant_power_w(read_at)  # the manual clock's step
             normal, reverse = fixed_values(poller.queue), fixed_values(poller.queue, 1)
             assert len(normal) == 48 and len(reverse) == 48
             for slot, (raw, source) in normal.items():

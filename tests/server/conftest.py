@@ -135,7 +135,9 @@ def cheap_password_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def settings(database_url: str) -> Settings:
     return Settings(
-        database_url=database_url, secret_key=base64.b64encode(secrets.token_bytes(32)).decode()
+        database_url=database_url,
+        secret_key=base64.b64encode(secrets.token_bytes(32)).decode(),
+        devices=False,  # the HTTP API alone; the MQTT side has its own tests
     )
 
 

@@ -56,6 +56,7 @@ def test_healthz_without_a_database(tmp_path) -> None:
         database_url=f"sqlite:///{tmp_path / 'missing' / 'dir' / 'k.db'}",
         secret_key_file=tmp_path / "k.key",
         auto_migrate=False,
+        devices=False,
     )
     with TestClient(create_app(settings)) as client:
         response = client.get("/healthz")

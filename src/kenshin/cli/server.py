@@ -99,6 +99,10 @@ def run(
             await super().startup(sockets)
             if self.started:
                 typer.echo(f"Kenshin server listening on {url}  (API docs: {url}/api/v1/docs)")
+                service = application.state.device_service
+                if service is not None and service.endpoint is not None:
+                    endpoint = service.endpoint
+                    typer.echo(f"MQTT broker ({service.mode}) on {endpoint.host}:{endpoint.port}")
                 typer.echo(f"database {_redacted(settings.database_url)}; Ctrl-C stops.")
 
     server = Server(

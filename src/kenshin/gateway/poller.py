@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 SLOT_S = 1800
 HISTORY2_MAX = 12
 HISTORY1_MAX_DAY = 99
+CLOCK_SET_AFTER_S = 1_577_836_800  # 2020-01-01: earlier means the clock was never set
 
 
 class Clock(Protocol):
@@ -136,6 +137,10 @@ class MeterPoller:
         self._realtime_until = time.monotonic() + duration_s
         self._wake_instant.set()
 
+    @property
+    def realtime_active(self) -> bool:
+        return time.monotonic() < self._realtime_until
+
     def _interval_s(self) -> float:
         if time.monotonic() < self._realtime_until:
             return self._realtime_interval_s
@@ -152,15 +157,20 @@ class MeterPoller:
             await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
             sleeper.cancel()
             waker.cancel()
-            await self.read_instant()
+            # Stamped at the tick it was due (not when the answer came): regular times
+            # compress to almost nothing on the wire.
+            await self.read_instant(int(due.timestamp()) if sleeper.done() else None)
 
-    async def read_instant(self) -> None:
+    async def read_instant(self, at: int | None = None) -> None:
         try:
             power_w, currents = await self.session.instant()
         except MeterError as err:
             self.stats.failed("instant", err)
             return
-        at = int(self.clock.now().timestamp())
+        at = at if at is not None else int(self.clock.now().timestamp())
+        if at < CLOCK_SET_AFTER_S:  # a box without a real-time clock, before NTP
+            self.stats.failed("clock_unset", ValueError("gateway clock not set"))
+            return
         self.queue.put_instant(self.meter_ref, at, power_w, currents.r_da, currents.t_da)
         self.stats.instant_reads += 1
         self.stats.last_good_read = time.time()
@@ -202,12 +212,16 @@ class MeterPoller:
         self.stats.fixed_reads += 1
         if last is not None and slot - last > SLOT_S:
             await self._refill_quietly(last + SLOT_S, slot - SLOT_S)
-        self._put(slot, reading.normal.raw if reading.normal else None,
-                  reading.reverse.raw if reading.reverse else None)  # fmt: skip
+        self._put(
+            slot,
+            reading.normal.raw if reading.normal else None,
+            reading.reverse.raw if reading.reverse else None,
+        )
         return True
 
-    def accept_announcement(self, at: datetime, normal_raw: int | None,
-                            reverse_raw: int | None = None) -> None:  # fmt: skip
+    def accept_announcement(
+        self, at: datetime, normal_raw: int | None, reverse_raw: int | None = None
+    ) -> None:
         """An EA/EB the meter announced by INF: as good as a read."""
         slot = slot_of(at)
         last = self.queue.last_fixed_slot(self.meter_ref)

@@ -141,6 +141,14 @@ class DurableQueue:
             (name, value),
         )
 
+    def next_seq(self) -> int:
+        """The next batch sequence number: 0, 1, 2, ... across restarts."""
+        with self._lock, self._db:
+            self._mark_max("seq", -1)
+            self._db.execute("UPDATE marks SET value = value + 1 WHERE name = 'seq'")
+            (value,) = self._db.execute("SELECT value FROM marks WHERE name = 'seq'").fetchone()
+        return value
+
     def last_fixed_slot(self, meter: str, direction: int = 0) -> int | None:
         """The newest 30-minute slot ever queued for this meter (sent or not)."""
         row = self._db.execute(

@@ -12,6 +12,8 @@ Other parts add their routers to the returned application, e.g.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -23,7 +25,9 @@ import kenshin
 from .api import API_PREFIX, api_router
 from .api.health import router as health_router
 from .db import make_engine, migrate
-from .problems import install_problem_handlers
+from .devices import api as devices_api
+from .problems import PROBLEM_RESPONSES, install_problem_handlers
+from .runtime import device_service
 from .security import CredentialBox, load_secret_key
 from .settings import Settings, load_settings
 
@@ -41,11 +45,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service = None
         try:
             if settings.auto_migrate:
                 await anyio.to_thread.run_sync(migrate, engine)
+            if settings.devices:
+                service = device_service(settings, engine, app.state.credential_box)
+                await service.start()
+                app.state.device_service = service
             yield
         finally:
+            if service is not None:
+                await service.stop()
             engine.dispose()
 
     app = FastAPI(
@@ -62,7 +73,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.secret_key_source = secret.source
     app.state.secret_key_generated = secret.generated
     app.state.credential_box = CredentialBox(secret.key)
+    # A separate key for enrollment challenges and claim codes, derived from the secret.
+    app.state.device_key = hmac.new(secret.key, b"kenshin:devices", hashlib.sha256).digest()
+    app.state.device_service = None
     install_problem_handlers(app)
     app.include_router(health_router)
     app.include_router(api_router())
+    app.include_router(devices_api.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
     return app

@@ -66,8 +66,12 @@ def get_credential_box(request: Request) -> CredentialBox:
 
 
 def get_conn(request: Request) -> Iterator[Connection]:
+    after_commit: list[Callable[[], None]] = []
+    request.state.after_commit = after_commit  # e.g. "push the new settings now"
     with request.app.state.engine.begin() as conn:
         yield conn
+    for callback in after_commit:  # only once the change is there for others to read
+        callback()
 
 
 # scope="function": commit (or roll back) before the response goes out, so a client never

@@ -99,7 +99,18 @@ class Settings(BaseModel):
         description="file holding the key; made (mode 0600) on first start when missing. "
         "Default: kenshin-secret.key beside the SQLite database, or in the current directory",
     )
-    broker: str = Field("embedded", description="'embedded' or mqtt[s]://user:pass@host:port")
+    broker: str = Field(
+        "embedded",
+        description="'embedded' (amqtt in this process), 'mosquitto' (a Mosquitto child process "
+        "with generated password/ACL files) or an external mqtt[s]://user:pass@host:port",
+    )
+    mqtt_host: str = Field("127.0.0.1", description="address the embedded/managed broker binds")
+    mqtt_port: int = Field(1883, ge=0, le=65535, description="its port; 0 picks a free one")
+    mqtt_public_host: str | None = Field(
+        None, description="broker host told to gateways at enrollment (default: mqtt_host)"
+    )
+    devices: bool = Field(True, description="run the MQTT side: broker, ingest, pushers")
+    heartbeat_s: float = Field(1800.0, gt=0, description="gateways' heartbeat, for lost contact")
     log_level: LogLevel = "info"
     auto_migrate: bool = Field(True, description="apply database migrations at start")
     session_hours: float = Field(12.0, gt=0, description="lifetime of a login session")
@@ -111,7 +122,7 @@ class Settings(BaseModel):
     @classmethod
     def _check_broker(cls, value: str) -> str:
         value = value.strip()
-        if value != "embedded":
+        if value not in ("embedded", "mosquitto"):
             _parse_broker(value)
         return value
 
@@ -146,7 +157,7 @@ class Settings(BaseModel):
     @property
     def broker_endpoint(self) -> BrokerEndpoint | None:
         """The external broker, or None for the embedded one."""
-        return None if self.broker == "embedded" else _parse_broker(self.broker)
+        return None if self.broker in ("embedded", "mosquitto") else _parse_broker(self.broker)
 
 
 def _env_name(field: str) -> str:

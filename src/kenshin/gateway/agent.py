@@ -1,0 +1,379 @@
+"""The gateway agent: identity file in, readings out, nothing typed on the device.
+
+1. Enroll over HTTPS with the identity's key (`enroll.py`); wait, politely, while the
+   gateway is unclaimed.
+2. Connect to the broker with the per-device credentials just issued (new at every
+   start); subscribe to its own command and settings topics; a last will tells the cloud
+   if it vanishes.
+3. Take the retained settings; they live in memory only. Build the meter link they name
+   (UDP or Wi-SUN with the B-route credentials), start the poller, apply later changes
+   without a restart and report the applied version in every heartbeat.
+4. Send the durable queue's readings as compact batches, QoS 1, right after each JST
+   half hour (so the retailer has each 30-minute value within minutes) and whenever a
+   person watches in realtime; rows leave the queue only after the broker's PUBACK.
+5. Answer commands: read a property, realtime, backfill, re-join, restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+
+from kenshin import __version__
+from kenshin.echonet.jsonable import to_jsonable
+from kenshin.meter import MeterError, SmartMeterSession
+from kenshin.wire import (
+    Command,
+    CommandResult,
+    Event,
+    LinkState,
+    MeterScale,
+    Settings,
+    Status,
+    WireError,
+    decode_publish,
+    encode_publish,
+)
+from kenshin.wire.topics import device_subscriptions
+
+from .batches import build_batches, take
+from .enroll import Enrollment, enroll_until_claimed
+from .identity import Identity
+from .poller import Clock, MeterPoller, PollPolicy, SystemClock
+from .queue import DurableQueue
+
+log = logging.getLogger(__name__)
+SLOT_S = 1800
+
+
+class RestartRequested(Exception):
+    """A `restart` command: the agent starts over (enrollment included)."""
+
+
+@dataclass
+class AgentOptions:
+    queue_path: Path
+    http_timeout_s: float = 20.0
+    reconnect_backoff_s: tuple[float, ...] = (1, 2, 5, 10, 30, 60)
+    settings_wait_s: float = 30.0
+
+
+@dataclass
+class MeterRuntime:
+    """What the current settings built: the session, its poller, the link to close."""
+
+    session: SmartMeterSession
+    poller: MeterPoller
+    task: asyncio.Task
+    close: Any  # async callable
+    link: Any = None
+    key: tuple = ()
+
+
+@dataclass
+class AgentState:
+    started: float = field(default_factory=time.monotonic)
+    settings: Settings | None = None
+    errors: dict[str, int] = field(default_factory=dict)
+
+    def count(self, what: str) -> None:
+        self.errors[what] = self.errors.get(what, 0) + 1
+
+
+class GatewayAgent:
+    def __init__(self, identity: Identity, options: AgentOptions, *, clock: Clock | None = None):
+        self.identity = identity
+        self.options = options
+        self.clock = clock or SystemClock()
+        self.queue = DurableQueue(options.queue_path)
+        self.state = AgentState()
+        self.meter: MeterRuntime | None = None
+        self.enrollment: Enrollment | None = None
+        self._send_now = asyncio.Event()
+        self._group: asyncio.TaskGroup | None = None
+        self._settings_arrived = asyncio.Event()
+
+    @property
+    def gateway_id(self) -> str:
+        return self.enrollment.gateway_id if self.enrollment else self.identity.serial
+
+    # -- the whole life ----------------------------------------------------------------------
+
+    async def run_forever(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                await self.run_once()
+                return
+            except RestartRequested:
+                log.info("restarting as commanded")
+                attempt = 0
+            except (aiomqtt.MqttError, OSError) as err:
+                self.state.count("uplink")
+                delays = self.options.reconnect_backoff_s
+                delay = delays[min(attempt, len(delays) - 1)]
+                attempt += 1
+                log.warning("uplink lost (%s); again in %.0f s", err, delay)
+                await asyncio.sleep(delay)
+            finally:
+                await self._stop_meter()
+
+    async def run_once(self) -> None:
+        self.enrollment = await enroll_until_claimed(self.identity, self.options.http_timeout_s)
+        mqtt = self.enrollment.mqtt
+        will_topic, will_payload = encode_publish(
+            Event("offline", int(time.time()), {"reason": "connection lost"}), self.gateway_id
+        )
+        async with aiomqtt.Client(
+            mqtt.host,
+            mqtt.port,
+            username=mqtt.username,
+            password=mqtt.password,
+            identifier=self.gateway_id,
+            keepalive=mqtt.keepalive_s,
+            will=aiomqtt.Will(will_topic, will_payload, qos=1),
+            clean_session=False,  # commands queued while we were away are kept for us
+            tls_params=aiomqtt.TLSParameters() if mqtt.tls else None,
+        ) as client:
+            for topic_filter in device_subscriptions(self.gateway_id):
+                await client.subscribe(topic_filter, qos=1)
+            try:
+                async with asyncio.TaskGroup() as group:
+                    self._group = group
+                    group.create_task(self._receive(client))
+                    group.create_task(self._uplink(client))
+                    group.create_task(self._heartbeat(client))
+            except* RestartRequested:
+                raise RestartRequested() from None
+            except* (aiomqtt.MqttError, OSError) as errors:
+                raise errors.exceptions[0] from None
+
+    # -- downlink: settings and commands -----------------------------------------------------
+
+    async def _receive(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            try:
+                _, decoded = decode_publish(str(message.topic), bytes(message.payload))
+            except WireError as err:
+                self.state.count("bad_downlink")
+                log.warning("ignored a bad message on %s: %s", message.topic, err)
+                continue
+            if isinstance(decoded, Settings):
+                await self._apply_settings(decoded, client)
+            elif isinstance(decoded, Command):
+                self._group.create_task(self._run_command(decoded, client))
+
+    async def _apply_settings(self, settings: Settings, client: aiomqtt.Client) -> None:
+        current = self.state.settings
+        if current is not None and settings.version <= current.version:
+            return
+        log.info("applying settings version %d", settings.version)
+        self.state.settings = settings
+        values = settings.values
+        meter = values.get("meter") or {}
+        key = tuple(sorted((k, str(v)) for k, v in meter.items()))
+        if self.meter is None or self.meter.key != key:
+            await self._stop_meter()
+            if meter:
+                self.meter = await self._start_meter(meter, key)
+        if self.meter is not None:
+            self._apply_policy(self.meter.poller.policy, values.get("poll") or {})
+        self._settings_arrived.set()
+        await self._publish_status(client)
+
+    @staticmethod
+    def _apply_policy(policy: PollPolicy, poll: dict) -> None:
+        for name in ("instant_interval_s", "fixed_delay_s", "fixed_retry_s", "fixed_give_up_s"):
+            if isinstance(poll.get(name), int | float) and poll[name] > 0:
+                setattr(policy, name, float(poll[name]))
+
+    async def _start_meter(self, meter: dict, key: tuple) -> MeterRuntime:
+        ref = str(meter.get("ref") or "m")
+        if meter.get("link") == "wisun":
+            from kenshin.meter.wisun import WisunMeterLink
+            from kenshin.wisun.lines import Dialect
+            from kenshin.wisun.session import BrouteConfig
+
+            model = meter.get("model")
+            config = BrouteConfig(
+                meter["device"],
+                meter["broute_id"],
+                meter["broute_password"],
+                dialect=Dialect[model.upper()] if model else None,
+            )
+            link: Any = WisunMeterLink(config)
+            close = link.close
+        else:
+            from kenshin.echonet.udp import EchonetClient
+            from kenshin.meter import UdpMeterLink
+
+            port = int(meter.get("port", 3610))
+            client = EchonetClient(host="0.0.0.0", port=0, remote_port=port, join_multicast=False)
+            await client.open()
+            link = UdpMeterLink(client, meter["host"], port)
+
+            async def close() -> None:
+                client.close()
+
+        session = SmartMeterSession(link)
+        poller = MeterPoller(session, self.queue, ref, clock=self.clock)
+        task = asyncio.create_task(self._poll(poller))
+        return MeterRuntime(session, poller, task, close, link, key)
+
+    async def _poll(self, poller: MeterPoller) -> None:
+        """Run the poller, and send right after each 30-minute value is queued."""
+        watcher = asyncio.create_task(self._watch_fixed(poller))
+        try:
+            await poller.run()
+        finally:
+            watcher.cancel()
+
+    async def _watch_fixed(self, poller: MeterPoller) -> None:
+        seen = poller.stats.fixed_reads + poller.stats.refilled_slots
+        while True:
+            await asyncio.sleep(0.2)
+            now = poller.stats.fixed_reads + poller.stats.refilled_slots
+            if now != seen or poller.realtime_active:
+                seen = now
+                self._send_now.set()
+
+    async def _stop_meter(self) -> None:
+        if self.meter is None:
+            return
+        self.meter.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self.meter.task
+        with contextlib.suppress(Exception):
+            await self.meter.close()
+        self.meter = None
+
+    async def _run_command(self, command: Command, client: aiomqtt.Client) -> None:
+        if command.expires_s < time.time():
+            result = CommandResult(command.id, False, {}, "expired before it arrived")
+        else:
+            try:
+                result = CommandResult(command.id, True, await self._execute(command), None)
+            except RestartRequested:
+                await self._publish(client, CommandResult(command.id, True, {"restarting": True}))
+                raise
+            except (MeterError, KeyError, ValueError, TypeError) as err:
+                result = CommandResult(command.id, False, {}, f"{type(err).__name__}: {err}")
+        await self._publish(client, result)
+
+    async def _execute(self, command: Command) -> dict[str, Any]:
+        args, name = dict(command.args), command.name
+        if name == "restart":
+            raise RestartRequested()
+        if name == "apply_settings":
+            return {"settings_version": self._settings_version()}
+        if self.meter is None:
+            raise ValueError("no meter configured yet")
+        poller, session = self.meter.poller, self.meter.session
+        if name == "read_property":
+            epc = int(args["epc"], 16) if isinstance(args["epc"], str) else int(args["epc"])
+            value = await session.read_property(epc)
+            return {"epc": f"0x{epc:02X}", "value": to_jsonable(value)}
+        if name == "realtime":
+            poller.realtime(float(args.get("interval_s", 5)), float(args.get("duration_s", 300)))
+            return {"until_s": int(time.time() + float(args.get("duration_s", 300)))}
+        if name == "backfill":
+            added = await poller.backfill(
+                int(args["from_s"]) // SLOT_S * SLOT_S, int(args["to_s"]) // SLOT_S * SLOT_S
+            )
+            self._send_now.set()
+            return {"slots": added}
+        if name == "rejoin":
+            link = self.meter.link
+            if hasattr(link, "session"):  # Wi-SUN: drop the PANA session, join afresh
+                await link.session.close()
+            await session.connect()
+            return {"rejoined": True}
+        raise ValueError(f"unknown command {name!r}")
+
+    # -- uplink ------------------------------------------------------------------------------
+
+    def _scales(self) -> dict[str, MeterScale]:
+        if self.meter is None or self.meter.session.facts is None:
+            return {}
+        scale = self.meter.session.facts.scale
+        return {
+            self.meter.poller.meter_ref: MeterScale(
+                scale.coefficient, int(scale.unit), scale.digits
+            )
+        }
+
+    async def _uplink(self, client: aiomqtt.Client) -> None:
+        while True:
+            await self._flush(client)
+            now = time.time()
+            batch_delay = float(self._setting("uplink", "batch_delay_s", 60))
+            due = (now // SLOT_S + 1) * SLOT_S + batch_delay - now
+            self._send_now.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._send_now.wait(), due)
+
+    async def _flush(self, client: aiomqtt.Client) -> None:
+        """Send everything queued; each batch leaves the queue after its PUBACK."""
+        while True:
+            pending = take(self.queue)
+            batches = build_batches(pending, self.queue.next_seq, self._scales())
+            if not batches:
+                return
+            for batch, rows in batches:
+                await self._publish(client, batch)  # returns after the broker's PUBACK
+                self.queue.ack(rows)
+
+    async def _publish(self, client: aiomqtt.Client, message: Any, *, retain=False) -> None:
+        topic, payload = encode_publish(message, self.gateway_id)
+        await client.publish(topic, payload, qos=1, retain=retain)
+
+    async def _heartbeat(self, client: aiomqtt.Client) -> None:
+        while True:
+            await asyncio.sleep(float(self._setting("heartbeat_s", None, 1800)))
+            await self._publish_status(client)
+
+    async def _publish_status(self, client: aiomqtt.Client) -> None:
+        await self._publish(client, self.status())
+
+    def status(self) -> Status:
+        link, lqi, last_good, errors = LinkState.CLOSED, None, None, dict(self.state.errors)
+        if self.meter is not None:
+            stats = self.meter.poller.stats
+            last_good = int(stats.last_good_read) if stats.last_good_read else None
+            errors.update({f"meter_{k}": v for k, v in stats.errors.items()})
+            link_status = getattr(self.meter.link, "status", None)
+            if link_status is not None:  # Wi-SUN: the session's own view
+                link, lqi = LinkState(link_status.state.value), link_status.lqi
+            else:
+                link = LinkState.JOINED if stats.connected else LinkState.CONNECTING
+        depth = self.queue.depth()
+        return Status(
+            at_s=int(time.time()),
+            agent_version=__version__,
+            uptime_s=int(time.monotonic() - self.state.started),
+            link=link,
+            lqi=lqi,
+            queue_depth=depth["instant"] + depth["fixed"],
+            last_good_read_s=last_good,
+            settings_version=self._settings_version(),
+            errors=errors,
+        )
+
+    # -- settings helpers --------------------------------------------------------------------
+
+    def _settings_version(self) -> int | None:
+        return None if self.state.settings is None else self.state.settings.version
+
+    def _setting(self, section: str, key: str | None, default: Any) -> Any:
+        values = self.state.settings.values if self.state.settings else {}
+        value = values.get(section, default)
+        if key is not None:
+            value = value.get(key, default) if isinstance(value, dict) else default
+        return value if isinstance(value, int | float) and value > 0 else default

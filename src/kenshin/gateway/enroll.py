@@ -1,0 +1,132 @@
+"""The gateway's side of enrollment (see `kenshin.wire.enrollment` for the exchange).
+
+Plain HTTPS with the standard library (one POST pair per start does not justify an HTTP
+client dependency on a small box), run in a thread so the event loop keeps going.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import ssl
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from .identity import Identity
+
+log = logging.getLogger(__name__)
+
+
+class EnrollmentError(Exception):
+    """The server refused us (status and its problem detail in the message)."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class MqttAccess:
+    host: str
+    port: int
+    tls: bool
+    username: str
+    password: str
+    keepalive_s: int = 1900  # past the 30-minute batches: data messages replace pings
+
+    def __repr__(self) -> str:
+        return f"MqttAccess({self.host}:{self.port}, tls={self.tls}, user={self.username})"
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    gateway_id: str
+    mqtt: MqttAccess
+
+
+@dataclass(frozen=True)
+class Unclaimed:
+    retry_after_s: float
+
+
+def _post(url: str, body: dict, timeout_s: float) -> tuple[int, dict]:
+    request = urllib.request.Request(
+        url, json.dumps(body).encode(), {"Content-Type": "application/json"}, method="POST"
+    )
+    context = ssl.create_default_context() if url.startswith("https:") else None
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s, context=context) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as err:
+        try:
+            detail = json.loads(err.read() or b"{}")
+        except ValueError:
+            detail = {}
+        return err.code, detail
+
+
+async def enroll_once(identity: Identity, timeout_s: float = 20.0) -> Enrollment | Unclaimed:
+    base = identity.server_url.rstrip("/") + "/api/v1/enroll"
+    status, body = await asyncio.to_thread(
+        _post, base + "/challenge", {"serial": identity.serial}, timeout_s
+    )
+    if status != 200:
+        raise EnrollmentError(_problem(status, body), status)
+    challenge = body["challenge"]
+    request = {
+        "serial": identity.serial,
+        "challenge": challenge,
+        "signature": identity.sign_challenge(challenge),
+    }
+    status, body = await asyncio.to_thread(_post, base, request, timeout_s)
+    if status == 202:
+        return Unclaimed(float(body.get("retry_after_s", 60)))
+    if status != 200:
+        raise EnrollmentError(_problem(status, body), status)
+    mqtt = body["mqtt"]
+    host = mqtt.get("host") or urlsplit(identity.server_url).hostname or "127.0.0.1"
+    return Enrollment(
+        body["gateway_id"],
+        MqttAccess(
+            host,
+            int(mqtt["port"]),
+            bool(mqtt.get("tls")),
+            mqtt["username"],
+            mqtt["password"],
+            int(mqtt.get("keepalive_s", 1900)),
+        ),
+    )
+
+
+async def enroll_until_claimed(identity: Identity, timeout_s: float = 20.0) -> Enrollment:
+    """Enroll, waiting while unclaimed and retrying (with backoff) while the server is
+    unreachable; a refusal of our identity (401/403) is retried slowly too, since an
+    operator may fix it on the server, but it is logged as what it is."""
+    delay = 2.0
+    while True:
+        try:
+            result = await enroll_once(identity, timeout_s)
+        except EnrollmentError as err:
+            level = logging.ERROR if err.status in (401, 403) else logging.WARNING
+            log.log(level, "enrollment refused: %s", err)
+            await asyncio.sleep(max(delay, 60.0) if err.status in (401, 403) else delay)
+        except (OSError, ValueError, KeyError) as err:
+            log.warning("enrollment failed (%s); again in %.0f s", err, delay)
+            await asyncio.sleep(delay)
+        else:
+            if isinstance(result, Enrollment):
+                log.info("enrolled as %s", result.gateway_id)
+                return result
+            log.info("not claimed yet; asking again in %.0f s", result.retry_after_s)
+            await asyncio.sleep(result.retry_after_s)
+            continue
+        delay = min(delay * 2, 300.0)
+
+
+def _problem(status: int, body: dict) -> str:
+    title = body.get("title") or "error"
+    detail = body.get("detail")
+    return f"HTTP {status} {title}" + (f": {detail}" if detail else "")

@@ -1,0 +1,2 @@
+"""Device management: the registry, enrollment, settings, status, commands (`api` is
+its HTTP face; `kenshin.server.runtime` its MQTT side)."""

@@ -1,0 +1,419 @@
+"""The devices room's HTTP face: enrollment (no user auth: the device proves itself),
+the factory import, claiming, sites, meters, settings, commands, status and events.
+
+B-route credentials go in and never come out: responses say only whether a meter has
+them. Another tenant's ids are not found (404), whatever the endpoint.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+
+from .. import schema as s
+from ..deps import Conn, Principal, TenantId, require_platform_admin, require_role
+from ..problems import Problem
+from . import commands, config, enrollment, registry
+
+router = APIRouter(tags=["devices"])
+Viewer = Annotated[Principal, Depends(require_role("viewer"))]
+Operator = Annotated[Principal, Depends(require_role("operator"))]
+PlatformAdmin = Annotated[Principal, Depends(require_platform_admin)]
+
+
+def _keys(request: Request) -> bytes:
+    return request.app.state.device_key
+
+
+def _wake(request: Request) -> None:
+    """Push settings and commands as soon as this request's transaction has committed."""
+    service = getattr(request.app.state, "device_service", None)
+    if service is not None:
+        request.state.after_commit.append(service.wake)
+
+
+# -- enrollment ----------------------------------------------------------------------------
+
+
+class ChallengeRequest(BaseModel):
+    serial: str = Field(max_length=64)
+
+
+class EnrollRequest(BaseModel):
+    serial: str = Field(max_length=64)
+    challenge: str = Field(max_length=200)
+    signature: str = Field(max_length=200)
+
+
+@router.post("/enroll/challenge", summary="Step 1 of enrollment: a fresh challenge")
+def enroll_challenge(body: ChallengeRequest, request: Request) -> dict[str, str]:
+    return {"challenge": enrollment.new_challenge(_keys(request), body.serial)}
+
+
+@router.post(
+    "/enroll",
+    summary="Step 2: prove the identity, receive MQTT credentials",
+    responses={202: {"description": "not claimed yet: ask again later"}},
+)
+def enroll(body: EnrollRequest, request: Request, conn: Conn) -> Any:
+    try:
+        result = enrollment.enroll(
+            conn, _keys(request), body.serial, body.challenge, body.signature
+        )
+    except enrollment.EnrollmentRefused as err:
+        raise Problem(401, f"enrollment refused: {err}") from None
+    if isinstance(result, enrollment.Unclaimed):
+        return JSONResponse({"status": "unclaimed", "retry_after_s": result.retry_after_s}, 202)
+    service = getattr(request.app.state, "device_service", None)
+    endpoint = service.endpoint if service is not None else None
+    conn.commit()  # the broker asks the database for this password: it must be there first
+    if service is not None:
+        service.credentials_changed()
+        service.wake()
+    return {
+        "status": "enrolled",
+        "gateway_id": result.gateway_id,
+        "mqtt": {
+            "host": endpoint.host if endpoint else None,
+            "port": endpoint.port if endpoint else 1883,
+            "tls": bool(endpoint and endpoint.tls),
+            "username": result.username,
+            "password": result.password,
+        },
+    }
+
+
+# -- the factory's identities and claiming -------------------------------------------------
+
+
+@router.post("/gateways/import", summary="Import manufactured gateways (CSV)")
+def import_gateways(
+    request: Request,
+    conn: Conn,
+    principal: PlatformAdmin,
+    csv_text: Annotated[
+        str, Body(media_type="text/csv", description="serial,model,public_key,claim_code")
+    ],
+) -> dict[str, Any]:
+    try:
+        report = registry.import_identities(conn, csv_text, _keys(request), principal.actor)
+    except registry.RegistryError as err:
+        raise Problem(422, str(err)) from None
+    return {"added": report.added, "already_known": report.already_known, "errors": report.errors}
+
+
+class ClaimRequest(BaseModel):
+    claim_code: str | None = Field(None, max_length=32)
+    serial: str | None = Field(None, max_length=64)
+    site_id: int | None = None
+
+
+class GatewayOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    serial: str
+    model: str
+    site_id: int | None
+    state: str
+    state_since: datetime
+    last_seen_at: datetime | None
+    settings_version_applied: int | None
+
+
+@router.post("/gateways/claim", status_code=201, summary="Claim a gateway by its printed code")
+def claim(
+    body: ClaimRequest, request: Request, conn: Conn, principal: Operator, tenant_id: TenantId
+) -> GatewayOut:
+    try:
+        row = registry.claim_gateway(
+            conn,
+            tenant_id,
+            key=_keys(request),
+            actor=principal.actor,
+            serial=body.serial,
+            claim_code=body.claim_code,
+            site_id=body.site_id,
+        )
+    except registry.RegistryError as err:
+        raise Problem(404 if "no unclaimed" in str(err) else 422, str(err)) from None
+    _wake(request)
+    return GatewayOut.model_validate(row)
+
+
+@router.get("/gateways", summary="The tenant's gateways, optionally by state")
+def list_gateways(
+    conn: Conn, _: Viewer, tenant_id: TenantId, state: Annotated[str | None, Query()] = None
+) -> list[GatewayOut]:
+    query = select(s.gateways).where(s.gateways.c.tenant_id == tenant_id)
+    if state:
+        query = query.where(s.gateways.c.state == state)
+    return [GatewayOut.model_validate(r) for r in conn.execute(query.order_by(s.gateways.c.id))]
+
+
+def _gateway_or_404(conn: Conn, gateway_id: int, tenant_id: int):
+    row = registry.get_gateway(conn, gateway_id, tenant_id)
+    if row is None:
+        raise Problem(404, "no such gateway")
+    return row
+
+
+@router.get("/gateways/{gateway_id}", summary="One gateway")
+def get_gateway(gateway_id: int, conn: Conn, _: Viewer, tenant_id: TenantId) -> GatewayOut:
+    return GatewayOut.model_validate(_gateway_or_404(conn, gateway_id, tenant_id))
+
+
+# -- sites and meters ----------------------------------------------------------------------
+
+
+class SiteIn(BaseModel):
+    customer_id: str = Field(max_length=64)
+    service_code: str = Field(pattern=r"^pss[0-9]{8}$", description="'pss' and 8 digits")
+    address: str | None = Field(None, max_length=500)
+    phone: str | None = Field(None, max_length=32)
+    name: str | None = Field(None, max_length=200)
+
+
+class SiteOut(SiteIn):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+
+
+@router.post("/sites", status_code=201, summary="Add a customer site")
+def add_site(body: SiteIn, conn: Conn, principal: Operator, tenant_id: TenantId) -> SiteOut:
+    if conn.execute(
+        select(s.sites.c.id).where(
+            s.sites.c.tenant_id == tenant_id, s.sites.c.customer_id == body.customer_id
+        )
+    ).first():
+        raise Problem(409, f"customer {body.customer_id} already has a site")
+    return SiteOut.model_validate(
+        registry.add_site(conn, tenant_id, principal.actor, **body.model_dump())
+    )
+
+
+@router.get("/sites", summary="The tenant's sites")
+def list_sites(conn: Conn, _: Viewer, tenant_id: TenantId) -> list[SiteOut]:
+    rows = conn.execute(
+        select(s.sites).where(s.sites.c.tenant_id == tenant_id).order_by(s.sites.c.id)
+    )
+    return [SiteOut.model_validate(r) for r in rows]
+
+
+class MeterIn(BaseModel):
+    site_id: int
+    gateway_id: int | None = None
+    serial: str | None = Field(None, max_length=64)
+    link: Literal["udp", "wisun"]
+    udp_host: str | None = Field(None, max_length=200)
+    udp_port: int | None = Field(None, ge=1, le=65535)
+    device: str | None = Field(None, max_length=200, description="Wi-SUN dongle's serial port")
+    broute_id: str | None = Field(None, min_length=32, max_length=32, repr=False)
+    broute_password: str | None = Field(None, min_length=12, max_length=12, repr=False)
+
+
+class MeterOut(BaseModel):
+    id: int
+    site_id: int
+    gateway_id: int | None
+    serial: str | None
+    link: str
+    has_broute_credentials: bool
+    coefficient: int | None
+    unit_code: int | None
+    digits: int | None
+
+
+def _meter_out(row) -> MeterOut:
+    return MeterOut(
+        id=row.id,
+        site_id=row.site_id,
+        gateway_id=row.gateway_id,
+        serial=row.serial,
+        link=row.link,
+        has_broute_credentials=row.broute_password_enc is not None,
+        coefficient=row.coefficient,
+        unit_code=row.unit_code,
+        digits=row.digits,
+    )
+
+
+@router.post("/meters", status_code=201, summary="Add a meter (credentials are sealed)")
+def add_meter(
+    body: MeterIn, request: Request, conn: Conn, principal: Operator, tenant_id: TenantId
+) -> MeterOut:
+    try:
+        row = registry.add_meter(
+            conn, tenant_id, request.app.state.credential_box, principal.actor, **body.model_dump()
+        )
+    except registry.RegistryError as err:
+        raise Problem(422, str(err)) from None
+    if row.gateway_id is not None:  # a new settings version carries the meter to the gateway
+        config.put_settings(conn, tenant_id, row.gateway_id, {}, actor=principal.actor)
+        _wake(request)
+    return _meter_out(row)
+
+
+@router.get("/meters", summary="The tenant's meters (never their credentials)")
+def list_meters(conn: Conn, _: Viewer, tenant_id: TenantId) -> list[MeterOut]:
+    rows = conn.execute(
+        select(s.meters).where(s.meters.c.tenant_id == tenant_id).order_by(s.meters.c.id)
+    )
+    return [_meter_out(r) for r in rows]
+
+
+# -- settings ------------------------------------------------------------------------------
+
+
+class SettingsIn(BaseModel):
+    values: dict[str, Any]
+    replace: bool = False
+
+
+class SettingsOut(BaseModel):
+    version: int
+    values: dict[str, Any]
+    created_at: datetime
+    applied_version: int | None = None
+
+
+@router.patch("/settings/default", summary="Change the tenant's default settings")
+def put_default(
+    body: SettingsIn, request: Request, conn: Conn, principal: Operator, tenant_id: TenantId
+) -> SettingsOut:
+    return _put(conn, request, principal, tenant_id, None, body)
+
+
+@router.patch("/gateways/{gateway_id}/settings", summary="Change one gateway's settings")
+def put_gateway_settings(
+    gateway_id: int,
+    body: SettingsIn,
+    request: Request,
+    conn: Conn,
+    principal: Operator,
+    tenant_id: TenantId,
+) -> SettingsOut:
+    _gateway_or_404(conn, gateway_id, tenant_id)
+    return _put(conn, request, principal, tenant_id, gateway_id, body)
+
+
+def _put(conn, request, principal, tenant_id, gateway_id, body) -> SettingsOut:
+    try:
+        row = config.put_settings(
+            conn,
+            tenant_id,
+            gateway_id,
+            body.values,
+            actor=principal.actor,
+            user_id=principal.id if principal.kind == "user" else None,
+            replace=body.replace,
+        )
+    except config.SettingsError as err:
+        raise Problem(422, str(err)) from None
+    _wake(request)
+    return SettingsOut(version=row.version, values=row.values, created_at=row.created_at)
+
+
+@router.get("/gateways/{gateway_id}/settings", summary="Effective settings, secrets masked")
+def get_gateway_settings(
+    gateway_id: int, request: Request, conn: Conn, _: Viewer, tenant_id: TenantId
+) -> SettingsOut:
+    from kenshin.wire.messages import mask_secrets
+
+    gateway = _gateway_or_404(conn, gateway_id, tenant_id)
+    settings = config.effective_settings(conn, gateway, request.app.state.credential_box, now_s=0)
+    return SettingsOut(
+        version=settings.version,
+        values=mask_secrets(dict(settings.values)),
+        created_at=gateway.state_since,
+        applied_version=gateway.settings_version_applied,
+    )
+
+
+# -- commands and events -------------------------------------------------------------------
+
+
+class CommandIn(BaseModel):
+    name: str = Field(max_length=32)
+    args: dict[str, Any] = Field(default_factory=dict)
+    ttl_s: int = Field(600, ge=5, le=86_400)
+
+
+class CommandOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    gateway_id: int
+    name: str
+    args: dict[str, Any] | None
+    state: str
+    result: dict[str, Any] | None
+    error: str | None
+    created_at: datetime
+    done_at: datetime | None
+
+
+@router.post("/gateways/{gateway_id}/commands", status_code=201, summary="Run a command")
+def run_command(
+    gateway_id: int,
+    body: CommandIn,
+    request: Request,
+    conn: Conn,
+    principal: Operator,
+    tenant_id: TenantId,
+) -> CommandOut:
+    _gateway_or_404(conn, gateway_id, tenant_id)
+    try:
+        row = commands.create(
+            conn,
+            tenant_id,
+            gateway_id,
+            body.name,
+            body.args,
+            actor=principal.actor,
+            ttl=timedelta(seconds=body.ttl_s),
+        )
+    except commands.CommandError as err:
+        raise Problem(422, str(err)) from None
+    _wake(request)
+    return CommandOut.model_validate(row)
+
+
+@router.get("/commands/{command_id}", summary="A command and its result")
+def get_command(command_id: int, conn: Conn, _: Viewer, tenant_id: TenantId) -> CommandOut:
+    row = commands.get(conn, command_id, tenant_id)
+    if row is None:
+        raise Problem(404, "no such command")
+    return CommandOut.model_validate(row)
+
+
+class EventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    gateway_id: int | None
+    meter_id: int | None
+    code: str
+    severity: str
+    detail: dict[str, Any] | None
+    at: datetime
+
+
+@router.get("/events", summary="The tenant's latest events")
+def list_events(
+    conn: Conn,
+    _: Viewer,
+    tenant_id: TenantId,
+    gateway_id: int | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[EventOut]:
+    query = select(s.events).where(s.events.c.tenant_id == tenant_id)
+    if gateway_id is not None:
+        query = query.where(s.events.c.gateway_id == gateway_id)
+    rows = conn.execute(query.order_by(s.events.c.at.desc(), s.events.c.id.desc()).limit(limit))
+    return [EventOut.model_validate(r) for r in rows]

@@ -1,0 +1,133 @@
+"""Remote operations: recorded with an id, sent over MQTT, their results recorded.
+
+pending ──published──▶ sent ──result──▶ done | failed;  pending/sent ──past expiry──▶ expired
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Row, and_, insert, select, update
+
+from kenshin.wire import Command, CommandName, CommandResult
+
+from .. import schema as s
+from ..accounts import audit
+from ..schema import utcnow
+
+DEFAULT_TTL = timedelta(minutes=10)
+KNOWN = {name.value for name in CommandName}
+
+
+class CommandError(ValueError):
+    pass
+
+
+def _check_args(name: str, args: dict[str, Any]) -> None:
+    if name not in KNOWN:
+        raise CommandError(f"unknown command {name!r}; known: {', '.join(sorted(KNOWN))}")
+    if name == "read_property" and "epc" not in args:
+        raise CommandError('read_property needs args.epc, e.g. "0xE7"')
+    if name == "backfill" and not {"from_s", "to_s"} <= args.keys():
+        raise CommandError("backfill needs args.from_s and args.to_s (epoch seconds)")
+
+
+def create(
+    conn: Connection,
+    tenant_id: int,
+    gateway_id: int,
+    name: str,
+    args: dict[str, Any],
+    *,
+    actor: str,
+    ttl: timedelta = DEFAULT_TTL,
+) -> Row:
+    _check_args(name, args)
+    now = utcnow()
+    key = conn.execute(
+        insert(s.commands).values(
+            tenant_id=tenant_id,
+            gateway_id=gateway_id,
+            name=name,
+            args=args,
+            state="pending",
+            created_at=now,
+            expires_at=now + ttl,
+            created_by=actor,
+        )
+    ).inserted_primary_key
+    audit(
+        conn,
+        actor,
+        f"command.{name}",
+        target=f"gateway:{gateway_id}",
+        tenant_id=tenant_id,
+        detail={"command_id": key[0]},
+    )
+    return get(conn, key[0], tenant_id)
+
+
+def get(conn: Connection, command_id: int, tenant_id: int) -> Row | None:
+    return conn.execute(
+        select(s.commands).where(s.commands.c.id == command_id, s.commands.c.tenant_id == tenant_id)
+    ).first()
+
+
+def pending(conn: Connection) -> list[tuple[Row, str]]:
+    """Commands to publish, with their gateway's MQTT id."""
+    rows = conn.execute(
+        select(s.commands, s.gateways.c.serial)
+        .join(s.gateways, s.gateways.c.id == s.commands.c.gateway_id)
+        .where(s.commands.c.state == "pending", s.commands.c.expires_at > utcnow())
+        .order_by(s.commands.c.id)
+    ).all()
+    return [(row, row.serial) for row in rows]
+
+
+def as_message(row: Row) -> Command:
+    return Command(row.id, row.name, int(row.expires_at.timestamp()), dict(row.args or {}))
+
+
+def mark_sent(conn: Connection, command_id: int, at: datetime | None = None) -> None:
+    conn.execute(
+        update(s.commands)
+        .where(s.commands.c.id == command_id)
+        .values(state="sent", sent_at=at or utcnow())
+    )
+
+
+def on_result(conn: Connection, gateway: Row, result: CommandResult) -> bool:
+    """Record a result; only for a command of this very gateway (a device cannot answer
+    for another's)."""
+    done = conn.execute(
+        update(s.commands)
+        .where(
+            and_(
+                s.commands.c.id == result.id,
+                s.commands.c.gateway_id == gateway.id,
+                s.commands.c.state.in_(("pending", "sent")),
+            )
+        )
+        .values(
+            state="done" if result.ok else "failed",
+            result=dict(result.result),
+            error=result.error,
+            done_at=utcnow(),
+        )
+    )
+    return bool(done.rowcount)
+
+
+def expire(conn: Connection, now: datetime | None = None) -> int:
+    done = conn.execute(
+        update(s.commands)
+        .where(
+            and_(
+                s.commands.c.state.in_(("pending", "sent")),
+                s.commands.c.expires_at <= (now or utcnow()),
+            )
+        )
+        .values(state="expired")
+    )
+    return done.rowcount

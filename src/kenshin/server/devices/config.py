@@ -1,0 +1,140 @@
+"""Gateway settings: tenant defaults plus per-gateway overrides, versioned and audited.
+
+Every change writes a new row with the next version number of the tenant (one sequence
+for defaults and overrides alike), so a gateway's effective version — the newest of its
+tenant's default and its own override — only ever grows, and the heartbeat's applied
+version says exactly which change a gateway runs. Changing a meter (its link or B-route
+credentials) writes a new override too, so it reaches the gateway the same way.
+
+The effective settings are what `k/<gw>/g` carries: the merged values, plus the `meter`
+section built from the registry with the B-route credentials opened for the wire.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, Row, func, insert, select
+
+from kenshin.wire import Settings
+
+from .. import schema as s
+from ..accounts import audit
+from ..schema import utcnow
+from ..security import CredentialBox
+from .registry import meter_link_settings, meters_of_gateway
+
+DEFAULTS: dict[str, Any] = {
+    "poll": {"instant_interval_s": 60, "fixed_delay_s": 20},
+    "uplink": {"batch_delay_s": 60},
+    "heartbeat_s": 1800,
+}
+MANAGED_KEYS = {"meter"}  # built from the registry, never set directly
+
+
+class SettingsError(ValueError):
+    pass
+
+
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Override wins key by key; nested maps merge; None deletes."""
+    out = dict(base)
+    for key, value in override.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _latest(conn: Connection, tenant_id: int, gateway_id: int | None) -> Row | None:
+    gateway = (
+        s.settings.c.gateway_id.is_(None)
+        if gateway_id is None
+        else s.settings.c.gateway_id == gateway_id
+    )
+    return conn.execute(
+        select(s.settings)
+        .where(s.settings.c.tenant_id == tenant_id, gateway)
+        .order_by(s.settings.c.version.desc())
+        .limit(1)
+    ).first()
+
+
+def put_settings(
+    conn: Connection,
+    tenant_id: int,
+    gateway_id: int | None,
+    values: dict[str, Any],
+    *,
+    actor: str,
+    user_id: int | None = None,
+    replace: bool = False,
+) -> Row:
+    """A new version of the tenant default (gateway_id None) or of one gateway's override:
+    merged into the previous one unless `replace`."""
+    if MANAGED_KEYS & values.keys():
+        raise SettingsError(
+            f"{', '.join(sorted(MANAGED_KEYS & values.keys()))} is managed through the meters API"
+        )
+    previous = _latest(conn, tenant_id, gateway_id)
+    merged = values if replace or previous is None else merge(previous.values, values)
+    (version,) = conn.execute(
+        select(func.coalesce(func.max(s.settings.c.version), 0) + 1).where(
+            s.settings.c.tenant_id == tenant_id
+        )
+    ).one()
+    conn.execute(
+        insert(s.settings).values(
+            tenant_id=tenant_id,
+            gateway_id=gateway_id,
+            version=version,
+            values=merged,
+            created_by=user_id,
+            created_at=utcnow(),
+        )
+    )
+    target = f"gateway:{gateway_id}" if gateway_id else "tenant_default"
+    audit(
+        conn,
+        actor,
+        "settings.update",
+        target=target,
+        tenant_id=tenant_id,
+        detail={"version": version, "changed": values},
+    )
+    return _latest(conn, tenant_id, gateway_id)
+
+
+def effective_settings(
+    conn: Connection, gateway: Row, box: CredentialBox, *, now_s: int
+) -> Settings | None:
+    """What `k/<gw>/g` should carry now (None for an unclaimed gateway)."""
+    if gateway.tenant_id is None:
+        return None
+    default = _latest(conn, gateway.tenant_id, None)
+    override = _latest(conn, gateway.tenant_id, gateway.id)
+    values = merge(DEFAULTS, default.values if default else {})
+    values = merge(values, override.values if override else {})
+    meters = meters_of_gateway(conn, gateway.id)
+    if meters:
+        values["meter"] = meter_link_settings(meters[0], box)  # one meter per gateway
+    version = max((row.version for row in (default, override) if row is not None), default=0)
+    return Settings(version, now_s, values)
+
+
+def history(conn: Connection, tenant_id: int, gateway_id: int | None) -> list[Row]:
+    gateway = (
+        s.settings.c.gateway_id.is_(None)
+        if gateway_id is None
+        else s.settings.c.gateway_id == gateway_id
+    )
+    return list(
+        conn.execute(
+            select(s.settings)
+            .where(s.settings.c.tenant_id == tenant_id, gateway)
+            .order_by(s.settings.c.version.desc())
+        )
+    )

@@ -1,0 +1,110 @@
+"""The server's side of enrollment (the exchange is in `kenshin.wire.enrollment`).
+
+Challenges are stateless: `<expiry>.<random>.<mac>` signed with a server key, so any API
+node can check one and nothing is stored. A valid signature of a fresh challenge by the
+gateway's registered Ed25519 key earns a new random MQTT password (its scrypt hash is
+stored; the old one stops working, so credentials rotate at every start).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy import Connection, insert, update
+
+from kenshin.wire.enrollment import CHALLENGE_TTL_S, b64decode, signed_message, valid_serial
+
+from .. import schema as s
+from ..broker.access import hash_password
+from ..schema import utcnow
+from .registry import gateway_by_serial
+
+UNCLAIMED_RETRY_S = 60
+
+
+class EnrollmentRefused(Exception):
+    """Identity not proven (unknown serial, stale challenge, bad signature)."""
+
+
+@dataclass(frozen=True)
+class Issued:
+    gateway_id: str
+    username: str
+    password: str
+
+
+@dataclass(frozen=True)
+class Unclaimed:
+    retry_after_s: int = UNCLAIMED_RETRY_S
+
+
+def _mac(key: bytes, serial: str, body: str) -> str:
+    digest = hmac.new(key, f"challenge|{serial}|{body}".encode(), hashlib.sha256).digest()
+    return digest.hex()[:32]
+
+
+def new_challenge(key: bytes, serial: str, *, now: float | None = None) -> str:
+    body = f"{int((now or time.time()) + CHALLENGE_TTL_S)}.{secrets.token_hex(12)}"
+    return f"{body}.{_mac(key, serial, body)}"
+
+
+def check_challenge(key: bytes, serial: str, challenge: str, *, now: float | None = None) -> None:
+    try:
+        expiry, nonce, mac = challenge.split(".")
+        fresh = int(expiry) >= (now or time.time())
+    except ValueError:
+        raise EnrollmentRefused("malformed challenge") from None
+    if not hmac.compare_digest(mac, _mac(key, serial, f"{expiry}.{nonce}")):
+        raise EnrollmentRefused("challenge was not issued to this serial")
+    if not fresh:
+        raise EnrollmentRefused("challenge expired; ask for a new one")
+
+
+def enroll(
+    conn: Connection, key: bytes, serial: str, challenge: str, signature: str
+) -> Issued | Unclaimed:
+    if not valid_serial(serial):
+        raise EnrollmentRefused("malformed serial")
+    check_challenge(key, serial, challenge)
+    gateway = gateway_by_serial(conn, serial)
+    if gateway is None:
+        raise EnrollmentRefused("unknown gateway")
+    try:
+        Ed25519PublicKey.from_public_bytes(gateway.public_key).verify(
+            b64decode(signature), signed_message(serial, challenge)
+        )
+    except (InvalidSignature, ValueError):
+        raise EnrollmentRefused("the signature does not match this gateway's key") from None
+    now = utcnow()
+    if gateway.tenant_id is None:
+        conn.execute(
+            update(s.gateways).where(s.gateways.c.id == gateway.id).values(last_seen_at=now)
+        )
+        return Unclaimed()
+    password = secrets.token_urlsafe(24)
+    conn.execute(
+        update(s.gateways)
+        .where(s.gateways.c.id == gateway.id)
+        .values(
+            mqtt_username=serial,
+            mqtt_password_hash=hash_password(password),
+            last_seen_at=now,
+        )
+    )
+    conn.execute(
+        insert(s.events).values(
+            tenant_id=gateway.tenant_id,
+            gateway_id=gateway.id,
+            code="gateway_enrolled",
+            severity="info",
+            detail={"serial": serial},
+            at=now,
+        )
+    )
+    return Issued(serial, serial, password)

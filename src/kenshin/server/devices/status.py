@@ -1,0 +1,104 @@
+"""Each gateway's state, from what the broker and the gateway tell us, with every change
+recorded as an event (the control panel's donut and event list read these).
+
+    unclaimed ──claim──▶ never_seen ──heartbeat/data──▶ working
+    working ──last will / silence──▶ lost_contact ──heartbeat/data──▶ working
+    working ──heartbeat with the meter link down──▶ meter_link_down ──link up──▶ working
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, Row, and_, insert, select, update
+
+from kenshin.wire import LinkState, Status
+
+from .. import schema as s
+from ..schema import utcnow
+
+METER_LINK_DOWN = {LinkState.AUTH_FAILED, LinkState.DEVICE_LOST, LinkState.NO_METER}
+SILENCE_FACTOR = 2.5  # lost contact after this many heartbeat periods without a word
+
+
+def set_state(conn: Connection, gateway: Row, state: str, *, reason: str, at: datetime) -> bool:
+    """Move a gateway to `state`, recording the transition; False if it was there."""
+    if gateway.state == state:
+        return False
+    conn.execute(
+        update(s.gateways).where(s.gateways.c.id == gateway.id).values(state=state, state_since=at)
+    )
+    severity = "warning" if state in ("lost_contact", "meter_link_down") else "info"
+    conn.execute(
+        insert(s.events).values(
+            tenant_id=gateway.tenant_id,
+            gateway_id=gateway.id,
+            code=f"gateway_{state}",
+            severity=severity,
+            detail={"from": gateway.state, "reason": reason},
+            at=at,
+        )
+    )
+    return True
+
+
+def heard_from(conn: Connection, gateway: Row, *, at: datetime | None = None) -> None:
+    """Any message from the gateway: it is alive."""
+    at = at or utcnow()
+    conn.execute(update(s.gateways).where(s.gateways.c.id == gateway.id).values(last_seen_at=at))
+    if gateway.state in ("never_seen", "lost_contact"):
+        set_state(conn, gateway, "working", reason="heard from it", at=at)
+
+
+def on_status(conn: Connection, gateway: Row, status: Status) -> None:
+    at = utcnow()
+    conn.execute(
+        update(s.gateways)
+        .where(s.gateways.c.id == gateway.id)
+        .values(
+            last_seen_at=at,
+            settings_version_applied=status.settings_version,
+        )
+    )
+    if (
+        status.settings_version is not None
+        and status.settings_version != gateway.settings_version_applied
+    ):
+        conn.execute(
+            insert(s.events).values(
+                tenant_id=gateway.tenant_id,
+                gateway_id=gateway.id,
+                code="settings_applied",
+                severity="info",
+                detail={"version": status.settings_version},
+                at=at,
+            )
+        )
+    link = LinkState(status.link)
+    wanted = "meter_link_down" if link in METER_LINK_DOWN else "working"
+    if gateway.state != "unclaimed":
+        set_state(conn, gateway, wanted, reason=f"meter link {link.value}", at=at)
+
+
+def on_offline(conn: Connection, gateway: Row, reason: str) -> None:
+    """The broker delivered the gateway's last will: the connection is gone."""
+    if gateway.state not in ("unclaimed", "never_seen"):
+        set_state(conn, gateway, "lost_contact", reason=reason, at=utcnow())
+
+
+def sweep_silent(conn: Connection, heartbeat_s: float, *, now: datetime | None = None) -> int:
+    """Gateways working (or link-down) that went quiet without a last will (a cut power
+    line or a NAT that dropped the connection silently): lost contact."""
+    now = now or utcnow()
+    cutoff = now - timedelta(seconds=heartbeat_s * SILENCE_FACTOR)
+    quiet = conn.execute(
+        select(s.gateways).where(
+            and_(
+                s.gateways.c.state.in_(("working", "meter_link_down")),
+                s.gateways.c.last_seen_at < cutoff,
+            )
+        )
+    ).all()
+    for gateway in quiet:
+        set_state(conn, gateway, "lost_contact", reason="silent", at=now)
+    return len(quiet)

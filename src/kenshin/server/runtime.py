@@ -1,0 +1,315 @@
+"""The server's MQTT side: the broker (embedded, or a managed Mosquitto), the ingest
+subscriber, and the pushers of settings and commands. Runs in the app's lifespan.
+
+The ingest acknowledges each message to the broker only after its database transaction
+committed (paho's manual acknowledgement under aiomqtt), so nothing is lost between the
+broker and the database. Where the broker has shared subscriptions (Mosquitto), several
+server processes split the readings with `$share/ingest/k/+/d`; the embedded amqtt broker
+has none, so a single process subscribes plainly there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+from sqlalchemy import Engine, select
+
+from kenshin.wire import encode_publish
+from kenshin.wire.topics import Kind
+
+from . import ingest
+from . import schema as s
+from .broker.access import Account, Principal, PrincipalKind, StaticCredentials, verify_password
+from .broker.access import hash_password as mqtt_hash
+from .devices import commands, config, status
+from .security import CredentialBox
+
+log = logging.getLogger(__name__)
+SERVICE_USER = "kenshin-service"
+
+
+class DatabaseCredentials:
+    """The broker asks this who may connect: gateways by their enrolled MQTT password
+    (hash in the database), the server's own service account from memory."""
+
+    def __init__(self, engine: Engine, service: StaticCredentials):
+        self.engine, self.service = engine, service
+
+    async def authenticate(self, username: str, password: str) -> Principal | None:
+        found = await self.service.authenticate(username, password)
+        if found is not None:
+            return found
+        return await asyncio.to_thread(self._gateway, username, password)
+
+    def _gateway(self, username: str, password: str) -> Principal | None:
+        with self.engine.connect() as conn:
+            stored = conn.execute(
+                select(s.gateways.c.mqtt_password_hash).where(
+                    s.gateways.c.mqtt_username == username
+                )
+            ).scalar()
+        if stored and verify_password(password, stored):
+            return Principal(username, PrincipalKind.DEVICE)
+        return None
+
+
+@dataclass
+class BrokerEndpoint:
+    host: str
+    port: int
+    tls: bool = False
+
+
+@dataclass
+class DeviceService:
+    engine: Engine
+    box: CredentialBox
+    mode: str = "embedded"  # embedded | mosquitto (a managed child process)
+    host: str = "127.0.0.1"
+    port: int = 0
+    heartbeat_s: float = 1800.0
+    sweep_every_s: float = 30.0
+    endpoint: BrokerEndpoint | None = None
+    counters: dict[str, int] = field(default_factory=dict)
+    _service_password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _published: dict[int, int] = field(default_factory=dict)  # gateway id → settings version
+    _broker: Any = None
+    _tasks: list[asyncio.Task] = field(default_factory=list)
+    _client: aiomqtt.Client | None = None
+    _mosquitto_dir: Path | None = None
+    public_host: str | None = None  # told to gateways; default: the broker's address
+    service_login: tuple[str, str] | None = None  # external broker: the service's account
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        service = StaticCredentials(
+            [Account(SERVICE_USER, mqtt_hash(self._service_password), PrincipalKind.SERVICE)]
+        )
+        if self.mode == "embedded":
+            from .broker.embedded import EmbeddedBroker
+
+            checker = DatabaseCredentials(self.engine, service)
+            port = self._free_or_any(self.port)
+            self._broker = EmbeddedBroker(checker, host=self.host, port=port)
+            await self._broker.start()
+            self.endpoint = BrokerEndpoint(self.host, self._broker.port)
+        elif self.mode == "mosquitto":
+            await self._start_mosquitto(service)
+        elif self.mode == "external":
+            assert self.endpoint is not None and self.service_login is not None
+            log.info(
+                "external broker: its password/ACL files come from `kenshin server "
+                "mosquitto-files`; reload it after gateways enroll"
+            )
+        else:
+            raise ValueError(f"unknown broker mode {self.mode!r}")
+        log.info("MQTT broker (%s) on %s:%d", self.mode, self.endpoint.host, self.endpoint.port)
+        self._tasks = [asyncio.create_task(self._run_client(), name="kenshin-mqtt")]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._broker is not None:
+            with contextlib.suppress(Exception):
+                await self._broker.stop() if self.mode == "embedded" else self._broker.stop()
+
+    def _free_or_any(self, port: int) -> int:
+        """`port` if nobody holds it, else 0 (any free one): a system Mosquitto on 1883
+        must not stop the platform from starting."""
+        if not port:
+            return 0
+        import socket
+
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((self.host, port))
+            except OSError:
+                log.warning("MQTT port %d is taken; the broker takes a free one", port)
+                return 0
+        return port
+
+    # -- Mosquitto, managed ----------------------------------------------------------------
+
+    async def _start_mosquitto(self, service: StaticCredentials) -> None:
+        from .broker.mosquitto import MosquittoListener, MosquittoProcess, free_tcp_port
+
+        self._mosquitto_dir = Path(tempfile.mkdtemp(prefix="kenshin-mosquitto-"))
+        port = self._free_or_any(self.port) or free_tcp_port()
+        self._mosquitto_listener = MosquittoListener(port, host=self.host)
+        self._service_accounts = service
+        self._write_mosquitto_files()
+        self._broker = MosquittoProcess(self._mosquitto_dir, port, host=self.host)
+        await asyncio.to_thread(self._broker.start)
+        self.endpoint = BrokerEndpoint(self.host, port)
+
+    def _write_mosquitto_files(self) -> None:
+        import os
+
+        from .broker.mosquitto import write_mosquitto_config
+
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(s.gateways.c.mqtt_username, s.gateways.c.mqtt_password_hash).where(
+                    s.gateways.c.mqtt_password_hash.is_not(None)
+                )
+            ).all()
+        accounts = [Account(u, h, PrincipalKind.DEVICE) for u, h in rows]
+        accounts += list(self._service_accounts.accounts())
+        user = None
+        if os.geteuid() == 0:  # mosquitto started as root drops privileges: keep our user
+            import pwd
+
+            user = pwd.getpwuid(os.geteuid()).pw_name
+        write_mosquitto_config(self._mosquitto_dir, accounts, [self._mosquitto_listener], user=user)
+
+    def credentials_changed(self) -> None:
+        """A gateway enrolled (new MQTT password): Mosquitto must re-read its files."""
+        if self.mode == "mosquitto" and self._broker is not None:
+            self._write_mosquitto_files()
+            self._broker.reload()
+
+    # -- the service client ------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Something changed (settings, a meter, a command): push now. Thread-safe."""
+        loop = getattr(self, "_loop", None)
+        if loop is not None:
+            loop.call_soon_threadsafe(self._wake.set)
+
+    async def _run_client(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        delay = 1.0
+        while True:
+            try:
+                async with aiomqtt.Client(
+                    self.endpoint.host,
+                    self.endpoint.port,
+                    username=SERVICE_USER,
+                    password=self._service_password,
+                    identifier=f"kenshin-ingest-{secrets.token_hex(4)}",
+                    clean_session=False,
+                ) as client:
+                    # Acknowledge only after the commit (see the module doc).
+                    client._client.manual_ack_set(True)
+                    self._client = client
+                    shared = "$share/ingest/" if self.mode == "mosquitto" else ""
+                    for kind in (Kind.READINGS, Kind.STATUS, Kind.EVENT, Kind.RESULT):
+                        await client.subscribe(f"{shared}k/+/{kind.value}", qos=1)
+                    delay = 1.0
+                    self._published.clear()  # the broker may have lost retained settings
+                    async with asyncio.TaskGroup() as group:
+                        group.create_task(self._consume(client))
+                        group.create_task(self._push_loop(client))
+            except* (aiomqtt.MqttError, OSError) as errors:
+                log.warning(
+                    "service MQTT connection lost: %s; again in %.0f s", errors.exceptions[0], delay
+                )
+            except* Exception as errors:  # a bug must not end the ingest for good
+                log.error("service MQTT loop failed", exc_info=errors.exceptions[0])
+            self._client = None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+    async def _consume(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            topic, payload = str(message.topic), bytes(message.payload)
+            outcome = await asyncio.to_thread(self._commit, topic, payload)
+            if outcome is not None:  # committed (or quarantined): the broker may forget it
+                client._client.ack(message.mid, message.qos)
+                self.counters[outcome.kind] = self.counters.get(outcome.kind, 0) + 1
+
+    def _commit(self, topic: str, payload: bytes) -> ingest.Outcome | None:
+        try:
+            with self.engine.begin() as conn:
+                return ingest.handle(conn, topic, payload)
+        except Exception:  # the database is down: no ack, the broker redelivers later
+            log.exception("ingest could not commit a message on %s", topic)
+            self.counters["ingest_errors"] = self.counters.get("ingest_errors", 0) + 1
+            return None
+
+    async def _push_loop(self, client: aiomqtt.Client) -> None:
+        last_sweep = 0.0
+        while True:
+            self._wake.clear()  # before looking: a change made while we push wakes us again
+            await asyncio.to_thread(self._push_all_sync_prepare)
+            for topic, payload, retain, command_id, gateway_id, version in self._outbox:
+                await client.publish(topic, payload, qos=1, retain=retain)
+                if command_id is not None:
+                    await asyncio.to_thread(self._mark_sent, command_id)
+                if version is not None:
+                    self._published[gateway_id] = version
+            if time.monotonic() - last_sweep > self.sweep_every_s:
+                last_sweep = time.monotonic()
+                await asyncio.to_thread(self._sweep)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.sweep_every_s)
+
+    def _push_all_sync_prepare(self) -> None:
+        """Settings whose effective version is newer than what we retained, and pending
+        commands, as (topic, payload, retain, command id, gateway id, version)."""
+        out = []
+        now_s = int(time.time())
+        with self.engine.begin() as conn:
+            gateways = conn.execute(
+                select(s.gateways).where(
+                    s.gateways.c.tenant_id.is_not(None), s.gateways.c.mqtt_username.is_not(None)
+                )
+            ).all()
+            for gateway in gateways:
+                settings = config.effective_settings(conn, gateway, self.box, now_s=now_s)
+                if settings is None or self._published.get(gateway.id) == settings.version:
+                    continue
+                topic, payload = encode_publish(settings, gateway.serial)
+                out.append((topic, payload, True, None, gateway.id, settings.version))
+            for row, serial in commands.pending(conn):
+                topic, payload = encode_publish(commands.as_message(row), serial)
+                out.append((topic, payload, False, row.id, row.gateway_id, None))
+        self._outbox = out
+
+    def _mark_sent(self, command_id: int) -> None:
+        with self.engine.begin() as conn:
+            commands.mark_sent(conn, command_id)
+
+    def _sweep(self) -> None:
+        with self.engine.begin() as conn:
+            status.sweep_silent(conn, self.heartbeat_s)
+            commands.expire(conn)
+
+
+def device_service(settings: Any, engine: Engine, box: CredentialBox) -> DeviceService:
+    """The MQTT side as the server's settings describe it."""
+    external = settings.broker_endpoint
+    if external is None:
+        return DeviceService(
+            engine,
+            box,
+            mode=settings.broker,
+            host=settings.mqtt_host,
+            port=settings.mqtt_port,
+            heartbeat_s=settings.heartbeat_s,
+            public_host=settings.mqtt_public_host,
+        )
+    return DeviceService(
+        engine,
+        box,
+        mode="external",
+        heartbeat_s=settings.heartbeat_s,
+        endpoint=BrokerEndpoint(external.host, external.port, external.tls),
+        service_login=(external.username or SERVICE_USER, external.password or ""),
+        public_host=settings.mqtt_public_host,
+    )
