@@ -182,7 +182,7 @@ class GatewayAgent:
         if self.meter is None or self.meter.key != key:
             await self._stop_meter()
             if meter:
-                self.meter = await self._start_meter(meter, key)
+                self.meter = await self._start_meter(meter, key, values.get("poll") or {})
         if self.meter is not None:
             self._apply_policy(self.meter.poller.policy, values.get("poll") or {})
         self._settings_arrived.set()
@@ -193,8 +193,11 @@ class GatewayAgent:
         for name in ("instant_interval_s", "fixed_delay_s", "fixed_retry_s", "fixed_give_up_s"):
             if isinstance(poll.get(name), int | float) and poll[name] > 0:
                 setattr(policy, name, float(poll[name]))
+        days = poll.get("initial_backfill_days")
+        if isinstance(days, int) and 0 <= days <= 99:
+            policy.initial_backfill_days = days
 
-    async def _start_meter(self, meter: dict, key: tuple) -> MeterRuntime:
+    async def _start_meter(self, meter: dict, key: tuple, poll: dict) -> MeterRuntime:
         ref = str(meter.get("ref") or "m")
         if meter.get("link") == "wisun":
             from kenshin.meter.wisun import WisunMeterLink
@@ -223,7 +226,9 @@ class GatewayAgent:
                 client.close()
 
         session = SmartMeterSession(link)
-        poller = MeterPoller(session, self.queue, ref, clock=self.clock)
+        policy = PollPolicy()
+        self._apply_policy(policy, poll)
+        poller = MeterPoller(session, self.queue, ref, clock=self.clock, policy=policy)
         task = asyncio.create_task(self._poll(poller))
         return MeterRuntime(session, poller, task, close, link, key)
 

@@ -260,6 +260,8 @@ meters = Table(
     Column("serial", String(64), nullable=True),
     Column("link", String(8), nullable=False),
     Column("udp_host", String(255), nullable=True),
+    Column("udp_port", Integer(), nullable=True),  # None: 3610
+    Column("device", String(255), nullable=True),  # the Wi-SUN dongle's serial port
     # AES-GCM sealed (kenshin.server.security.CredentialBox), bound to the meter's id.
     Column("broute_id_enc", LargeBinary(), nullable=True),
     Column("broute_password_enc", LargeBinary(), nullable=True),

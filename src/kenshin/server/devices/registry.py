@@ -190,7 +190,6 @@ def add_meter(
         raise RegistryError("a meter on UDP needs udp_host")
     if link == "wisun" and not (broute_id and broute_password):
         raise RegistryError("a meter on Wi-SUN needs broute_id and broute_password")
-    host = f"{udp_host}:{udp_port}" if udp_host and udp_port else udp_host
     key = conn.execute(
         insert(s.meters).values(
             tenant_id=tenant_id,
@@ -198,7 +197,9 @@ def add_meter(
             gateway_id=gateway_id,
             serial=serial,
             link=link,
-            udp_host=host if link == "udp" else device,
+            udp_host=udp_host if link == "udp" else None,
+            udp_port=udp_port if link == "udp" else None,
+            device=device if link == "wisun" else None,
         )
     ).inserted_primary_key
     meter_id = key[0]
@@ -242,17 +243,16 @@ def meter_ref(meter_id: int) -> str:
 def meter_link_settings(meter: Row, box: CredentialBox) -> dict[str, Any]:
     """The `meter` section of a gateway's settings, credentials opened for the wire."""
     if meter.link == "udp":
-        host, _, port = (meter.udp_host or "").partition(":")
         return {
             "ref": meter_ref(meter.id),
             "link": "udp",
-            "host": host,
-            "port": int(port) if port else 3610,
+            "host": meter.udp_host,
+            "port": meter.udp_port or 3610,
         }
     return {
         "ref": meter_ref(meter.id),
         "link": "wisun",
-        "device": meter.udp_host or "/dev/ttyUSB0",
+        "device": meter.device or "/dev/ttyUSB0",
         "broute_id": box.open(meter.broute_id_enc, meter_credential_ad(meter.id, "broute_id")),
         "broute_password": box.open(
             meter.broute_password_enc, meter_credential_ad(meter.id, "broute_password")
