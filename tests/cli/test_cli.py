@@ -86,13 +86,20 @@ def test_a_taken_port_is_explained():
         assert "--port 0" in again.stderr
 
 
-def test_demo_prints_live_readings():
-    result = kenshin("demo", "--meters", "2", "--seconds", "4", "--interval", "1")
+def test_demo_runs_the_whole_platform(tmp_path):
+    result = kenshin(
+        "demo", "--dir", str(tmp_path / "demo"), "--seconds", "30", "--report-every", "5",
+        timeout=120,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "discovered 2 meter(s)" in result.stdout
-    rows = [line for line in result.stdout.splitlines() if line.startswith("127.0.1.")]
-    assert len(rows) >= 4  # two meters, at least twice
-    assert "never connect uncertified devices" in result.stdout
+    out = result.stdout
+    assert "/api/v1/docs" in out and "log in:" in out
+    assert "never connect uncertified devices" in out
+    last = [line for line in out.splitlines() if line.startswith("gateways:")][-1]
+    assert "working 4" in last, out
+    instant = int(last.split("readings: ")[1].split(" instant")[0])
+    half_hour = int(last.split(" instant, ")[1].split(" half-hour")[0])
+    assert instant > 0 and half_hour >= 4 * 48, last  # live power, and yesterday refilled
 
 
 @contextmanager

@@ -320,6 +320,9 @@ class GatewayAgent:
             now = time.time()
             batch_delay = float(self._setting("uplink", "batch_delay_s", 60))
             due = (now // SLOT_S + 1) * SLOT_S + batch_delay - now
+            # Optionally sooner: how long a reading may wait at most (a live dashboard, the
+            # demo); unset, batches go once per half hour, which is what the wire budget wants.
+            due = min(due, float(self._setting("uplink", "max_delay_s", due)))
             self._send_now.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._send_now.wait(), due)

@@ -177,8 +177,25 @@ class AccessPlugin(BaseTopicPlugin):
         return gate.allowed(session, topic, action)
 
 
+class _SnapshotDict(dict):
+    """amqtt 0.12 iterates its subscription table across awaits (and deletes from it while
+    iterating), so a client subscribing meanwhile raised "dictionary changed size during
+    iteration" and dropped a connection: iterate over a snapshot instead."""
+
+    def __iter__(self):
+        return iter(list(super().keys()))
+
+    def items(self):
+        return list(super().items())
+
+
 class _GuardedBroker(Broker):
-    """amqtt's Broker, minus the unchecked send of other clients' retained messages."""
+    """amqtt's Broker, minus the unchecked send of other clients' retained messages, and
+    with a subscription table that is safe to iterate across awaits."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._subscriptions = _SnapshotDict(self._subscriptions)
 
     async def _publish_retained_messages_for_subscription(
         self, subscription: tuple[str, int], session: Session

@@ -1,0 +1,290 @@
+"""The whole platform in one process, with no hardware: what `kenshin demo` runs.
+
+The server (HTTP, the embedded MQTT broker, SQLite), a demo tenant with an operator, and a
+handful of simulated homes: each a simulated smart meter and a gateway agent that knows
+only its identity file. Some meters are reached over ECHONET Lite/UDP on 127.0.1.x, some
+behind emulated Wi-SUN dongles on pseudo-terminals (BP35A1 and BP35C2 dialects). The
+gateways are made as a factory would, imported, claimed through the API with their
+printed codes, and from then on everything flows as in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import io
+import secrets
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import uvicorn
+from sqlalchemy import func, select
+
+from kenshin.gateway.agent import AgentOptions, GatewayAgent
+from kenshin.gateway.identity import Identity, new_claim_code
+from kenshin.server import schema as s
+from kenshin.server.app import create_app
+from kenshin.server.bootstrap import create_tenant, create_user, ensure_admin
+from kenshin.server.settings import Settings
+from kenshin.sim.clock import ScaledClock
+from kenshin.sim.dongle import DongleEmulator, DongleModel
+from kenshin.sim.fleet import SimFleet
+from kenshin.sim.meter import MeterConfig, SimulatedMeter
+from kenshin.wire.enrollment import b64encode
+
+ADMIN_EMAIL = "admin@demo.kenshin.local"
+OPERATOR_EMAIL = "operator@demo.kenshin.local"
+# Simulated B-route credentials (the emulated dongles' meters accept exactly these).
+DEMO_BROUTE_ID = "00000000000000000000000000C0FFEE"
+DEMO_BROUTE_PASSWORD = "KENSHINDEMO1"
+
+
+def free_port(preferred: int) -> int:
+    """`preferred` if free on loopback, else whatever the system gives."""
+    for port in (preferred, 0):
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return sock.getsockname()[1]
+    raise OSError("no free TCP port on 127.0.0.1")
+
+
+@dataclass
+class Home:
+    name: str
+    link: str  # udp | wisun
+    identity: Identity
+    claim_code: str
+    meter: SimulatedMeter
+    udp: tuple[str, int] | None = None
+    dongle: DongleEmulator | None = None
+
+
+@dataclass
+class Demo:
+    workdir: Path
+    homes_udp: int = 2
+    homes_wisun: int = 2
+    http_port: int = 8080
+    password: str = field(default_factory=lambda: secrets.token_urlsafe(9))
+    echo: Callable[[str], None] = print
+    homes: list[Home] = field(default_factory=list)
+    agents: list[GatewayAgent] = field(default_factory=list)
+
+    async def run(self, seconds: float | None = None, report_every_s: float = 10.0) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        port = free_port(self.http_port)
+        settings = Settings(
+            database_url=f"sqlite:///{self.workdir / 'kenshin.db'}",
+            port=port,
+            mqtt_port=0,
+            secret_key_file=self.workdir / "secret.key",
+            heartbeat_s=60.0,
+            log_level="warning",
+        )
+        app = create_app(settings)
+        web = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        )
+        serving = asyncio.create_task(web.serve())
+        while not web.started:
+            if serving.done():
+                serving.result()  # raises what stopped it
+            await asyncio.sleep(0.05)
+        base = f"http://127.0.0.1:{port}"
+        clock = ScaledClock()  # real time: the demo is for watching
+        udp_port = _free_udp_port()
+        fleet = SimFleet(self.homes_udp, clock, port=udp_port, multicast=False, seed=101)
+        async with fleet, contextlib.AsyncExitStack() as stack:
+            self._make_homes(base, fleet, clock)
+            for home in self.homes:
+                if home.dongle is not None:
+                    await stack.enter_async_context(home.dongle)
+            await self._register(app, base)
+            tasks = [asyncio.create_task(self._agent(home, clock)) for home in self.homes]
+            broker = app.state.device_service.endpoint
+            self.echo(
+                f"\nKenshin demo is running: the platform in one process, nothing but simulators.\n"
+                f"  web API:      {base}/api/v1/docs   (health: {base}/healthz)\n"
+                f"  log in:       {OPERATOR_EMAIL} / {self.password}   "
+                f"(platform admin: {ADMIN_EMAIL}, same password)\n"
+                f"  MQTT broker:  embedded, 127.0.0.1:{broker.port}\n"
+                f"  homes:        {self.homes_udp} on ECHONET Lite/UDP, {self.homes_wisun} behind "
+                "emulated Wi-SUN dongles\n"
+                f"  data:         {self.workdir}\n"
+                "Simulators only: never connect uncertified devices to a real smart meter.\n"
+                "Press Ctrl-C to stop.\n"
+            )
+            try:
+                loop = asyncio.get_running_loop()
+                deadline = None if seconds is None else loop.time() + seconds
+                while deadline is None or loop.time() < deadline:
+                    wait = (
+                        report_every_s
+                        if deadline is None
+                        else min(report_every_s, max(0.0, deadline - loop.time()))
+                    )
+                    await asyncio.sleep(wait)
+                    self.echo(self.report(app))
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                for agent in self.agents:
+                    agent.queue.close()
+                web.should_exit = True
+                await serving
+
+    def _make_homes(self, base: str, fleet: SimFleet, clock) -> None:
+        for i, (meter, (host, port)) in enumerate(zip(fleet.meters, fleet.addresses, strict=True)):
+            self.homes.append(
+                Home(
+                    f"home-{i + 1}",
+                    "udp",
+                    Identity.generate(f"DEMO-GW{i + 1:03d}", base),
+                    new_claim_code(),
+                    meter,
+                    udp=(host, port),
+                )
+            )
+        models = [DongleModel.BP35A1, DongleModel.BP35C2]
+        for j in range(self.homes_wisun):
+            n = self.homes_udp + j + 1
+            meter = SimulatedMeter(clock, MeterConfig(seed=200 + j, pv=j % 2 == 0))
+            dongle = DongleEmulator(
+                meter,
+                model=models[j % 2],
+                route_b_id=DEMO_BROUTE_ID,
+                password=DEMO_BROUTE_PASSWORD,
+                seed=n,
+                link=self.workdir / f"ttyWISUN{j}",
+            )
+            self.homes.append(
+                Home(
+                    f"home-{n}",
+                    "wisun",
+                    Identity.generate(f"DEMO-GW{n:03d}", base),
+                    new_claim_code(),
+                    meter,
+                    dongle=dongle,
+                )
+            )
+
+    async def _register(self, app, base: str) -> None:
+        engine = app.state.engine
+        ensure_admin(engine, ADMIN_EMAIL, self.password)
+        with contextlib.suppress(Exception):  # a second run in the same directory
+            tenant = create_tenant(engine, "デモ電力 Demo Power", "retailer")
+            create_user(engine, tenant, OPERATOR_EMAIL, self.password, role="operator")
+        rows = io.StringIO()
+        writer = csv.writer(rows)
+        writer.writerow(["serial", "model", "public_key", "claim_code"])
+        for home in self.homes:
+            writer.writerow(
+                [
+                    home.identity.serial,
+                    "kenshin-demo",
+                    b64encode(home.identity.public_key),
+                    home.claim_code,
+                ]
+            )
+        async with httpx.AsyncClient(base_url=base, timeout=30) as admin:
+            await _login(admin, ADMIN_EMAIL, self.password)
+            await admin.post(
+                "/api/v1/gateways/import",
+                content=rows.getvalue(),
+                headers={"content-type": "text/csv"},
+            )
+        async with httpx.AsyncClient(base_url=base, timeout=30) as ops:
+            await _login(ops, OPERATOR_EMAIL, self.password)
+            await ops.patch(
+                "/api/v1/settings/default",
+                json={
+                    "values": {
+                        "poll": {"instant_interval_s": 10, "initial_backfill_days": 1},
+                        "uplink": {"max_delay_s": 15},
+                        "heartbeat_s": 60,
+                    }
+                },
+            )
+            for n, home in enumerate(self.homes, start=1):
+                site = (
+                    await ops.post(
+                        "/api/v1/sites",
+                        json={
+                            "customer_id": f"DEMO-{n:04d}",
+                            "service_code": f"pss{n:08d}",
+                            "address": f"東京都千代田区デモ町{n}-1",
+                            "phone": f"03-0000-{n:04d}",
+                            "name": home.name,
+                        },
+                    )
+                ).json()
+                gateway = (
+                    await ops.post(
+                        "/api/v1/gateways/claim",
+                        json={"claim_code": home.claim_code, "site_id": site["id"]},
+                    )
+                ).json()
+                meter = {"site_id": site["id"], "gateway_id": gateway["id"], "link": home.link}
+                if home.udp is not None:
+                    meter |= {"udp_host": home.udp[0], "udp_port": home.udp[1]}
+                else:
+                    meter |= {
+                        "device": str(home.dongle.link),
+                        "broute_id": DEMO_BROUTE_ID,
+                        "broute_password": DEMO_BROUTE_PASSWORD,
+                    }
+                answer = await ops.post("/api/v1/meters", json=meter)
+                answer.raise_for_status()
+
+    async def _agent(self, home: Home, clock) -> None:
+        agent = GatewayAgent(
+            home.identity,
+            AgentOptions(queue_path=self.workdir / f"{home.identity.serial}.queue.db"),
+            clock=clock,
+        )
+        self.agents.append(agent)
+        await agent.run_forever()
+
+    def report(self, app) -> str:
+        with app.state.engine.connect() as conn:
+            states = dict(
+                conn.execute(
+                    select(s.gateways.c.state, func.count()).group_by(s.gateways.c.state)
+                ).all()
+            )
+            instant = conn.execute(select(func.count()).select_from(s.readings_instant)).scalar()
+            fixed = conn.execute(select(func.count()).select_from(s.readings_fixed)).scalar()
+            latest = conn.execute(
+                select(s.readings_instant.c.meter_id, s.readings_instant.c.power_w)
+                .order_by(s.readings_instant.c.at.desc())
+                .limit(40)
+            ).all()
+        power: dict[int, int] = {}
+        for meter_id, watts in latest:
+            power.setdefault(meter_id, watts)
+        shown = "  ".join(f"m{m}: {w} W" for m, w in sorted(power.items()))
+        state_text = ", ".join(f"{k} {v}" for k, v in sorted(states.items()))
+        return (
+            f"gateways: {state_text} | readings: {instant} instant, {fixed} half-hour | "
+            f"{shown or 'waiting for the first readings'}"
+        )
+
+
+async def _login(client: httpx.AsyncClient, email: str, password: str) -> None:
+    answer = await client.post("/api/v1/auth/login", json={"email": email, "password": password})
+    answer.raise_for_status()
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.1.1", 0))
+        return sock.getsockname()[1]
