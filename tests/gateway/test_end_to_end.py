@@ -9,7 +9,9 @@ import asyncio
 import contextlib
 import csv
 import io
-from collections.abc import AsyncIterator
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 
 import httpx
@@ -32,6 +34,7 @@ from kenshin.wire.enrollment import b64encode
 from tests.support import eventually, free_udp_port, run
 
 ADMIN, OPERATOR, PASSWORD = "root@example.jp", "ops@example.jp", "correct horse battery"
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 SPEED = 300.0  # five simulated minutes a second: a half hour in six seconds
 
 
@@ -62,10 +65,38 @@ async def login(client: httpx.AsyncClient, email: str) -> None:
     assert answer.status_code == 200, answer.text
 
 
-@pytest.mark.parametrize("broker", ["embedded"])
-def test_a_gateway_with_only_its_identity_file_delivers_readings(tmp_path, broker):
-    async def scenario():
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test, dropped afterwards."""
+    import psycopg
+
+    name = f"kenshin_e2e_{secrets.token_hex(4)}"
+    try:
+        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as err:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is required under CI=true: {err}")
+        pytest.skip(f"PostgreSQL unavailable: {err}")
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.mark.parametrize(
+    ("broker", "database"), [("embedded", "sqlite"), ("mosquitto", "postgresql")]
+)
+def test_a_gateway_with_only_its_identity_file_delivers_readings(
+    tmp_path, broker, database, request
+):
+    if database == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+    else:
         url = f"sqlite:///{tmp_path / 'kenshin.db'}"
+
+    async def scenario():
         async with server(url, broker, tmp_path) as (app, base):
             engine = app.state.engine
             ensure_admin(engine, ADMIN, PASSWORD)

@@ -125,7 +125,7 @@ class DeviceService:
                 await task
         if self._broker is not None:
             with contextlib.suppress(Exception):
-                await self._broker.stop() if self.mode == "embedded" else self._broker.stop()
+                await self._broker.stop()
 
     def _free_or_any(self, port: int) -> int:
         """`port` if nobody holds it, else 0 (any free one): a system Mosquitto on 1883
@@ -154,7 +154,7 @@ class DeviceService:
         self._service_accounts = service
         self._write_mosquitto_files()
         self._broker = MosquittoProcess(self._mosquitto_dir, port, host=self.host)
-        await asyncio.to_thread(self._broker.start)
+        await self._broker.start()
         self.endpoint = BrokerEndpoint(self.host, port)
 
     def _write_mosquitto_files(self) -> None:
