@@ -255,6 +255,12 @@ class EmbeddedBroker:
     async def start(self) -> None:
         if self._broker is not None:
             raise RuntimeError("the broker is already started")
+        # amqtt's DEBUG output quotes message payloads, and settings carry B-route
+        # credentials: its loggers never go below INFO.
+        for name in ("amqtt", "transitions"):
+            logger = logging.getLogger(name)
+            if logger.getEffectiveLevel() < logging.INFO:
+                logger.setLevel(logging.INFO)
         broker = _GuardedBroker(self._config(), loop=asyncio.get_running_loop())
         await broker.start()
         self._broker = broker

@@ -1,0 +1,170 @@
+"""Security of the device path: identities must be proven, and B-route credentials appear
+in no log, no gateway file and no API response (searched for, all of them)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import io
+import logging
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from kenshin.gateway.agent import AgentOptions, GatewayAgent
+from kenshin.gateway.enroll import EnrollmentError, enroll_once
+from kenshin.gateway.identity import Identity, new_claim_code
+from kenshin.server import schema as s
+from kenshin.server.bootstrap import create_tenant, create_user, ensure_admin
+from kenshin.server.devices import enrollment
+from kenshin.sim.clock import ScaledClock
+from kenshin.sim.dongle import DongleEmulator, DongleModel
+from kenshin.sim.meter import MeterConfig, SimulatedMeter
+from kenshin.wire.enrollment import b64encode
+from tests.gateway.test_end_to_end import ADMIN, OPERATOR, PASSWORD, login, server
+from tests.support import eventually, run
+
+BROUTE_ID = "0123456789ABCDEF0123456789SECRET"
+BROUTE_PASSWORD = "PW-SECRET-42"
+
+
+def test_challenges_are_bound_to_serial_and_time():
+    key = b"k" * 32
+    challenge = enrollment.new_challenge(key, "GW1", now=1_000_000)
+    enrollment.check_challenge(key, "GW1", challenge, now=1_000_010)
+    with pytest.raises(enrollment.EnrollmentRefused, match="not issued to this serial"):
+        enrollment.check_challenge(key, "GW2", challenge, now=1_000_010)
+    with pytest.raises(enrollment.EnrollmentRefused, match="expired"):
+        enrollment.check_challenge(key, "GW1", challenge, now=1_000_000 + 3600)
+    with pytest.raises(enrollment.EnrollmentRefused, match="malformed"):
+        enrollment.check_challenge(key, "GW1", "garbage", now=1_000_000)
+
+
+def _csv(*identities: tuple[Identity, str]) -> str:
+    rows = io.StringIO()
+    writer = csv.writer(rows)
+    writer.writerow(["serial", "model", "public_key", "claim_code"])
+    for identity, code in identities:
+        writer.writerow([identity.serial, "kenshin-gw", b64encode(identity.public_key), code])
+    return rows.getvalue()
+
+
+def test_secrets_stay_secret_and_identities_must_be_proven(tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+
+    async def scenario() -> list[str]:
+        responses: list[str] = []
+        url = f"sqlite:///{tmp_path / 'kenshin.db'}"
+        async with server(url, "embedded", tmp_path) as (app, base):
+            engine = app.state.engine
+            ensure_admin(engine, ADMIN, PASSWORD)
+            tenant = create_tenant(engine, "Denryoku", "retailer")
+            create_user(engine, tenant, OPERATOR, PASSWORD, role="operator")
+            identity = Identity.generate("GW-SEC", base)
+            identity_path = tmp_path / "gateway" / "identity.json"
+            identity.save(identity_path)
+            code = new_claim_code()
+            async with httpx.AsyncClient(base_url=base) as root:
+                await login(root, ADMIN)
+                await root.post(
+                    "/api/v1/gateways/import",
+                    content=_csv((identity, code)),
+                    headers={"content-type": "text/csv"},
+                )
+
+            # An impostor with the serial but not the key is refused, claimed or not.
+            impostor = Identity.generate("GW-SEC", base)
+            with pytest.raises(EnrollmentError, match="signature does not match") as refused:
+                await enroll_once(impostor)
+            assert refused.value.status == 401
+
+            clock = ScaledClock(speed=60)
+            meter = SimulatedMeter(clock, MeterConfig(seed=5, pv=True))
+            dongle = DongleEmulator(
+                meter,
+                model=DongleModel.BP35C2,
+                route_b_id=BROUTE_ID,
+                password=BROUTE_PASSWORD,
+                link=tmp_path / "ttyWISUN",
+            )
+            async with dongle, httpx.AsyncClient(base_url=base) as ops:
+                await login(ops, OPERATOR)
+                site = (
+                    await ops.post(
+                        "/api/v1/sites", json={"customer_id": "C1", "service_code": "pss00000009"}
+                    )
+                ).json()
+                gateway = (
+                    await ops.post(
+                        "/api/v1/gateways/claim", json={"claim_code": code, "site_id": site["id"]}
+                    )
+                ).json()
+                answer = await ops.post(
+                    "/api/v1/meters",
+                    json={
+                        "site_id": site["id"],
+                        "gateway_id": gateway["id"],
+                        "link": "wisun",
+                        "device": str(dongle.link),
+                        "broute_id": BROUTE_ID,
+                        "broute_password": BROUTE_PASSWORD,
+                    },
+                )
+                responses.append(answer.text)
+                with pytest.raises(EnrollmentError):
+                    await enroll_once(impostor)  # claimed now: still refused
+
+                queue_dir = tmp_path / "gateway"
+                agent = GatewayAgent(
+                    Identity.load(identity_path),
+                    AgentOptions(queue_path=queue_dir / "queue.db"),
+                    clock=clock,
+                )
+                running = asyncio.create_task(agent.run_forever())
+                try:
+
+                    def fixed_rows() -> int:
+                        with engine.connect() as conn:
+                            return len(conn.execute(select(s.readings_fixed)).all())
+
+                    await eventually(lambda: dongle.joins >= 1, timeout_s=30)
+                    await ops.post(
+                        f"/api/v1/gateways/{gateway['id']}/commands",
+                        json={"name": "read_property", "args": {"epc": "0xC0"}},
+                    )
+                    await asyncio.sleep(2)
+                    for path in (
+                        "/api/v1/meters",
+                        f"/api/v1/gateways/{gateway['id']}",
+                        f"/api/v1/gateways/{gateway['id']}/settings",
+                        "/api/v1/events",
+                        "/api/v1/commands/1",
+                        "/api/v1/openapi.json",
+                    ):
+                        responses.append((await ops.get(path)).text)
+                    settings = (await ops.get(f"/api/v1/gateways/{gateway['id']}/settings")).json()
+                    assert settings["values"]["meter"]["broute_password"] == "***"
+                    assert agent.meter is not None  # the agent did get the credentials
+                finally:
+                    running.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await running
+                    agent.queue.close()
+            # At rest in the database: sealed, not in clear.
+            with engine.connect() as conn:
+                row = conn.execute(select(s.meters)).one()
+            assert BROUTE_PASSWORD.encode() not in row.broute_password_enc
+        return responses
+
+    responses = run(scenario(), timeout_s=120)
+    logs = caplog.text + "\n".join(repr(r.args) for r in caplog.records)
+    gateway_files = [p.read_bytes() for p in (tmp_path / "gateway").rglob("*") if p.is_file()]
+    for secret in (BROUTE_PASSWORD, BROUTE_ID):
+        assert secret not in logs, "a B-route credential reached a log"
+        assert all(secret.encode() not in blob for blob in gateway_files), "...a gateway file"
+        assert all(secret not in text for text in responses), "...an API response"
+    assert len(caplog.records) > 20  # the logs searched are not empty
+    assert Path(tmp_path / "gateway" / "queue.db").exists()
