@@ -9,9 +9,7 @@ import asyncio
 import contextlib
 import csv
 import io
-import os
-import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import datetime
 
 import httpx
@@ -63,26 +61,6 @@ async def server(database_url: str, broker: str, tmp_path) -> AsyncIterator[tupl
 async def login(client: httpx.AsyncClient, email: str) -> None:
     answer = await client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
     assert answer.status_code == 200, answer.text
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for one test, dropped afterwards."""
-    import psycopg
-
-    name = f"kenshin_e2e_{secrets.token_hex(4)}"
-    try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as err:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL is required under CI=true: {err}")
-        pytest.skip(f"PostgreSQL unavailable: {err}")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.mark.parametrize(

@@ -98,6 +98,7 @@ class GatewayAgent:
         self.enrollment: Enrollment | None = None
         self._send_now = asyncio.Event()
         self._group: asyncio.TaskGroup | None = None
+        self._status_sent_at, self._status_sent_key = 0.0, ()
         self._settings_arrived = asyncio.Event()
 
     @property
@@ -107,23 +108,28 @@ class GatewayAgent:
     # -- the whole life ----------------------------------------------------------------------
 
     async def run_forever(self) -> None:
+        """Until cancelled. The meter keeps being read while the uplink is down (readings
+        wait in the queue); only a restart command or new meter settings stop it."""
         attempt = 0
-        while True:
-            try:
-                await self.run_once()
-                return
-            except RestartRequested:
-                log.info("restarting as commanded")
-                attempt = 0
-            except (aiomqtt.MqttError, OSError) as err:
-                self.state.count("uplink")
-                delays = self.options.reconnect_backoff_s
-                delay = delays[min(attempt, len(delays) - 1)]
-                attempt += 1
-                log.warning("uplink lost (%s); again in %.0f s", err, delay)
-                await asyncio.sleep(delay)
-            finally:
-                await self._stop_meter()
+        try:
+            while True:
+                try:
+                    await self.run_once()
+                    return
+                except RestartRequested:
+                    log.info("restarting as commanded")
+                    await self._stop_meter()
+                    self.state.settings = None
+                    attempt = 0
+                except (aiomqtt.MqttError, OSError) as err:
+                    self.state.count("uplink")
+                    delays = self.options.reconnect_backoff_s
+                    delay = delays[min(attempt, len(delays) - 1)]
+                    attempt += 1
+                    log.warning("uplink lost (%s); again in %.0f s", err, delay)
+                    await asyncio.sleep(delay)
+        finally:
+            await self._stop_meter()
 
     async def run_once(self) -> None:
         self.enrollment = await enroll_until_claimed(self.identity, self.options.http_timeout_s)
@@ -190,7 +196,14 @@ class GatewayAgent:
 
     @staticmethod
     def _apply_policy(policy: PollPolicy, poll: dict) -> None:
-        for name in ("instant_interval_s", "fixed_delay_s", "fixed_retry_s", "fixed_give_up_s"):
+        names = (
+            "instant_interval_s",
+            "currents_every_s",
+            "fixed_delay_s",
+            "fixed_retry_s",
+            "fixed_give_up_s",
+        )
+        for name in names:
             if isinstance(poll.get(name), int | float) and poll[name] > 0:
                 setattr(policy, name, float(poll[name]))
         days = poll.get("initial_backfill_days")
@@ -243,7 +256,7 @@ class GatewayAgent:
     async def _watch_fixed(self, poller: MeterPoller) -> None:
         seen = poller.stats.fixed_reads + poller.stats.refilled_slots
         while True:
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(1.0)  # cheap enough; an event would be cheaper still
             now = poller.stats.fixed_reads + poller.stats.refilled_slots
             if now != seen or poller.realtime_active:
                 seen = now
@@ -343,12 +356,31 @@ class GatewayAgent:
         await client.publish(topic, payload, qos=1, retain=retain)
 
     async def _heartbeat(self, client: aiomqtt.Client) -> None:
+        """A status when something in it changed, else at most every `status_max_s`: every
+        message is a sign of life to the server already, and heartbeats are billed."""
         while True:
             await asyncio.sleep(float(self._setting("heartbeat_s", None, 1800)))
-            await self._publish_status(client)
+            status = self.status()
+            stale = time.monotonic() - self._status_sent_at > float(
+                self._setting("status_max_s", None, 6 * 3600)
+            )
+            if stale or self._status_key(status) != self._status_sent_key:
+                await self._publish_status(client, status)
 
-    async def _publish_status(self, client: aiomqtt.Client) -> None:
-        await self._publish(client, self.status())
+    @staticmethod
+    def _status_key(status: Status) -> tuple:
+        """What the server must hear about at once (not uptime, not the exact LQI)."""
+        return (
+            status.link,
+            status.settings_version,
+            (status.lqi or 0) // 16,
+            tuple(sorted(status.errors.items())),
+        )
+
+    async def _publish_status(self, client: aiomqtt.Client, status: Status | None = None) -> None:
+        status = status or self.status()
+        await self._publish(client, status)
+        self._status_sent_at, self._status_sent_key = time.monotonic(), self._status_key(status)
 
     def status(self) -> Status:
         link, lqi, last_good, errors = LinkState.CLOSED, None, None, dict(self.state.errors)

@@ -55,6 +55,9 @@ class SystemClock:
 @dataclass
 class PollPolicy:
     instant_interval_s: float = 60.0
+    # Currents cost bytes on every sample and say little that power does not: every 5 min
+    # by default (always in realtime mode).
+    currents_every_s: float = 300.0
     fixed_delay_s: float = 20.0  # after the half hour, before asking for EA
     fixed_retry_s: float = 20.0
     fixed_give_up_s: float = 600.0  # then the history refill takes over
@@ -98,6 +101,7 @@ class MeterPoller:
         self.policy = policy or PollPolicy()
         self.stats = PollStats()
         self._realtime_until = 0.0
+        self._currents_at = 0
         self._realtime_interval_s = 5.0
         self._wake_instant = asyncio.Event()
         self._refill_lock = asyncio.Lock()
@@ -162,16 +166,24 @@ class MeterPoller:
             await self.read_instant(int(due.timestamp()) if sleeper.done() else None)
 
     async def read_instant(self, at: int | None = None) -> None:
+        at = at if at is not None else int(self.clock.now().timestamp())
+        with_currents = (
+            self.realtime_active or at - self._currents_at >= self.policy.currents_every_s
+        )
         try:
-            power_w, currents = await self.session.instant()
+            if with_currents:
+                power_w, currents = await self.session.instant()
+                r_da, t_da = currents.r_da, currents.t_da
+                self._currents_at = at
+            else:
+                power_w, r_da, t_da = await self.session.instant_power_w(), None, None
         except MeterError as err:
             self.stats.failed("instant", err)
             return
-        at = at if at is not None else int(self.clock.now().timestamp())
         if at < CLOCK_SET_AFTER_S:  # a box without a real-time clock, before NTP
             self.stats.failed("clock_unset", ValueError("gateway clock not set"))
             return
-        self.queue.put_instant(self.meter_ref, at, power_w, currents.r_da, currents.t_da)
+        self.queue.put_instant(self.meter_ref, at, power_w, r_da, t_da)
         self.stats.instant_reads += 1
         self.stats.last_good_read = time.time()
 

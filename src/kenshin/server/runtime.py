@@ -88,6 +88,8 @@ class DeviceService:
     _client: aiomqtt.Client | None = None
     _mosquitto_dir: Path | None = None
     public_host: str | None = None  # told to gateways; default: the broker's address
+    node_name: str = "1"
+    mosquitto_dir: Path | None = None
     service_login: tuple[str, str] | None = None  # external broker: the service's account
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -148,7 +150,11 @@ class DeviceService:
     async def _start_mosquitto(self, service: StaticCredentials) -> None:
         from .broker.mosquitto import MosquittoListener, MosquittoProcess, free_tcp_port
 
-        self._mosquitto_dir = Path(tempfile.mkdtemp(prefix="kenshin-mosquitto-"))
+        if self.mosquitto_dir is not None:  # persistence survives a restart of the server
+            self._mosquitto_dir = Path(self.mosquitto_dir)
+            self._mosquitto_dir.mkdir(parents=True, exist_ok=True)
+        else:
+            self._mosquitto_dir = Path(tempfile.mkdtemp(prefix="kenshin-mosquitto-"))
         port = self._free_or_any(self.port) or free_tcp_port()
         self._mosquitto_listener = MosquittoListener(port, host=self.host)
         self._service_accounts = service
@@ -201,7 +207,9 @@ class DeviceService:
                     self.endpoint.port,
                     username=SERVICE_USER,
                     password=self._service_password,
-                    identifier=f"kenshin-ingest-{secrets.token_hex(4)}",
+                    # A stable id: after a restart this session's queue (messages that
+                    # arrived while we were down) is ours again.
+                    identifier=f"kenshin-ingest-{self.node_name}",
                     clean_session=False,
                 ) as client:
                     # Acknowledge only after the commit (see the module doc).
@@ -228,17 +236,21 @@ class DeviceService:
     async def _consume(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
             topic, payload = str(message.topic), bytes(message.payload)
-            outcome = await asyncio.to_thread(self._commit, topic, payload)
-            if outcome is not None:  # committed (or quarantined): the broker may forget it
-                client._client.ack(message.mid, message.qos)
-                self.counters[outcome.kind] = self.counters.get(outcome.kind, 0) + 1
+            delay = 0.5
+            # The database is down: hold this message (unacknowledged) and try again, rather
+            # than move on; MQTT 3.1.1 redelivers an unacked message only at reconnection.
+            while (outcome := await asyncio.to_thread(self._commit, topic, payload)) is None:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 15.0)
+            client._client.ack(message.mid, message.qos)  # committed (or quarantined)
+            self.counters[outcome.kind] = self.counters.get(outcome.kind, 0) + 1
 
     def _commit(self, topic: str, payload: bytes) -> ingest.Outcome | None:
         try:
             with self.engine.begin() as conn:
                 return ingest.handle(conn, topic, payload)
-        except Exception:  # the database is down: no ack, the broker redelivers later
-            log.exception("ingest could not commit a message on %s", topic)
+        except Exception as err:  # the database is down: no ack; the caller tries again
+            log.warning("ingest could not commit a message on %s: %s", topic, err)
             self.counters["ingest_errors"] = self.counters.get("ingest_errors", 0) + 1
             return None
 
@@ -246,7 +258,11 @@ class DeviceService:
         last_sweep = 0.0
         while True:
             self._wake.clear()  # before looking: a change made while we push wakes us again
-            await asyncio.to_thread(self._push_all_sync_prepare)
+            try:
+                await asyncio.to_thread(self._push_all_sync_prepare)
+            except Exception as err:  # the database is down: try again at the next round
+                log.warning("cannot prepare settings and commands to push: %s", err)
+                self._outbox = []
             for topic, payload, retain, command_id, gateway_id, version in self._outbox:
                 await client.publish(topic, payload, qos=1, retain=retain)
                 if command_id is not None:
@@ -255,7 +271,10 @@ class DeviceService:
                     self._published[gateway_id] = version
             if time.monotonic() - last_sweep > self.sweep_every_s:
                 last_sweep = time.monotonic()
-                await asyncio.to_thread(self._sweep)
+                try:
+                    await asyncio.to_thread(self._sweep)
+                except Exception as err:
+                    log.warning("status sweep failed: %s", err)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.sweep_every_s)
 
@@ -299,6 +318,8 @@ def device_service(settings: Any, engine: Engine, box: CredentialBox) -> DeviceS
             engine,
             box,
             mode=settings.broker,
+            node_name=settings.node_name,
+            mosquitto_dir=settings.mosquitto_dir,
             host=settings.mqtt_host,
             port=settings.mqtt_port,
             heartbeat_s=settings.heartbeat_s,
@@ -308,6 +329,7 @@ def device_service(settings: Any, engine: Engine, box: CredentialBox) -> DeviceS
         engine,
         box,
         mode="external",
+        node_name=settings.node_name,
         heartbeat_s=settings.heartbeat_s,
         endpoint=BrokerEndpoint(external.host, external.port, external.tls),
         service_login=(external.username or SERVICE_USER, external.password or ""),

@@ -110,6 +110,13 @@ class Settings(BaseModel):
         None, description="broker host told to gateways at enrollment (default: mqtt_host)"
     )
     devices: bool = Field(True, description="run the MQTT side: broker, ingest, pushers")
+    mosquitto_dir: Path | None = Field(
+        None, description="broker 'mosquitto': its config and persistence (default: a temp dir)"
+    )
+    node_name: str = Field(
+        "1", pattern=r"^[A-Za-z0-9_-]{1,16}$",
+        description="this server among several: its ingest's MQTT session is kenshin-ingest-<node>",
+    )
     heartbeat_s: float = Field(1800.0, gt=0, description="gateways' heartbeat, for lost contact")
     log_level: LogLevel = "info"
     auto_migrate: bool = Field(True, description="apply database migrations at start")

@@ -42,17 +42,26 @@ class Clock(Protocol):
 
 
 class ScaledClock:
-    """Simulated time = start + speed × real time elapsed since construction."""
+    """Simulated time = start + speed × real time elapsed since construction, or since
+    the wall-clock instant `origin` (epoch seconds): two processes given the same start,
+    speed and origin share one simulated time."""
 
-    def __init__(self, start: datetime | None = None, *, speed: float = 1.0):
+    def __init__(
+        self, start: datetime | None = None, *, speed: float = 1.0, origin: float | None = None
+    ):
         if speed <= 0:
             raise ValueError(f"speed must be positive, got {speed}")
         self.start = _aware(start)
         self.speed = speed
+        self.origin = origin
         self._t0 = time.monotonic()
 
     def now(self) -> datetime:
-        return self.start + timedelta(seconds=(time.monotonic() - self._t0) * self.speed)
+        if self.origin is not None:
+            elapsed = time.time() - self.origin
+        else:
+            elapsed = time.monotonic() - self._t0
+        return self.start + timedelta(seconds=elapsed * self.speed)
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds) / self.speed)

@@ -1,0 +1,51 @@
+"""The gateway benches run, in their tiny `--quick` configuration, and print their tables.
+
+Each runs as its own process, exactly as a person runs it (`.venv/bin/python bench/...`):
+the uplink bench captures packets on loopback and the footprint bench starts a child
+process, neither of which belongs inside the test process. The figures of a quick run
+are rough; these tests check that the benches work, not what they measure."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_bench(name: str, *args: str, timeout_s: float = 25.0) -> str:
+    env = {k: v for k, v in os.environ.items() if k != "SSL_CERT_FILE"}
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / name), "--quick", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_uplink_bytes_prints_the_month_of_both_publishers():
+    out = run_bench("uplink_bytes.py")
+    assert "method:" in out
+    for row in ("kenshin gateway", "naive JSON publisher", "kenshin / naive"):
+        assert row in out
+    for column in ("uplink", "downlink", "total", "goal"):
+        assert column in out
+    assert "readings batches" in out and "heartbeats" in out and "enrollment" in out
+    assert "1/" in out  # the ratio
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc")
+def test_gateway_footprint_prints_memory_and_cpu_against_the_goals():
+    out = run_bench("gateway_footprint.py")
+    assert "resident memory at the end (VmRSS)" in out
+    assert "share of one core at speed 1" in out
+    assert "< 60 MB" in out and "< 1 %" in out
+    assert " MB " in out and " %" in out

@@ -1,0 +1,254 @@
+"""The devices room on both databases: claiming, the API's tenant walls and secret-keeping,
+gateway state transitions as events, commands, and the ingest's idempotence and
+quarantine."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from kenshin.gateway.identity import Identity, new_claim_code
+from kenshin.server import ingest
+from kenshin.server import schema as s
+from kenshin.server.devices import commands, config, registry, status
+from kenshin.wire import (
+    CommandResult,
+    FixedTimeValue,
+    InstantSample,
+    LinkState,
+    MeterScale,
+    ReadingsBatch,
+    Status,
+    encode_publish,
+)
+from kenshin.wire.enrollment import b64encode
+
+from .conftest import assert_problem, login
+
+KEY = b"k" * 32
+
+
+@pytest.fixture
+def fleet(engine, world):
+    """Tenant A with a claimed gateway GW-A (site, UDP meter); GW-B unclaimed."""
+    identities = {serial: Identity.generate(serial, "http://x") for serial in ("GW-A", "GW-B")}
+    codes = {serial: new_claim_code() for serial in identities}
+    text = "serial,model,public_key,claim_code\n" + "".join(
+        f"{sn},m,{b64encode(i.public_key)},{codes[sn]}\n" for sn, i in identities.items()
+    )
+    with engine.begin() as conn:
+        report = registry.import_identities(conn, text, KEY, "system")
+        assert report.added == 2 and not report.errors
+        site = registry.add_site(
+            conn, world.tenant_a, "system", customer_id="C1", service_code="pss12345678"
+        )
+        gateway = registry.claim_gateway(
+            conn,
+            world.tenant_a,
+            key=KEY,
+            actor="system",
+            claim_code=codes["GW-A"].lower(),
+            site_id=site.id,
+        )
+    return {"gateway": gateway, "site": site, "codes": codes}
+
+
+def test_import_again_is_harmless_and_bad_rows_are_reported(engine, fleet):
+    with engine.begin() as conn:
+        report = registry.import_identities(
+            conn,
+            "serial,model,public_key,claim_code\nGW-A,m,AAAA,X\nbad/serial,m,AAAA,X\n",
+            KEY,
+            "system",
+        )
+    assert report.added == 0 and report.already_known == 0 and len(report.errors) == 2
+    with engine.begin() as conn, pytest.raises(registry.RegistryError, match="no unclaimed"):
+        registry.claim_gateway(conn, 1, key=KEY, actor="system", claim_code="WRONG-CODE0")
+
+
+def test_claimed_gateway_state_moves_and_every_move_is_an_event(engine, fleet):
+    gateway = fleet["gateway"]
+    assert gateway.state == "never_seen"
+
+    def reload():
+        with engine.connect() as conn:
+            return conn.execute(select(s.gateways).where(s.gateways.c.id == gateway.id)).one()
+
+    def heartbeat(link: LinkState, version: int | None = None) -> None:
+        with engine.begin() as conn:
+            status.on_status(
+                conn, reload(), Status(int(time.time()), "1.0", 10, link, settings_version=version)
+            )
+
+    heartbeat(LinkState.JOINED, 3)
+    assert reload().state == "working" and reload().settings_version_applied == 3
+    heartbeat(LinkState.AUTH_FAILED, 3)
+    assert reload().state == "meter_link_down"
+    heartbeat(LinkState.JOINED, 3)
+    with engine.begin() as conn:
+        status.on_offline(conn, reload(), "connection lost")
+    assert reload().state == "lost_contact"
+    heartbeat(LinkState.JOINED, 4)
+    with engine.begin() as conn:  # silence past 2.5 heartbeats without a last will
+        status.sweep_silent(conn, 60, now=reload().last_seen_at.replace(year=2099))
+    assert reload().state == "lost_contact"
+    with engine.connect() as conn:
+        codes = [
+            r.code
+            for r in conn.execute(
+                select(s.events).where(s.events.c.gateway_id == gateway.id).order_by(s.events.c.id)
+            )
+        ]
+    assert codes == [
+        "gateway_claimed",
+        "settings_applied",
+        "gateway_working",
+        "gateway_meter_link_down",
+        "gateway_working",
+        "gateway_lost_contact",
+        "settings_applied",
+        "gateway_working",
+        "gateway_lost_contact",
+    ]
+
+
+def _meter(engine, world, fleet):
+    from kenshin.server.security import CredentialBox
+
+    with engine.begin() as conn:
+        return registry.add_meter(
+            conn,
+            world.tenant_a,
+            CredentialBox(KEY),
+            "system",
+            site_id=fleet["site"].id,
+            link="udp",
+            gateway_id=fleet["gateway"].id,
+            udp_host="127.0.1.1",
+        )
+
+
+def test_ingest_is_idempotent_and_quarantines_what_it_cannot_use(engine, world, fleet):
+    meter = _meter(engine, world, fleet)
+    slot = 1_780_000_200 // 1800 * 1800
+    batch = ReadingsBatch(
+        7,
+        f"m{meter.id}",
+        (InstantSample(slot + 60, 420, 21, 0), InstantSample(slot + 120, 430, 22, 0)),
+        (FixedTimeValue(slot, 123456, 789),),
+        MeterScale(10, 0x02, 6),
+    )
+    topic, payload = encode_publish(batch, "GW-A")
+    for _ in range(2):  # a redelivered batch writes nothing new
+        with engine.begin() as conn:
+            assert ingest.handle(conn, topic, payload).kind == "readings"
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(s.readings_instant)).scalar() == 2
+        assert conn.execute(select(func.count()).select_from(s.readings_fixed)).scalar() == 2
+        stored = conn.execute(select(s.meters).where(s.meters.c.id == meter.id)).one()
+        assert (stored.coefficient, stored.unit_code, stored.digits) == (10, 0x02, 6)
+
+    foreign = ReadingsBatch(8, "m999", (InstantSample(slot, 1, 1, 0),))
+    cases = [
+        ("k/GW-A/d", b"\xff\x00garbage", "undecodable"),
+        (*encode_publish(foreign, "GW-A"), "not this gateway's"),
+        (*encode_publish(batch, "GW-B"), "unclaimed"),  # GW-B may not speak for GW-A's meter
+        (*encode_publish(batch, "GW-NOPE"), "unknown"),
+    ]
+    for topic, payload, reason in cases:
+        with engine.begin() as conn:
+            outcome = ingest.handle(conn, topic, payload)
+        assert outcome.kind == "quarantined" and reason in outcome.reason
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(s.quarantine)).scalar() == 4
+        assert (
+            conn.execute(
+                select(func.count())
+                .select_from(s.events)
+                .where(s.events.c.code == "payload_quarantined")
+            ).scalar()
+            == 4
+        )
+
+
+def test_command_results_count_only_from_their_own_gateway(engine, world, fleet):
+    with engine.begin() as conn:
+        command = commands.create(
+            conn,
+            world.tenant_a,
+            fleet["gateway"].id,
+            "read_property",
+            {"epc": "0xE7"},
+            actor="user:1",
+        )
+        with pytest.raises(commands.CommandError, match=r"needs args\.epc"):
+            commands.create(
+                conn, world.tenant_a, fleet["gateway"].id, "read_property", {}, actor="user:1"
+            )
+        other = registry.gateway_by_serial(conn, "GW-B")
+        assert not commands.on_result(conn, other, CommandResult(command.id, True, {"v": 1}))
+        assert commands.on_result(
+            conn, fleet["gateway"], CommandResult(command.id, True, {"value": 812})
+        )
+        done = commands.get(conn, command.id, world.tenant_a)
+    assert done.state == "done" and done.result == {"value": 812}
+
+
+def test_settings_versions_grow_and_merge(engine, world, fleet):
+    gateway_id = fleet["gateway"].id
+    with engine.begin() as conn:
+        a = config.put_settings(
+            conn, world.tenant_a, None, {"poll": {"instant_interval_s": 30}}, actor="user:1"
+        )
+        b = config.put_settings(
+            conn, world.tenant_a, gateway_id, {"poll": {"fixed_delay_s": 5}}, actor="user:1"
+        )
+        with pytest.raises(config.SettingsError, match="meters API"):
+            config.put_settings(conn, world.tenant_a, gateway_id, {"meter": {}}, actor="user:1")
+        gateway = registry.get_gateway(conn, gateway_id, world.tenant_a)
+        from kenshin.server.security import CredentialBox
+
+        effective = config.effective_settings(conn, gateway, CredentialBox(KEY), now_s=1)
+        audit = conn.execute(
+            select(func.count())
+            .select_from(s.audit_log)
+            .where(s.audit_log.c.action == "settings.update")
+        ).scalar()
+    assert b.version == a.version + 1 and effective.version == b.version
+    assert effective.values["poll"] == {"instant_interval_s": 30, "fixed_delay_s": 5}
+    assert audit == 2
+
+
+def test_the_api_keeps_tenants_apart_and_credentials_hidden(client, new_client, world, fleet):
+    login(client, "operator@a.test")
+    meter = client.post(
+        "/api/v1/meters",
+        json={
+            "site_id": fleet["site"].id,
+            "gateway_id": fleet["gateway"].id,
+            "link": "wisun",
+            "device": "/dev/ttyUSB0",
+            "broute_id": "0" * 28 + "CAFE",
+            "broute_password": "SECRETPASS12",
+        },
+    )
+    assert meter.status_code == 201, meter.text
+    assert "SECRETPASS12" not in meter.text and meter.json()["has_broute_credentials"]
+    gateway_id = fleet["gateway"].id
+    settings = client.get(f"/api/v1/gateways/{gateway_id}/settings")
+    assert "SECRETPASS12" not in settings.text and "CAFE" not in settings.text
+    other = login(new_client(), "viewer@b.test")
+    for path in (
+        f"/api/v1/gateways/{gateway_id}",
+        f"/api/v1/gateways/{gateway_id}/settings",
+        "/api/v1/commands/1",
+    ):
+        assert_problem(other.get(path), 404)
+    assert other.get("/api/v1/gateways").json() == []
+    assert other.get("/api/v1/meters").json() == []
+    viewer = login(new_client(), "viewer@a.test")
+    assert_problem(
+        viewer.post(f"/api/v1/gateways/{gateway_id}/commands", json={"name": "restart"}), 403
+    )
