@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 
@@ -23,13 +24,10 @@ def kenshin(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]
 
 
 @contextmanager
-def simulated_meters(*args: str) -> Iterator[list[dict]]:
+def background(*args: str) -> Iterator[Any]:
+    """A `kenshin` process that prints one JSON line when ready and stops on Ctrl-C."""
     proc = subprocess.Popen(
-        [*KENSHIN, "sim", "meter", "--port", "0", "--json", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=ENV,
+        [*KENSHIN, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV
     )
     try:
         line = proc.stdout.readline()
@@ -38,6 +36,10 @@ def simulated_meters(*args: str) -> Iterator[list[dict]]:
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 0
+
+
+def simulated_meters(*args: str):
+    return background("sim", "meter", "--port", "0", "--json", *args)
 
 
 @pytest.mark.parametrize(
@@ -102,22 +104,8 @@ def test_demo_runs_the_whole_platform(tmp_path):
     assert instant > 0 and half_hour >= 4 * 48, last  # live power, and yesterday refilled
 
 
-@contextmanager
-def emulated_dongle(tmp_path, model: str) -> Iterator[dict]:
-    proc = subprocess.Popen(
-        [*KENSHIN, "sim", "dongle", "--model", model, "--json", "--link", str(tmp_path / "tty")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=ENV,
-    )
-    try:
-        line = proc.stdout.readline()
-        assert line, proc.stderr.read()
-        yield json.loads(line)
-    finally:
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=10) == 0
+def emulated_dongle(tmp_path, model: str):
+    return background("sim", "dongle", "--model", model, "--json", "--link", str(tmp_path / "tty"))
 
 
 @pytest.mark.parametrize("model", ["bp35a1", "bp35c2"])

@@ -29,3 +29,24 @@ def postgres_url() -> Iterator[str]:
             yield f"postgresql://postgres@127.0.0.1:5432/{name}"
         finally:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def install(
+    ops, claim_code: str, service_code: str, meter: dict
+) -> tuple[dict, dict, object]:
+    """As an operator: a site, the gateway claimed to it, and a meter behind the gateway.
+    Returns (site, gateway, the meter request's response)."""
+    site = (
+        await ops.post(
+            "/api/v1/sites", json={"customer_id": service_code, "service_code": service_code}
+        )
+    ).json()
+    gateway = (
+        await ops.post(
+            "/api/v1/gateways/claim", json={"claim_code": claim_code, "site_id": site["id"]}
+        )
+    ).json()
+    answer = await ops.post(
+        "/api/v1/meters", json={"site_id": site["id"], "gateway_id": gateway["id"], **meter}
+    )
+    return site, gateway, answer

@@ -41,6 +41,7 @@ from kenshin.server.settings import Settings
 from kenshin.sim.clock import JST, ScaledClock
 from kenshin.sim.fleet import SimFleet
 from kenshin.sim.meter import MeterConfig
+from tests.gateway.conftest import install
 from tests.gateway.test_end_to_end import ADMIN, OPERATOR, PASSWORD, login
 from tests.gateway.test_security import _csv
 from tests.support import eventually, free_udp_port, run
@@ -193,25 +194,11 @@ def test_nothing_measured_is_lost_under_faults(tmp_path, request):
                 )
             async with httpx.AsyncClient(base_url=base) as ops:
                 await login(ops, OPERATOR)
-                site = (
-                    await ops.post(
-                        "/api/v1/sites", json={"customer_id": "C1", "service_code": "pss00000031"}
-                    )
-                ).json()
-                gateway = (
-                    await ops.post(
-                        "/api/v1/gateways/claim", json={"claim_code": code, "site_id": site["id"]}
-                    )
-                ).json()
-                await ops.post(
-                    "/api/v1/meters",
-                    json={
-                        "site_id": site["id"],
-                        "gateway_id": gateway["id"],
-                        "link": "udp",
-                        "udp_host": "127.0.1.1",
-                        "udp_port": meter_port,
-                    },
+                await install(
+                    ops,
+                    code,
+                    "pss00000031",
+                    {"link": "udp", "udp_host": "127.0.1.1", "udp_port": meter_port},
                 )
 
             def sim_at(real_s: float) -> datetime:

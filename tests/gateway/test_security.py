@@ -24,6 +24,7 @@ from kenshin.sim.clock import ScaledClock
 from kenshin.sim.dongle import DongleEmulator, DongleModel
 from kenshin.sim.meter import MeterConfig, SimulatedMeter
 from kenshin.wire.enrollment import b64encode
+from tests.gateway.conftest import install
 from tests.gateway.test_end_to_end import ADMIN, OPERATOR, PASSWORD, login, server
 from tests.support import eventually, run
 
@@ -92,21 +93,11 @@ def test_secrets_stay_secret_and_identities_must_be_proven(tmp_path, caplog):
             )
             async with dongle, httpx.AsyncClient(base_url=base) as ops:
                 await login(ops, OPERATOR)
-                site = (
-                    await ops.post(
-                        "/api/v1/sites", json={"customer_id": "C1", "service_code": "pss00000009"}
-                    )
-                ).json()
-                gateway = (
-                    await ops.post(
-                        "/api/v1/gateways/claim", json={"claim_code": code, "site_id": site["id"]}
-                    )
-                ).json()
-                answer = await ops.post(
-                    "/api/v1/meters",
-                    json={
-                        "site_id": site["id"],
-                        "gateway_id": gateway["id"],
+                _, gateway, answer = await install(
+                    ops,
+                    code,
+                    "pss00000009",
+                    {
                         "link": "wisun",
                         "device": str(dongle.link),
                         "broute_id": BROUTE_ID,
