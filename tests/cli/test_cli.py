@@ -35,7 +35,7 @@ def background(*args: str) -> Iterator[Any]:
         yield json.loads(line)
     finally:
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=10) == 0
+        assert proc.wait(timeout=30) == 0
 
 
 def simulated_meters(*args: str):
