@@ -25,7 +25,7 @@ def kenshin(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]
 
 @contextmanager
 def background(*args: str) -> Iterator[Any]:
-    """A `kenshin` process that prints one JSON line when ready and stops on Ctrl-C."""
+    """A `kenshin` process that prints one JSON line when ready and stops on SIGTERM."""
     proc = subprocess.Popen(
         [*KENSHIN, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV
     )
@@ -34,7 +34,7 @@ def background(*args: str) -> Iterator[Any]:
         assert line, proc.stderr.read()
         yield json.loads(line)
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM)  # SIGINT may be ignored in a background job
         assert proc.wait(timeout=30) == 0
 
 

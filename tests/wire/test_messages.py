@@ -651,3 +651,26 @@ def test_publish_helpers_pair_topic_and_type() -> None:
     assert decode_publish(topic, payload) == ("gw-7", decode(payload))
     with pytest.raises(WireDecodeError, match="expected ReadingsBatch, got Status"):
         decode_publish("k/gw-7/d", payload)
+
+
+def test_runs_of_missing_values_are_written_once():
+    from kenshin.wire import InstantSample, ReadingsBatch, decode, encode
+
+    every_fifth = tuple(
+        InstantSample(
+            1_780_000_000 + 60 * i, 500 + i, 30 if i % 5 == 0 else None, 20 if i % 5 == 0 else None
+        )
+        for i in range(30)
+    )
+    sparse = ReadingsBatch(1, "m1", every_fifth)
+    assert decode(encode(sparse)) == sparse
+    dense_nulls = 2 * (30 - 6)  # what one null per missing current would have cost
+    assert (
+        len(encode(sparse))
+        < len(
+            encode(
+                ReadingsBatch(1, "m1", tuple(InstantSample(s.at_s, s.power_w) for s in every_fifth))
+            )
+        )
+        + dense_nulls
+    )

@@ -5,12 +5,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 from datetime import datetime
 from typing import Annotated
 
 import typer
 
 from kenshin.echonet.frame import ECHONET_PORT
+
+
+async def until_stopped() -> None:
+    """Until Ctrl-C or SIGTERM. Handlers are installed explicitly: a process started in the
+    background by a shell inherits SIGINT ignored, and must still stop when told."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
 
 app = typer.Typer(no_args_is_help=True, help="Simulated smart meters (and, later, dongles).")
 
@@ -81,7 +93,7 @@ def meter(
                     f"read one with: kenshin meter read --host {rows[0]['host']} "
                     f"--port {rows[0]['port']}; Ctrl-C stops."
                 )
-            await asyncio.Event().wait()
+            await until_stopped()
 
     try:
         asyncio.run(run())
@@ -155,7 +167,7 @@ def dongle(
                 typer.echo(f"  kenshin broute read --device {where['device']} "
                            f"--id {route_b_id} --password {password}")  # fmt: skip
                 typer.echo("Simulated only: never connect uncertified devices to a real meter.")
-            await asyncio.Event().wait()
+            await until_stopped()
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run())

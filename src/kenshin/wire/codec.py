@@ -400,20 +400,32 @@ def _expand_times(
     return out
 
 
-def _delta_column(values: list[int | None]) -> list[int | None] | None:
-    """Each value less the previous present one (the first as is); None stays None; the
-    whole column is None when every value is."""
-    out: list[int | None] = []
+def _delta_column(values: list[int | None]) -> list[Any] | None:
+    """Each value less the previous present one (the first as is); a lone None stays None,
+    a run of k ≥ 2 Nones is written [k] (currents read every fifth sample cost 2 bytes a
+    gap instead of 4); the whole column is None when every value is."""
+    out: list[Any] = []
     previous = 0
     present = False
+    nones = 0
     for value in values:
         if value is None:
-            out.append(None)
-        else:
-            out.append(value - previous)
-            previous = value
-            present = True
+            nones += 1
+            continue
+        _flush_nones(out, nones)
+        nones = 0
+        out.append(value - previous)
+        previous = value
+        present = True
+    _flush_nones(out, nones)
     return out if present else None
+
+
+def _flush_nones(out: list[Any], nones: int) -> None:
+    if nones == 1:
+        out.append(None)
+    elif nones > 1:
+        out.append([nones])
 
 
 def _undelta_column(column: Any, count: int, lo: int, hi: int, where: str) -> list[int | None]:
@@ -421,20 +433,26 @@ def _undelta_column(column: Any, count: int, lo: int, hi: int, where: str) -> li
         return [None] * count
     if type(column) is not list:
         _bad(f"expected an array or null, got {_kind(column)}", where)
-    if len(column) != count:
-        _bad(f"{len(column)} entries for {count} times", where)
     out: list[int | None] = []
     previous = 0
     for i, delta in enumerate(column):
         if delta is None:
             out.append(None)
-            continue
-        if type(delta) is not int:
-            _bad(f"expected an integer or null, got {_kind(delta)}", f"{where}[{i}]")
-        previous += delta
-        if not lo <= previous <= hi:
-            _bad(f"{_show(previous)} outside {lo}..{hi}", f"{where}[{i}]")
-        out.append(previous)
+        elif type(delta) is list:  # a run of Nones, [k]
+            if len(delta) != 1 or type(delta[0]) is not int or not 2 <= delta[0] <= count:
+                _bad("expected a run of nulls [k], 2 <= k <= the sample count", f"{where}[{i}]")
+            out.extend([None] * delta[0])
+        elif type(delta) is not int:
+            _bad(f"expected an integer, null or [k], got {_kind(delta)}", f"{where}[{i}]")
+        else:
+            previous += delta
+            if not lo <= previous <= hi:
+                _bad(f"{_show(previous)} outside {lo}..{hi}", f"{where}[{i}]")
+            out.append(previous)
+        if len(out) > count:
+            _bad(f"more entries than the {count} times", where)
+    if len(out) != count:
+        _bad(f"{len(out)} entries for {count} times", where)
     return out
 
 
