@@ -90,7 +90,7 @@ class Demo:
             log_level="warning",
         )
         app = create_app(settings)
-        web = uvicorn.Server(
+        web = _QuietServer(
             uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
         )
         serving = asyncio.create_task(web.serve())
@@ -277,6 +277,15 @@ class Demo:
             f"gateways: {state_text} | readings: {instant} instant, {fixed} half-hour | "
             f"{shown or 'waiting for the first readings'}"
         )
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn, minus its own Ctrl-C handling: the demo stops its gateways first, then the
+    server, so nothing complains about a broker that went away."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        yield
 
 
 async def _login(client: httpx.AsyncClient, email: str, password: str) -> None:
