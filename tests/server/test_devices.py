@@ -21,6 +21,7 @@ from kenshin.wire import (
     MeterScale,
     ReadingsBatch,
     Status,
+    ValueSource,
     encode_publish,
 )
 from kenshin.wire.enrollment import b64encode
@@ -252,3 +253,69 @@ def test_the_api_keeps_tenants_apart_and_credentials_hidden(client, new_client, 
     assert_problem(
         viewer.post(f"/api/v1/gateways/{gateway_id}/commands", json={"name": "restart"}), 403
     )
+
+
+def test_ingest_keeps_slot_energy_exact_through_gaps_and_late_data(engine, world, fleet):
+    from datetime import datetime, timedelta
+
+    from kenshin.echonet.edt import JST
+    from kenshin.sim.load import HouseholdProfile, LoadModel
+    from kenshin.sim.registers import MeterRegisters
+
+    meter = _meter(engine, world, fleet)
+    start = datetime(2026, 4, 1, tzinfo=JST)
+    regs = MeterRegisters(
+        LoadModel(HouseholdProfile.from_seed(9, pv=True)),
+        install=start,
+        anchor=start,
+        unit_code=0x02,
+        coefficient=10,
+        digits=5,
+        initial_normal_wh=10**5 * 100 - 20_000,
+    )  # wraps within the day
+    scale = MeterScale(10, 0x02, 5)
+    boundaries = [start + i * timedelta(minutes=30) for i in range(97)]  # two days
+    outage = set(range(40, 52))
+
+    def send(indexes, seq, refill=False):
+        values = tuple(
+            FixedTimeValue(
+                int(boundaries[i].timestamp()),
+                *regs.raw(boundaries[i]),
+                ValueSource.REFILLED if refill else ValueSource.MEASURED,
+            )
+            for i in indexes
+        )
+        topic, payload = encode_publish(
+            ReadingsBatch(seq, f"m{meter.id}", (), values, scale), "GW-A"
+        )
+        with engine.begin() as conn:
+            assert ingest.handle(conn, topic, payload).kind == "readings"
+
+    # Half-hourly batches, as a gateway sends them; some lost to an outage.
+    for seq, i in enumerate(i for i in range(97) if i not in outage):
+        send([i], seq)
+    with engine.connect() as conn:
+        rows = conn.execute(select(s.slot_energy).where(s.slot_energy.c.direction == 0)).all()
+    missing = {int(r.slot_start.timestamp()) for r in rows if r.status == "missing"}
+    assert len(missing) == len(outage) + 1 and all(
+        r.wh is None for r in rows if r.status == "missing"
+    )
+    # The history refill arrives late, in one batch, out of order.
+    send(sorted(outage, reverse=True), 500, refill=True)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(s.slot_energy)
+            .where(s.slot_energy.c.direction == 0)
+            .order_by(s.slot_energy.c.slot_start)
+        ).all()
+    assert len(rows) == 96 and {r.status for r in rows} == {"measured", "refilled"}
+    assert sum(r.status == "refilled" for r in rows) == len(outage) + 1
+    wrapped = 0
+    for r in rows:
+        a = r.slot_start.astimezone(JST)
+        b = a + timedelta(minutes=30)
+        before, after = regs.raw(a)[0], regs.raw(b)[0]
+        wrapped += after < before
+        assert r.wh == (after - before) % 10**5 * 100  # 0.01 kWh × 10 = 100 Wh a count
+    assert wrapped == 1

@@ -31,6 +31,7 @@ from kenshin.wire import (
 from . import schema as s
 from .devices import commands, status
 from .devices.registry import gateway_by_serial
+from .metering import store
 from .schema import utcnow
 
 
@@ -154,6 +155,12 @@ def _readings(
     written_instant = _insert_ignore(conn, s.readings_instant, instant)
     written_fixed = _insert_ignore(conn, s.readings_fixed, fixed)
     scale = batch.scale
+    if scale is not None and fixed:  # the slots these boundaries open and close
+        for direction in (0, 1):
+            boundaries = [
+                int(r["slot_start"].timestamp()) for r in fixed if r["direction"] == direction
+            ]
+            store.recompute(conn, meter.id, direction, scale, boundaries)
     if scale is not None and (meter.coefficient, meter.unit_code, meter.digits) != (
         scale.coefficient,
         scale.unit_code,

@@ -72,6 +72,7 @@ __all__ = [
     "readings_instant",
     "settings",
     "sites",
+    "slot_energy",
     "tenants",
     "user_sessions",
     "users",
@@ -377,6 +378,22 @@ readings_fixed = Table(
     PrimaryKeyConstraint("meter_id", "slot_start", "direction"),
     CheckConstraint("direction IN (0, 1)", name="direction"),
     _one_of("source", READING_SOURCES),
+)
+
+# Derived from readings_fixed by kenshin.server.metering.store: one row per meter, slot and
+# direction; `missing` rows have no energy (never interpolated).
+slot_energy = Table(
+    "slot_energy",
+    metadata,
+    Column("meter_id", Id, ForeignKey("meters.id"), nullable=False),
+    Column("slot_start", UTCDateTime(), nullable=False),
+    Column("direction", SmallInteger(), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("milliwatt_hours", BigInteger(), nullable=True),
+    Column("wh", BigInteger(), nullable=True),
+    PrimaryKeyConstraint("meter_id", "slot_start", "direction"),
+    CheckConstraint("direction IN (0, 1)", name="direction"),
+    _one_of("status", ("measured", "refilled", "missing")),
 )
 
 ingest_progress = Table(
