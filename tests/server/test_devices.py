@@ -319,3 +319,35 @@ def test_ingest_keeps_slot_energy_exact_through_gaps_and_late_data(engine, world
         wrapped += after < before
         assert r.wh == (after - before) % 10**5 * 100  # 0.01 kWh × 10 = 100 Wh a count
     assert wrapped == 1
+
+
+def test_a_days_slots_as_json_and_excel_csv(client, new_client, engine, world, fleet):
+    from datetime import datetime, timedelta
+
+    from kenshin.echonet.edt import JST
+
+    meter = _meter(engine, world, fleet)
+    day = datetime(2026, 4, 2, tzinfo=JST)
+    values = tuple(
+        FixedTimeValue(int((day + timedelta(minutes=30 * i)).timestamp()), 1000 + 3 * i)
+        for i in range(49)
+        if i not in (10, 11)
+    )
+    topic, payload = encode_publish(
+        ReadingsBatch(1, f"m{meter.id}", (), values, MeterScale(1, 0x01, 6)), "GW-A"
+    )
+    with engine.begin() as conn:
+        ingest.handle(conn, topic, payload)
+    login(client, "viewer@a.test")
+    body = client.get(f"/api/v1/meters/{meter.id}/slots", params={"day": "2026-04-02"}).json()
+    assert len(body["slots"]) == 48 and not body["complete"]
+    assert [x["status"] for x in body["slots"]].count("missing") == 3  # 09:30..11:00 gap
+    assert body["total_wh"] == 45 * 300  # 3 counts of 0.1 kWh a slot
+    csv_answer = client.get(
+        f"/api/v1/meters/{meter.id}/slots", params={"day": "2026-04-02", "format": "csv"}
+    )
+    assert csv_answer.content.startswith("\ufeff".encode())
+    assert csv_answer.headers["content-type"].startswith("text/csv")
+    assert len(csv_answer.text.strip().splitlines()) == 49
+    other = login(new_client(), "viewer@b.test")
+    assert_problem(other.get(f"/api/v1/meters/{meter.id}/slots", params={"day": "2026-04-02"}), 404)

@@ -26,6 +26,7 @@ from .api import API_PREFIX, api_router
 from .api.health import router as health_router
 from .db import make_engine, migrate
 from .devices import api as devices_api
+from .metering import api as metering_api
 from .problems import PROBLEM_RESPONSES, install_problem_handlers
 from .runtime import device_service
 from .security import CredentialBox, load_secret_key
@@ -80,4 +81,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health_router)
     app.include_router(api_router())
     app.include_router(devices_api.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
+    app.include_router(metering_api.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
     return app
