@@ -24,6 +24,7 @@ import httpx
 import uvicorn
 from sqlalchemy import func, select
 
+from kenshin.cli.ports import free_udp_port
 from kenshin.gateway.agent import AgentOptions, GatewayAgent
 from kenshin.gateway.identity import Identity, new_claim_code
 from kenshin.server import schema as s
@@ -100,7 +101,7 @@ class Demo:
             await asyncio.sleep(0.05)
         base = f"http://127.0.0.1:{port}"
         clock = ScaledClock()  # real time: the demo is for watching
-        udp_port = _free_udp_port()
+        udp_port = free_udp_port("127.0.1.1")
         fleet = SimFleet(self.homes_udp, clock, port=udp_port, multicast=False, seed=101)
         async with fleet, contextlib.AsyncExitStack() as stack:
             self._make_homes(base, fleet, clock)
@@ -292,8 +293,3 @@ async def _login(client: httpx.AsyncClient, email: str, password: str) -> None:
     answer = await client.post("/api/v1/auth/login", json={"email": email, "password": password})
     answer.raise_for_status()
 
-
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.1.1", 0))
-        return sock.getsockname()[1]

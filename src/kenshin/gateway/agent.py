@@ -241,26 +241,11 @@ class GatewayAgent:
         session = SmartMeterSession(link)
         policy = PollPolicy()
         self._apply_policy(policy, poll)
-        poller = MeterPoller(session, self.queue, ref, clock=self.clock, policy=policy)
-        task = asyncio.create_task(self._poll(poller))
+        poller = MeterPoller(
+            session, self.queue, ref, clock=self.clock, policy=policy, on_urgent=self._send_now.set
+        )
+        task = asyncio.create_task(poller.run())
         return MeterRuntime(session, poller, task, close, link, key)
-
-    async def _poll(self, poller: MeterPoller) -> None:
-        """Run the poller, and send right after each 30-minute value is queued."""
-        watcher = asyncio.create_task(self._watch_fixed(poller))
-        try:
-            await poller.run()
-        finally:
-            watcher.cancel()
-
-    async def _watch_fixed(self, poller: MeterPoller) -> None:
-        seen = poller.stats.fixed_reads + poller.stats.refilled_slots
-        while True:
-            await asyncio.sleep(1.0)  # cheap enough; an event would be cheaper still
-            now = poller.stats.fixed_reads + poller.stats.refilled_slots
-            if now != seen or poller.realtime_active:
-                seen = now
-                self._send_now.set()
 
     async def _stop_meter(self) -> None:
         if self.meter is None:

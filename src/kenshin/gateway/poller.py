@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -95,8 +96,12 @@ class MeterPoller:
         *,
         clock: Clock | None = None,
         policy: PollPolicy | None = None,
+        on_urgent: Callable[[], None] | None = None,
     ):
         self.session, self.queue, self.meter_ref = session, queue, meter_ref
+        # Called when queued readings should go out now: a 30-minute value, or any sample
+        # while a person watches in realtime.
+        self.on_urgent = on_urgent or (lambda: None)
         self.clock = clock or SystemClock()
         self.policy = policy or PollPolicy()
         self.stats = PollStats()
@@ -186,6 +191,8 @@ class MeterPoller:
         self.queue.put_instant(self.meter_ref, at, power_w, r_da, t_da)
         self.stats.instant_reads += 1
         self.stats.last_good_read = time.time()
+        if self.realtime_active:
+            self.on_urgent()
 
     # -- 30-minute values ------------------------------------------------------------------
 
@@ -244,6 +251,7 @@ class MeterPoller:
         self.queue.put_fixed(self.meter_ref, slot, 0, normal, refill=refill)
         if reverse is not None or self._measures_reverse:
             self.queue.put_fixed(self.meter_ref, slot, 1, reverse, refill=refill)
+        self.on_urgent()
 
     @property
     def _measures_reverse(self) -> bool:
