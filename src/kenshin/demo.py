@@ -15,7 +15,6 @@ import contextlib
 import csv
 import io
 import secrets
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +23,9 @@ import httpx
 import uvicorn
 from sqlalchemy import func, select
 
-from kenshin.cli.ports import free_udp_port
 from kenshin.gateway.agent import AgentOptions, GatewayAgent
 from kenshin.gateway.identity import Identity, new_claim_code
+from kenshin.ports import free_udp_port, tcp_port_or_free
 from kenshin.server import schema as s
 from kenshin.server.app import create_app
 from kenshin.server.bootstrap import create_tenant, create_user, ensure_admin
@@ -42,19 +41,6 @@ OPERATOR_EMAIL = "operator@demo.kenshin.local"
 # Simulated B-route credentials (the emulated dongles' meters accept exactly these).
 DEMO_BROUTE_ID = "00000000000000000000000000C0FFEE"
 DEMO_BROUTE_PASSWORD = "KENSHINDEMO1"
-
-
-def free_port(preferred: int) -> int:
-    """`preferred` if free on loopback, else whatever the system gives."""
-    for port in (preferred, 0):
-        with socket.socket() as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return sock.getsockname()[1]
-    raise OSError("no free TCP port on 127.0.0.1")
 
 
 @dataclass
@@ -81,7 +67,7 @@ class Demo:
 
     async def run(self, seconds: float | None = None, report_every_s: float = 10.0) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        port = free_port(self.http_port)
+        port = tcp_port_or_free("127.0.0.1", self.http_port)
         settings = Settings(
             database_url=f"sqlite:///{self.workdir / 'kenshin.db'}",
             port=port,
@@ -292,4 +278,3 @@ class _QuietServer(uvicorn.Server):
 async def _login(client: httpx.AsyncClient, email: str, password: str) -> None:
     answer = await client.post("/api/v1/auth/login", json={"email": email, "password": password})
     answer.raise_for_status()
-

@@ -23,6 +23,7 @@ from typing import Any
 import aiomqtt
 from sqlalchemy import Engine, select
 
+from kenshin.ports import tcp_port_or_free
 from kenshin.wire import encode_publish
 from kenshin.wire.topics import Kind
 
@@ -102,7 +103,7 @@ class DeviceService:
             from .broker.embedded import EmbeddedBroker
 
             checker = DatabaseCredentials(self.engine, service)
-            port = self._free_or_any(self.port)
+            port = self._port()
             self._broker = EmbeddedBroker(checker, host=self.host, port=port)
             await self._broker.start()
             self.endpoint = BrokerEndpoint(self.host, self._broker.port)
@@ -129,33 +130,25 @@ class DeviceService:
             with contextlib.suppress(Exception):
                 await self._broker.stop()
 
-    def _free_or_any(self, port: int) -> int:
-        """`port` if nobody holds it, else 0 (any free one): a system Mosquitto on 1883
-        must not stop the platform from starting."""
-        if not port:
-            return 0
-        import socket
-
-        with socket.socket() as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind((self.host, port))
-            except OSError:
-                log.warning("MQTT port %d is taken; the broker takes a free one", port)
-                return 0
+    def _port(self) -> int:
+        """The configured port, or a free one if someone holds it: a system Mosquitto on
+        1883 must not stop the platform from starting."""
+        port = tcp_port_or_free(self.host, self.port)
+        if self.port and port != self.port:
+            log.warning("MQTT port %d is taken; the broker takes %d", self.port, port)
         return port
 
     # -- Mosquitto, managed ----------------------------------------------------------------
 
     async def _start_mosquitto(self, service: StaticCredentials) -> None:
-        from .broker.mosquitto import MosquittoListener, MosquittoProcess, free_tcp_port
+        from .broker.mosquitto import MosquittoListener, MosquittoProcess
 
         if self.mosquitto_dir is not None:  # persistence survives a restart of the server
             self._mosquitto_dir = Path(self.mosquitto_dir)
             self._mosquitto_dir.mkdir(parents=True, exist_ok=True)
         else:
             self._mosquitto_dir = Path(tempfile.mkdtemp(prefix="kenshin-mosquitto-"))
-        port = self._free_or_any(self.port) or free_tcp_port()
+        port = self._port()
         self._mosquitto_listener = MosquittoListener(port, host=self.host)
         self._service_accounts = service
         self._write_mosquitto_files()

@@ -64,13 +64,14 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Self
+
+from kenshin.ports import free_tcp_port
 
 from .access import DOWNLINK_CHANNELS, TOPIC_ROOT, UPLINK_CHANNELS, Account, PrincipalKind
 
@@ -272,14 +273,6 @@ def find_mosquitto() -> str:
         if os.access(candidate, os.X_OK):
             return candidate
     raise FileNotFoundError("mosquitto is not installed")
-
-
-def free_tcp_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free right now (for a child broker's listener)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 async def _accepts(host: str, port: int) -> bool:
