@@ -42,6 +42,7 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
     text,
+    true,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
@@ -50,12 +51,17 @@ from sqlalchemy.types import TypeDecorator
 __all__ = [
     "API_KEY_ROLES",
     "COMMAND_STATES",
+    "DELIVERY_STATES",
+    "ENERGY_PERIODS",
     "GATEWAY_STATES",
     "METER_LINKS",
+    "OUTBOX_KINDS",
     "READING_SOURCES",
     "ROLES",
     "SEVERITIES",
+    "TENANT_ENERGY_PERIODS",
     "TENANT_KINDS",
+    "WEBHOOK_KINDS",
     "Id",
     "JSONDoc",
     "UTCDateTime",
@@ -66,17 +72,24 @@ __all__ = [
     "gateways",
     "ingest_progress",
     "metadata",
+    "meter_daily_peak",
+    "meter_energy",
+    "meter_latest",
     "meters",
+    "outbox",
     "quarantine",
     "readings_fixed",
     "readings_instant",
     "settings",
     "sites",
     "slot_energy",
+    "tenant_energy",
     "tenants",
     "user_sessions",
     "users",
     "utcnow",
+    "webhook_deliveries",
+    "webhooks",
 ]
 
 TENANT_KINDS = ("retailer", "generator", "aggregator")
@@ -157,6 +170,10 @@ tenants = Table(
     Column("name", String(200), nullable=False, unique=True),
     Column("kind", String(16), nullable=False),
     _created_at(),
+    # Retention in days (NULL: keep forever): instant power, and 30-minute values with
+    # everything derived from them. Enforced by kenshin.server.metering.retention.
+    Column("instant_retention_days", Integer(), nullable=True),
+    Column("energy_retention_days", Integer(), nullable=True),
     _one_of("kind", TENANT_KINDS),
 )
 
@@ -394,6 +411,121 @@ slot_energy = Table(
     PrimaryKeyConstraint("meter_id", "slot_start", "direction"),
     CheckConstraint("direction IN (0, 1)", name="direction"),
     _one_of("status", ("measured", "refilled", "missing")),
+)
+
+# Rollups of slot_energy, kept current by the ingest with additive deltas (see
+# kenshin.server.metering.rollups): `start` is the period's first instant (hours in UTC,
+# which JST shares; days and months at JST midnight). `slots` counts the 30-minute values
+# summed into `wh` (a complete JST day has 48 per meter), `refilled` those from history.
+ENERGY_PERIODS = ("hour", "day", "month")
+TENANT_ENERGY_PERIODS = ("slot", *ENERGY_PERIODS)
+
+meter_energy = Table(
+    "meter_energy",
+    metadata,
+    Column("meter_id", Id, ForeignKey("meters.id"), nullable=False),
+    Column("period", String(5), nullable=False),
+    Column("direction", SmallInteger(), nullable=False),
+    Column("start", UTCDateTime(), nullable=False),
+    Column("wh", BigInteger(), nullable=False),
+    Column("slots", Integer(), nullable=False),
+    Column("refilled", Integer(), nullable=False),
+    PrimaryKeyConstraint("meter_id", "period", "direction", "start"),
+    CheckConstraint("direction IN (0, 1)", name="direction"),
+    _one_of("period", ENERGY_PERIODS),
+)
+
+tenant_energy = Table(
+    "tenant_energy",
+    metadata,
+    Column("tenant_id", Id, ForeignKey("tenants.id"), nullable=False),
+    Column("period", String(5), nullable=False),
+    Column("direction", SmallInteger(), nullable=False),
+    Column("start", UTCDateTime(), nullable=False),
+    Column("wh", BigInteger(), nullable=False),
+    Column("slots", Integer(), nullable=False),  # meter-slots summed
+    Column("refilled", Integer(), nullable=False),
+    PrimaryKeyConstraint("tenant_id", "period", "direction", "start"),
+    CheckConstraint("direction IN (0, 1)", name="direction"),
+    _one_of("period", TENANT_ENERGY_PERIODS),
+)
+
+# The day's (JST) highest bought power and highest sold power, with their instants, from
+# instant readings; kept by the ingest with GREATEST-style upserts.
+meter_daily_peak = Table(
+    "meter_daily_peak",
+    metadata,
+    Column("meter_id", Id, ForeignKey("meters.id"), nullable=False),
+    Column("day", UTCDateTime(), nullable=False),  # JST midnight
+    Column("import_w", Integer(), nullable=True),
+    Column("import_at", UTCDateTime(), nullable=True),
+    Column("export_w", Integer(), nullable=True),  # positive watts sold
+    Column("export_at", UTCDateTime(), nullable=True),
+    PrimaryKeyConstraint("meter_id", "day"),
+)
+
+# The newest instant reading of each meter: the list page's "current power" in one lookup.
+meter_latest = Table(
+    "meter_latest",
+    metadata,
+    Column("meter_id", Id, ForeignKey("meters.id"), primary_key=True, autoincrement=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("power_w", Integer(), nullable=False),
+    Column("current_r_da", Integer(), nullable=False),
+    Column("current_t_da", Integer(), nullable=True),
+)
+
+# Work for the webhook dispatcher, written in the same transaction as what it reports
+# (a slot that got its value, an event), consumed and deleted by the dispatcher.
+OUTBOX_KINDS = ("slot", "event")
+outbox = Table(
+    "outbox",
+    metadata,
+    _id(),
+    Column("tenant_id", Id, ForeignKey("tenants.id"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("body", JSONDoc, nullable=False),
+    Column("at", UTCDateTime(), nullable=False, default=utcnow),
+    Index(None, "tenant_id", "id"),
+    _one_of("kind", OUTBOX_KINDS),
+)
+
+WEBHOOK_KINDS = ("slot.closed", "event")
+DELIVERY_STATES = ("pending", "delivered", "dead")
+webhooks = Table(
+    "webhooks",
+    metadata,
+    _id(),
+    Column("tenant_id", Id, ForeignKey("tenants.id"), nullable=False, index=True),
+    Column("url", String(2000), nullable=False),
+    Column("description", String(200), nullable=True),
+    Column("kinds", JSONDoc, nullable=False),  # a list drawn from WEBHOOK_KINDS
+    Column("secret_enc", LargeBinary(), nullable=False),  # CredentialBox-sealed HMAC key
+    Column("active", Boolean(), nullable=False, default=True, server_default=true()),
+    _created_at(),
+    Column("created_by", String(64), nullable=True),
+    UniqueConstraint("id", "tenant_id"),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    _id(),
+    Column("tenant_id", Id, ForeignKey("tenants.id"), nullable=False),
+    Column("webhook_id", Id, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("payload", JSONDoc, nullable=False),
+    Column("state", String(16), nullable=False, default="pending", server_default="pending"),
+    Column("attempts", Integer(), nullable=False, default=0, server_default="0"),
+    Column("next_attempt_at", UTCDateTime(), nullable=True),
+    Column("last_status", Integer(), nullable=True),  # the receiver's HTTP status
+    Column("last_error", Text(), nullable=True),
+    _created_at(),
+    Column("delivered_at", UTCDateTime(), nullable=True),
+    ForeignKeyConstraint(["webhook_id", "tenant_id"], ["webhooks.id", "webhooks.tenant_id"]),
+    Index(None, "state", "next_attempt_at"),
+    Index(None, "webhook_id", "created_at"),
+    _one_of("state", DELIVERY_STATES),
 )
 
 ingest_progress = Table(

@@ -1,0 +1,194 @@
+"""Metering storage: energy rollups, daily peaks, the latest instant reading per meter,
+per-tenant retention, webhooks with their delivery log, and the outbox that feeds them.
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-11-24
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+TIME = sa.DateTime(timezone=True)
+
+revision = "0004"
+down_revision = "0003"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "outbox",
+        sa.Column("id", ID, autoincrement=True, nullable=False),
+        sa.Column("tenant_id", ID, nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("body", JSON, nullable=False),
+        sa.Column("at", TIME, nullable=False),
+        sa.CheckConstraint("kind IN ('slot', 'event')", name=op.f("ck_outbox_kind")),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"], ["tenants.id"], name=op.f("fk_outbox_tenant_id_tenants")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox")),
+    )
+    with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_outbox_tenant_id_id"), ["tenant_id", "id"], unique=False
+        )
+
+    op.create_table(
+        "tenant_energy",
+        sa.Column("tenant_id", ID, nullable=False),
+        sa.Column("period", sa.String(length=5), nullable=False),
+        sa.Column("direction", sa.SmallInteger(), nullable=False),
+        sa.Column("start", TIME, nullable=False),
+        sa.Column("wh", sa.BigInteger(), nullable=False),
+        sa.Column("slots", sa.Integer(), nullable=False),
+        sa.Column("refilled", sa.Integer(), nullable=False),
+        sa.CheckConstraint(
+            "period IN ('slot', 'hour', 'day', 'month')", name=op.f("ck_tenant_energy_period")
+        ),
+        sa.CheckConstraint("direction IN (0, 1)", name=op.f("ck_tenant_energy_direction")),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"], ["tenants.id"], name=op.f("fk_tenant_energy_tenant_id_tenants")
+        ),
+        sa.PrimaryKeyConstraint(
+            "tenant_id", "period", "direction", "start", name=op.f("pk_tenant_energy")
+        ),
+    )
+    op.create_table(
+        "webhooks",
+        sa.Column("id", ID, autoincrement=True, nullable=False),
+        sa.Column("tenant_id", ID, nullable=False),
+        sa.Column("url", sa.String(length=2000), nullable=False),
+        sa.Column("description", sa.String(length=200), nullable=True),
+        sa.Column("kinds", JSON, nullable=False),
+        sa.Column("secret_enc", sa.LargeBinary(), nullable=False),
+        sa.Column("active", sa.Boolean(), server_default=sa.true(), nullable=False),
+        sa.Column("created_at", TIME, nullable=False),
+        sa.Column("created_by", sa.String(length=64), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"], ["tenants.id"], name=op.f("fk_webhooks_tenant_id_tenants")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_webhooks")),
+        sa.UniqueConstraint("id", "tenant_id", name=op.f("uq_webhooks_id_tenant_id")),
+    )
+    with op.batch_alter_table("webhooks", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_webhooks_tenant_id"), ["tenant_id"], unique=False)
+
+    op.create_table(
+        "webhook_deliveries",
+        sa.Column("id", ID, autoincrement=True, nullable=False),
+        sa.Column("tenant_id", ID, nullable=False),
+        sa.Column("webhook_id", ID, nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("payload", JSON, nullable=False),
+        sa.Column("state", sa.String(length=16), server_default="pending", nullable=False),
+        sa.Column("attempts", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("next_attempt_at", TIME, nullable=True),
+        sa.Column("last_status", sa.Integer(), nullable=True),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("created_at", TIME, nullable=False),
+        sa.Column("delivered_at", TIME, nullable=True),
+        sa.CheckConstraint(
+            "state IN ('pending', 'delivered', 'dead')", name=op.f("ck_webhook_deliveries_state")
+        ),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"], ["tenants.id"], name=op.f("fk_webhook_deliveries_tenant_id_tenants")
+        ),
+        sa.ForeignKeyConstraint(
+            ["webhook_id", "tenant_id"],
+            ["webhooks.id", "webhooks.tenant_id"],
+            name=op.f("fk_webhook_deliveries_webhook_id_tenant_id_webhooks"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_deliveries")),
+    )
+    with op.batch_alter_table("webhook_deliveries", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_webhook_deliveries_state_next_attempt_at"),
+            ["state", "next_attempt_at"],
+            unique=False,
+        )
+        batch_op.create_index(
+            batch_op.f("ix_webhook_deliveries_webhook_id_created_at"),
+            ["webhook_id", "created_at"],
+            unique=False,
+        )
+
+    op.create_table(
+        "meter_daily_peak",
+        sa.Column("meter_id", ID, nullable=False),
+        sa.Column("day", TIME, nullable=False),
+        sa.Column("import_w", sa.Integer(), nullable=True),
+        sa.Column("import_at", TIME, nullable=True),
+        sa.Column("export_w", sa.Integer(), nullable=True),
+        sa.Column("export_at", TIME, nullable=True),
+        sa.ForeignKeyConstraint(
+            ["meter_id"], ["meters.id"], name=op.f("fk_meter_daily_peak_meter_id_meters")
+        ),
+        sa.PrimaryKeyConstraint("meter_id", "day", name=op.f("pk_meter_daily_peak")),
+    )
+    op.create_table(
+        "meter_energy",
+        sa.Column("meter_id", ID, nullable=False),
+        sa.Column("period", sa.String(length=5), nullable=False),
+        sa.Column("direction", sa.SmallInteger(), nullable=False),
+        sa.Column("start", TIME, nullable=False),
+        sa.Column("wh", sa.BigInteger(), nullable=False),
+        sa.Column("slots", sa.Integer(), nullable=False),
+        sa.Column("refilled", sa.Integer(), nullable=False),
+        sa.CheckConstraint(
+            "period IN ('hour', 'day', 'month')", name=op.f("ck_meter_energy_period")
+        ),
+        sa.CheckConstraint("direction IN (0, 1)", name=op.f("ck_meter_energy_direction")),
+        sa.ForeignKeyConstraint(
+            ["meter_id"], ["meters.id"], name=op.f("fk_meter_energy_meter_id_meters")
+        ),
+        sa.PrimaryKeyConstraint(
+            "meter_id", "period", "direction", "start", name=op.f("pk_meter_energy")
+        ),
+    )
+    op.create_table(
+        "meter_latest",
+        sa.Column("meter_id", ID, autoincrement=False, nullable=False),
+        sa.Column("at", TIME, nullable=False),
+        sa.Column("power_w", sa.Integer(), nullable=False),
+        sa.Column("current_r_da", sa.Integer(), nullable=False),
+        sa.Column("current_t_da", sa.Integer(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["meter_id"], ["meters.id"], name=op.f("fk_meter_latest_meter_id_meters")
+        ),
+        sa.PrimaryKeyConstraint("meter_id", name=op.f("pk_meter_latest")),
+    )
+    with op.batch_alter_table("tenants", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("instant_retention_days", sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column("energy_retention_days", sa.Integer(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("tenants", schema=None) as batch_op:
+        batch_op.drop_column("energy_retention_days")
+        batch_op.drop_column("instant_retention_days")
+
+    op.drop_table("meter_latest")
+    op.drop_table("meter_energy")
+    op.drop_table("meter_daily_peak")
+    with op.batch_alter_table("webhook_deliveries", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_webhook_deliveries_webhook_id_created_at"))
+        batch_op.drop_index(batch_op.f("ix_webhook_deliveries_state_next_attempt_at"))
+
+    op.drop_table("webhook_deliveries")
+    with op.batch_alter_table("webhooks", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_webhooks_tenant_id"))
+
+    op.drop_table("webhooks")
+    op.drop_table("tenant_energy")
+    with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_outbox_tenant_id_id"))
+
+    op.drop_table("outbox")
