@@ -31,7 +31,7 @@ from kenshin.wire import (
 from . import schema as s
 from .devices import commands, status
 from .devices.registry import gateway_by_serial
-from .metering import store
+from .metering import rollups, store
 from .schema import utcnow
 
 
@@ -153,6 +153,7 @@ def _readings(
                     }
                 )
     written_instant = _insert_ignore(conn, s.readings_instant, instant)
+    rollups.note_instant(conn, meter.id, instant)
     written_fixed = _insert_ignore(conn, s.readings_fixed, fixed)
     scale = batch.scale
     if scale is not None and fixed:  # the slots these boundaries open and close
@@ -160,7 +161,9 @@ def _readings(
             boundaries = [
                 int(r["slot_start"].timestamp()) for r in fixed if r["direction"] == direction
             ]
-            store.recompute(conn, meter.id, direction, scale, boundaries)
+            store.recompute(
+                conn, meter.id, direction, scale, boundaries, tenant_id=meter.tenant_id
+            )
     if scale is not None and (meter.coefficient, meter.unit_code, meter.digits) != (
         scale.coefficient,
         scale.unit_code,

@@ -16,6 +16,8 @@ from sqlalchemy import Connection, and_, delete, func, insert, select
 from kenshin.wire import MeterScale
 
 from .. import schema as s
+from . import rollups
+from .rollups import SlotValue
 from .slots import SLOT_S, Boundary, slot_energies
 
 
@@ -27,14 +29,25 @@ MAX_GAP_S = 100 * 86400  # a gap longer than a meter's history is left alone
 
 
 def recompute(
-    conn: Connection, meter_id: int, direction: int, scale: MeterScale, boundaries: Iterable[int]
+    conn: Connection,
+    meter_id: int,
+    direction: int,
+    scale: MeterScale,
+    boundaries: Iterable[int],
+    *,
+    tenant_id: int,
 ) -> int:
     """Recompute the slots between the known boundaries around these new ones (epoch s):
     from the last boundary known before them to the first known after; a slot inside a gap
-    is stored as missing, so a hole is visible rather than absent. Returns how many."""
+    is stored as missing, so a hole is visible rather than absent. The rollups get the
+    difference (`rollups.apply_slot_changes`). Returns how many slots changed."""
     new = sorted(set(boundaries))
     if not new:
         return 0
+    if conn.dialect.name == "postgresql":
+        # One meter's slots are recomputed by one transaction at a time: two ingest nodes
+        # reading the same old values would otherwise both add the same delta.
+        conn.execute(select(s.meters.c.id).where(s.meters.c.id == meter_id).with_for_update())
     fixed = s.readings_fixed.c
     mine = and_(fixed.meter_id == meter_id, fixed.direction == direction)
     before = conn.execute(
@@ -60,16 +73,18 @@ def recompute(
         int(at.timestamp()): Boundary(raw, refilled=source == "refill") for at, raw, source in rows
     }
     energies = slot_energies(known, scale, first, end - SLOT_S)
-    conn.execute(
-        delete(s.slot_energy).where(
-            and_(
-                s.slot_energy.c.meter_id == meter_id,
-                s.slot_energy.c.direction == direction,
-                s.slot_energy.c.slot_start >= _at(first),
-                s.slot_energy.c.slot_start < _at(end),
-            )
-        )
+    stored = s.slot_energy.c
+    in_range = and_(
+        stored.meter_id == meter_id,
+        stored.direction == direction,
+        stored.slot_start >= _at(first),
+        stored.slot_start < _at(end),
     )
+    old = {
+        r.slot_start: SlotValue(r.status, r.wh)
+        for r in conn.execute(select(stored.slot_start, stored.status, stored.wh).where(in_range))
+    }
+    conn.execute(delete(s.slot_energy).where(in_range))
     conn.execute(
         insert(s.slot_energy),
         [
@@ -84,4 +99,11 @@ def recompute(
             for e in energies
         ],
     )
-    return len(energies)
+    return rollups.apply_slot_changes(
+        conn,
+        tenant_id=tenant_id,
+        meter_id=meter_id,
+        direction=direction,
+        old=old,
+        new={_at(e.slot_start): SlotValue(e.status.value, e.wh) for e in energies},
+    )

@@ -1,0 +1,3 @@
+"""The metering tests use the server's fixtures: both backends, an app, two tenants."""
+
+from tests.server.conftest import *  # noqa: F403
