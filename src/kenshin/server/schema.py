@@ -27,6 +27,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    Date,
     DateTime,
     ForeignKey,
     ForeignKeyConstraint,
@@ -49,12 +50,15 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
 __all__ = [
+    "ALERT_CHANNELS",
+    "ALERT_STATES",
     "API_KEY_ROLES",
     "COMMAND_STATES",
     "DELIVERY_STATES",
     "ENERGY_PERIODS",
     "GATEWAY_STATES",
     "METER_LINKS",
+    "NOTIFICATION_STATES",
     "OUTBOX_KINDS",
     "READING_SOURCES",
     "ROLES",
@@ -65,6 +69,10 @@ __all__ = [
     "Id",
     "JSONDoc",
     "UTCDateTime",
+    "alert_notifications",
+    "alert_rules",
+    "alert_subscriptions",
+    "alerts",
     "api_keys",
     "audit_log",
     "commands",
@@ -74,9 +82,12 @@ __all__ = [
     "metadata",
     "meter_daily_peak",
     "meter_energy",
+    "meter_forecast",
     "meter_latest",
     "meters",
     "outbox",
+    "plant_prices",
+    "procurement_plan",
     "quarantine",
     "readings_fixed",
     "readings_instant",
@@ -84,6 +95,7 @@ __all__ = [
     "sites",
     "slot_energy",
     "tenant_energy",
+    "tenant_forecast",
     "tenants",
     "user_sessions",
     "users",
@@ -526,6 +538,139 @@ webhook_deliveries = Table(
     Index(None, "state", "next_attempt_at"),
     Index(None, "webhook_id", "created_at"),
     _one_of("state", DELIVERY_STATES),
+)
+
+# -- analytics and alerts (kenshin.server.analytics, kenshin.server.alerts) ------------------
+
+
+# Forecast 30-minute energy with a band (low/high: e.g. the 10th and 90th percentiles).
+def _forecast_table(name: str, owner: str) -> Table:
+    return Table(
+        name,
+        metadata,
+        Column(f"{owner}_id", Id, ForeignKey(f"{owner}s.id"), nullable=False),
+        Column("slot_start", UTCDateTime(), nullable=False),
+        Column("direction", SmallInteger(), nullable=False),
+        Column("low_wh", BigInteger(), nullable=False),
+        Column("mid_wh", BigInteger(), nullable=False),
+        Column("high_wh", BigInteger(), nullable=False),
+        Column("made_at", UTCDateTime(), nullable=False, default=utcnow),
+        PrimaryKeyConstraint(f"{owner}_id", "slot_start", "direction"),
+        CheckConstraint("direction IN (0, 1)", name="direction"),
+    )
+
+
+meter_forecast = _forecast_table("meter_forecast", "meter")
+tenant_forecast = _forecast_table("tenant_forecast", "tenant")
+
+# A retailer's procured energy per 30-minute slot (uploaded as CSV or through the API).
+procurement_plan = Table(
+    "procurement_plan",
+    metadata,
+    Column("tenant_id", Id, ForeignKey("tenants.id"), nullable=False),
+    Column("slot_start", UTCDateTime(), nullable=False),
+    Column("wh", BigInteger(), nullable=False),
+    Column("uploaded_at", UTCDateTime(), nullable=False, default=utcnow),
+    Column("uploaded_by", String(64), nullable=True),
+    PrimaryKeyConstraint("tenant_id", "slot_start"),
+)
+
+# A generator's sale price per plant (meter), valid over a JST date range (to: inclusive,
+# NULL: open-ended).
+plant_prices = Table(
+    "plant_prices",
+    metadata,
+    _id(),
+    Column("tenant_id", Id, ForeignKey("tenants.id"), nullable=False),
+    Column("meter_id", Id, ForeignKey("meters.id"), nullable=False),
+    Column("yen_per_kwh_milli", BigInteger(), nullable=False),  # 1/1000 yen, exact
+    Column("valid_from", Date(), nullable=False),
+    Column("valid_to", Date(), nullable=True),
+    _created_at(),
+    Index(None, "meter_id", "valid_from"),
+)
+
+# Anomaly rules a tenant runs, each by name with its parameters.
+alert_rules = Table(
+    "alert_rules",
+    metadata,
+    _id(),
+    Column("tenant_id", Id, ForeignKey("tenants.id"), nullable=False),
+    Column("rule", String(64), nullable=False),
+    Column("params", JSONDoc, nullable=False),
+    Column("enabled", Boolean(), nullable=False, default=True, server_default=true()),
+    Column("severity", String(16), nullable=False, default="warning", server_default="warning"),
+    UniqueConstraint("tenant_id", "rule"),
+    _one_of("severity", SEVERITIES),
+)
+
+ALERT_STATES = ("open", "acknowledged", "resolved")
+alerts = Table(
+    "alerts",
+    metadata,
+    _id(),
+    Column("tenant_id", Id, ForeignKey("tenants.id"), nullable=False),
+    Column("rule", String(64), nullable=False),
+    Column("subject", String(64), nullable=False),  # "meter:12", "gateway:3", "tenant"
+    Column("meter_id", Id, ForeignKey("meters.id"), nullable=True),
+    Column("gateway_id", Id, ForeignKey("gateways.id"), nullable=True),
+    Column("severity", String(16), nullable=False),
+    Column("state", String(16), nullable=False, default="open", server_default="open"),
+    Column("detail", JSONDoc, nullable=True),
+    Column("opened_at", UTCDateTime(), nullable=False, default=utcnow),
+    Column("last_seen_at", UTCDateTime(), nullable=False, default=utcnow),
+    Column("acknowledged_at", UTCDateTime(), nullable=True),
+    Column("acknowledged_by", String(64), nullable=True),
+    Column("resolved_at", UTCDateTime(), nullable=True),
+    Index(None, "tenant_id", "state", "opened_at"),
+    # At most one unresolved alert per rule and subject (deduplication).
+    Index(
+        "uq_alerts_unresolved",
+        "tenant_id",
+        "rule",
+        "subject",
+        unique=True,
+        sqlite_where=text("state <> 'resolved'"),
+        postgresql_where=text("state <> 'resolved'"),
+    ),
+    _one_of("state", ALERT_STATES),
+    _one_of("severity", SEVERITIES),
+)
+
+ALERT_CHANNELS = ("email", "webhook")
+alert_subscriptions = Table(
+    "alert_subscriptions",
+    metadata,
+    _id(),
+    Column("tenant_id", Id, ForeignKey("tenants.id"), nullable=False, index=True),
+    Column("channel", String(16), nullable=False),
+    Column("target", String(320), nullable=True),  # an e-mail address; webhooks: NULL
+    Column("min_severity", String(16), nullable=False, default="warning"),
+    Column("rules", JSONDoc, nullable=True),  # NULL: every rule
+    _created_at(),
+    _one_of("channel", ALERT_CHANNELS),
+    _one_of("min_severity", SEVERITIES),
+)
+
+NOTIFICATION_STATES = ("pending", "sent", "dead")
+alert_notifications = Table(
+    "alert_notifications",
+    metadata,
+    _id(),
+    Column("tenant_id", Id, ForeignKey("tenants.id"), nullable=False),
+    Column("alert_id", Id, ForeignKey("alerts.id"), nullable=False, index=True),
+    Column("channel", String(16), nullable=False),
+    Column("target", String(320), nullable=True),
+    Column("change", String(16), nullable=False),  # opened | resolved
+    Column("state", String(16), nullable=False, default="pending", server_default="pending"),
+    Column("attempts", Integer(), nullable=False, default=0, server_default="0"),
+    Column("next_attempt_at", UTCDateTime(), nullable=True),
+    Column("last_error", Text(), nullable=True),
+    _created_at(),
+    Column("sent_at", UTCDateTime(), nullable=True),
+    Index(None, "state", "next_attempt_at"),
+    _one_of("state", NOTIFICATION_STATES),
+    _one_of("channel", ALERT_CHANNELS),
 )
 
 ingest_progress = Table(

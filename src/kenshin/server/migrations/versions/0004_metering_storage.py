@@ -1,5 +1,7 @@
-"""Metering storage: energy rollups, daily peaks, the latest instant reading per meter,
-per-tenant retention, webhooks with their delivery log, and the outbox that feeds them.
+"""Metering storage and what reads it: energy rollups, daily peaks, the latest instant
+reading per meter, per-tenant retention, webhooks with their delivery log and the outbox
+that feeds them; forecasts, procurement plans, plant prices, alert rules, alerts, their
+subscriptions and notifications.
 
 Revision ID: 0004
 Revises: 0003
@@ -169,8 +171,234 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("instant_retention_days", sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column("energy_retention_days", sa.Integer(), nullable=True))
 
+    op.create_table(
+        "alert_rules",
+        sa.Column("id", ID, autoincrement=True, nullable=False),
+        sa.Column("tenant_id", ID, nullable=False),
+        sa.Column("rule", sa.String(length=64), nullable=False),
+        sa.Column("params", JSON, nullable=False),
+        sa.Column("enabled", sa.Boolean(), server_default=sa.true(), nullable=False),
+        sa.Column("severity", sa.String(length=16), server_default="warning", nullable=False),
+        sa.CheckConstraint(
+            "severity IN ('info', 'warning', 'error', 'critical')",
+            name=op.f("ck_alert_rules_severity"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"], ["tenants.id"], name=op.f("fk_alert_rules_tenant_id_tenants")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_alert_rules")),
+        sa.UniqueConstraint("tenant_id", "rule", name=op.f("uq_alert_rules_tenant_id_rule")),
+    )
+    op.create_table(
+        "alert_subscriptions",
+        sa.Column("id", ID, autoincrement=True, nullable=False),
+        sa.Column("tenant_id", ID, nullable=False),
+        sa.Column("channel", sa.String(length=16), nullable=False),
+        sa.Column("target", sa.String(length=320), nullable=True),
+        sa.Column("min_severity", sa.String(length=16), nullable=False),
+        sa.Column("rules", JSON, nullable=True),
+        sa.Column("created_at", TIME, nullable=False),
+        sa.CheckConstraint(
+            "channel IN ('email', 'webhook')", name=op.f("ck_alert_subscriptions_channel")
+        ),
+        sa.CheckConstraint(
+            "min_severity IN ('info', 'warning', 'error', 'critical')",
+            name=op.f("ck_alert_subscriptions_min_severity"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"], ["tenants.id"], name=op.f("fk_alert_subscriptions_tenant_id_tenants")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_alert_subscriptions")),
+    )
+    with op.batch_alter_table("alert_subscriptions", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_alert_subscriptions_tenant_id"), ["tenant_id"], unique=False
+        )
+
+    op.create_table(
+        "procurement_plan",
+        sa.Column("tenant_id", ID, nullable=False),
+        sa.Column("slot_start", TIME, nullable=False),
+        sa.Column("wh", sa.BigInteger(), nullable=False),
+        sa.Column("uploaded_at", TIME, nullable=False),
+        sa.Column("uploaded_by", sa.String(length=64), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"], ["tenants.id"], name=op.f("fk_procurement_plan_tenant_id_tenants")
+        ),
+        sa.PrimaryKeyConstraint("tenant_id", "slot_start", name=op.f("pk_procurement_plan")),
+    )
+    op.create_table(
+        "tenant_forecast",
+        sa.Column("tenant_id", ID, nullable=False),
+        sa.Column("slot_start", TIME, nullable=False),
+        sa.Column("direction", sa.SmallInteger(), nullable=False),
+        sa.Column("low_wh", sa.BigInteger(), nullable=False),
+        sa.Column("mid_wh", sa.BigInteger(), nullable=False),
+        sa.Column("high_wh", sa.BigInteger(), nullable=False),
+        sa.Column("made_at", TIME, nullable=False),
+        sa.CheckConstraint("direction IN (0, 1)", name=op.f("ck_tenant_forecast_direction")),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"], ["tenants.id"], name=op.f("fk_tenant_forecast_tenant_id_tenants")
+        ),
+        sa.PrimaryKeyConstraint(
+            "tenant_id", "slot_start", "direction", name=op.f("pk_tenant_forecast")
+        ),
+    )
+    op.create_table(
+        "alerts",
+        sa.Column("id", ID, autoincrement=True, nullable=False),
+        sa.Column("tenant_id", ID, nullable=False),
+        sa.Column("rule", sa.String(length=64), nullable=False),
+        sa.Column("subject", sa.String(length=64), nullable=False),
+        sa.Column("meter_id", ID, nullable=True),
+        sa.Column("gateway_id", ID, nullable=True),
+        sa.Column("severity", sa.String(length=16), nullable=False),
+        sa.Column("state", sa.String(length=16), server_default="open", nullable=False),
+        sa.Column("detail", JSON, nullable=True),
+        sa.Column("opened_at", TIME, nullable=False),
+        sa.Column("last_seen_at", TIME, nullable=False),
+        sa.Column("acknowledged_at", TIME, nullable=True),
+        sa.Column("acknowledged_by", sa.String(length=64), nullable=True),
+        sa.Column("resolved_at", TIME, nullable=True),
+        sa.CheckConstraint(
+            "severity IN ('info', 'warning', 'error', 'critical')", name=op.f("ck_alerts_severity")
+        ),
+        sa.CheckConstraint(
+            "state IN ('open', 'acknowledged', 'resolved')", name=op.f("ck_alerts_state")
+        ),
+        sa.ForeignKeyConstraint(
+            ["gateway_id"], ["gateways.id"], name=op.f("fk_alerts_gateway_id_gateways")
+        ),
+        sa.ForeignKeyConstraint(
+            ["meter_id"], ["meters.id"], name=op.f("fk_alerts_meter_id_meters")
+        ),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"], ["tenants.id"], name=op.f("fk_alerts_tenant_id_tenants")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_alerts")),
+    )
+    with op.batch_alter_table("alerts", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_alerts_tenant_id_state_opened_at"),
+            ["tenant_id", "state", "opened_at"],
+            unique=False,
+        )
+        batch_op.create_index(
+            "uq_alerts_unresolved",
+            ["tenant_id", "rule", "subject"],
+            unique=True,
+            sqlite_where=sa.text("state <> 'resolved'"),
+            postgresql_where=sa.text("state <> 'resolved'"),
+        )
+
+    op.create_table(
+        "meter_forecast",
+        sa.Column("meter_id", ID, nullable=False),
+        sa.Column("slot_start", TIME, nullable=False),
+        sa.Column("direction", sa.SmallInteger(), nullable=False),
+        sa.Column("low_wh", sa.BigInteger(), nullable=False),
+        sa.Column("mid_wh", sa.BigInteger(), nullable=False),
+        sa.Column("high_wh", sa.BigInteger(), nullable=False),
+        sa.Column("made_at", TIME, nullable=False),
+        sa.CheckConstraint("direction IN (0, 1)", name=op.f("ck_meter_forecast_direction")),
+        sa.ForeignKeyConstraint(
+            ["meter_id"], ["meters.id"], name=op.f("fk_meter_forecast_meter_id_meters")
+        ),
+        sa.PrimaryKeyConstraint(
+            "meter_id", "slot_start", "direction", name=op.f("pk_meter_forecast")
+        ),
+    )
+    op.create_table(
+        "plant_prices",
+        sa.Column("id", ID, autoincrement=True, nullable=False),
+        sa.Column("tenant_id", ID, nullable=False),
+        sa.Column("meter_id", ID, nullable=False),
+        sa.Column("yen_per_kwh_milli", sa.BigInteger(), nullable=False),
+        sa.Column("valid_from", sa.Date(), nullable=False),
+        sa.Column("valid_to", sa.Date(), nullable=True),
+        sa.Column("created_at", TIME, nullable=False),
+        sa.ForeignKeyConstraint(
+            ["meter_id"], ["meters.id"], name=op.f("fk_plant_prices_meter_id_meters")
+        ),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"], ["tenants.id"], name=op.f("fk_plant_prices_tenant_id_tenants")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_plant_prices")),
+    )
+    with op.batch_alter_table("plant_prices", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_plant_prices_meter_id_valid_from"),
+            ["meter_id", "valid_from"],
+            unique=False,
+        )
+
+    op.create_table(
+        "alert_notifications",
+        sa.Column("id", ID, autoincrement=True, nullable=False),
+        sa.Column("tenant_id", ID, nullable=False),
+        sa.Column("alert_id", ID, nullable=False),
+        sa.Column("channel", sa.String(length=16), nullable=False),
+        sa.Column("target", sa.String(length=320), nullable=True),
+        sa.Column("change", sa.String(length=16), nullable=False),
+        sa.Column("state", sa.String(length=16), server_default="pending", nullable=False),
+        sa.Column("attempts", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("next_attempt_at", TIME, nullable=True),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("created_at", TIME, nullable=False),
+        sa.Column("sent_at", TIME, nullable=True),
+        sa.CheckConstraint(
+            "channel IN ('email', 'webhook')", name=op.f("ck_alert_notifications_channel")
+        ),
+        sa.CheckConstraint(
+            "state IN ('pending', 'sent', 'dead')", name=op.f("ck_alert_notifications_state")
+        ),
+        sa.ForeignKeyConstraint(
+            ["alert_id"], ["alerts.id"], name=op.f("fk_alert_notifications_alert_id_alerts")
+        ),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"], ["tenants.id"], name=op.f("fk_alert_notifications_tenant_id_tenants")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_alert_notifications")),
+    )
+    with op.batch_alter_table("alert_notifications", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_alert_notifications_alert_id"), ["alert_id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_alert_notifications_state_next_attempt_at"),
+            ["state", "next_attempt_at"],
+            unique=False,
+        )
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("alert_notifications", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_alert_notifications_state_next_attempt_at"))
+        batch_op.drop_index(batch_op.f("ix_alert_notifications_alert_id"))
+
+    op.drop_table("alert_notifications")
+    with op.batch_alter_table("plant_prices", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_plant_prices_meter_id_valid_from"))
+
+    op.drop_table("plant_prices")
+    op.drop_table("meter_forecast")
+    with op.batch_alter_table("alerts", schema=None) as batch_op:
+        batch_op.drop_index(
+            "uq_alerts_unresolved",
+            sqlite_where=sa.text("state <> 'resolved'"),
+            postgresql_where=sa.text("state <> 'resolved'"),
+        )
+        batch_op.drop_index(batch_op.f("ix_alerts_tenant_id_state_opened_at"))
+
+    op.drop_table("alerts")
+    op.drop_table("tenant_forecast")
+    op.drop_table("procurement_plan")
+    with op.batch_alter_table("alert_subscriptions", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_alert_subscriptions_tenant_id"))
+
+    op.drop_table("alert_subscriptions")
+    op.drop_table("alert_rules")
+
     with op.batch_alter_table("tenants", schema=None) as batch_op:
         batch_op.drop_column("energy_retention_days")
         batch_op.drop_column("instant_retention_days")
