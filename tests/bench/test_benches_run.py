@@ -49,3 +49,9 @@ def test_gateway_footprint_prints_memory_and_cpu_against_the_goals():
     assert "share of one core at speed 1" in out
     assert "< 60 MB" in out and "< 1 %" in out
     assert " MB " in out and " %" in out
+
+
+def test_forecast_prints_every_method_beside_the_goal():
+    out = run_bench("forecast.py", timeout_s=60.0)
+    for row in ("same slot last week", "mean of last 4 same weekdays", "kenshin", "goal:"):
+        assert row in out
