@@ -87,3 +87,44 @@ def test_the_rest_of_today_follows_how_it_runs_so_far():
     assert 1.3 < ratio < 1.5  # shrunk towards 1 by 8 / (8 + 16)
     assert updated.low[20] / band.low[20] == pytest.approx(ratio)
     assert update_intraday(band, []) == band
+
+
+def test_tenant_forecasts_are_stored_for_today_and_tomorrow(engine, world):
+    from datetime import datetime, time
+
+    from sqlalchemy import insert, select
+
+    from kenshin.echonet.edt import JST
+    from kenshin.server import schema as s
+    from kenshin.server.analytics.store import read_tenant_forecast, refresh_tenant
+
+    midnight = datetime.combine(TARGET, time(0), JST)
+    rows = []
+    for age in range(30, -1, -1):  # 30 past days and today's morning, 40 % high
+        for slot in range(SLOTS if age else 20):
+            rows.append(
+                {
+                    "tenant_id": world.tenant_a,
+                    "period": "slot",
+                    "direction": 0,
+                    "start": midnight - timedelta(days=age, minutes=-30 * slot),
+                    "wh": round(SHAPE[slot] * (1.4 if age == 0 else 1.0)),
+                    "slots": 100,
+                    "refilled": 0,
+                }
+            )
+    with engine.begin() as conn:
+        conn.execute(insert(s.tenant_energy), rows)
+        now = midnight + timedelta(hours=10, minutes=5)
+        assert refresh_tenant(conn, world.tenant_a, now) == 2 * SLOTS
+        assert refresh_tenant(conn, world.tenant_a, now) == 2 * SLOTS  # replaces, no dupes
+        today = read_tenant_forecast(conn, world.tenant_a, TARGET)
+        tomorrow = read_tenant_forecast(conn, world.tenant_a, TARGET + timedelta(days=1))
+        assert len(conn.execute(select(s.tenant_forecast)).all()) == 2 * SLOTS
+        assert read_tenant_forecast(conn, world.tenant_b, TARGET) == []
+    assert [r[0] for r in today] == [midnight + timedelta(minutes=30 * i) for i in range(SLOTS)]
+    for _, low, mid, high in today + tomorrow:
+        assert low <= mid <= high
+    assert today[5][2] == pytest.approx(SHAPE[5], abs=1)  # closed slots: as forecast
+    assert today[30][2] > 1.2 * SHAPE[30]  # the afternoon follows the high morning
+    assert tomorrow[30][2] == pytest.approx(SHAPE[30], rel=0.01)
