@@ -77,6 +77,7 @@ __all__ = [
     "audit_log",
     "commands",
     "events",
+    "gateway_reports",
     "gateways",
     "ingest_progress",
     "metadata",
@@ -538,6 +539,25 @@ webhook_deliveries = Table(
     Index(None, "state", "next_attempt_at"),
     Index(None, "webhook_id", "created_at"),
     _one_of("state", DELIVERY_STATES),
+)
+
+# Each heartbeat's figures (every few hours, or on change): the gateway page's link
+# quality, queue depth and versions, and the history the queue_growing rule reads.
+gateway_reports = Table(
+    "gateway_reports",
+    metadata,
+    _id(),
+    Column("gateway_id", Id, ForeignKey("gateways.id"), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("agent_version", String(64), nullable=False),
+    Column("uptime_s", BigInteger(), nullable=False),
+    Column("link", String(32), nullable=False),
+    Column("lqi", SmallInteger(), nullable=True),
+    Column("queue_depth", Integer(), nullable=False),
+    Column("last_good_read_at", UTCDateTime(), nullable=True),
+    Column("settings_version", Integer(), nullable=True),
+    Column("errors", JSONDoc, nullable=True),
+    Index(None, "gateway_id", "at"),
 )
 
 # -- analytics and alerts (kenshin.server.analytics, kenshin.server.alerts) ------------------

@@ -8,7 +8,7 @@ recorded as an event (the control panel's donut and event list read these).
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, Row, and_, insert, select, update
 
@@ -58,6 +58,24 @@ def on_status(conn: Connection, gateway: Row, status: Status) -> None:
         .values(
             last_seen_at=at,
             settings_version_applied=status.settings_version,
+        )
+    )
+    conn.execute(
+        insert(s.gateway_reports).values(
+            gateway_id=gateway.id,
+            at=at,
+            agent_version=status.agent_version[:64],
+            uptime_s=status.uptime_s,
+            link=LinkState(status.link).value,
+            lqi=status.lqi,
+            queue_depth=status.queue_depth,
+            last_good_read_at=(
+                datetime.fromtimestamp(status.last_good_read_s, UTC)
+                if status.last_good_read_s is not None
+                else None
+            ),
+            settings_version=status.settings_version,
+            errors=dict(status.errors) or None,
         )
     )
     if (

@@ -1,7 +1,7 @@
 """Metering storage and what reads it: energy rollups, daily peaks, the latest instant
 reading per meter, per-tenant retention, webhooks with their delivery log and the outbox
 that feeds them; forecasts, procurement plans, plant prices, alert rules, alerts, their
-subscriptions and notifications.
+subscriptions and notifications; each gateway heartbeat's figures.
 
 Revision ID: 0004
 Revises: 0003
@@ -370,8 +370,36 @@ def upgrade() -> None:
             unique=False,
         )
 
+    op.create_table(
+        "gateway_reports",
+        sa.Column("id", ID, autoincrement=True, nullable=False),
+        sa.Column("gateway_id", ID, nullable=False),
+        sa.Column("at", TIME, nullable=False),
+        sa.Column("agent_version", sa.String(length=64), nullable=False),
+        sa.Column("uptime_s", sa.BigInteger(), nullable=False),
+        sa.Column("link", sa.String(length=32), nullable=False),
+        sa.Column("lqi", sa.SmallInteger(), nullable=True),
+        sa.Column("queue_depth", sa.Integer(), nullable=False),
+        sa.Column("last_good_read_at", TIME, nullable=True),
+        sa.Column("settings_version", sa.Integer(), nullable=True),
+        sa.Column("errors", JSON, nullable=True),
+        sa.ForeignKeyConstraint(
+            ["gateway_id"], ["gateways.id"], name=op.f("fk_gateway_reports_gateway_id_gateways")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_gateway_reports")),
+    )
+    with op.batch_alter_table("gateway_reports", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_gateway_reports_gateway_id_at"), ["gateway_id", "at"], unique=False
+        )
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("gateway_reports", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_gateway_reports_gateway_id_at"))
+
+    op.drop_table("gateway_reports")
+
     with op.batch_alter_table("alert_notifications", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_alert_notifications_state_next_attempt_at"))
         batch_op.drop_index(batch_op.f("ix_alert_notifications_alert_id"))
