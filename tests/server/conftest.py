@@ -18,12 +18,15 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, make_url, text
 from sqlalchemy.engine import URL
 
+from kenshin.gateway.identity import Identity, new_claim_code
 from kenshin.server import security
 from kenshin.server.app import create_app
 from kenshin.server.bootstrap import create_tenant, create_user, ensure_admin
 from kenshin.server.db import make_engine, migrate
+from kenshin.server.devices import registry
 from kenshin.server.schema import metadata
 from kenshin.server.settings import Settings
+from kenshin.wire.enrollment import b64encode
 
 PG_ADMIN_URL = os.environ.get(
     "KENSHIN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -214,3 +217,48 @@ def assert_problem(response, status: int) -> dict:
     assert body["type"] == "about:blank"
     assert isinstance(body["title"], str) and body["title"]
     return body
+
+
+KEY = b"k" * 32  # the device key the fleet's claim codes are checked with
+
+
+@pytest.fixture
+def fleet(engine, world):
+    """Tenant A with a claimed gateway GW-A (site, UDP meter); GW-B unclaimed."""
+    identities = {serial: Identity.generate(serial, "http://x") for serial in ("GW-A", "GW-B")}
+    codes = {serial: new_claim_code() for serial in identities}
+    text = "serial,model,public_key,claim_code\n" + "".join(
+        f"{sn},m,{b64encode(i.public_key)},{codes[sn]}\n" for sn, i in identities.items()
+    )
+    with engine.begin() as conn:
+        report = registry.import_identities(conn, text, KEY, "system")
+        assert report.added == 2 and not report.errors
+        site = registry.add_site(
+            conn, world.tenant_a, "system", customer_id="C1", service_code="pss12345678"
+        )
+        gateway = registry.claim_gateway(
+            conn,
+            world.tenant_a,
+            key=KEY,
+            actor="system",
+            claim_code=codes["GW-A"].lower(),
+            site_id=site.id,
+        )
+    return {"gateway": gateway, "site": site, "codes": codes}
+
+
+def udp_meter(engine, world, fleet):
+    """A UDP meter behind GW-A, on tenant A's site."""
+    from kenshin.server.security import CredentialBox
+
+    with engine.begin() as conn:
+        return registry.add_meter(
+            conn,
+            world.tenant_a,
+            CredentialBox(KEY),
+            "system",
+            site_id=fleet["site"].id,
+            link="udp",
+            gateway_id=fleet["gateway"].id,
+            udp_host="127.0.1.1",
+        )

@@ -13,8 +13,7 @@ from kenshin.server import schema as s
 from kenshin.server.analytics import retail
 from kenshin.server.analytics.generation import CsvWeather, WeatherError
 
-from .conftest import assert_problem, login
-from .test_devices import _meter, fleet  # noqa: F401 - the fixture
+from .conftest import assert_problem, login, udp_meter
 
 DAY = date(2026, 11, 25)
 MIDNIGHT = datetime.combine(DAY, time(0), JST)
@@ -54,8 +53,10 @@ def _energy_rows(tenant_id: int, hours: int, wh: int) -> list[dict]:
     ]
 
 
-def test_the_days_outlook_projects_imbalance_and_raises_one_event_per_slot(client, engine, world):
-    ops = login(client, "operator@a.test")
+def test_the_days_outlook_projects_imbalance_and_raises_one_event_per_slot(
+    new_client, engine, world
+):
+    ops = login(new_client(), "operator@a.test")
     plan = "date,slot,kwh\n" + "".join(f"{DAY},{i},10\n" for i in range(1, 49))
     answer = ops.put(
         "/api/v1/procurement-plan.csv", content=plan, headers={"content-type": "text/csv"}
@@ -91,12 +92,12 @@ def test_the_days_outlook_projects_imbalance_and_raises_one_event_per_slot(clien
     assert events[0].detail["request"] == "energy_saving"
     assert events[0].detail["deviation_pct"] == 20.0
 
-    viewer = login(client, "viewer@a.test")
+    viewer = login(new_client(), "viewer@a.test")
     day = viewer.get("/api/v1/imbalance", params={"day": DAY.isoformat()}).json()
     assert day["threshold_pct"] == 10.0 and len(day["slots"]) == 48
     assert day["slots"][45]["plan_wh"] == 10_000
     assert_problem(viewer.put("/api/v1/procurement-plan", json=[]), 403)
-    other = login(client, "viewer@b.test")
+    other = login(new_client(), "viewer@b.test")
     assert all(
         x["plan_wh"] is None
         for x in other.get("/api/v1/imbalance", params={"day": str(DAY)}).json()["slots"]
@@ -104,8 +105,8 @@ def test_the_days_outlook_projects_imbalance_and_raises_one_event_per_slot(clien
     assert other.get("/api/v1/forecast", params={"day": str(DAY)}).json() == []
 
 
-def test_plan_as_json_refuses_what_is_not_a_half_hour(client, world):
-    ops = login(client, "operator@a.test")
+def test_plan_as_json_refuses_what_is_not_a_half_hour(new_client, world):
+    ops = login(new_client(), "operator@a.test")
     good = ops.put(
         "/api/v1/procurement-plan", json=[{"slot_start": "2026-11-25T09:30:00", "wh": 5}]
     )
@@ -122,9 +123,9 @@ def test_plan_as_json_refuses_what_is_not_a_half_hour(client, world):
     assert "line 2" in assert_problem(bad_csv, 400)["detail"]
 
 
-def test_sale_prices_and_sales_estimate_per_plant(client, engine, world, fleet):  # noqa: F811
-    meter = _meter(engine, world, fleet)
-    ops = login(client, "operator@a.test")
+def test_sale_prices_and_sales_estimate_per_plant(new_client, engine, world, fleet):
+    meter = udp_meter(engine, world, fleet)
+    ops = login(new_client(), "operator@a.test")
     base = f"/api/v1/meters/{meter.id}"
     assert (
         ops.post(
@@ -167,7 +168,7 @@ def test_sale_prices_and_sales_estimate_per_plant(client, engine, world, fleet):
     assert sales["sold_wh"] == 230_000
     assert ops.delete(f"{base}/prices/{newer['id']}").status_code == 204
     assert len(ops.get(f"{base}/prices").json()) == 1
-    other = login(client, "admin@b.test")
+    other = login(new_client(), "admin@b.test")
     for answer in (
         other.get(f"{base}/prices"),
         other.get(f"{base}/sales", params={"from": "2026-11-01", "to": "2026-11-02"}),
@@ -176,7 +177,7 @@ def test_sale_prices_and_sales_estimate_per_plant(client, engine, world, fleet):
         assert_problem(answer, 404)
 
 
-def test_weather_from_a_csv_beside_production(client, app, tmp_path, world, fleet):  # noqa: F811
+def test_weather_from_a_csv_beside_production(new_client, app, tmp_path, world, fleet):
     path = tmp_path / "weather.csv"
     path.write_text(
         "time,irradiance_w_m2,temperature_c,site_id\n"
@@ -186,7 +187,7 @@ def test_weather_from_a_csv_beside_production(client, app, tmp_path, world, flee
         "2026-11-26T12:00,1,1,\n",
         encoding="utf-8",
     )
-    viewer = login(client, "viewer@a.test")
+    viewer = login(new_client(), "viewer@a.test")
     url = f"/api/v1/sites/{fleet['site'].id}/weather"
     assert "weather_csv" in assert_problem(viewer.get(url), 404)["detail"]
     app.state.weather = CsvWeather(path)
@@ -195,7 +196,7 @@ def test_weather_from_a_csv_beside_production(client, app, tmp_path, world, flee
         (580.0, 14.0),
         (None, 15.0),
     ]
-    assert_problem(login(client, "viewer@b.test").get(url), 404)
+    assert_problem(login(new_client(), "viewer@b.test").get(url), 404)
     path.write_text("time,irradiance_w_m2\nyesterday,1\n", encoding="utf-8")
     with pytest.raises(WeatherError, match="line 2"):
         CsvWeather(path).hourly(1, MIDNIGHT, MIDNIGHT + timedelta(days=1))

@@ -9,7 +9,6 @@ import time
 import pytest
 from sqlalchemy import func, select
 
-from kenshin.gateway.identity import Identity, new_claim_code
 from kenshin.server import ingest
 from kenshin.server import schema as s
 from kenshin.server.devices import commands, config, registry, status
@@ -24,36 +23,9 @@ from kenshin.wire import (
     ValueSource,
     encode_publish,
 )
-from kenshin.wire.enrollment import b64encode
 
-from .conftest import assert_problem, login
-
-KEY = b"k" * 32
-
-
-@pytest.fixture
-def fleet(engine, world):
-    """Tenant A with a claimed gateway GW-A (site, UDP meter); GW-B unclaimed."""
-    identities = {serial: Identity.generate(serial, "http://x") for serial in ("GW-A", "GW-B")}
-    codes = {serial: new_claim_code() for serial in identities}
-    text = "serial,model,public_key,claim_code\n" + "".join(
-        f"{sn},m,{b64encode(i.public_key)},{codes[sn]}\n" for sn, i in identities.items()
-    )
-    with engine.begin() as conn:
-        report = registry.import_identities(conn, text, KEY, "system")
-        assert report.added == 2 and not report.errors
-        site = registry.add_site(
-            conn, world.tenant_a, "system", customer_id="C1", service_code="pss12345678"
-        )
-        gateway = registry.claim_gateway(
-            conn,
-            world.tenant_a,
-            key=KEY,
-            actor="system",
-            claim_code=codes["GW-A"].lower(),
-            site_id=site.id,
-        )
-    return {"gateway": gateway, "site": site, "codes": codes}
+from .conftest import KEY, assert_problem, login
+from .conftest import udp_meter as _meter
 
 
 def test_import_again_is_harmless_and_bad_rows_are_reported(engine, fleet):
@@ -113,22 +85,6 @@ def test_claimed_gateway_state_moves_and_every_move_is_an_event(engine, fleet):
         "gateway_working",
         "gateway_lost_contact",
     ]
-
-
-def _meter(engine, world, fleet):
-    from kenshin.server.security import CredentialBox
-
-    with engine.begin() as conn:
-        return registry.add_meter(
-            conn,
-            world.tenant_a,
-            CredentialBox(KEY),
-            "system",
-            site_id=fleet["site"].id,
-            link="udp",
-            gateway_id=fleet["gateway"].id,
-            udp_host="127.0.1.1",
-        )
 
 
 def test_ingest_is_idempotent_and_quarantines_what_it_cannot_use(engine, world, fleet):

@@ -24,7 +24,7 @@ from kenshin.wire import (
     encode_publish,
 )
 
-from .test_devices import _meter, fleet  # noqa: F401 - the fixture
+from .conftest import udp_meter
 
 START = datetime(2026, 3, 31, 12, tzinfo=JST)  # crosses a JST month and two JST days
 SLOTS = 80
@@ -74,8 +74,8 @@ def _stored(conn, table, period: str) -> dict:
     }
 
 
-def test_energy_rollups_equal_the_sums_of_their_slots(engine, world, fleet):  # noqa: F811
-    meter = _meter(engine, world, fleet)
+def test_energy_rollups_equal_the_sums_of_their_slots(engine, world, fleet):
+    meter = udp_meter(engine, world, fleet)
     regs = _registers()
     outage = set(range(30, 41))
     order = [i for i in range(SLOTS + 1) if i not in outage]
@@ -113,8 +113,8 @@ def test_energy_rollups_equal_the_sums_of_their_slots(engine, world, fleet):  # 
             assert bodies[(r.slot_start.astimezone(UTC).isoformat(), r.direction)] == r.wh
 
 
-def test_latest_reading_and_daily_peaks_whatever_the_order(engine, world, fleet):  # noqa: F811
-    meter = _meter(engine, world, fleet)
+def test_latest_reading_and_daily_peaks_whatever_the_order(engine, world, fleet):
+    meter = udp_meter(engine, world, fleet)
     base = datetime(2026, 4, 1, 14, 0, tzinfo=UTC)  # 23:00 JST: two JST days in 3 hours
     powers = [((i * 37) % 900) - 300 for i in range(180)]  # bought and sold
     powers[10] = powers[40] = 850  # a tie: the earlier instant is the peak's time

@@ -22,6 +22,7 @@ from fastapi import FastAPI
 
 import kenshin
 
+from .alerts import api as alerts_api
 from .analytics import api as analytics_api
 from .api import API_PREFIX, api_router
 from .api.health import router as health_router
@@ -84,4 +85,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(devices_api.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
     app.include_router(metering_api.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
     app.include_router(analytics_api.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
+    app.include_router(alerts_api.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
     return app
