@@ -141,6 +141,7 @@ def settings(database_url: str) -> Settings:
         database_url=database_url,
         secret_key=base64.b64encode(secrets.token_bytes(32)).decode(),
         devices=False,  # the HTTP API alone; the MQTT side has its own tests
+        jobs=False,  # nor periodic jobs writing events while a test counts them
     )
 
 

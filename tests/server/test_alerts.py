@@ -360,3 +360,29 @@ def test_the_alerts_api_acknowledges_resolves_and_keeps_tenants_apart(
     assert_problem(admin.post("/api/v1/alert-subscriptions", json={"channel": "email"}), 422)
     assert_problem(other.delete(f"/api/v1/alert-subscriptions/{sub.json()['id']}"), 404)
     assert admin.delete(f"/api/v1/alert-subscriptions/{sub.json()['id']}").status_code == 204
+
+
+def test_the_server_runs_its_jobs_and_a_failing_one_does_not_stop_the_rest(engine):
+    import asyncio
+
+    from kenshin.server.jobs import Job, JobRunner
+
+    calls: list[str] = []
+
+    def boom(engine, now):
+        calls.append("boom")
+        raise RuntimeError("a bad day")
+
+    async def scenario() -> JobRunner:
+        runner = JobRunner(
+            engine,
+            [Job("boom", 0.01, boom), Job("fine", 0.01, lambda e, now: calls.append("fine"))],
+        )
+        await runner.start()
+        await asyncio.sleep(0.3)
+        await runner.stop()
+        return runner
+
+    runner = asyncio.run(scenario())
+    assert calls.count("boom") >= 2 and runner.runs["fine"] >= 2
+    assert "boom" not in runner.runs

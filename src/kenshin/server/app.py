@@ -24,10 +24,12 @@ import kenshin
 
 from .alerts import api as alerts_api
 from .analytics import api as analytics_api
+from .analytics.generation import CsvWeather
 from .api import API_PREFIX, api_router
 from .api.health import router as health_router
 from .db import make_engine, migrate
 from .devices import api as devices_api
+from .jobs import JobRunner, server_jobs
 from .metering import api as metering_api
 from .problems import PROBLEM_RESPONSES, install_problem_handlers
 from .runtime import device_service
@@ -49,15 +51,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service = None
+        jobs = None
         try:
             if settings.auto_migrate:
                 await anyio.to_thread.run_sync(migrate, engine)
+            if settings.jobs:
+                jobs = JobRunner(engine, server_jobs(settings))
+                await jobs.start()
+                app.state.jobs = jobs
             if settings.devices:
                 service = device_service(settings, engine, app.state.credential_box)
                 await service.start()
                 app.state.device_service = service
             yield
         finally:
+            if jobs is not None:
+                await jobs.stop()
             if service is not None:
                 await service.stop()
             engine.dispose()
@@ -79,6 +88,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # A separate key for enrollment challenges and claim codes, derived from the secret.
     app.state.device_key = hmac.new(secret.key, b"kenshin:devices", hashlib.sha256).digest()
     app.state.device_service = None
+    app.state.jobs = None
+    app.state.weather = CsvWeather(settings.weather_csv) if settings.weather_csv else None
     install_problem_handlers(app)
     app.include_router(health_router)
     app.include_router(api_router())

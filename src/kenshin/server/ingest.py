@@ -161,9 +161,7 @@ def _readings(
             boundaries = [
                 int(r["slot_start"].timestamp()) for r in fixed if r["direction"] == direction
             ]
-            store.recompute(
-                conn, meter.id, direction, scale, boundaries, tenant_id=meter.tenant_id
-            )
+            store.recompute(conn, meter.id, direction, scale, boundaries, tenant_id=meter.tenant_id)
     if scale is not None and (meter.coefficient, meter.unit_code, meter.digits) != (
         scale.coefficient,
         scale.unit_code,

@@ -114,7 +114,8 @@ class Settings(BaseModel):
         None, description="broker 'mosquitto': its config and persistence (default: a temp dir)"
     )
     node_name: str = Field(
-        "1", pattern=r"^[A-Za-z0-9_-]{1,16}$",
+        "1",
+        pattern=r"^[A-Za-z0-9_-]{1,16}$",
         description="this server among several: its ingest's MQTT session is kenshin-ingest-<node>",
     )
     heartbeat_s: float = Field(1800.0, gt=0, description="gateways' heartbeat, for lost contact")
@@ -123,6 +124,20 @@ class Settings(BaseModel):
     session_hours: float = Field(12.0, gt=0, description="lifetime of a login session")
     session_cookie_secure: bool = Field(
         False, description="send the session cookie over HTTPS only (set behind TLS)"
+    )
+    jobs: bool = Field(
+        True, description="run the periodic jobs: forecasts, anomaly checks, alert e-mails"
+    )
+    forecast_every_s: float = Field(1800.0, gt=0, description="tenant forecasts refreshed")
+    alerts_every_s: float = Field(300.0, gt=0, description="anomaly rules run")
+    smtp_host: str | None = Field(None, description="SMTP server for alert e-mails (none: off)")
+    smtp_port: int = Field(25, ge=1, le=65535)
+    smtp_starttls: bool = False
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = Field("kenshin@localhost", description="the alert e-mails' sender")
+    weather_csv: Path | None = Field(
+        None, description="hourly weather (time,irradiance_w_m2,temperature_c[,site_id])"
     )
 
     @field_validator("broker")

@@ -1,0 +1,106 @@
+"""Periodic jobs of the server: each a name, a period and a function of (engine, now).
+
+A job runs in a worker thread (they are blocking database and SMTP work), one run at a
+time per job; a failing run is logged and tried again at the next period, never taking
+the server down. Several servers may run the same jobs: each job is safe to run twice
+(forecasts are replaced, alerts deduplicated by the database, e-mails claimed per row).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import anyio.to_thread
+from sqlalchemy import Engine, select
+
+from . import schema as s
+from .alerts.engine import run_rules
+from .alerts.notify import SmtpConfig, send_due
+from .analytics.retail import check_imbalance
+from .analytics.store import refresh_tenant
+from .settings import Settings
+
+__all__ = ["Job", "JobRunner", "server_jobs"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    every_s: float
+    run: Callable[[Engine, datetime], object]
+
+
+def _each_tenant(step: Callable) -> Callable[[Engine, datetime], None]:
+    """Run `step(conn, tenant_id, now)` for every tenant, each in its own transaction."""
+
+    def run(engine: Engine, now: datetime) -> None:
+        with engine.connect() as conn:
+            tenants = conn.execute(select(s.tenants.c.id).order_by(s.tenants.c.id)).scalars()
+            tenant_ids = list(tenants)
+        for tenant_id in tenant_ids:
+            try:
+                with engine.begin() as conn:
+                    step(conn, tenant_id, now)
+            except Exception:  # one tenant's trouble must not starve the others
+                log.exception("%s failed for tenant %s", getattr(step, "__name__", step), tenant_id)
+
+    return run
+
+
+def _forecast_then_imbalance(conn, tenant_id: int, now: datetime) -> None:
+    refresh_tenant(conn, tenant_id, now)
+    check_imbalance(conn, tenant_id, now)
+
+
+def server_jobs(settings: Settings) -> list[Job]:
+    jobs = [
+        Job("forecasts", settings.forecast_every_s, _each_tenant(_forecast_then_imbalance)),
+        Job("alerts", settings.alerts_every_s, _each_tenant(run_rules)),
+    ]
+    if settings.smtp_host:
+        smtp = SmtpConfig(
+            settings.smtp_host,
+            settings.smtp_port,
+            settings.smtp_starttls,
+            settings.smtp_username,
+            settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+            settings.smtp_from,
+        )
+        jobs.append(Job("alert e-mails", 30.0, lambda engine, now: send_due(engine, smtp, now)))
+    return jobs
+
+
+@dataclass
+class JobRunner:
+    engine: Engine
+    jobs: list[Job]
+    clock: Callable[[], datetime] = s.utcnow
+    _tasks: list[asyncio.Task] = field(default_factory=list)
+    runs: dict[str, int] = field(default_factory=dict)
+
+    async def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._loop(job), name=job.name) for job in self.jobs]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    async def _loop(self, job: Job) -> None:
+        while True:
+            try:
+                await anyio.to_thread.run_sync(job.run, self.engine, self.clock())
+                self.runs[job.name] = self.runs.get(job.name, 0) + 1
+            except Exception:
+                log.exception("job %s failed; it runs again in %.0f s", job.name, job.every_s)
+            await asyncio.sleep(job.every_s)
