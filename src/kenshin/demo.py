@@ -17,12 +17,14 @@ import io
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
 import uvicorn
 from sqlalchemy import func, select
 
+from kenshin.echonet.edt import JST
 from kenshin.gateway.agent import AgentOptions, GatewayAgent
 from kenshin.gateway.identity import Identity, new_claim_code
 from kenshin.ports import free_udp_port, tcp_port_or_free
@@ -37,7 +39,9 @@ from kenshin.sim.meter import MeterConfig, SimulatedMeter
 from kenshin.wire.enrollment import b64encode
 
 ADMIN_EMAIL = "admin@demo.kenshin.local"
-OPERATOR_EMAIL = "operator@demo.kenshin.local"
+OPERATOR_EMAIL = "operator@demo.kenshin.local"  # the retailer's operator
+SOLAR_EMAIL = "solar@demo.kenshin.local"  # the generator's operator
+HISTORY_DAYS = 31  # each gateway backfills this much from its meter's memory at first start
 # Simulated B-route credentials (the emulated dongles' meters accept exactly these).
 DEMO_BROUTE_ID = "00000000000000000000000000C0FFEE"
 DEMO_BROUTE_PASSWORD = "KENSHINDEMO1"
@@ -52,6 +56,7 @@ class Home:
     meter: SimulatedMeter
     udp: tuple[str, int] | None = None
     dongle: DongleEmulator | None = None
+    tenant: str = "retail"  # retail | solar
 
 
 @dataclass
@@ -59,6 +64,7 @@ class Demo:
     workdir: Path
     homes_udp: int = 2
     homes_wisun: int = 2
+    homes_solar: int = 2
     http_port: int = 8080
     password: str = field(default_factory=lambda: secrets.token_urlsafe(9))
     echo: Callable[[str], None] = print
@@ -75,6 +81,8 @@ class Demo:
             secret_key_file=self.workdir / "secret.key",
             heartbeat_s=60.0,
             log_level="warning",
+            forecast_every_s=120.0,  # panels fill soon after the backfill arrives
+            alerts_every_s=120.0,
         )
         app = create_app(settings)
         web = _QuietServer(
@@ -89,8 +97,18 @@ class Demo:
         clock = ScaledClock()  # real time: the demo is for watching
         udp_port = free_udp_port("127.0.1.1")
         fleet = SimFleet(self.homes_udp, clock, port=udp_port, multicast=False, seed=101)
-        async with fleet, contextlib.AsyncExitStack() as stack:
+        solar = SimFleet(
+            self.homes_solar,
+            clock,
+            base_host="127.0.1.51",
+            port=free_udp_port("127.0.1.51"),
+            multicast=False,
+            seed=301,
+            pv=True,
+        )
+        async with fleet, solar, contextlib.AsyncExitStack() as stack:
             self._make_homes(base, fleet, clock)
+            self._make_solar_homes(base, solar)
             for home in self.homes:
                 if home.dongle is not None:
                     await stack.enter_async_context(home.dongle)
@@ -100,11 +118,13 @@ class Demo:
             self.echo(
                 f"\nKenshin demo is running: the platform in one process, nothing but simulators.\n"
                 f"  web API:      {base}/api/v1/docs   (health: {base}/healthz)\n"
-                f"  log in:       {OPERATOR_EMAIL} / {self.password}   "
-                f"(platform admin: {ADMIN_EMAIL}, same password)\n"
+                f"  log in:       {OPERATOR_EMAIL} / {self.password}   (a retailer)\n"
+                f"                {SOLAR_EMAIL} (a PV generator), {ADMIN_EMAIL} "
+                "(platform admin): same password\n"
                 f"  MQTT broker:  embedded, 127.0.0.1:{broker.port}\n"
                 f"  homes:        {self.homes_udp} on ECHONET Lite/UDP, {self.homes_wisun} behind "
-                "emulated Wi-SUN dongles\n"
+                f"emulated Wi-SUN dongles, {self.homes_solar} PV plants; each gateway backfills "
+                f"{HISTORY_DAYS} days of history at first start\n"
                 f"  data:         {self.workdir}\n"
                 "Simulators only: never connect uncertified devices to a real smart meter.\n"
                 "Press Ctrl-C to stop.\n"
@@ -164,12 +184,30 @@ class Demo:
                 )
             )
 
+    def _make_solar_homes(self, base: str, fleet: SimFleet) -> None:
+        for i, (meter, address) in enumerate(zip(fleet.meters, fleet.addresses, strict=True)):
+            n = len(self.homes) + 1
+            self.homes.append(
+                Home(
+                    f"plant-{i + 1}",
+                    "udp",
+                    Identity.generate(f"DEMO-GW{n:03d}", base),
+                    new_claim_code(),
+                    meter,
+                    udp=address,
+                    tenant="solar",
+                )
+            )
+
     async def _register(self, app, base: str) -> None:
         engine = app.state.engine
         ensure_admin(engine, ADMIN_EMAIL, self.password)
         with contextlib.suppress(Exception):  # a second run in the same directory
             tenant = create_tenant(engine, "デモ電力 Demo Power", "retailer")
             create_user(engine, tenant, OPERATOR_EMAIL, self.password, role="operator")
+        with contextlib.suppress(Exception):
+            tenant = create_tenant(engine, "デモ発電 Demo Solar", "generator")
+            create_user(engine, tenant, SOLAR_EMAIL, self.password, role="operator")
         rows = io.StringIO()
         writer = csv.writer(rows)
         writer.writerow(["serial", "model", "public_key", "claim_code"])
@@ -189,48 +227,69 @@ class Demo:
                 content=rows.getvalue(),
                 headers={"content-type": "text/csv"},
             )
-        async with httpx.AsyncClient(base_url=base, timeout=30) as ops:
-            await _login(ops, OPERATOR_EMAIL, self.password)
-            await ops.patch(
-                "/api/v1/settings/default",
-                json={
-                    "values": {
-                        "poll": {"instant_interval_s": 10, "initial_backfill_days": 1},
-                        "uplink": {"max_delay_s": 15},
-                        "heartbeat_s": 60,
-                    }
-                },
+        for tenant, email in (("retail", OPERATOR_EMAIL), ("solar", SOLAR_EMAIL)):
+            async with httpx.AsyncClient(base_url=base, timeout=30) as ops:
+                await _login(ops, email, self.password)
+                await self._set_up_tenant(ops, [h for h in self.homes if h.tenant == tenant])
+
+    async def _set_up_tenant(self, ops: httpx.AsyncClient, homes: list[Home]) -> None:
+        """As the tenant's operator: settings, a site, gateway and meter per home, and what
+        the panels compare with (the retailer's procured plan, the plants' sale prices)."""
+        await ops.patch(
+            "/api/v1/settings/default",
+            json={
+                "values": {
+                    "poll": {"instant_interval_s": 10, "initial_backfill_days": HISTORY_DAYS},
+                    "uplink": {"max_delay_s": 15},
+                    "heartbeat_s": 60,
+                }
+            },
+        )
+        meter_ids = []
+        for home in homes:
+            n = self.homes.index(home) + 1
+            site = (
+                await ops.post(
+                    "/api/v1/sites",
+                    json={
+                        "customer_id": f"DEMO-{n:04d}",
+                        "service_code": f"pss{n:08d}",
+                        "address": f"東京都千代田区デモ町{n}-1",
+                        "phone": f"03-0000-{n:04d}",
+                        "name": home.name,
+                    },
+                )
+            ).json()
+            gateway = (
+                await ops.post(
+                    "/api/v1/gateways/claim",
+                    json={"claim_code": home.claim_code, "site_id": site["id"]},
+                )
+            ).json()
+            meter = {"site_id": site["id"], "gateway_id": gateway["id"], "link": home.link}
+            if home.udp is not None:
+                meter |= {"udp_host": home.udp[0], "udp_port": home.udp[1]}
+            else:
+                meter |= {
+                    "device": str(home.dongle.link),
+                    "broute_id": DEMO_BROUTE_ID,
+                    "broute_password": DEMO_BROUTE_PASSWORD,
+                }
+            answer = await ops.post("/api/v1/meters", json=meter)
+            answer.raise_for_status()
+            meter_ids.append(answer.json()["id"])
+        if homes and homes[0].tenant == "solar":
+            for meter_id in meter_ids:  # a feed-in price, as under a FIT contract
+                await ops.post(
+                    f"/api/v1/meters/{meter_id}/prices",
+                    json={"yen_per_kwh": 16.0, "valid_from": "2020-01-01"},
+                )
+        else:
+            await ops.put(
+                "/api/v1/procurement-plan.csv",
+                content=_demo_plan(len(homes)),
+                headers={"content-type": "text/csv"},
             )
-            for n, home in enumerate(self.homes, start=1):
-                site = (
-                    await ops.post(
-                        "/api/v1/sites",
-                        json={
-                            "customer_id": f"DEMO-{n:04d}",
-                            "service_code": f"pss{n:08d}",
-                            "address": f"東京都千代田区デモ町{n}-1",
-                            "phone": f"03-0000-{n:04d}",
-                            "name": home.name,
-                        },
-                    )
-                ).json()
-                gateway = (
-                    await ops.post(
-                        "/api/v1/gateways/claim",
-                        json={"claim_code": home.claim_code, "site_id": site["id"]},
-                    )
-                ).json()
-                meter = {"site_id": site["id"], "gateway_id": gateway["id"], "link": home.link}
-                if home.udp is not None:
-                    meter |= {"udp_host": home.udp[0], "udp_port": home.udp[1]}
-                else:
-                    meter |= {
-                        "device": str(home.dongle.link),
-                        "broute_id": DEMO_BROUTE_ID,
-                        "broute_password": DEMO_BROUTE_PASSWORD,
-                    }
-                answer = await ops.post("/api/v1/meters", json=meter)
-                answer.raise_for_status()
 
     async def _agent(self, home: Home, clock) -> None:
         agent = GatewayAgent(
@@ -273,6 +332,19 @@ class _QuietServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self):
         yield
+
+
+def _demo_plan(homes: int) -> str:
+    """Today's and tomorrow's procured energy: a typical household's day, per home."""
+    # kWh in each hour of the day, for one home
+    shape = (0.25, 0.22, 0.2, 0.2, 0.2, 0.22, 0.3, 0.4, 0.45, 0.4, 0.35, 0.33,
+             0.33, 0.32, 0.32, 0.34, 0.4, 0.5, 0.6, 0.62, 0.58, 0.5, 0.4, 0.3)  # fmt: skip
+    today = datetime.now(JST).date()
+    rows = ["date,slot,kwh"]
+    for day in (today, today + timedelta(days=1)):
+        for slot in range(48):
+            rows.append(f"{day},{slot + 1},{shape[slot // 2] / 2 * homes:.3f}")
+    return "\n".join(rows) + "\n"
 
 
 async def _login(client: httpx.AsyncClient, email: str, password: str) -> None:
