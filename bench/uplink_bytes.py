@@ -34,6 +34,7 @@ import shutil
 import socket
 import statistics
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -62,7 +63,7 @@ from bench._platform import (
 )
 from bench.wire_size import DAY, House, naive_json_readings, print_table
 from kenshin.cli.ports import free_udp_port
-from kenshin.gateway.agent import AgentOptions, GatewayAgent
+from kenshin.gateway.agent import STATUS_MAX_S, AgentOptions, GatewayAgent
 from kenshin.gateway.enroll import Enrollment, enroll_once
 from kenshin.server.devices.config import DEFAULTS
 from kenshin.sim.clock import JST
@@ -70,7 +71,6 @@ from kenshin.sim.fleet import SimFleet
 from kenshin.sim.meter import MeterConfig
 from kenshin.wire import FixedTimeValue, ReadingsBatch
 
-STATUS_MAX_S = 6 * 3600  # kenshin.gateway.agent: status_max_s default
 GATEWAY_ID = "b827eb4f21c9"  # 12 characters, as a MAC-derived serial would be
 NAIVE_ID = "b827eb4f21ca"
 METER_HOST = "127.0.1.1"
@@ -818,13 +818,59 @@ def report(m: Measured) -> int:
     return 0
 
 
+GATEWAY_SYSCTL = Path(__file__).resolve().parents[1] / "deploy/sysctl.d/60-kenshin-gateway.conf"
+IN_NETNS = "KENSHIN_BENCH_NETNS"
+
+
+def _gateway_sysctls() -> list[str]:
+    lines = GATEWAY_SYSCTL.read_text().splitlines()
+    return [line.replace(" ", "") for line in lines if line.strip() and line[0] not in "#;"]
+
+
+def _in_gateway_network(argv: list[str]) -> int | None:
+    """Run this bench again inside a private network namespace whose kernel has the
+    gateway image's settings (deploy/sysctl.d): the gateway's TCP is then exactly what a
+    deployed box speaks, and the host's settings stay untouched. Returns the child's exit
+    code, or None where no namespace can be made (not root, no unshare)."""
+    if os.environ.get(IN_NETNS) or not shutil.which("unshare"):
+        return None
+    setup = " && ".join(
+        ["ip link set lo up", *(f"sysctl -qw {s}" for s in _gateway_sysctls()), 'exec "$0" "$@"']
+    )
+    command = ["unshare", "--net", "sh", "-c", setup, sys.executable, __file__, *argv]
+    probe = subprocess.run(["unshare", "--net", "true"], capture_output=True)
+    if probe.returncode != 0:
+        return None
+    return subprocess.run(command, env={**os.environ, IN_NETNS: "1"}).returncode
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a tiny run (smoke test)")
     parser.add_argument("--no-tls", action="store_true", help="plain MQTT and HTTP")
     parser.add_argument("--relay", action="store_true", help="count with a relay, not a capture")
+    parser.add_argument(
+        "--host-tcp",
+        action="store_true",
+        help="this host's TCP settings, not the gateway image's (deploy/sysctl.d)",
+    )
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
+    if not args.host_tcp:
+        code = _in_gateway_network(argv)
+        if code is not None:
+            return code
     quiet_logging()
+    if os.environ.get(IN_NETNS):
+        print(
+            "network:  a private network namespace with the gateway image's kernel settings "
+            f"({GATEWAY_SYSCTL.relative_to(GATEWAY_SYSCTL.parents[2])}: "
+            + ", ".join(_gateway_sysctls())
+            + ")"
+        )
+    else:
+        timestamps = Path("/proc/sys/net/ipv4/tcp_timestamps").read_text().strip()
+        print(f"network:  this host's TCP settings (net.ipv4.tcp_timestamps={timestamps})")
     plan = QUICK if args.quick else FULL
     measured = asyncio.run(measure(plan, tls_on=not args.no_tls, force_relay=args.relay))
     return report(measured)

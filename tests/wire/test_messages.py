@@ -238,7 +238,23 @@ def test_regular_times_cost_a_few_bytes() -> None:
     regular = tuple(InstantSample(T0 + 60 * i, 500) for i in range(30))
     instant = cbor2.loads(encode(ReadingsBatch(0, "0", regular)))[4]
     assert instant[:3] == [T0, 60, [[29]]]  # t0, step, one run of 29 on-step gaps
-    assert instant[3] == [500] + [0] * 29  # power deltas
+    assert instant[3] == b"\xe9\x07" + b"\x01" * 29  # 500, then 29 deltas of 0 (zigzag + 1)
+
+
+def test_version_1_array_columns_still_read() -> None:
+    """A gateway not yet updated sends its columns as CBOR arrays of deltas."""
+    body = [1, 1, 4, "0", [T0, 60, [[2]], [500, -20, None], [[3]], None], None, None]
+    batch = decode(cbor2.dumps(body))
+    assert [(s.at_s, s.power_w, s.current_r_da) for s in batch.instant] == [
+        (T0, 500, None), (T0 + 60, 480, None), (T0 + 120, None, None),
+    ]  # fmt: skip
+
+
+@given(st.lists(st.one_of(st.none(), st.integers(POWER_W_MIN, POWER_W_MAX)), max_size=200))
+def test_packed_columns_round_trip_any_values(values) -> None:
+    samples = tuple(InstantSample(T0 + 60 * i, p) for i, p in enumerate(values))
+    if samples:
+        assert decode(encode(ReadingsBatch(1, "0", samples))).instant == samples
 
 
 def test_samples_out_of_order_and_clock_steps_round_trip() -> None:
@@ -313,7 +329,7 @@ MALFORMED: list[tuple[str, Any, type[WireError], str]] = [
     ("a map", cbor2.dumps({"type": 1}), WireDecodeError, "envelope"),
     ("too short", cbor2.dumps([1]), WireDecodeError, "envelope"),
     ("unknown type", cbor2.dumps([99, 1, 0]), WireDecodeError, "unknown message type"),
-    ("newer version", cbor2.dumps([1, 2, "whatever"]), WireVersionError, "newer"),
+    ("newer version", cbor2.dumps([1, 3, "whatever"]), WireVersionError, "newer"),
     ("version 0", cbor2.dumps([1, 0, 3, "0", None, None, None]), WireDecodeError, "version"),
     ("text version", cbor2.dumps([1, "1"]), WireDecodeError, "at version"),
     ("missing fields", cbor2.dumps([1, 1, 3, "0"]), WireDecodeError, "2 fields, need 5"),
@@ -332,9 +348,24 @@ MALFORMED: list[tuple[str, Any, type[WireError], str]] = [
     ("run of text", with_change((4, 2), [["9"]]), WireDecodeError, "an integer or a [run]"),
     ("run too long", with_change((4, 2), [[10**6]]), WireLimitError, "more than 2880"),
     ("column too short", with_change((4, 3), [1, 2]), WireDecodeError, "2 entries for 10 times"),
-    ("power a float", with_change((4, 3, 4), 1.5), WireDecodeError, "power_w[4]"),
-    ("power overflows", with_change((4, 3, 2), 2**40), WireDecodeError, "power_w[2]"),
-    ("current overflows", with_change((4, 4, 0), 40_000), WireDecodeError, "current_r_da[0]"),
+    # version 1's columns: CBOR arrays of deltas (still read)
+    ("power a float", with_change((4, 3), [0] * 4 + [1.5] + [0] * 5), WireDecodeError,
+     "power_w[4]"),
+    ("power overflows", with_change((4, 3), [0, 0, 2**40] + [0] * 7), WireDecodeError,
+     "power_w[2]"),
+    ("current overflows", with_change((4, 4), [40_000] + [0] * 9), WireDecodeError,
+     "current_r_da[0]"),
+    # version 2's packed columns: varint tokens
+    ("packed varint cut short", with_change((4, 3), b"\x03" * 9 + b"\x80"), WireDecodeError,
+     "runs past the end"),
+    ("packed varint too long", with_change((4, 3), b"\xff" * 6), WireDecodeError,
+     "longer than 5 bytes"),
+    ("packed run too long", with_change((4, 3), b"\x00\x0b"), WireDecodeError,
+     "a run of 11"),
+    ("packed power overflows", with_change((4, 3), b"\x03\xff\xff\xff\xff\x0f"),
+     WireDecodeError, "power_w[1]"),
+    ("packed column too short", with_change((4, 3), b"\x01\x01"), WireDecodeError,
+     "2 entries for 10 times"),
     ("slot off the half hour", with_change((5, 0), T0 + 60), WireDecodeError, "half hour"),
     ("raw beyond 8 digits", with_change((5, 2, 0), 10**8), WireDecodeError, "normal_raw[0]"),
     ("negative raw", with_change((5, 3, 0), -1), WireDecodeError, "reverse_raw[0]"),
@@ -413,10 +444,10 @@ def test_expect_refuses_another_type() -> None:
 
 def test_version_check_comes_before_the_fields() -> None:
     """A v2 payload may look like anything: the error must say "newer", not "malformed"."""
-    with pytest.raises(WireVersionError, match=r"version 2 is newer than this decoder's 1"):
-        decode(cbor2.dumps([42, 2, {"new": "layout"}]))
+    with pytest.raises(WireVersionError, match=r"version 3 is newer than this decoder's 2"):
+        decode(cbor2.dumps([42, 3, {"new": "layout"}]))
     assert issubclass(WireVersionError, WireDecodeError)
-    assert WIRE_VERSION == 1
+    assert WIRE_VERSION == 2
 
 
 def test_errors_never_quote_a_secret() -> None:

@@ -51,6 +51,9 @@ from .queue import DurableQueue
 
 log = logging.getLogger(__name__)
 SLOT_S = 1800
+# A Status goes when something in it changes, else once a day: every batch already tells
+# the server the gateway is alive, and each Status exchange costs ~250 B on the bill.
+STATUS_MAX_S = 24 * 3600
 
 
 class RestartRequested(Exception):
@@ -347,18 +350,20 @@ class GatewayAgent:
             await asyncio.sleep(float(self._setting("heartbeat_s", None, 1800)))
             status = self.status()
             stale = time.monotonic() - self._status_sent_at > float(
-                self._setting("status_max_s", None, 6 * 3600)
+                self._setting("status_max_s", None, STATUS_MAX_S)
             )
             if stale or self._status_key(status) != self._status_sent_key:
                 await self._publish_status(client, status)
 
     @staticmethod
     def _status_key(status: Status) -> tuple:
-        """What the server must hear about at once (not uptime, not the exact LQI)."""
+        """What the server must hear about at once (not uptime, not the exact LQI, the
+        queue's depth only when it doubles: a growing queue raises an alert)."""
         return (
             status.link,
             status.settings_version,
             (status.lqi or 0) // 16,
+            status.queue_depth.bit_length(),
             tuple(sorted(status.errors.items())),
         )
 

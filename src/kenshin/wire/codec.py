@@ -49,7 +49,7 @@ from .messages import (
 )
 from .topics import parse_topic, topic_for
 
-WIRE_VERSION = 1
+WIRE_VERSION = 2  # 2: instant columns packed as varint bytes (version 1's arrays still read)
 
 # -- limits: a payload over any of them is refused whole, on either side -----------------
 
@@ -428,9 +428,87 @@ def _flush_nones(out: list[Any], nones: int) -> None:
         out.append([nones])
 
 
+# Instant columns (power, currents) go packed: a byte string of unsigned LEB128 varints, one
+# token per entry. Token 0 starts a run of absent values, its length as the next varint;
+# a token n ≥ 1 is a value whose delta from the previous present one is zigzag⁻¹(n − 1).
+# Household power moves by tens to a few thousand watts a minute: one or two bytes a
+# sample where a CBOR integer takes two or three.
+MAX_VARINT_BYTES = 5  # 2^35: far beyond any power, current or run length
+
+
+def _varint(out: bytearray, n: int) -> None:
+    while n >= 0x80:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+
+
+def _pack_column(values: list[int | None]) -> bytes | None:
+    """The column as packed tokens; None when every value is absent."""
+    out = bytearray()
+    previous = 0
+    present = False
+    nones = 0
+    for value in values:
+        if value is None:
+            nones += 1
+            continue
+        if nones:
+            out.append(0)
+            _varint(out, nones)
+            nones = 0
+        delta = value - previous
+        _varint(out, (delta << 1 ^ delta >> 63) + 1)  # zigzag, then 0 kept for runs
+        previous = value
+        present = True
+    if nones:
+        out.append(0)
+        _varint(out, nones)
+    return bytes(out) if present else None
+
+
+def _read_varint(data: bytes, i: int, where: str) -> tuple[int, int]:
+    n = shift = 0
+    for k in range(MAX_VARINT_BYTES):
+        if i + k >= len(data):
+            _bad(f"a varint runs past the end at byte {i}", where)
+        byte = data[i + k]
+        n |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return n, i + k + 1
+        shift += 7
+    _bad(f"a varint longer than {MAX_VARINT_BYTES} bytes at byte {i}", where)
+
+
+def _unpack_column(data: bytes, count: int, lo: int, hi: int, where: str) -> list[int | None]:
+    out: list[int | None] = []
+    previous = 0
+    i = 0
+    while i < len(data):
+        token, i = _read_varint(data, i, where)
+        if token == 0:
+            run, i = _read_varint(data, i, where)
+            if not 1 <= run <= count - len(out):
+                _bad(f"a run of {run} absent values past the {count} times", where)
+            out.extend([None] * run)
+            continue
+        zigzag = token - 1
+        previous += zigzag >> 1 ^ -(zigzag & 1)
+        if not lo <= previous <= hi:
+            _bad(f"{_show(previous)} outside {lo}..{hi}", f"{where}[{len(out)}]")
+        out.append(previous)
+        if len(out) > count:
+            _bad(f"more entries than the {count} times", where)
+    if len(out) != count:
+        _bad(f"{len(out)} entries for {count} times", where)
+    return out
+
+
 def _undelta_column(column: Any, count: int, lo: int, hi: int, where: str) -> list[int | None]:
     if column is None:
         return [None] * count
+    if type(column) is bytes:
+        return _unpack_column(column, count, lo, hi, where)
     if type(column) is not list:
         _bad(f"expected an array or null, got {_kind(column)}", where)
     out: list[int | None] = []
@@ -468,9 +546,9 @@ def _batch_to_wire(m: ReadingsBatch) -> list[Any]:
             times[0],
             step,
             _compress_times(times, step),
-            _delta_column([s.power_w for s in m.instant]),
-            _delta_column([s.current_r_da for s in m.instant]),
-            _delta_column([s.current_t_da for s in m.instant]),
+            _pack_column([s.power_w for s in m.instant]),
+            _pack_column([s.current_r_da for s in m.instant]),
+            _pack_column([s.current_t_da for s in m.instant]),
         ]
     fixed = None
     if m.fixed:
