@@ -296,8 +296,8 @@ def test_a_days_slots_as_json_and_excel_csv(client, new_client, engine, world, f
         ingest.handle(conn, topic, payload)
     login(client, "viewer@a.test")
     body = client.get(f"/api/v1/meters/{meter.id}/slots", params={"day": "2026-04-02"}).json()
-    assert len(body["slots"]) == 48 and not body["complete"]
-    assert [x["status"] for x in body["slots"]].count("missing") == 3  # 09:30..11:00 gap
+    assert len(body["values"]) == 48 and not body["complete"]
+    assert [x["status"] for x in body["values"]].count("missing") == 3  # 09:30..11:00 gap
     assert body["total_wh"] == 45 * 300  # 3 counts of 0.1 kWh a slot
     csv_answer = client.get(
         f"/api/v1/meters/{meter.id}/slots", params={"day": "2026-04-02", "format": "csv"}

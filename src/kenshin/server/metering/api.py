@@ -1,16 +1,19 @@
-"""The metering room's HTTP face (so far): one meter's 30-minute slots for a JST day, as
-JSON or as CSV that Excel opens right (UTF-8 with a BOM)."""
+"""The metering room's HTTP face: series of one meter or a whole tenant, as JSON or as CSV
+that Excel opens right (UTF-8 with a BOM), every range in JST calendar days.
+
+Limits (a 400 problem beyond them): energy per slot or hour over at most 93 days, per day
+or month over at most 3,660; instant power over at most 31 days and 5,000 points (longer
+ranges come in buckets with mean, min and max); the whole tenant's slot CSV over at most
+31 days.
+"""
 
 from __future__ import annotations
 
-import csv
-import io
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
-from fastapi.responses import Response
-from pydantic import BaseModel
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from kenshin.echonet.edt import JST
@@ -19,55 +22,107 @@ from .. import schema as s
 from ..deps import Conn, Principal, TenantId, require_role
 from ..devices.registry import get_meter
 from ..problems import Problem
-from .slots import SLOT_S
+from . import series
+from .csvout import csv_response
 
 router = APIRouter(tags=["metering"])
 Viewer = Annotated[Principal, Depends(require_role("viewer"))]
 DIRECTIONS = {"normal": 0, "reverse": 1}
+Direction = Annotated[
+    Literal["normal", "reverse"], Query(description="normal: bought; reverse: sold")
+]
+Format = Annotated[Literal["json", "csv"], Query(description="csv: UTF-8 with a BOM")]
+First = Annotated[date, Query(alias="from", description="first JST day, YYYY-MM-DD")]
+Last = Annotated[date, Query(alias="to", description="last JST day (inclusive)")]
+MAX_POWER_DAYS = 31
+MAX_POWER_POINTS = 5000
+MAX_TENANT_CSV_DAYS = 31
 
 
-class Slot(BaseModel):
-    start: datetime  # JST
-    status: Literal["measured", "refilled", "missing"]
-    wh: int | None
+def _meter(conn, meter_id: int, tenant_id: int):
+    meter = get_meter(conn, meter_id, tenant_id)
+    if meter is None:
+        raise Problem(404, "no such meter")
+    return meter
 
 
-class DaySlots(BaseModel):
-    meter_id: int
-    day: date
-    direction: Literal["normal", "reverse"]
-    total_wh: int
-    complete: bool  # every slot of the day has a value
-    slots: list[Slot]
+def _check_range(first: date, last: date, limit: int, what: str) -> None:
+    if last < first:
+        raise Problem(400, "'to' is before 'from'")
+    if (last - first).days + 1 > limit:
+        raise Problem(400, f"{what}: at most {limit} days in one request")
 
 
-def _day_slots(conn, meter_id: int, day: date, direction: str) -> DaySlots:
-    start = datetime.combine(day, time(0), JST)
-    rows = conn.execute(
-        select(s.slot_energy).where(
-            s.slot_energy.c.meter_id == meter_id,
-            s.slot_energy.c.direction == DIRECTIONS[direction],
-            s.slot_energy.c.slot_start >= start,
-            s.slot_energy.c.slot_start < start + timedelta(days=1),
-        )
-    ).all()
-    stored = {int(r.slot_start.timestamp()): r for r in rows}
-    slots = []
-    for i in range(48):  # a JST day has 48 half hours (no DST in Japan)
-        at = start + timedelta(seconds=i * SLOT_S)
-        row = stored.get(int(at.timestamp()))
-        if row is None:
-            slots.append(Slot(start=at, status="missing", wh=None))
-        else:
-            slots.append(Slot(start=at, status=row.status, wh=row.wh))
-    return DaySlots(
-        meter_id=meter_id,
-        day=day,
-        direction=direction,
-        total_wh=sum(x.wh or 0 for x in slots),
-        complete=all(x.wh is not None for x in slots),
-        slots=slots,
+# -- energy ----------------------------------------------------------------------------------
+
+
+class EnergyValue(BaseModel):
+    start: datetime = Field(description="the period's start, JST")
+    wh: int | None = Field(description="null: no 30-minute value in it")
+    slots: int = Field(description="30-minute values summed")
+    expected_slots: int
+    complete: bool
+    refilled: int = Field(description="of the slots, how many came from the meter's history")
+    status: Literal["measured", "refilled", "missing"] | None = Field(
+        None, description="per-slot series only"
     )
+
+
+class EnergySeries(BaseModel):
+    meter_id: int | None = None
+    period: Literal["slot", "hour", "day", "month"]
+    direction: Literal["normal", "reverse"]
+    first: date
+    last: date
+    total_wh: int
+    complete: bool
+    values: list[EnergyValue]
+
+
+def _energy(conn, period, direction, first, last, **owner) -> EnergySeries:
+    _check_range(first, last, series.MAX_DAYS[period], f"{period} energy")
+    points = series.energy_series(
+        conn, period=period, direction=DIRECTIONS[direction], first=first, last=last, **owner
+    )
+    return EnergySeries(
+        meter_id=owner.get("meter_id"),
+        period=period,
+        direction=direction,
+        first=first,
+        last=last,
+        total_wh=sum(p.wh or 0 for p in points),
+        complete=all(p.complete for p in points),
+        values=[EnergyValue(**p.__dict__, complete=p.complete) for p in points],
+    )
+
+
+def _energy_csv(result: EnergySeries, name: str):
+    return csv_response(
+        f"{name}-{result.period}-{result.first}-{result.last}-{result.direction}.csv",
+        ["start_jst", "direction", "wh", "slots", "expected_slots", "refilled", "status"],
+        (
+            [v.start.isoformat(), result.direction, v.wh, v.slots, v.expected_slots,
+             v.refilled, v.status or ""]
+            for v in result.values
+        ),
+    )  # fmt: skip
+
+
+@router.get("/meters/{meter_id}/energy", summary="A meter's energy per slot, hour, day or month")
+def meter_energy(
+    meter_id: int,
+    conn: Conn,
+    _: Viewer,
+    tenant_id: TenantId,
+    first: First,
+    last: Last,
+    period: Literal["slot", "hour", "day", "month"] = "slot",
+    direction: Direction = "normal",
+    format: Format = "json",
+):
+    _meter(conn, meter_id, tenant_id)
+    result = _energy(conn, period, direction, first, last, meter_id=meter_id)
+    return _energy_csv(result, f"meter-{meter_id}") if format == "csv" else result
 
 
 @router.get("/meters/{meter_id}/slots", summary="A meter's 30-minute energy for a JST day")
@@ -77,30 +132,176 @@ def meter_slots(
     _: Viewer,
     tenant_id: TenantId,
     day: Annotated[date, Query(description="The JST calendar day, YYYY-MM-DD")],
-    direction: Annotated[Literal["normal", "reverse"], Query()] = "normal",
-    format: Annotated[Literal["json", "csv"], Query()] = "json",
+    direction: Direction = "normal",
+    format: Format = "json",
 ):
-    if get_meter(conn, meter_id, tenant_id) is None:
-        raise Problem(404, "no such meter")
-    result = _day_slots(conn, meter_id, day, direction)
+    return meter_energy(meter_id, conn, _, tenant_id, day, day, "slot", direction, format)
+
+
+@router.get("/energy", summary="The tenant's energy, all meters, per slot, hour, day or month")
+def tenant_energy(
+    conn: Conn,
+    _: Viewer,
+    tenant_id: TenantId,
+    first: First,
+    last: Last,
+    period: Literal["slot", "hour", "day", "month"] = "slot",
+    direction: Direction = "normal",
+    format: Format = "json",
+):
+    result = _energy(conn, period, direction, first, last, tenant_id=tenant_id)
+    return _energy_csv(result, f"tenant-{tenant_id}") if format == "csv" else result
+
+
+class SlotPeak(BaseModel):
+    start: datetime
+    wh: int
+    average_w: int = Field(description="the slot's energy as a 30-minute average power")
+
+
+@router.get("/energy/peak", summary="The tenant's highest 30-minute demand of a JST day")
+def tenant_peak(
+    conn: Conn,
+    _: Viewer,
+    tenant_id: TenantId,
+    day: Annotated[date, Query(description="The JST day")],
+    direction: Direction = "normal",
+) -> SlotPeak | None:
+    points = series.energy_series(
+        conn, period="slot", direction=DIRECTIONS[direction], first=day, last=day,
+        tenant_id=tenant_id,
+    )  # fmt: skip
+    valued = [p for p in points if p.wh is not None]
+    if not valued:
+        return None
+    top = max(valued, key=lambda p: (p.wh, -p.start.timestamp()))
+    return SlotPeak(start=top.start, wh=top.wh, average_w=top.wh * 2)
+
+
+@router.get("/energy/meters.csv", summary="Every meter's 30-minute slots, the whole tenant (CSV)")
+def tenant_slots_csv(
+    request: Request,
+    _: Viewer,
+    tenant_id: TenantId,
+    first: First,
+    last: Last,
+    direction: Direction = "normal",
+):
+    _check_range(first, last, MAX_TENANT_CSV_DAYS, "the tenant's slot CSV")
+    rows = series.tenant_slot_rows(
+        request.app.state.engine, tenant_id, DIRECTIONS[direction], first, last
+    )
+    return csv_response(
+        f"tenant-{tenant_id}-slots-{first}-{last}-{direction}.csv",
+        ["meter_id", "service_code", "customer_id", "slot_start_jst", "direction", "status", "wh"],
+        (
+            [meter_id, code, customer, at.astimezone(JST).isoformat(), direction, status, wh]
+            for meter_id, code, customer, at, status, wh in rows
+        ),
+    )
+
+
+# -- power and peaks --------------------------------------------------------------------------
+
+
+class PowerValue(BaseModel):
+    at: datetime = Field(description="JST; a bucket's start when downsampled")
+    mean_w: float
+    min_w: int
+    max_w: int
+    count: int
+
+
+class PowerSeries(BaseModel):
+    meter_id: int
+    start: datetime
+    end: datetime
+    bucket_s: int = Field(description="0: every reading as it came")
+    values: list[PowerValue]
+
+
+@router.get("/meters/{meter_id}/power", summary="A meter's instant power over a time range")
+def meter_power(
+    meter_id: int,
+    conn: Conn,
+    _: Viewer,
+    tenant_id: TenantId,
+    start: Annotated[datetime, Query(description="ISO 8601; no offset: JST")],
+    end: Annotated[datetime, Query(description="exclusive")],
+    max_points: Annotated[int, Query(ge=10, le=MAX_POWER_POINTS)] = 1000,
+    format: Format = "json",
+):
+    _meter(conn, meter_id, tenant_id)
+    start, end = (t if t.tzinfo else t.replace(tzinfo=JST) for t in (start, end))
+    if end <= start:
+        raise Problem(400, "'end' must be after 'start'")
+    if end - start > timedelta(days=MAX_POWER_DAYS):
+        raise Problem(400, f"instant power: at most {MAX_POWER_DAYS} days in one request")
+    width, points = series.instant_power(conn, meter_id, start, end, max_points)
+    result = PowerSeries(
+        meter_id=meter_id,
+        start=start.astimezone(JST),
+        end=end.astimezone(JST),
+        bucket_s=width,
+        values=[PowerValue(**p.__dict__) for p in points],
+    )
     if format == "json":
         return result
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["meter_id", "slot_start_jst", "direction", "status", "wh"])
-    for slot in result.slots:
-        writer.writerow(
-            [
-                meter_id,
-                slot.start.isoformat(),
-                direction,
-                slot.status,
-                "" if slot.wh is None else slot.wh,
-            ]
-        )
-    name = f"meter-{meter_id}-{day.isoformat()}-{direction}.csv"
-    return Response(
-        "\ufeff" + out.getvalue(),  # the BOM: Excel then reads UTF-8 (Japanese text) right
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    return csv_response(
+        f"meter-{meter_id}-power-{start:%Y%m%dT%H%M}.csv",
+        ["at_jst", "mean_w", "min_w", "max_w", "count"],
+        ([v.at.isoformat(), v.mean_w, v.min_w, v.max_w, v.count] for v in result.values),
     )
+
+
+class DailyPeak(BaseModel):
+    day: date
+    import_w: int | None = Field(description="the highest bought power")
+    import_at: datetime | None
+    export_w: int | None = Field(description="the highest sold power")
+    export_at: datetime | None
+
+
+@router.get("/meters/{meter_id}/peaks", summary="A meter's daily peaks, bought and sold")
+def meter_peaks(
+    meter_id: int,
+    conn: Conn,
+    _: Viewer,
+    tenant_id: TenantId,
+    first: First,
+    last: Last,
+    format: Format = "json",
+):
+    _meter(conn, meter_id, tenant_id)
+    _check_range(first, last, series.MAX_DAYS["day"], "peaks")
+    p = s.meter_daily_peak.c
+    rows = conn.execute(
+        select(s.meter_daily_peak)
+        .where(
+            p.meter_id == meter_id,
+            p.day >= series.jst_midnight(first),
+            p.day < series.jst_midnight(last + timedelta(days=1)),
+        )
+        .order_by(p.day)
+    )
+    peaks = [
+        DailyPeak(
+            day=r.day.astimezone(JST).date(),
+            import_w=r.import_w,
+            import_at=r.import_at.astimezone(JST) if r.import_at else None,
+            export_w=r.export_w,
+            export_at=r.export_at.astimezone(JST) if r.export_at else None,
+        )
+        for r in rows
+    ]
+    if format == "json":
+        return peaks
+    return csv_response(
+        f"meter-{meter_id}-peaks-{first}-{last}.csv",
+        ["day", "import_w", "import_at_jst", "export_w", "export_at_jst"],
+        (
+            [x.day, x.import_w, x.import_at and x.import_at.isoformat(), x.export_w,
+             x.export_at and x.export_at.isoformat()]
+            for x in peaks
+        ),
+    )  # fmt: skip
