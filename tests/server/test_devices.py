@@ -203,8 +203,8 @@ def test_the_api_keeps_tenants_apart_and_credentials_hidden(client, new_client, 
         "/api/v1/commands/1",
     ):
         assert_problem(other.get(path), 404)
-    assert other.get("/api/v1/gateways").json() == []
-    assert other.get("/api/v1/meters").json() == []
+    assert other.get("/api/v1/gateways").json() == {"items": [], "next_cursor": None}
+    assert other.get("/api/v1/meters").json() == {"items": [], "next_cursor": None}
     viewer = login(new_client(), "viewer@a.test")
     assert_problem(
         viewer.post(f"/api/v1/gateways/{gateway_id}/commands", json={"name": "restart"}), 403

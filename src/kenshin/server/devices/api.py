@@ -13,10 +13,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
+from sqlalchemy import func, select
 
+from .. import listing
 from .. import schema as s
 from ..deps import Conn, Principal, TenantId, require_platform_admin, require_role
+from ..metering.current import CURRENT_WINDOW, CURRENT_WINDOW_MIN, site_summary_columns
 from ..problems import Problem
 from . import commands, config, enrollment, registry
 
@@ -146,14 +148,40 @@ def claim(
     return GatewayOut.model_validate(row)
 
 
-@router.get("/gateways", summary="The tenant's gateways, optionally by state")
+GatewayState = Literal["never_seen", "working", "lost_contact", "meter_link_down"]
+
+
+@router.get("/gateways", summary="The tenant's gateways: search, filter by state, sort, pages")
 def list_gateways(
-    conn: Conn, _: Viewer, tenant_id: TenantId, state: Annotated[str | None, Query()] = None
-) -> list[GatewayOut]:
-    query = select(s.gateways).where(s.gateways.c.tenant_id == tenant_id)
-    if state:
-        query = query.where(s.gateways.c.state == state)
-    return [GatewayOut.model_validate(r) for r in conn.execute(query.order_by(s.gateways.c.id))]
+    conn: Conn,
+    _: Viewer,
+    tenant_id: TenantId,
+    state: Annotated[list[GatewayState] | None, Query(description="any of")] = None,
+    q: listing.Search = None,
+    sort: Annotated[str, Query(description="serial, state or id; -name: descending")] = "id",
+    limit: listing.Limit = listing.DEFAULT_LIMIT,
+    cursor: listing.Cursor = None,
+) -> listing.Page[GatewayOut]:
+    g = s.gateways.c
+    query = select(s.gateways).where(
+        listing.combine(
+            g.tenant_id == tenant_id,
+            g.state.in_(state) if state else None,
+            listing.search_filter(q, [g.serial, g.model]),
+        )
+    )
+    query, page = listing.paginate(
+        query,
+        sortable={"serial": g.serial, "state": g.state, "id": g.id},
+        id_column=g.id,
+        sort=sort,
+        limit=limit,
+        cursor=cursor,
+    )
+    rows, next_cursor = page(conn.execute(query).all())
+    return listing.Page[GatewayOut](
+        items=[GatewayOut.model_validate(r) for r in rows], next_cursor=next_cursor
+    )
 
 
 def _gateway_or_404(conn: Conn, gateway_id: int, tenant_id: int):
@@ -197,12 +225,82 @@ def add_site(body: SiteIn, conn: Conn, principal: Operator, tenant_id: TenantId)
     )
 
 
-@router.get("/sites", summary="The tenant's sites")
-def list_sites(conn: Conn, _: Viewer, tenant_id: TenantId) -> list[SiteOut]:
-    rows = conn.execute(
-        select(s.sites).where(s.sites.c.tenant_id == tenant_id).order_by(s.sites.c.id)
+class SiteRow(SiteOut):
+    """A row of the control panel's list: the site, its gateway's state, power now and
+    today's energy."""
+
+    gateway_id: int | None
+    gateway_state: str | None
+    power_w: int | None = Field(description="the meters' latest instant power; null: not measured")
+    power_at: datetime | None
+    measured: bool = Field(description=f"a reading in the last {CURRENT_WINDOW_MIN} minutes")
+    today_bought_wh: int | None
+    today_sold_wh: int | None
+
+
+@router.get("/sites", summary="The tenant's sites with power now and today's energy")
+def list_sites(
+    conn: Conn,
+    _: Viewer,
+    tenant_id: TenantId,
+    q: listing.Search = None,
+    state: Annotated[
+        list[GatewayState] | None, Query(description="sites whose gateway is in any of")
+    ] = None,
+    sort: Annotated[
+        str, Query(description="customer_id, service_code, address, name or id; -name: descending")
+    ] = "service_code",
+    limit: listing.Limit = listing.DEFAULT_LIMIT,
+    cursor: listing.Cursor = None,
+) -> listing.Page[SiteRow]:
+    site, g = s.sites.c, s.gateways.c
+    now = s.utcnow()
+    columns = site_summary_columns(now)
+    query = (
+        select(s.sites, g.id.label("gateway_id"), g.state.label("gateway_state"), *columns)
+        .join_from(s.sites, s.gateways, g.site_id == site.id, isouter=True)
+        .where(
+            listing.combine(
+                site.tenant_id == tenant_id,
+                g.state.in_(state) if state else None,
+                listing.search_filter(
+                    q, [site.customer_id, site.service_code, site.address, site.phone, site.name]
+                ),
+            )
+        )
     )
-    return [SiteOut.model_validate(r) for r in rows]
+    text = lambda c: func.coalesce(c, "")  # noqa: E731 - nullable text sorts as empty
+    query, page = listing.paginate(
+        query,
+        sortable={
+            "customer_id": site.customer_id,
+            "service_code": site.service_code,
+            "address": text(site.address),
+            "name": text(site.name),
+            "id": site.id,
+        },
+        id_column=site.id,
+        sort=sort,
+        limit=limit,
+        cursor=cursor,
+    )
+    rows, next_cursor = page(conn.execute(query).all())
+    items = []
+    for r in rows:
+        measured = r.power_at is not None and now - r.power_at <= CURRENT_WINDOW
+        items.append(
+            SiteRow(
+                **SiteOut.model_validate(r).model_dump(),
+                gateway_id=r.gateway_id,
+                gateway_state=r.gateway_state,
+                power_w=r.power_w if measured else None,
+                power_at=r.power_at,
+                measured=measured,
+                today_bought_wh=r.today_bought_wh,
+                today_sold_wh=r.today_sold_wh,
+            )
+        )
+    return listing.Page[SiteRow](items=items, next_cursor=next_cursor)
 
 
 class MeterIn(BaseModel):
@@ -260,11 +358,36 @@ def add_meter(
 
 
 @router.get("/meters", summary="The tenant's meters (never their credentials)")
-def list_meters(conn: Conn, _: Viewer, tenant_id: TenantId) -> list[MeterOut]:
-    rows = conn.execute(
-        select(s.meters).where(s.meters.c.tenant_id == tenant_id).order_by(s.meters.c.id)
+def list_meters(
+    conn: Conn,
+    _: Viewer,
+    tenant_id: TenantId,
+    q: listing.Search = None,
+    link: Annotated[Literal["udp", "wisun"] | None, Query()] = None,
+    site_id: int | None = None,
+    sort: Annotated[str, Query(description="serial, link or id; -name: descending")] = "id",
+    limit: listing.Limit = listing.DEFAULT_LIMIT,
+    cursor: listing.Cursor = None,
+) -> listing.Page[MeterOut]:
+    m = s.meters.c
+    query = select(s.meters).where(
+        listing.combine(
+            m.tenant_id == tenant_id,
+            m.link == link if link else None,
+            m.site_id == site_id if site_id is not None else None,
+            listing.search_filter(q, [m.serial, m.udp_host, m.device]),
+        )
     )
-    return [_meter_out(r) for r in rows]
+    query, page = listing.paginate(
+        query,
+        sortable={"serial": func.coalesce(m.serial, ""), "link": m.link, "id": m.id},
+        id_column=m.id,
+        sort=sort,
+        limit=limit,
+        cursor=cursor,
+    )
+    rows, next_cursor = page(conn.execute(query).all())
+    return listing.Page[MeterOut](items=[_meter_out(r) for r in rows], next_cursor=next_cursor)
 
 
 # -- settings ------------------------------------------------------------------------------

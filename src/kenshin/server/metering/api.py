@@ -22,7 +22,7 @@ from .. import schema as s
 from ..deps import Conn, Principal, TenantId, require_role
 from ..devices.registry import get_meter
 from ..problems import Problem
-from . import series
+from . import current, series
 from .csvout import csv_response
 
 router = APIRouter(tags=["metering"])
@@ -201,7 +201,25 @@ def tenant_slots_csv(
     )
 
 
-# -- power and peaks --------------------------------------------------------------------------
+# -- now, power and peaks ---------------------------------------------------------------------
+
+
+class MeterNow(BaseModel):
+    meter_id: int
+    measured: bool = Field(description="a reading in the last ten minutes; else 未計測")
+    power_w: int | None
+    current_r_da: int | None
+    current_t_da: int | None
+    at: datetime | None = Field(description="the newest reading's time, however old")
+    today: date
+    today_bought_wh: int | None
+    today_sold_wh: int | None
+
+
+@router.get("/meters/{meter_id}/current", summary="A meter now: power and today's energy")
+def meter_current(meter_id: int, conn: Conn, _: Viewer, tenant_id: TenantId) -> MeterNow:
+    _meter(conn, meter_id, tenant_id)
+    return MeterNow(**current.meter_now(conn, meter_id, s.utcnow()))
 
 
 class PowerValue(BaseModel):

@@ -1,0 +1,84 @@
+"""Now: each meter's latest instant power (or "not measured"), and today's energy so far.
+
+A meter counts as measured when its newest reading is at most `CURRENT_WINDOW` old: a
+gateway reads every minute by default, so ten minutes of silence means the number shown
+would be stale, and the panel says 未計測 / not measured rather than show it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, func, select
+
+from kenshin.echonet.edt import JST
+
+from .. import schema as s
+from ..metering.rollups import day_start
+
+__all__ = ["CURRENT_WINDOW", "CURRENT_WINDOW_MIN", "meter_now", "site_summary_columns"]
+
+CURRENT_WINDOW_MIN = 10
+CURRENT_WINDOW = timedelta(minutes=CURRENT_WINDOW_MIN)
+
+
+def _today_wh(meter_filter, direction: int, now: datetime):
+    e, m = s.meter_energy.c, s.meters.c
+    return (
+        select(func.sum(e.wh))
+        .join_from(s.meter_energy, s.meters, m.id == e.meter_id)
+        .where(meter_filter, e.period == "day", e.direction == direction, e.start == day_start(now))
+        .scalar_subquery()
+    )
+
+
+def site_summary_columns(now: datetime) -> list:
+    """Per site row: power_w and power_at (its meters' newest readings, summed), today's
+    bought and sold Wh. Correlated subqueries on primary keys: one page, one query."""
+    latest, m, site = s.meter_latest.c, s.meters.c, s.sites.c
+    of_site = m.site_id == site.id
+    power = (
+        select(func.sum(latest.power_w))
+        .join_from(s.meter_latest, s.meters, m.id == latest.meter_id)
+        .where(of_site)
+        .scalar_subquery()
+    )
+    power_at = (
+        select(func.max(latest.at))
+        .join_from(s.meter_latest, s.meters, m.id == latest.meter_id)
+        .where(of_site)
+        .scalar_subquery()
+    )
+    return [
+        power.label("power_w"),
+        power_at.label("power_at"),
+        _today_wh(of_site, 0, now).label("today_bought_wh"),
+        _today_wh(of_site, 1, now).label("today_sold_wh"),
+    ]
+
+
+def meter_now(conn: Connection, meter_id: int, now: datetime) -> dict:
+    latest = conn.execute(
+        select(s.meter_latest).where(s.meter_latest.c.meter_id == meter_id)
+    ).first()
+    measured = latest is not None and now - latest.at <= CURRENT_WINDOW
+    e = s.meter_energy.c
+    today = {
+        r.direction: r.wh
+        for r in conn.execute(
+            select(e.direction, e.wh).where(
+                e.meter_id == meter_id, e.period == "day", e.start == day_start(now)
+            )
+        )
+    }
+    return {
+        "meter_id": meter_id,
+        "measured": measured,
+        "power_w": latest.power_w if measured else None,
+        "current_r_da": latest.current_r_da if measured else None,
+        "current_t_da": latest.current_t_da if measured else None,
+        "at": latest.at.astimezone(JST) if latest else None,
+        "today": now.astimezone(JST).date(),
+        "today_bought_wh": today.get(0),
+        "today_sold_wh": today.get(1),
+    }
