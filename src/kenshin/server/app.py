@@ -35,6 +35,7 @@ from .problems import PROBLEM_RESPONSES, install_problem_handlers
 from .runtime import device_service
 from .security import CredentialBox, load_secret_key
 from .settings import Settings, load_settings
+from .webhooks import api as webhooks_api
 
 __all__ = ["API_PREFIX", "create_app"]
 
@@ -56,7 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if settings.auto_migrate:
                 await anyio.to_thread.run_sync(migrate, engine)
             if settings.jobs:
-                jobs = JobRunner(engine, server_jobs(settings))
+                jobs = JobRunner(engine, server_jobs(settings, app.state.credential_box))
                 await jobs.start()
                 app.state.jobs = jobs
             if settings.devices:
@@ -97,4 +98,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metering_api.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
     app.include_router(analytics_api.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
     app.include_router(alerts_api.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
+    app.include_router(webhooks_api.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
     return app

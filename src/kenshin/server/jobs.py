@@ -20,10 +20,13 @@ from sqlalchemy import Engine, select
 
 from . import schema as s
 from .alerts.engine import run_rules
-from .alerts.notify import SmtpConfig, send_due
+from .alerts.notify import SmtpConfig
+from .alerts.notify import send_due as send_mail
 from .analytics.retail import check_imbalance
 from .analytics.store import refresh_tenant
+from .security import CredentialBox
 from .settings import Settings
+from .webhooks.dispatcher import collect, send_due
 
 __all__ = ["Job", "JobRunner", "server_jobs"]
 
@@ -59,10 +62,20 @@ def _forecast_then_imbalance(conn, tenant_id: int, now: datetime) -> None:
     check_imbalance(conn, tenant_id, now)
 
 
-def server_jobs(settings: Settings) -> list[Job]:
+def _webhooks(box: CredentialBox, allow_private: bool) -> Callable[[Engine, datetime], None]:
+    def run(engine: Engine, now: datetime) -> None:
+        with engine.begin() as conn:
+            collect(conn, now)
+        send_due(engine, box, now, allow_private=allow_private)
+
+    return run
+
+
+def server_jobs(settings: Settings, box: CredentialBox) -> list[Job]:
     jobs = [
         Job("forecasts", settings.forecast_every_s, _each_tenant(_forecast_then_imbalance)),
         Job("alerts", settings.alerts_every_s, _each_tenant(run_rules)),
+        Job("webhooks", settings.webhook_every_s, _webhooks(box, settings.webhooks_allow_private)),
     ]
     if settings.smtp_host:
         smtp = SmtpConfig(
@@ -73,7 +86,7 @@ def server_jobs(settings: Settings) -> list[Job]:
             settings.smtp_password.get_secret_value() if settings.smtp_password else None,
             settings.smtp_from,
         )
-        jobs.append(Job("alert e-mails", 30.0, lambda engine, now: send_due(engine, smtp, now)))
+        jobs.append(Job("alert e-mails", 30.0, lambda engine, now: send_mail(engine, smtp, now)))
     return jobs
 
 

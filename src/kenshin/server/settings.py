@@ -136,6 +136,11 @@ class Settings(BaseModel):
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
     smtp_from: str = Field("kenshin@localhost", description="the alert e-mails' sender")
+    webhooks_allow_private: bool = Field(
+        False,
+        description="let webhooks reach loopback/private addresses (tests, demos, on-premises)",
+    )
+    webhook_every_s: float = Field(5.0, gt=0, description="webhook outbox and sends checked")
     weather_csv: Path | None = Field(
         None, description="hourly weather (time,irradiance_w_m2,temperature_c[,site_id])"
     )

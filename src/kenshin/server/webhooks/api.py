@@ -1,0 +1,220 @@
+"""Webhooks over HTTP (tenant admins): register URLs, rotate secrets, ping, read the
+delivery log, send a delivery again."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field
+from sqlalchemy import delete, insert, select, update
+
+from .. import accounts
+from .. import schema as s
+from ..deps import Conn, Principal, TenantId, require_role
+from ..problems import Problem
+from .dispatcher import UnsafeTarget, check_target, sealed_for
+
+router = APIRouter(tags=["webhooks"])
+Admin = Annotated[Principal, Depends(require_role("admin"))]
+Kind = Literal["slot.closed", "event"]
+
+
+class HookIn(BaseModel):
+    url: str = Field(max_length=2000, description="http(s)://, a public address")
+    kinds: list[Kind] = Field(min_length=1, description="what to send")
+    description: str | None = Field(None, max_length=200)
+    active: bool = True
+
+
+class HookPatch(BaseModel):
+    url: str | None = Field(None, max_length=2000)
+    kinds: list[Kind] | None = Field(None, min_length=1)
+    description: str | None = Field(None, max_length=200)
+    active: bool | None = None
+
+
+class HookOut(BaseModel):
+    id: int
+    url: str
+    kinds: list[Kind]
+    description: str | None
+    active: bool
+    created_at: datetime
+
+
+class HookWithSecret(HookOut):
+    secret: str = Field(description="shown this once: sign-checks every request")
+
+
+class DeliveryOut(BaseModel):
+    id: int
+    webhook_id: int
+    kind: str
+    state: Literal["pending", "delivered", "dead"]
+    attempts: int
+    next_attempt_at: datetime | None
+    last_status: int | None
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+    payload: dict[str, Any]
+
+
+def _check(request: Request, url: str) -> None:
+    try:
+        check_target(url, allow_private=request.app.state.settings.webhooks_allow_private)
+    except UnsafeTarget as err:
+        raise Problem(422, str(err)) from None
+
+
+def _hook(conn, hook_id: int, tenant_id: int):
+    row = conn.execute(
+        select(s.webhooks).where(s.webhooks.c.id == hook_id, s.webhooks.c.tenant_id == tenant_id)
+    ).first()
+    if row is None:
+        raise Problem(404, "no such webhook")
+    return row
+
+
+def _seal(request: Request, conn, hook_id: int) -> str:
+    secret = "whsec_" + secrets.token_urlsafe(32)
+    sealed = request.app.state.credential_box.seal(secret, sealed_for(hook_id))
+    conn.execute(update(s.webhooks).where(s.webhooks.c.id == hook_id).values(secret_enc=sealed))
+    return secret
+
+
+@router.post("/webhooks", status_code=201, summary="Register a URL for slots and/or events")
+def add_hook(
+    body: HookIn, request: Request, conn: Conn, principal: Admin, tenant_id: TenantId
+) -> HookWithSecret:
+    _check(request, body.url)
+    row = conn.execute(
+        insert(s.webhooks)
+        .values(
+            tenant_id=tenant_id,
+            secret_enc=b"",  # sealed below, bound to the new id
+            created_at=s.utcnow(),
+            created_by=principal.actor,
+            **body.model_dump(),
+        )
+        .returning(s.webhooks)
+    ).one()
+    secret = _seal(request, conn, row.id)
+    accounts.audit(
+        conn, principal.actor, "webhook.add", target=f"webhook:{row.id}", tenant_id=tenant_id,
+        detail={"url": body.url, "kinds": body.kinds},
+    )  # fmt: skip
+    return HookWithSecret(**HookOut.model_validate(row._mapping).model_dump(), secret=secret)
+
+
+@router.get("/webhooks", summary="The tenant's webhooks (never their secrets)")
+def list_hooks(conn: Conn, _: Admin, tenant_id: TenantId) -> list[HookOut]:
+    rows = conn.execute(
+        select(s.webhooks).where(s.webhooks.c.tenant_id == tenant_id).order_by(s.webhooks.c.id)
+    )
+    return [HookOut.model_validate(r._mapping) for r in rows]
+
+
+@router.get("/webhooks/{hook_id}", summary="One webhook")
+def get_hook(hook_id: int, conn: Conn, _: Admin, tenant_id: TenantId) -> HookOut:
+    return HookOut.model_validate(_hook(conn, hook_id, tenant_id)._mapping)
+
+
+@router.patch("/webhooks/{hook_id}", summary="Change a webhook's URL, kinds or state")
+def patch_hook(
+    hook_id: int,
+    body: HookPatch,
+    request: Request,
+    conn: Conn,
+    principal: Admin,
+    tenant_id: TenantId,
+) -> HookOut:
+    _hook(conn, hook_id, tenant_id)
+    changes = body.model_dump(exclude_unset=True)
+    if changes.get("url"):
+        _check(request, changes["url"])
+    if changes:
+        conn.execute(update(s.webhooks).where(s.webhooks.c.id == hook_id).values(**changes))
+        accounts.audit(
+            conn, principal.actor, "webhook.change", target=f"webhook:{hook_id}",
+            tenant_id=tenant_id, detail=changes,
+        )  # fmt: skip
+    return HookOut.model_validate(_hook(conn, hook_id, tenant_id)._mapping)
+
+
+@router.delete("/webhooks/{hook_id}", status_code=204, summary="Remove a webhook and its log")
+def delete_hook(hook_id: int, conn: Conn, principal: Admin, tenant_id: TenantId) -> None:
+    _hook(conn, hook_id, tenant_id)
+    d = s.webhook_deliveries.c
+    conn.execute(delete(s.webhook_deliveries).where(d.webhook_id == hook_id))
+    conn.execute(delete(s.webhooks).where(s.webhooks.c.id == hook_id))
+    accounts.audit(
+        conn, principal.actor, "webhook.delete", target=f"webhook:{hook_id}", tenant_id=tenant_id
+    )
+
+
+@router.post("/webhooks/{hook_id}/rotate-secret", summary="A new secret (shown once)")
+def rotate(
+    hook_id: int, request: Request, conn: Conn, principal: Admin, tenant_id: TenantId
+) -> HookWithSecret:
+    row = _hook(conn, hook_id, tenant_id)
+    secret = _seal(request, conn, hook_id)
+    accounts.audit(
+        conn, principal.actor, "webhook.rotate", target=f"webhook:{hook_id}", tenant_id=tenant_id
+    )
+    return HookWithSecret(**HookOut.model_validate(row._mapping).model_dump(), secret=secret)
+
+
+def _enqueue(conn, tenant_id: int, hook_id: int, kind: str, payload: dict) -> DeliveryOut:
+    now = s.utcnow()
+    row = conn.execute(
+        insert(s.webhook_deliveries)
+        .values(
+            tenant_id=tenant_id, webhook_id=hook_id, kind=kind, payload=payload,
+            state="pending", attempts=0, next_attempt_at=now, created_at=now,
+        )
+        .returning(s.webhook_deliveries)
+    ).one()  # fmt: skip
+    return DeliveryOut.model_validate(row._mapping)
+
+
+@router.post("/webhooks/{hook_id}/ping", status_code=202, summary="Send a test delivery")
+def ping(hook_id: int, conn: Conn, _: Admin, tenant_id: TenantId) -> DeliveryOut:
+    _hook(conn, hook_id, tenant_id)
+    return _enqueue(conn, tenant_id, hook_id, "ping", {"kind": "ping"})
+
+
+@router.get("/webhooks/{hook_id}/deliveries", summary="The delivery log, newest first")
+def deliveries(
+    hook_id: int,
+    conn: Conn,
+    _: Admin,
+    tenant_id: TenantId,
+    state: Literal["pending", "delivered", "dead"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[DeliveryOut]:
+    _hook(conn, hook_id, tenant_id)
+    d = s.webhook_deliveries.c
+    query = select(s.webhook_deliveries).where(d.webhook_id == hook_id)
+    if state:
+        query = query.where(d.state == state)
+    rows = conn.execute(query.order_by(d.id.desc()).limit(limit))
+    return [DeliveryOut.model_validate(r._mapping) for r in rows]
+
+
+@router.post(
+    "/webhook-deliveries/{delivery_id}/redeliver",
+    status_code=202,
+    summary="Send a delivery again (as a new delivery)",
+)
+def redeliver(delivery_id: int, conn: Conn, _: Admin, tenant_id: TenantId) -> DeliveryOut:
+    d = s.webhook_deliveries.c
+    row = conn.execute(
+        select(s.webhook_deliveries).where(d.id == delivery_id, d.tenant_id == tenant_id)
+    ).first()
+    if row is None:
+        raise Problem(404, "no such delivery")
+    return _enqueue(conn, tenant_id, row.webhook_id, row.kind, row.payload)
