@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Literal
 
+from annotated_types import Interval
 from fastapi import Depends, Query, Request
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Connection, Engine
@@ -34,6 +35,7 @@ __all__ = [
     "Conn",
     "CurrentPrincipal",
     "Principal",
+    "RowId",
     "TenantId",
     "current_principal",
     "get_conn",
@@ -48,6 +50,9 @@ __all__ = [
 SESSION_COOKIE = "kenshin_session"
 ROLE_RANK = {"viewer": 0, "operator": 1, "admin": 2}
 Role = Literal["admin", "operator", "viewer"]
+# A row's id as a request may name it: a positive 64-bit integer (a bigger one could only
+# be refused by the database, as a 500, not a 422).
+RowId = Annotated[int, Interval(ge=1, le=2**63 - 1)]
 
 # Writing last_used_at / last_seen_at on every request would turn reads into writes.
 _TOUCH_EVERY = timedelta(seconds=60)
@@ -167,7 +172,7 @@ def tenant_scope(
     principal: CurrentPrincipal,
     conn: Conn,
     tenant_id: Annotated[
-        int | None,
+        RowId | None,
         Query(description="Platform administrators only: the tenant to act on."),
     ] = None,
 ) -> int:

@@ -53,8 +53,10 @@ def _responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
-# For `APIRouter(responses=...)`: the errors every authenticated endpoint may answer.
-PROBLEM_RESPONSES = _responses(401, 403, 404, 422)
+# For `APIRouter(responses=...)`: the errors every authenticated endpoint may answer (400:
+# a request well-formed but not sensible, e.g. a range past its limit; 409: a conflict
+# with what is there, e.g. an e-mail already in use).
+PROBLEM_RESPONSES = _responses(400, 401, 403, 404, 409, 422)
 
 
 class Problem(Exception):

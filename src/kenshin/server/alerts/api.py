@@ -13,7 +13,7 @@ from sqlalchemy import delete, insert, select
 from .. import accounts
 from .. import schema as s
 from ..analytics.anomalies import RULES
-from ..deps import Conn, Principal, TenantId, require_role
+from ..deps import Conn, Principal, RowId, TenantId, require_role
 from ..problems import Problem
 from .engine import configured_rules, transition
 
@@ -28,8 +28,8 @@ class AlertOut(BaseModel):
     id: int
     rule: str
     subject: str
-    meter_id: int | None
-    gateway_id: int | None
+    meter_id: RowId | None
+    gateway_id: RowId | None
     severity: Severity
     state: Literal["open", "acknowledged", "resolved"]
     detail: dict[str, Any] | None
@@ -58,7 +58,7 @@ def list_alerts(
     return [AlertOut.model_validate(r._mapping) for r in rows]
 
 
-def _alert(conn, alert_id: int, tenant_id: int):
+def _alert(conn, alert_id: RowId, tenant_id: RowId):
     row = conn.execute(
         select(s.alerts).where(s.alerts.c.id == alert_id, s.alerts.c.tenant_id == tenant_id)
     ).first()
@@ -68,11 +68,11 @@ def _alert(conn, alert_id: int, tenant_id: int):
 
 
 @router.get("/alerts/{alert_id}", summary="One alert")
-def get_alert(alert_id: int, conn: Conn, _: Viewer, tenant_id: TenantId) -> AlertOut:
+def get_alert(alert_id: RowId, conn: Conn, _: Viewer, tenant_id: TenantId) -> AlertOut:
     return AlertOut.model_validate(_alert(conn, alert_id, tenant_id)._mapping)
 
 
-def _move(conn, alert_id: int, tenant_id: int, principal: Principal, state: str) -> AlertOut:
+def _move(conn, alert_id: RowId, tenant_id: RowId, principal: Principal, state: str) -> AlertOut:
     current = _alert(conn, alert_id, tenant_id)
     row = transition(conn, alert_id, state, principal.actor, s.utcnow())
     if row is None:
@@ -84,12 +84,12 @@ def _move(conn, alert_id: int, tenant_id: int, principal: Principal, state: str)
 
 
 @router.post("/alerts/{alert_id}/acknowledge", summary="Say someone is on it")
-def acknowledge(alert_id: int, conn: Conn, principal: Operator, tenant_id: TenantId) -> AlertOut:
+def acknowledge(alert_id: RowId, conn: Conn, principal: Operator, tenant_id: TenantId) -> AlertOut:
     return _move(conn, alert_id, tenant_id, principal, "acknowledged")
 
 
 @router.post("/alerts/{alert_id}/resolve", summary="Close an alert by hand")
-def resolve(alert_id: int, conn: Conn, principal: Operator, tenant_id: TenantId) -> AlertOut:
+def resolve(alert_id: RowId, conn: Conn, principal: Operator, tenant_id: TenantId) -> AlertOut:
     return _move(conn, alert_id, tenant_id, principal, "resolved")
 
 
@@ -212,7 +212,7 @@ def list_subscriptions(conn: Conn, _: Admin, tenant_id: TenantId) -> list[Subscr
     "/alert-subscriptions/{subscription_id}", status_code=204, summary="Stop telling someone"
 )
 def delete_subscription(
-    subscription_id: int, conn: Conn, principal: Admin, tenant_id: TenantId
+    subscription_id: RowId, conn: Conn, principal: Admin, tenant_id: TenantId
 ) -> None:
     c = s.alert_subscriptions.c
     gone = conn.execute(

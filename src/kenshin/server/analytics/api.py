@@ -14,7 +14,7 @@ from kenshin.echonet.edt import JST
 
 from .. import accounts
 from .. import schema as s
-from ..deps import Conn, Principal, TenantId, require_role
+from ..deps import Conn, Principal, RowId, TenantId, require_role
 from ..devices.registry import get_meter, get_site
 from ..problems import Problem
 from . import generation, retail
@@ -61,7 +61,7 @@ class PlanStored(BaseModel):
     slots: int
 
 
-def _store_plan(conn, tenant_id: int, plan: dict[datetime, int], principal: Principal):
+def _store_plan(conn, tenant_id: RowId, plan: dict[datetime, int], principal: Principal):
     count = retail.store_plan(conn, tenant_id, plan, principal.actor)
     accounts.audit(
         conn,
@@ -160,13 +160,13 @@ class PriceIn(BaseModel):
 
 class PriceOut(BaseModel):
     id: int
-    meter_id: int
+    meter_id: RowId
     yen_per_kwh: float
     valid_from: date
     valid_to: date | None
 
 
-def _plant(conn, meter_id: int, tenant_id: int):
+def _plant(conn, meter_id: RowId, tenant_id: RowId):
     meter = get_meter(conn, meter_id, tenant_id)
     if meter is None:
         raise Problem(404, "no such meter")
@@ -185,7 +185,7 @@ def _price_out(row) -> PriceOut:
 
 @router.post("/meters/{meter_id}/prices", status_code=201, summary="Add a plant's sale price")
 def add_price(
-    meter_id: int, body: PriceIn, conn: Conn, principal: Operator, tenant_id: TenantId
+    meter_id: RowId, body: PriceIn, conn: Conn, principal: Operator, tenant_id: TenantId
 ) -> PriceOut:
     _plant(conn, meter_id, tenant_id)
     row = conn.execute(
@@ -212,7 +212,7 @@ def add_price(
 
 
 @router.get("/meters/{meter_id}/prices", summary="A plant's sale prices")
-def list_prices(meter_id: int, conn: Conn, _: Viewer, tenant_id: TenantId) -> list[PriceOut]:
+def list_prices(meter_id: RowId, conn: Conn, _: Viewer, tenant_id: TenantId) -> list[PriceOut]:
     _plant(conn, meter_id, tenant_id)
     p = s.plant_prices.c
     rows = conn.execute(
@@ -225,7 +225,7 @@ def list_prices(meter_id: int, conn: Conn, _: Viewer, tenant_id: TenantId) -> li
     "/meters/{meter_id}/prices/{price_id}", status_code=204, summary="Remove a sale price"
 )
 def delete_price(
-    meter_id: int, price_id: int, conn: Conn, principal: Operator, tenant_id: TenantId
+    meter_id: RowId, price_id: RowId, conn: Conn, principal: Operator, tenant_id: TenantId
 ) -> None:
     _plant(conn, meter_id, tenant_id)
     p = s.plant_prices.c
@@ -247,7 +247,7 @@ class SalesDay(BaseModel):
 
 
 class Sales(BaseModel):
-    meter_id: int
+    meter_id: RowId
     days: list[SalesDay]
     sold_wh: int
     yen: float
@@ -256,7 +256,7 @@ class Sales(BaseModel):
 
 @router.get("/meters/{meter_id}/sales", summary="A plant's sold energy and its estimated value")
 def sales(
-    meter_id: int,
+    meter_id: RowId,
     conn: Conn,
     _: Viewer,
     tenant_id: TenantId,
@@ -292,7 +292,7 @@ class WeatherHour(BaseModel):
 
 @router.get("/sites/{site_id}/weather", summary="Hourly weather at a site for a JST day")
 def weather(
-    site_id: int,
+    site_id: RowId,
     request: Request,
     conn: Conn,
     _: Viewer,

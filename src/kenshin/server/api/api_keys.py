@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 
 from .. import accounts
 from .. import schema as s
-from ..deps import Conn, Principal, TenantId, require_role
+from ..deps import Conn, Principal, RowId, TenantId, require_role
 from ..problems import Problem
 from .models import Role
 
@@ -38,7 +38,7 @@ class ApiKeyCreated(ApiKeyOut):
     key: str  # the full key: shown now and never again
 
 
-def _key_or_404(conn: Conn, key_id: int, tenant_id: int):
+def _key_or_404(conn: Conn, key_id: RowId, tenant_id: RowId):
     row = conn.execute(
         select(s.api_keys).where(s.api_keys.c.id == key_id, s.api_keys.c.tenant_id == tenant_id)
     ).one_or_none()
@@ -77,12 +77,12 @@ def list_api_keys(conn: Conn, _: Admin, tenant_id: TenantId) -> list[ApiKeyOut]:
 
 
 @router.get("/{key_id}", summary="One API key")
-def get_api_key(key_id: int, conn: Conn, _: Admin, tenant_id: TenantId) -> ApiKeyOut:
+def get_api_key(key_id: RowId, conn: Conn, _: Admin, tenant_id: TenantId) -> ApiKeyOut:
     return _out(_key_or_404(conn, key_id, tenant_id))
 
 
 @router.delete("/{key_id}", status_code=204, summary="Revoke an API key (kept, for the record)")
-def revoke_api_key(key_id: int, conn: Conn, principal: Admin, tenant_id: TenantId) -> Response:
+def revoke_api_key(key_id: RowId, conn: Conn, principal: Admin, tenant_id: TenantId) -> Response:
     row = _key_or_404(conn, key_id, tenant_id)
     if row.revoked_at is None:
         conn.execute(

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from .. import accounts
 from .. import schema as s
-from ..deps import Conn, Principal, require_platform_admin
+from ..deps import Conn, Principal, RowId, require_platform_admin
 from ..problems import Problem
 from .models import TenantKind, TenantOut
 
@@ -47,7 +47,7 @@ def list_tenants(conn: Conn, _: PlatformAdmin) -> list[TenantOut]:
 
 
 @router.get("/{tenant_id}", summary="One tenant")
-def get_tenant(tenant_id: int, conn: Conn, _: PlatformAdmin) -> TenantOut:
+def get_tenant(tenant_id: RowId, conn: Conn, _: PlatformAdmin) -> TenantOut:
     row = accounts.get_tenant(conn, tenant_id)
     if row is None:
         raise Problem(404, "no such tenant")

@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 
 from .. import accounts
 from .. import schema as s
-from ..deps import Conn, Principal, TenantId, require_role
+from ..deps import Conn, Principal, RowId, TenantId, require_role
 from ..problems import Problem
 from ..security import hash_password
 from .models import Email, Password, Role, UserOut
@@ -33,7 +33,7 @@ class UserUpdate(BaseModel):
     password: Password | None = None
 
 
-def _user_or_404(conn: Conn, user_id: int, tenant_id: int):
+def _user_or_404(conn: Conn, user_id: RowId, tenant_id: RowId):
     row = accounts.get_user(conn, user_id, tenant_id)
     if row is None:
         raise Problem(404, "no such user")
@@ -68,13 +68,13 @@ def list_users(conn: Conn, _: Admin, tenant_id: TenantId) -> list[UserOut]:
 
 
 @router.get("/{user_id}", summary="One user")
-def get_user(user_id: int, conn: Conn, _: Admin, tenant_id: TenantId) -> UserOut:
+def get_user(user_id: RowId, conn: Conn, _: Admin, tenant_id: TenantId) -> UserOut:
     return UserOut.model_validate(_user_or_404(conn, user_id, tenant_id))
 
 
 @router.patch("/{user_id}", summary="Change a user's role, disable or enable, reset password")
 def update_user(
-    user_id: int, body: UserUpdate, conn: Conn, principal: Admin, tenant_id: TenantId
+    user_id: RowId, body: UserUpdate, conn: Conn, principal: Admin, tenant_id: TenantId
 ) -> UserOut:
     user = _user_or_404(conn, user_id, tenant_id)
     changes: dict[str, object] = {}

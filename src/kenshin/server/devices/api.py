@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from .. import listing
 from .. import schema as s
-from ..deps import Conn, Principal, TenantId, require_platform_admin, require_role
+from ..deps import Conn, Principal, RowId, TenantId, require_platform_admin, require_role
 from ..metering.current import CURRENT_WINDOW, CURRENT_WINDOW_MIN, site_summary_columns
 from ..problems import Problem
 from . import commands, config, enrollment, registry
@@ -112,7 +112,7 @@ def import_gateways(
 class ClaimRequest(BaseModel):
     claim_code: str | None = Field(None, max_length=32)
     serial: str | None = Field(None, max_length=64)
-    site_id: int | None = None
+    site_id: RowId | None = None
 
 
 class GatewayOut(BaseModel):
@@ -121,7 +121,7 @@ class GatewayOut(BaseModel):
     id: int
     serial: str
     model: str
-    site_id: int | None
+    site_id: RowId | None
     state: str
     state_since: datetime
     last_seen_at: datetime | None
@@ -184,7 +184,7 @@ def list_gateways(
     )
 
 
-def _gateway_or_404(conn: Conn, gateway_id: int, tenant_id: int):
+def _gateway_or_404(conn: Conn, gateway_id: RowId, tenant_id: RowId):
     row = registry.get_gateway(conn, gateway_id, tenant_id)
     if row is None:
         raise Problem(404, "no such gateway")
@@ -192,7 +192,7 @@ def _gateway_or_404(conn: Conn, gateway_id: int, tenant_id: int):
 
 
 @router.get("/gateways/{gateway_id}", summary="One gateway")
-def get_gateway(gateway_id: int, conn: Conn, _: Viewer, tenant_id: TenantId) -> GatewayOut:
+def get_gateway(gateway_id: RowId, conn: Conn, _: Viewer, tenant_id: TenantId) -> GatewayOut:
     return GatewayOut.model_validate(_gateway_or_404(conn, gateway_id, tenant_id))
 
 
@@ -229,7 +229,7 @@ class SiteRow(SiteOut):
     """A row of the control panel's list: the site, its gateway's state, power now and
     today's energy."""
 
-    gateway_id: int | None
+    gateway_id: RowId | None
     gateway_state: str | None
     power_w: int | None = Field(description="the meters' latest instant power; null: not measured")
     power_at: datetime | None
@@ -304,8 +304,8 @@ def list_sites(
 
 
 class MeterIn(BaseModel):
-    site_id: int
-    gateway_id: int | None = None
+    site_id: RowId
+    gateway_id: RowId | None = None
     serial: str | None = Field(None, max_length=64)
     link: Literal["udp", "wisun"]
     udp_host: str | None = Field(None, max_length=200)
@@ -317,8 +317,8 @@ class MeterIn(BaseModel):
 
 class MeterOut(BaseModel):
     id: int
-    site_id: int
-    gateway_id: int | None
+    site_id: RowId
+    gateway_id: RowId | None
     serial: str | None
     link: str
     has_broute_credentials: bool
@@ -364,7 +364,7 @@ def list_meters(
     tenant_id: TenantId,
     q: listing.Search = None,
     link: Annotated[Literal["udp", "wisun"] | None, Query()] = None,
-    site_id: int | None = None,
+    site_id: RowId | None = None,
     sort: Annotated[str, Query(description="serial, link or id; -name: descending")] = "id",
     limit: listing.Limit = listing.DEFAULT_LIMIT,
     cursor: listing.Cursor = None,
@@ -414,7 +414,7 @@ def put_default(
 
 @router.patch("/gateways/{gateway_id}/settings", summary="Change one gateway's settings")
 def put_gateway_settings(
-    gateway_id: int,
+    gateway_id: RowId,
     body: SettingsIn,
     request: Request,
     conn: Conn,
@@ -444,7 +444,7 @@ def _put(conn, request, principal, tenant_id, gateway_id, body) -> SettingsOut:
 
 @router.get("/gateways/{gateway_id}/settings", summary="Effective settings, secrets masked")
 def get_gateway_settings(
-    gateway_id: int, request: Request, conn: Conn, _: Viewer, tenant_id: TenantId
+    gateway_id: RowId, request: Request, conn: Conn, _: Viewer, tenant_id: TenantId
 ) -> SettingsOut:
     from kenshin.wire.messages import mask_secrets
 
@@ -471,7 +471,7 @@ class CommandOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: int
-    gateway_id: int
+    gateway_id: RowId
     name: str
     args: dict[str, Any] | None
     state: str
@@ -483,7 +483,7 @@ class CommandOut(BaseModel):
 
 @router.post("/gateways/{gateway_id}/commands", status_code=201, summary="Run a command")
 def run_command(
-    gateway_id: int,
+    gateway_id: RowId,
     body: CommandIn,
     request: Request,
     conn: Conn,
@@ -508,7 +508,7 @@ def run_command(
 
 
 @router.get("/commands/{command_id}", summary="A command and its result")
-def get_command(command_id: int, conn: Conn, _: Viewer, tenant_id: TenantId) -> CommandOut:
+def get_command(command_id: RowId, conn: Conn, _: Viewer, tenant_id: TenantId) -> CommandOut:
     row = commands.get(conn, command_id, tenant_id)
     if row is None:
         raise Problem(404, "no such command")
@@ -519,8 +519,8 @@ class EventOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: int
-    gateway_id: int | None
-    meter_id: int | None
+    gateway_id: RowId | None
+    meter_id: RowId | None
     code: str
     severity: str
     detail: dict[str, Any] | None
@@ -532,7 +532,7 @@ def list_events(
     conn: Conn,
     _: Viewer,
     tenant_id: TenantId,
-    gateway_id: int | None = None,
+    gateway_id: RowId | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[EventOut]:
     query = select(s.events).where(s.events.c.tenant_id == tenant_id)

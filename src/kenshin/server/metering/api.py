@@ -19,11 +19,11 @@ from sqlalchemy import select
 from kenshin.echonet.edt import JST
 
 from .. import schema as s
-from ..deps import Conn, Principal, TenantId, require_role
+from ..deps import Conn, Principal, RowId, TenantId, require_role
 from ..devices.registry import get_meter
 from ..problems import Problem
 from . import current, series
-from .csvout import csv_response
+from .csvout import CSV_RESPONSE, csv_response
 
 router = APIRouter(tags=["metering"])
 Viewer = Annotated[Principal, Depends(require_role("viewer"))]
@@ -39,7 +39,7 @@ MAX_POWER_POINTS = 5000
 MAX_TENANT_CSV_DAYS = 31
 
 
-def _meter(conn, meter_id: int, tenant_id: int):
+def _meter(conn, meter_id: RowId, tenant_id: RowId):
     meter = get_meter(conn, meter_id, tenant_id)
     if meter is None:
         raise Problem(404, "no such meter")
@@ -69,7 +69,7 @@ class EnergyValue(BaseModel):
 
 
 class EnergySeries(BaseModel):
-    meter_id: int | None = None
+    meter_id: RowId | None = None
     period: Literal["slot", "hour", "day", "month"]
     direction: Literal["normal", "reverse"]
     first: date
@@ -108,9 +108,13 @@ def _energy_csv(result: EnergySeries, name: str):
     )  # fmt: skip
 
 
-@router.get("/meters/{meter_id}/energy", summary="A meter's energy per slot, hour, day or month")
+@router.get(
+    "/meters/{meter_id}/energy",
+    summary="A meter's energy per slot, hour, day or month",
+    responses=CSV_RESPONSE,
+)
 def meter_energy(
-    meter_id: int,
+    meter_id: RowId,
     conn: Conn,
     _: Viewer,
     tenant_id: TenantId,
@@ -125,9 +129,13 @@ def meter_energy(
     return _energy_csv(result, f"meter-{meter_id}") if format == "csv" else result
 
 
-@router.get("/meters/{meter_id}/slots", summary="A meter's 30-minute energy for a JST day")
+@router.get(
+    "/meters/{meter_id}/slots",
+    summary="A meter's 30-minute energy for a JST day",
+    responses=CSV_RESPONSE,
+)
 def meter_slots(
-    meter_id: int,
+    meter_id: RowId,
     conn: Conn,
     _: Viewer,
     tenant_id: TenantId,
@@ -138,7 +146,11 @@ def meter_slots(
     return meter_energy(meter_id, conn, _, tenant_id, day, day, "slot", direction, format)
 
 
-@router.get("/energy", summary="The tenant's energy, all meters, per slot, hour, day or month")
+@router.get(
+    "/energy",
+    summary="The tenant's energy, all meters, per slot, hour, day or month",
+    responses=CSV_RESPONSE,
+)
 def tenant_energy(
     conn: Conn,
     _: Viewer,
@@ -178,7 +190,11 @@ def tenant_peak(
     return SlotPeak(start=top.start, wh=top.wh, average_w=top.wh * 2)
 
 
-@router.get("/energy/meters.csv", summary="Every meter's 30-minute slots, the whole tenant (CSV)")
+@router.get(
+    "/energy/meters.csv",
+    summary="Every meter's 30-minute slots, the whole tenant (CSV)",
+    responses=CSV_RESPONSE,
+)
 def tenant_slots_csv(
     request: Request,
     _: Viewer,
@@ -205,7 +221,7 @@ def tenant_slots_csv(
 
 
 class MeterNow(BaseModel):
-    meter_id: int
+    meter_id: RowId
     measured: bool = Field(description="a reading in the last ten minutes; else 未計測")
     power_w: int | None
     current_r_da: int | None
@@ -217,7 +233,7 @@ class MeterNow(BaseModel):
 
 
 @router.get("/meters/{meter_id}/current", summary="A meter now: power and today's energy")
-def meter_current(meter_id: int, conn: Conn, _: Viewer, tenant_id: TenantId) -> MeterNow:
+def meter_current(meter_id: RowId, conn: Conn, _: Viewer, tenant_id: TenantId) -> MeterNow:
     _meter(conn, meter_id, tenant_id)
     return MeterNow(**current.meter_now(conn, meter_id, s.utcnow()))
 
@@ -231,16 +247,20 @@ class PowerValue(BaseModel):
 
 
 class PowerSeries(BaseModel):
-    meter_id: int
+    meter_id: RowId
     start: datetime
     end: datetime
     bucket_s: int = Field(description="0: every reading as it came")
     values: list[PowerValue]
 
 
-@router.get("/meters/{meter_id}/power", summary="A meter's instant power over a time range")
+@router.get(
+    "/meters/{meter_id}/power",
+    summary="A meter's instant power over a time range",
+    responses=CSV_RESPONSE,
+)
 def meter_power(
-    meter_id: int,
+    meter_id: RowId,
     conn: Conn,
     _: Viewer,
     tenant_id: TenantId,
@@ -280,9 +300,13 @@ class DailyPeak(BaseModel):
     export_at: datetime | None
 
 
-@router.get("/meters/{meter_id}/peaks", summary="A meter's daily peaks, bought and sold")
+@router.get(
+    "/meters/{meter_id}/peaks",
+    summary="A meter's daily peaks, bought and sold",
+    responses=CSV_RESPONSE,
+)
 def meter_peaks(
-    meter_id: int,
+    meter_id: RowId,
     conn: Conn,
     _: Viewer,
     tenant_id: TenantId,

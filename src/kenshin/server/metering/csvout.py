@@ -9,10 +9,12 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from fastapi.responses import StreamingResponse
 
-__all__ = ["BOM", "csv_response"]
+__all__ = ["BOM", "CSV_RESPONSE", "csv_response"]
 
 BOM = "\ufeff"
 ROWS_PER_CHUNK = 2000
+# For a route's `responses=`: its 200 may also be CSV (format=csv).
+CSV_RESPONSE = {200: {"content": {"text/csv": {"schema": {"type": "string"}}}}}
 
 
 def _chunks(header: Sequence[str], rows: Iterable[Sequence[object]]) -> Iterator[bytes]:

@@ -13,7 +13,7 @@ from sqlalchemy import delete, insert, select, update
 
 from .. import accounts
 from .. import schema as s
-from ..deps import Conn, Principal, TenantId, require_role
+from ..deps import Conn, Principal, RowId, TenantId, require_role
 from ..problems import Problem
 from .dispatcher import UnsafeTarget, check_target, sealed_for
 
@@ -51,7 +51,7 @@ class HookWithSecret(HookOut):
 
 class DeliveryOut(BaseModel):
     id: int
-    webhook_id: int
+    webhook_id: RowId
     kind: str
     state: Literal["pending", "delivered", "dead"]
     attempts: int
@@ -70,7 +70,7 @@ def _check(request: Request, url: str) -> None:
         raise Problem(422, str(err)) from None
 
 
-def _hook(conn, hook_id: int, tenant_id: int):
+def _hook(conn, hook_id: RowId, tenant_id: RowId):
     row = conn.execute(
         select(s.webhooks).where(s.webhooks.c.id == hook_id, s.webhooks.c.tenant_id == tenant_id)
     ).first()
@@ -79,7 +79,7 @@ def _hook(conn, hook_id: int, tenant_id: int):
     return row
 
 
-def _seal(request: Request, conn, hook_id: int) -> str:
+def _seal(request: Request, conn, hook_id: RowId) -> str:
     secret = "whsec_" + secrets.token_urlsafe(32)
     sealed = request.app.state.credential_box.seal(secret, sealed_for(hook_id))
     conn.execute(update(s.webhooks).where(s.webhooks.c.id == hook_id).values(secret_enc=sealed))
@@ -119,13 +119,13 @@ def list_hooks(conn: Conn, _: Admin, tenant_id: TenantId) -> list[HookOut]:
 
 
 @router.get("/webhooks/{hook_id}", summary="One webhook")
-def get_hook(hook_id: int, conn: Conn, _: Admin, tenant_id: TenantId) -> HookOut:
+def get_hook(hook_id: RowId, conn: Conn, _: Admin, tenant_id: TenantId) -> HookOut:
     return HookOut.model_validate(_hook(conn, hook_id, tenant_id)._mapping)
 
 
 @router.patch("/webhooks/{hook_id}", summary="Change a webhook's URL, kinds or state")
 def patch_hook(
-    hook_id: int,
+    hook_id: RowId,
     body: HookPatch,
     request: Request,
     conn: Conn,
@@ -146,7 +146,7 @@ def patch_hook(
 
 
 @router.delete("/webhooks/{hook_id}", status_code=204, summary="Remove a webhook and its log")
-def delete_hook(hook_id: int, conn: Conn, principal: Admin, tenant_id: TenantId) -> None:
+def delete_hook(hook_id: RowId, conn: Conn, principal: Admin, tenant_id: TenantId) -> None:
     _hook(conn, hook_id, tenant_id)
     d = s.webhook_deliveries.c
     conn.execute(delete(s.webhook_deliveries).where(d.webhook_id == hook_id))
@@ -158,7 +158,7 @@ def delete_hook(hook_id: int, conn: Conn, principal: Admin, tenant_id: TenantId)
 
 @router.post("/webhooks/{hook_id}/rotate-secret", summary="A new secret (shown once)")
 def rotate(
-    hook_id: int, request: Request, conn: Conn, principal: Admin, tenant_id: TenantId
+    hook_id: RowId, request: Request, conn: Conn, principal: Admin, tenant_id: TenantId
 ) -> HookWithSecret:
     row = _hook(conn, hook_id, tenant_id)
     secret = _seal(request, conn, hook_id)
@@ -168,7 +168,7 @@ def rotate(
     return HookWithSecret(**HookOut.model_validate(row._mapping).model_dump(), secret=secret)
 
 
-def _enqueue(conn, tenant_id: int, hook_id: int, kind: str, payload: dict) -> DeliveryOut:
+def _enqueue(conn, tenant_id: RowId, hook_id: RowId, kind: str, payload: dict) -> DeliveryOut:
     now = s.utcnow()
     row = conn.execute(
         insert(s.webhook_deliveries)
@@ -182,14 +182,14 @@ def _enqueue(conn, tenant_id: int, hook_id: int, kind: str, payload: dict) -> De
 
 
 @router.post("/webhooks/{hook_id}/ping", status_code=202, summary="Send a test delivery")
-def ping(hook_id: int, conn: Conn, _: Admin, tenant_id: TenantId) -> DeliveryOut:
+def ping(hook_id: RowId, conn: Conn, _: Admin, tenant_id: TenantId) -> DeliveryOut:
     _hook(conn, hook_id, tenant_id)
     return _enqueue(conn, tenant_id, hook_id, "ping", {"kind": "ping"})
 
 
 @router.get("/webhooks/{hook_id}/deliveries", summary="The delivery log, newest first")
 def deliveries(
-    hook_id: int,
+    hook_id: RowId,
     conn: Conn,
     _: Admin,
     tenant_id: TenantId,
@@ -210,7 +210,7 @@ def deliveries(
     status_code=202,
     summary="Send a delivery again (as a new delivery)",
 )
-def redeliver(delivery_id: int, conn: Conn, _: Admin, tenant_id: TenantId) -> DeliveryOut:
+def redeliver(delivery_id: RowId, conn: Conn, _: Admin, tenant_id: TenantId) -> DeliveryOut:
     d = s.webhook_deliveries.c
     row = conn.execute(
         select(s.webhook_deliveries).where(d.id == delivery_id, d.tenant_id == tenant_id)
