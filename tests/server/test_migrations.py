@@ -18,6 +18,7 @@ from kenshin.server.db import (
     make_engine,
     migrate,
 )
+from kenshin.server.metering.partitions import include_object, is_partition
 from kenshin.server.schema import metadata
 
 
@@ -25,16 +26,18 @@ def _diff(url: str, target: MetaData) -> list:
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
-            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            options = {"compare_type": True, "include_object": include_object}
+            context = MigrationContext.configure(conn, opts=options)
             return compare_metadata(context, target)
     finally:
         engine.dispose()
 
 
 def _tables(url: str) -> set[str]:
+    """The database's tables, less the monthly partitions made at run time."""
     engine = make_engine(url)
     try:
-        return set(inspect(engine).get_table_names())
+        return {t for t in inspect(engine).get_table_names() if not is_partition(t)}
     finally:
         engine.dispose()
 

@@ -24,6 +24,8 @@ from .alerts.notify import SmtpConfig
 from .alerts.notify import send_due as send_mail
 from .analytics.retail import check_imbalance
 from .analytics.store import refresh_tenant
+from .metering.partitions import ensure_partitions
+from .metering.retention import apply_retention
 from .security import CredentialBox
 from .settings import Settings
 from .webhooks.dispatcher import collect, send_due
@@ -71,8 +73,15 @@ def _webhooks(box: CredentialBox, allow_private: bool) -> Callable[[Engine, date
     return run
 
 
+def _partitions(engine: Engine, now: datetime) -> None:
+    with engine.begin() as conn:
+        ensure_partitions(conn, now)
+
+
 def server_jobs(settings: Settings, box: CredentialBox) -> list[Job]:
     jobs = [
+        Job("partitions", 86400.0, _partitions),  # at start, then daily (PostgreSQL only)
+        Job("retention", 3600.0, lambda engine, now: apply_retention(engine, now)),
         Job("forecasts", settings.forecast_every_s, _each_tenant(_forecast_then_imbalance)),
         Job("alerts", settings.alerts_every_s, _each_tenant(run_rules)),
         Job("webhooks", settings.webhook_every_s, _webhooks(box, settings.webhooks_allow_private)),

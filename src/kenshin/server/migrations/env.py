@@ -12,6 +12,7 @@ import os
 from alembic import context
 
 from kenshin.server.db import make_engine, normalize_url
+from kenshin.server.metering.partitions import include_object
 from kenshin.server.schema import metadata
 
 config = context.config
@@ -31,6 +32,7 @@ def _configure(connection) -> None:
         # SQLite cannot ALTER most things; batch mode rebuilds the table instead.
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=include_object,
     )
 
 
