@@ -55,3 +55,9 @@ def test_forecast_prints_every_method_beside_the_goal():
     out = run_bench("forecast.py", timeout_s=60.0)
     for row in ("same slot last week", "mean of last 4 same weekdays", "kenshin", "goal:"):
         assert row in out
+
+
+def test_queries_prints_each_query_beside_its_goal():
+    out = run_bench("queries.py", timeout_s=120.0)
+    for row in ("tenant-day 30-minute totals", "site list page", "month of slots as CSV"):
+        assert row in out
