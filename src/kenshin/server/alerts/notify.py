@@ -20,6 +20,7 @@ from sqlalchemy import Engine, and_, or_, select, update
 from kenshin.echonet.edt import JST
 
 from .. import schema as s
+from ..retry import after_failure
 
 __all__ = ["BACKOFF", "SmtpConfig", "compose", "send_due"]
 
@@ -120,13 +121,14 @@ def send_due(engine: Engine, config: SmtpConfig, now: datetime, limit: int = 50)
         try:
             _send(config, compose(alert_row, alert[n.change], alert[n.target], config.sender))
         except (OSError, smtplib.SMTPException) as err:
-            dead = attempts > len(BACKOFF)
+            state, next_attempt = after_failure(attempts, now, BACKOFF)
+            dead = state == "dead"
             log.warning("alert e-mail %s failed (try %d): %s", notification_id, attempts, err)
             values = {
                 "attempts": attempts,
                 "last_error": f"{type(err).__name__}: {err}"[:500],
-                "state": "dead" if dead else "pending",
-                "next_attempt_at": None if dead else now + BACKOFF[attempts - 1],
+                "state": state,
+                "next_attempt_at": next_attempt,
             }
             with engine.begin() as conn:
                 conn.execute(

@@ -9,6 +9,7 @@ ranges come in buckets with mean, min and max); the whole tenant's slot CSV over
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Annotated, Literal
 
@@ -108,25 +109,33 @@ def _energy_csv(result: EnergySeries, name: str):
     )  # fmt: skip
 
 
+@dataclass
+class EnergyQuery:
+    """What an energy series is asked for (the query parameters of every energy route)."""
+
+    first: First
+    last: Last
+    period: Literal["slot", "hour", "day", "month"] = "slot"
+    direction: Direction = "normal"
+    format: Format = "json"
+
+
+EnergyAsk = Annotated[EnergyQuery, Depends()]
+
+
+def _answer(conn, ask: EnergyQuery, name: str, **owner):
+    result = _energy(conn, ask.period, ask.direction, ask.first, ask.last, **owner)
+    return _energy_csv(result, name) if ask.format == "csv" else result
+
+
 @router.get(
     "/meters/{meter_id}/energy",
     summary="A meter's energy per slot, hour, day or month",
     responses=CSV_RESPONSE,
 )
-def meter_energy(
-    meter_id: RowId,
-    conn: Conn,
-    _: Viewer,
-    tenant_id: TenantId,
-    first: First,
-    last: Last,
-    period: Literal["slot", "hour", "day", "month"] = "slot",
-    direction: Direction = "normal",
-    format: Format = "json",
-):
+def meter_energy(meter_id: RowId, conn: Conn, _: Viewer, tenant_id: TenantId, ask: EnergyAsk):
     _meter(conn, meter_id, tenant_id)
-    result = _energy(conn, period, direction, first, last, meter_id=meter_id)
-    return _energy_csv(result, f"meter-{meter_id}") if format == "csv" else result
+    return _answer(conn, ask, f"meter-{meter_id}", meter_id=meter_id)
 
 
 @router.get(
@@ -143,7 +152,8 @@ def meter_slots(
     direction: Direction = "normal",
     format: Format = "json",
 ):
-    return meter_energy(meter_id, conn, _, tenant_id, day, day, "slot", direction, format)
+    ask = EnergyQuery(first=day, last=day, period="slot", direction=direction, format=format)
+    return meter_energy(meter_id, conn, _, tenant_id, ask)
 
 
 @router.get(
@@ -151,18 +161,8 @@ def meter_slots(
     summary="The tenant's energy, all meters, per slot, hour, day or month",
     responses=CSV_RESPONSE,
 )
-def tenant_energy(
-    conn: Conn,
-    _: Viewer,
-    tenant_id: TenantId,
-    first: First,
-    last: Last,
-    period: Literal["slot", "hour", "day", "month"] = "slot",
-    direction: Direction = "normal",
-    format: Format = "json",
-):
-    result = _energy(conn, period, direction, first, last, tenant_id=tenant_id)
-    return _energy_csv(result, f"tenant-{tenant_id}") if format == "csv" else result
+def tenant_energy(conn: Conn, _: Viewer, tenant_id: TenantId, ask: EnergyAsk):
+    return _answer(conn, ask, f"tenant-{tenant_id}", tenant_id=tenant_id)
 
 
 class SlotPeak(BaseModel):

@@ -27,6 +27,7 @@ import httpx
 from sqlalchemy import Connection, Engine, and_, delete, insert, or_, select, update
 
 from .. import schema as s
+from ..retry import after_failure
 from ..security import CredentialBox
 from .signing import SIGNATURE_HEADER, sign
 
@@ -226,13 +227,9 @@ def send_due(
                 queue.pop(0)
             else:
                 held.add(row.webhook_id)
-                dead = attempts > len(BACKOFF)
-                values = {
-                    "state": "dead" if dead else "pending",
-                    "last_error": error,
-                    "next_attempt_at": None if dead else now + BACKOFF[attempts - 1],
-                }
-                if dead:
+                state, next_attempt = after_failure(attempts, now, BACKOFF)
+                values = {"state": state, "last_error": error, "next_attempt_at": next_attempt}
+                if state == "dead":
                     _dead(conn, row, error, now)
                     queue.pop(0)
                     held.discard(row.webhook_id)  # a dead one no longer holds the rest
