@@ -30,6 +30,7 @@ ROLES = {
     "GET /api/v1/tenants": "platform",
     "POST /api/v1/tenants": "platform",
     "GET /api/v1/tenants/{tenant_id}": "platform",
+    "PATCH /api/v1/tenants/{tenant_id}/retention": "platform",
     "POST /api/v1/users": "admin",
     "GET /api/v1/users": "admin",
     "GET /api/v1/users/{user_id}": "admin",

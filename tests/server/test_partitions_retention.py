@@ -13,7 +13,7 @@ from kenshin.server import schema as s
 from kenshin.server.metering.partitions import ensure_partitions, month_partitions
 from kenshin.server.metering.retention import apply_retention
 
-from .conftest import udp_meter
+from .conftest import assert_problem, login, udp_meter
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=JST)
 
@@ -93,3 +93,37 @@ def test_retention_per_tenant_deletes_old_rows_and_drops_old_months(backend, eng
         with engine.connect() as conn:
             months = [m for _, m in month_partitions(conn, "readings_instant")]
         assert months[0] >= date(2026, 10, 1)
+
+
+def test_platform_admins_set_retention_and_the_cli_applies_it(
+    new_client, engine, world, fleet, database_url, backend
+):
+    import json
+    import subprocess
+    import sys
+
+    root = login(new_client(), "root@kenshin.test")
+    url = f"/api/v1/tenants/{world.tenant_a}/retention"
+    answer = root.patch(url, json={"instant_retention_days": 30, "energy_retention_days": None})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["instant_retention_days"] == 30
+    assert answer.json()["energy_retention_days"] is None
+    assert_problem(root.patch(url, json={"instant_retention_days": 0}), 422)
+    assert_problem(root.patch("/api/v1/tenants/999999/retention", json={}), 404)
+    assert_problem(login(new_client(), "admin@a.test").patch(url, json={}), 403)
+
+    meter = udp_meter(engine, world, fleet)
+    with engine.begin() as conn:
+        ensure_partitions(conn, datetime.now(UTC) - timedelta(days=60))
+        ensure_partitions(conn, datetime.now(UTC))
+        conn.execute(insert(s.readings_instant), _instant(
+            meter.id, datetime.now(UTC) - timedelta(days=40), datetime.now(UTC)))  # fmt: skip
+    command = [sys.executable, "-m", "kenshin", "server", "retention", "--json"]
+    env = {"KENSHIN_DATABASE_URL": database_url, "PATH": "/usr/bin:/bin"}
+    preview = subprocess.run([*command, "--dry-run"], env=env, capture_output=True, text=True)
+    assert preview.returncode == 0, preview.stderr
+    assert json.loads(preview.stdout)["deleted"]["readings_instant"] == 1
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert json.loads(done.stdout)["deleted"]["readings_instant"] == 1
+    with engine.connect() as conn:
+        assert _count(conn, s.readings_instant) == 1

@@ -177,3 +177,49 @@ def create_admin(
         engine.dispose()
     what = "created" if created else "updated (new password, enabled)"
     typer.echo(f"platform administrator {email.strip().lower()} (id {user_id}) {what}")
+
+
+@app.command("retention")
+def retention_command(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would go; change nothing.")
+    ] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="The report as JSON.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Apply every tenant's retention now (the server also does it hourly): delete rows past
+    a tenant's days, drop months past every tenant's, make the months ahead."""
+    import json
+    from datetime import UTC, datetime
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from kenshin.server.db import make_engine, migrate
+    from kenshin.server.metering.partitions import ensure_partitions
+    from kenshin.server.metering.retention import apply_retention
+
+    settings = _settings(config)
+    _configure_logging("warning")
+    engine = make_engine(settings.database_url)
+    now = datetime.now(UTC)
+    try:
+        migrate(engine)
+        made: list[str] = []
+        if not dry_run:
+            with engine.begin() as conn:
+                made = ensure_partitions(conn, now)
+        report = apply_retention(engine, now, dry_run=dry_run)
+    except SQLAlchemyError as err:
+        typer.echo(f"error: {_redacted(settings.database_url)}: {err}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+    result = {"dry_run": dry_run, "deleted": report.deleted, "dropped": report.dropped,
+              "made": made}  # fmt: skip
+    if json_output:
+        typer.echo(json.dumps(result))
+        return
+    verb = "would delete" if dry_run else "deleted"
+    rows = ", ".join(f"{n:,} from {t}" for t, n in sorted(report.deleted.items())) or "no rows"
+    typer.echo(f"{verb} {rows}")
+    typer.echo(f"partitions dropped: {', '.join(report.dropped) or 'none'}; made: {len(made)}")

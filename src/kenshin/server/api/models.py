@@ -31,6 +31,8 @@ class TenantOut(_Row):
     name: str
     kind: TenantKind
     created_at: datetime
+    instant_retention_days: int | None = Field(None, description="null: kept forever")
+    energy_retention_days: int | None = Field(None, description="null: kept forever")
 
 
 class UserOut(_Row):

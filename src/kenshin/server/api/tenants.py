@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, StringConstraints
-from sqlalchemy import select
+from pydantic import BaseModel, Field, StringConstraints
+from sqlalchemy import select, update
 
 from .. import accounts
 from .. import schema as s
@@ -44,6 +44,28 @@ def create_tenant(body: TenantCreate, conn: Conn, principal: PlatformAdmin) -> T
 def list_tenants(conn: Conn, _: PlatformAdmin) -> list[TenantOut]:
     rows = conn.execute(select(s.tenants).order_by(s.tenants.c.id)).all()
     return [TenantOut.model_validate(r) for r in rows]
+
+
+class RetentionIn(BaseModel):
+    """Days kept (null: forever): instant power and its daily peaks; 30-minute values and
+    everything derived from them (settlement data: usually forever)."""
+
+    instant_retention_days: int | None = Field(None, ge=1, le=36_500)
+    energy_retention_days: int | None = Field(None, ge=1, le=36_500)
+
+
+@router.patch("/{tenant_id}/retention", summary="How long a tenant's data is kept")
+def set_retention(
+    tenant_id: RowId, body: RetentionIn, conn: Conn, principal: PlatformAdmin
+) -> TenantOut:
+    if accounts.get_tenant(conn, tenant_id) is None:
+        raise Problem(404, "no such tenant")
+    conn.execute(update(s.tenants).where(s.tenants.c.id == tenant_id).values(**body.model_dump()))
+    accounts.audit(
+        conn, principal.actor, "tenant.retention", target=f"tenant:{tenant_id}",
+        tenant_id=tenant_id, detail=body.model_dump(),
+    )  # fmt: skip
+    return TenantOut.model_validate(accounts.get_tenant(conn, tenant_id))
 
 
 @router.get("/{tenant_id}", summary="One tenant")
