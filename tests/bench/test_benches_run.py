@@ -61,3 +61,9 @@ def test_queries_prints_each_query_beside_its_goal():
     out = run_bench("queries.py", timeout_s=120.0)
     for row in ("tenant-day 30-minute totals", "site list page", "month of slots as CSV"):
         assert row in out
+
+
+def test_ingest_prints_end_to_end_beside_raw_copy():
+    out = run_bench("ingest.py", timeout_s=120.0)
+    for row in ("end to end", "raw COPY of the same rows", "end to end / raw COPY"):
+        assert row in out
