@@ -251,7 +251,7 @@ class DeviceService:
         if len(work) > 1:
             try:
                 with self.engine.begin() as conn:
-                    return [ingest.handle(conn, topic, payload) for topic, payload in work]
+                    return ingest.handle_group(conn, work)
             except Exception as err:
                 log.info("a group of %d failed (%s); committing one by one", len(work), err)
         outcomes = []

@@ -44,10 +44,19 @@ def set_state(conn: Connection, gateway: Row, state: str, *, reason: str, at: da
 
 def heard_from(conn: Connection, gateway: Row, *, at: datetime | None = None) -> None:
     """Any message from the gateway: it is alive."""
+    heard_from_all(conn, [gateway], at=at)
+
+
+def heard_from_all(conn: Connection, gateways: list[Row], *, at: datetime | None = None) -> None:
+    """Messages from these gateways: one update for all, a transition where one woke up."""
+    if not gateways:
+        return
     at = at or utcnow()
-    conn.execute(update(s.gateways).where(s.gateways.c.id == gateway.id).values(last_seen_at=at))
-    if gateway.state in ("never_seen", "lost_contact"):
-        set_state(conn, gateway, "working", reason="heard from it", at=at)
+    ids = sorted(g.id for g in gateways)
+    conn.execute(update(s.gateways).where(s.gateways.c.id.in_(ids)).values(last_seen_at=at))
+    for gateway in gateways:
+        if gateway.state in ("never_seen", "lost_contact"):
+            set_state(conn, gateway, "working", reason="heard from it", at=at)
 
 
 def on_status(conn: Connection, gateway: Row, status: Status) -> None:

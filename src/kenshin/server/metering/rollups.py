@@ -168,26 +168,16 @@ def _rows(deltas: Mapping[tuple[str, datetime], list[int]], **fixed: int) -> lis
     ]
 
 
-def note_instant(conn: Connection, meter_id: int, readings: Iterable[Mapping[str, Any]]) -> None:
-    """Keep meter_latest and meter_daily_peak up to date with these instant readings
-    (dicts with at, power_w, current_r_da, current_t_da; power negative when selling)."""
-    readings = list(readings)
-    if not readings:
-        return
-    newest = max(readings, key=lambda r: r["at"])
-    latest = s.meter_latest
-    statement = _insert(conn, latest).values(meter_id=meter_id, **_instant_fields(newest))
-    conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=["meter_id"],
-            set_={c: statement.excluded[c] for c in _instant_fields(newest)},
-            where=statement.excluded.at > latest.c.at,
-        )
-    )
-    days: dict[datetime, dict[str, Any]] = {}
+def note_instant(conn: Connection, readings: Iterable[Mapping[str, Any]]) -> None:
+    """Keep meter_latest and meter_daily_peak up to date with these instant readings of
+    any meters (dicts with meter_id, at, power_w, current_r_da, current_t_da; power
+    negative when selling): one statement each, whatever the number of meters."""
+    newest: dict[int, Mapping[str, Any]] = {}
+    days: dict[tuple[int, datetime], dict[str, Any]] = {}
     for r in sorted(readings, key=lambda r: r["at"]):  # earliest wins a tie
+        newest[r["meter_id"]] = r
         day = days.setdefault(
-            day_start(r["at"]),
+            (r["meter_id"], day_start(r["at"])),
             {"import_w": None, "import_at": None, "export_w": None, "export_at": None},
         )
         power = r["power_w"]
@@ -195,6 +185,19 @@ def note_instant(conn: Connection, meter_id: int, readings: Iterable[Mapping[str
             day["import_w"], day["import_at"] = power, r["at"]
         if power < 0 and (day["export_w"] is None or -power > day["export_w"]):
             day["export_w"], day["export_at"] = -power, r["at"]
+    if not newest:
+        return
+    latest = s.meter_latest
+    statement = _insert(conn, latest)
+    fields = ("at", "power_w", "current_r_da", "current_t_da")
+    conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=["meter_id"],
+            set_={c: statement.excluded[c] for c in fields},
+            where=statement.excluded.at > latest.c.at,
+        ),
+        [{"meter_id": m, **{c: r[c] for c in fields}} for m, r in sorted(newest.items())],
+    )
     peak = s.meter_daily_peak
     statement = _insert(conn, peak)
     higher = {
@@ -218,16 +221,7 @@ def note_instant(conn: Connection, meter_id: int, readings: Iterable[Mapping[str
         for side in ("import", "export")
         for field in ("w", "at")
     }
-    rows = [{"meter_id": meter_id, "day": day, **values} for day, values in sorted(days.items())]
+    rows = [{"meter_id": m, "day": day, **values} for (m, day), values in sorted(days.items())]
     conn.execute(
         statement.on_conflict_do_update(index_elements=["meter_id", "day"], set_=set_), rows
     )
-
-
-def _instant_fields(reading: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "at": reading["at"],
-        "power_w": reading["power_w"],
-        "current_r_da": reading["current_r_da"],
-        "current_t_da": reading["current_t_da"],
-    }
