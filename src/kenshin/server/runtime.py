@@ -36,7 +36,7 @@ from .security import CredentialBox
 
 log = logging.getLogger(__name__)
 SERVICE_USER = "kenshin-service"
-GROUP_MAX = 200  # messages committed together at most
+GROUP_MAX = 2000  # messages committed together at most
 
 
 class DatabaseCredentials:
