@@ -41,6 +41,8 @@ def test_me_then_logout(client: TestClient, world: World) -> None:
             "name": "Tenant A",
             "kind": "retailer",
             "created_at": me["tenant"]["created_at"],
+            "instant_retention_days": None,  # kept forever until a platform admin says
+            "energy_retention_days": None,
         },
     }
     token = client.cookies[SESSION_COOKIE]
