@@ -1,12 +1,12 @@
 """Bytes a gateway costs on a cellular plan: `.venv/bin/python bench/uplink_bytes.py`.
 
-One real gateway agent, at the default policy the server hands it (instant power and
-currents every 60 s, the 30-minute energy, a heartbeat every 30 minutes, a batch after each
-half hour), reads a simulated meter and sends to the real server and its embedded broker,
-through a TLS front door as in production (HTTPS enrollment, MQTT over TLS), all on
-loopback. Beside it, in the same run, through the same front door and broker, a naive
-publisher sends the same kind of readings as one JSON document each (QoS 1, keep-alive
-60 s, aiomqtt/paho: what a first design would do).
+One real gateway agent, at the default policy the server hands it (instant power every
+60 s and the currents every 5 minutes, the 30-minute energy, a batch after each half hour,
+a Status on a change or once a day), reads a simulated meter and sends to the real server
+and its embedded broker, through a TLS front door as in production (HTTPS enrollment, MQTT
+over TLS), all on loopback. Beside it, in the same run, through the same front door and
+broker, a naive publisher sends the same readings as one JSON document each (QoS 1,
+keep-alive 60 s, aiomqtt/paho: what a first design would do).
 
 Bytes are counted at the IP level, both directions: IPv4 and TCP headers, TCP's own
 packets (handshakes, ACKs, FINs), TLS records and handshakes. Preferred method: a packet
@@ -65,6 +65,7 @@ from bench.wire_size import DAY, House, naive_json_readings, print_table
 from kenshin.cli.ports import free_udp_port
 from kenshin.gateway.agent import STATUS_MAX_S, AgentOptions, GatewayAgent
 from kenshin.gateway.enroll import Enrollment, enroll_once
+from kenshin.gateway.poller import PollPolicy
 from kenshin.server.devices.config import DEFAULTS
 from kenshin.sim.clock import JST
 from kenshin.sim.fleet import SimFleet
@@ -274,15 +275,18 @@ class NaiveRun:
 
 
 def naive_documents(start: datetime, hours: float) -> list[tuple[datetime, bytes]]:
-    """(when sent, JSON) for every reading in [start, start + hours): a document a minute
-    (power and currents, stamped when the read ended, as bench/wire_size.py has it) and one
-    a half hour for the 30-minute value, 20 s after the boundary, as the poller reads it."""
+    """(when sent, JSON) for every reading in [start, start + hours), the readings the
+    gateway takes: a document a minute (power, and the currents as often as the poller reads
+    them; sent when the read ended) and one a half hour for the 30-minute value, 20 s after
+    the boundary, as the poller reads it."""
     house, rng = House(), random.Random("naive")
     begin, end = int(start.timestamp()), int(start.timestamp() + hours * 3600)
+    currents_every_s = int(PollPolicy().currents_every_s)
     out = []
     for tick in range(begin, end, 60):
         at = tick + int(rng.uniform(0.2, 2.6))
-        batch = ReadingsBatch(0, "0", (house.sample(at, True),), (), None)
+        sample = house.sample(at, (tick - begin) % currents_every_s == 0)
+        batch = ReadingsBatch(0, "0", (sample,), (), None)
         out.append((datetime.fromtimestamp(at, JST), naive_json_readings(batch)[0]))
     for boundary in range(begin, end, SLOT_S):
         fixed: FixedTimeValue = house.fixed(boundary - SLOT_S)

@@ -59,8 +59,10 @@ def test_forecast_prints_every_method_beside_the_goal():
 
 def test_queries_prints_each_query_beside_its_goal():
     out = run_bench("queries.py", timeout_s=120.0)
-    for row in ("tenant-day 30-minute totals", "site list page", "month of slots as CSV"):
+    for row in ("tenant-day 30-minute totals", "daily totals", "site list page", "60-s power",
+                "month of slots as CSV"):  # fmt: skip
         assert row in out
+    assert "p95 ms" in out and "< 1000 ms" in out
 
 
 def test_ingest_prints_end_to_end_beside_raw_copy():

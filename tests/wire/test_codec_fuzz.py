@@ -279,3 +279,29 @@ def test_only_wire_errors_for_odd_inputs() -> None:
     for data in (None, 5, [1, 1], bytearray(b"\x80"), memoryview(b"\xf6")):
         with pytest.raises(WireError):
             decode(data)  # type: ignore[arg-type]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.sampled_from([2, 3]),
+    st.lists(st.one_of(st.none(), st.integers(-6000, 12000)), min_size=1, max_size=40),
+    st.sampled_from([3, 4, 5]),
+    st.one_of(st.binary(max_size=40), st.lists(st.integers(0, 8 * 40), max_size=4)),
+)
+def test_fuzz_packed_and_coded_columns(version: int, values: list, index: int, damage) -> None:
+    """A column's bytes, version 2's varints or version 3's codes: random, or a valid
+    column with bits flipped. Only WireError, or a batch that encodes back to itself."""
+    samples = tuple(InstantSample(T0 + 60 * i, v, v, v) for i, v in enumerate(values))
+    body = cbor2.loads(encode(ReadingsBatch(1, "0", samples)))
+    body[1] = version
+    column = body[4][index]
+    if isinstance(damage, bytes) or column is None:
+        column = damage if isinstance(damage, bytes) else b""
+    else:
+        flipped = bytearray(column)
+        for bit in damage:
+            if bit < 8 * len(flipped):
+                flipped[bit // 8] ^= 0x80 >> bit % 8
+        column = bytes(flipped)
+    body[4][index] = column
+    check(cbor2.dumps(body), Counter())

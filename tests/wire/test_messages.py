@@ -238,7 +238,45 @@ def test_regular_times_cost_a_few_bytes() -> None:
     regular = tuple(InstantSample(T0 + 60 * i, 500) for i in range(30))
     instant = cbor2.loads(encode(ReadingsBatch(0, "0", regular)))[4]
     assert instant[:3] == [T0, 60, [[29]]]  # t0, step, one run of 29 on-step gaps
-    assert instant[3] == b"\xe9\x07" + b"\x01" * 29  # 500, then 29 deltas of 0 (zigzag + 1)
+    # Header 0 (every sample, order 0); 500 is token zigzag(500) + 1 = 1001, coded as
+    # 9 zeros and 1002 in binary; each repeat of it is token 0, one bit "1".
+    bits = "0" * 9 + format(1002, "b") + "1" * 29
+    assert instant[3] == b"\x00" + int(bits, 2).to_bytes(6, "big")
+
+
+# A reference writer of version 2's varint columns, from docs/wire.md: an updated server
+# must keep reading what gateways not yet updated send.
+def v2_column(values: list[int | None]) -> bytes | None:
+    def varint(n: int) -> bytes:
+        out = bytearray()
+        while n >= 0x80:
+            out.append(n & 0x7F | 0x80)
+            n >>= 7
+        return bytes([*out, n])
+
+    out, previous, nones = b"", 0, 0
+    for value in values:
+        if value is None:
+            nones += 1
+            continue
+        if nones:
+            out += b"\x00" + varint(nones)
+            nones = 0
+        delta, previous = value - previous, value
+        out += varint((2 * delta if delta >= 0 else -2 * delta - 1) + 1)
+    if nones:
+        out += b"\x00" + varint(nones)
+    return out if any(v is not None for v in values) else None
+
+
+def as_version_2(batch: ReadingsBatch) -> bytes:
+    """`batch` as a version 2 gateway sends it: its columns as varints."""
+    body = cbor2.loads(encode(batch))
+    body[1] = 2
+    if body[4] is not None:
+        for i, name in ((3, "power_w"), (4, "current_r_da"), (5, "current_t_da")):
+            body[4][i] = v2_column([getattr(s, name) for s in batch.instant])
+    return cbor2.dumps(body, canonical=True)
 
 
 def test_version_1_array_columns_still_read() -> None:
@@ -250,11 +288,37 @@ def test_version_1_array_columns_still_read() -> None:
     ]  # fmt: skip
 
 
-@given(st.lists(st.one_of(st.none(), st.integers(POWER_W_MIN, POWER_W_MAX)), max_size=200))
-def test_packed_columns_round_trip_any_values(values) -> None:
+power_values = st.one_of(st.none(), st.integers(POWER_W_MIN, POWER_W_MAX),
+                         st.sampled_from([POWER_W_MIN, POWER_W_MAX, 0, -1, 1]))  # fmt: skip
+
+
+@given(st.lists(power_values, max_size=200))
+def test_coded_columns_round_trip_any_values(values) -> None:
     samples = tuple(InstantSample(T0 + 60 * i, p) for i, p in enumerate(values))
     if samples:
-        assert decode(encode(ReadingsBatch(1, "0", samples))).instant == samples
+        batch = ReadingsBatch(1, "0", samples)
+        assert decode(encode(batch)) == batch
+        assert decode(as_version_2(batch)) == batch  # version 2 still read
+
+
+@given(
+    st.integers(1, 300),
+    st.integers(1, 12),
+    st.integers(0, 11),
+    st.sets(st.integers(0, 299), max_size=20),
+    st.lists(st.integers(CURRENT_DA_MIN, CURRENT_DA_MAX), min_size=300, max_size=300),
+)
+def test_values_on_a_grid_round_trip(count, stride, offset, missed, currents) -> None:
+    """Currents read every `stride`-th sample (now and then a read failed): the column
+    takes the grid, and the samples between cost nothing."""
+    samples = tuple(
+        InstantSample(T0 + 60 * i, i,
+                      currents[i] if i % stride == offset % stride and i not in missed else None)
+        for i in range(count)
+    )  # fmt: skip
+    batch = ReadingsBatch(1, "0", samples)
+    assert decode(encode(batch)) == batch
+    assert decode(as_version_2(batch)) == batch
 
 
 def test_samples_out_of_order_and_clock_steps_round_trip() -> None:
@@ -302,6 +366,14 @@ def test_scale_converts_exactly() -> None:
 # -- decode errors ---------------------------------------------------------------------------
 
 
+def coded(header: int, bits: str, *, offset: int | None = None) -> bytes:
+    """A version 3 column by hand: the header varint, the offset (< 128), the bits."""
+    bits += "0" * (-len(bits) % 8)
+    body = int(bits, 2).to_bytes(len(bits) // 8, "big") if bits else b""
+    head = bytes([header]) if header < 0x80 else bytes([header & 0x7F | 0x80, header >> 7])
+    return head + bytes([] if offset is None else [offset]) + body
+
+
 def good_batch() -> ReadingsBatch:
     samples = tuple(InstantSample(T0 + 60 * i + i % 2, 1500 - 7 * i, 70, 80) for i in range(10))
     return ReadingsBatch(3, "0", samples, (FixedTimeValue(T0, 25_649, 21_433),), MeterScale())
@@ -311,8 +383,10 @@ def batch_body() -> list[Any]:
     return cbor2.loads(encode(good_batch()))
 
 
-def with_change(path: tuple[int, ...], value: Any) -> bytes:
+def with_change(path: tuple[int, ...], value: Any, *, version: int | None = None) -> bytes:
     body = batch_body()
+    if version is not None:
+        body[1] = version
     target = body
     for index in path[:-1]:
         target = target[index]
@@ -329,7 +403,7 @@ MALFORMED: list[tuple[str, Any, type[WireError], str]] = [
     ("a map", cbor2.dumps({"type": 1}), WireDecodeError, "envelope"),
     ("too short", cbor2.dumps([1]), WireDecodeError, "envelope"),
     ("unknown type", cbor2.dumps([99, 1, 0]), WireDecodeError, "unknown message type"),
-    ("newer version", cbor2.dumps([1, 3, "whatever"]), WireVersionError, "newer"),
+    ("newer version", cbor2.dumps([1, 4, "whatever"]), WireVersionError, "newer"),
     ("version 0", cbor2.dumps([1, 0, 3, "0", None, None, None]), WireDecodeError, "version"),
     ("text version", cbor2.dumps([1, "1"]), WireDecodeError, "at version"),
     ("missing fields", cbor2.dumps([1, 1, 3, "0"]), WireDecodeError, "2 fields, need 5"),
@@ -355,17 +429,40 @@ MALFORMED: list[tuple[str, Any, type[WireError], str]] = [
      "power_w[2]"),
     ("current overflows", with_change((4, 4), [40_000] + [0] * 9), WireDecodeError,
      "current_r_da[0]"),
-    # version 2's packed columns: varint tokens
-    ("packed varint cut short", with_change((4, 3), b"\x03" * 9 + b"\x80"), WireDecodeError,
-     "runs past the end"),
-    ("packed varint too long", with_change((4, 3), b"\xff" * 6), WireDecodeError,
+    # version 2's packed columns: varint tokens (still read)
+    ("packed varint cut short", with_change((4, 3), b"\x03" * 9 + b"\x80", version=2),
+     WireDecodeError, "runs past the end"),
+    ("packed varint too long", with_change((4, 3), b"\xff" * 6, version=2), WireDecodeError,
      "longer than 5 bytes"),
-    ("packed run too long", with_change((4, 3), b"\x00\x0b"), WireDecodeError,
+    ("packed run too long", with_change((4, 3), b"\x00\x0b", version=2), WireDecodeError,
      "a run of 11"),
-    ("packed power overflows", with_change((4, 3), b"\x03\xff\xff\xff\xff\x0f"),
+    ("packed power overflows", with_change((4, 3), b"\x03\xff\xff\xff\xff\x0f", version=2),
      WireDecodeError, "power_w[1]"),
-    ("packed column too short", with_change((4, 3), b"\x01\x01"), WireDecodeError,
+    ("packed column too short", with_change((4, 3), b"\x01\x01", version=2), WireDecodeError,
      "2 entries for 10 times"),
+    # version 3's coded columns: a header varint, Exp-Golomb codes (10 samples here)
+    ("coded header too long", with_change((4, 3), b"\xff" * 6), WireDecodeError,
+     "longer than 5 bytes"),
+    ("coded, no header", with_change((4, 3), b""), WireDecodeError, "runs past the end"),
+    ("coded code cut short", with_change((4, 3), coded(0, "11" + "0" * 14)), WireDecodeError,
+     "a code runs past the end at bit 2"),
+    ("coded code too wide", with_change((4, 3), coded(0, "0" * 41 + "1" + "0" * 41)),
+     WireDecodeError, "wider than 40 bits"),
+    ("coded grid wider than the times", with_change((4, 3), coded(10 << 5, "", offset=0)),
+     WireDecodeError, "every 11 from 0 does not fit 10 times"),
+    ("coded offset off the grid", with_change((4, 3), coded(1 << 5, "", offset=2)),
+     WireDecodeError, "every 2 from 2"),
+    ("coded run too long", with_change((4, 3), coded(0, "010" + "0001011")), WireDecodeError,
+     "a run of 11 absent values past the 10 entries"),
+    ("coded power overflows", with_change((4, 3), coded(0, "0" * 32 + format(2**32 + 2, "b"))),
+     WireDecodeError, "power_w[0]"),
+    ("coded current overflows on its grid",
+     with_change((4, 4), coded(1 << 5 | 15, "0" + format(65_537 + 2**15, "b"), offset=1)),
+     WireDecodeError, "current_r_da[1]"),
+    ("coded bits after the entries", with_change((4, 3), coded(0, "1" * 10 + "0" * 6 + "1")),
+     WireDecodeError, "bits after the 10 entries"),
+    ("coded byte after the entries", with_change((4, 3), coded(0, "1" * 10 + "0" * 14)),
+     WireDecodeError, "14 bits after"),
     ("slot off the half hour", with_change((5, 0), T0 + 60), WireDecodeError, "half hour"),
     ("raw beyond 8 digits", with_change((5, 2, 0), 10**8), WireDecodeError, "normal_raw[0]"),
     ("negative raw", with_change((5, 3, 0), -1), WireDecodeError, "reverse_raw[0]"),
@@ -443,11 +540,11 @@ def test_expect_refuses_another_type() -> None:
 
 
 def test_version_check_comes_before_the_fields() -> None:
-    """A v2 payload may look like anything: the error must say "newer", not "malformed"."""
-    with pytest.raises(WireVersionError, match=r"version 3 is newer than this decoder's 2"):
-        decode(cbor2.dumps([42, 3, {"new": "layout"}]))
+    """A newer payload may look like anything: the error must say "newer", not "malformed"."""
+    with pytest.raises(WireVersionError, match=r"version 4 is newer than this decoder's 3"):
+        decode(cbor2.dumps([42, 4, {"new": "layout"}]))
     assert issubclass(WireVersionError, WireDecodeError)
-    assert WIRE_VERSION == 2
+    assert WIRE_VERSION == 3
 
 
 def test_errors_never_quote_a_secret() -> None:
@@ -545,7 +642,8 @@ def test_to_json_is_readable() -> None:
 
     rendered = json.loads(to_json(worked_batch()))
     assert rendered["type"] == "ReadingsBatch"
-    assert rendered["instant"][0]["at"] == "2024-06-01T12:00:01+09:00"
+    assert rendered["instant"][0]["at"] == "2024-06-01T12:00:00+09:00"
+    assert rendered["instant"][1]["current_r_da"] is None  # read with every fifth sample
     assert rendered["fixed"][0] == {"slot_start": "2024-06-01T12:00:00+09:00",
                                     "normal_raw": 25_649, "reverse_raw": 21_433,
                                     "source": "measured"}  # fmt: skip

@@ -43,7 +43,7 @@ from kenshin.wire import (
 )
 from kenshin.wire.topics import device_subscriptions
 
-from .batches import build_batches, take
+from .batches import build_batches, more_behind, take
 from .enroll import Enrollment, enroll_until_claimed
 from .identity import Identity
 from .poller import Clock, MeterPoller, PollPolicy, SystemClock
@@ -317,6 +317,8 @@ class GatewayAgent:
 
     async def _uplink(self, client: aiomqtt.Client) -> None:
         while True:
+            # Cleared before the flush: whatever turns urgent during it goes at once after.
+            self._send_now.clear()
             await self._flush(client)
             now = time.time()
             batch_delay = float(self._setting("uplink", "batch_delay_s", 60))
@@ -324,20 +326,21 @@ class GatewayAgent:
             # Optionally sooner: how long a reading may wait at most (a live dashboard, the
             # demo); unset, batches go once per half hour, which is what the wire budget wants.
             due = min(due, float(self._setting("uplink", "max_delay_s", due)))
-            self._send_now.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._send_now.wait(), due)
 
     async def _flush(self, client: aiomqtt.Client) -> None:
-        """Send everything queued; each batch leaves the queue after its PUBACK."""
+        """Send what is queued; each batch leaves the queue after its PUBACK. A sample read
+        while the batches were on their way waits for the next flush, unless it is urgent:
+        on a slow link it would otherwise cost an exchange of its own (~330 B)."""
         while True:
             pending = take(self.queue)
             batches = build_batches(pending, self.queue.next_seq, self._scales())
-            if not batches:
-                return
             for batch, rows in batches:
                 await self._publish(client, batch)  # returns after the broker's PUBACK
                 self.queue.ack(rows)
+            if not (batches and more_behind(pending)):  # a backlog (after an outage) goes on
+                return
 
     async def _publish(self, client: aiomqtt.Client, message: Any, *, retain=False) -> None:
         topic, payload = encode_publish(message, self.gateway_id)

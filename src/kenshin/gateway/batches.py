@@ -17,6 +17,11 @@ def take(queue: DurableQueue) -> Pending:
     return queue.peek(max_instant=MAX_INSTANT_SAMPLES, max_fixed=MAX_FIXED_VALUES)
 
 
+def more_behind(pending: Pending) -> bool:
+    """Whether `take` came back full, so more rows may be queued behind these."""
+    return len(pending.instant) >= MAX_INSTANT_SAMPLES or len(pending.fixed) >= MAX_FIXED_VALUES
+
+
 def build_batches(
     pending: Pending, next_seq: Callable[[], int], scales: dict[str, MeterScale]
 ) -> list[tuple[ReadingsBatch, Pending]]:

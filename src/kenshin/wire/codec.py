@@ -49,7 +49,9 @@ from .messages import (
 )
 from .topics import parse_topic, topic_for
 
-WIRE_VERSION = 2  # 2: instant columns packed as varint bytes (version 1's arrays still read)
+# 2: instant columns as varint bytes; 3: as Exp-Golomb codes on a grid. Every older
+# version is still read, so the cloud can be updated before the fleet.
+WIRE_VERSION = 3
 
 # -- limits: a payload over any of them is refused whole, on either side -----------------
 
@@ -428,12 +430,18 @@ def _flush_nones(out: list[Any], nones: int) -> None:
         out.append([nones])
 
 
-# Instant columns (power, currents) go packed: a byte string of unsigned LEB128 varints, one
-# token per entry. Token 0 starts a run of absent values, its length as the next varint;
-# a token n ≥ 1 is a value whose delta from the previous present one is zigzag⁻¹(n − 1).
-# Household power moves by tens to a few thousand watts a minute: one or two bytes a
-# sample where a CBOR integer takes two or three.
+# Instant columns (power, currents) go as byte strings of tokens, each value a delta from
+# the previous present one. Version 2 (still read): a varint a token, n ≥ 1 a value
+# zigzag⁻¹(n − 1) from the previous, 0 then a varint k for k absent values. Version 3
+# (written): a header varint `(stride - 1) << 5 | k`, `offset` as a varint when stride > 1,
+# then order-k Exp-Golomb codes of the tokens of only the samples offset, offset + stride,
+# ... (the others are absent: currents read every fifth sample cost nothing for the four
+# between). Household power moves by tens to hundreds of watts a minute: about 10 bits a
+# sample where a varint takes 16. docs/wire.md has the layout.
 MAX_VARINT_BYTES = 5  # 2^35: far beyond any power, current or run length
+MAX_CODE_VALUE_BITS = 40  # a code's value part (after its zeros); a token needs at most 34
+_ORDER_BITS = 5  # the header varint: (stride - 1) << 5 | k
+MAX_ORDER = (1 << _ORDER_BITS) - 1
 
 
 def _varint(out: bytearray, n: int) -> None:
@@ -443,28 +451,73 @@ def _varint(out: bytearray, n: int) -> None:
     out.append(n)
 
 
-def _pack_column(values: list[int | None]) -> bytes | None:
-    """The column as packed tokens; None when every value is absent."""
-    out = bytearray()
+def _zigzag(delta: int) -> int:
+    return 2 * delta if delta >= 0 else -2 * delta - 1
+
+
+def _tokens(values: list[int | None]) -> list[tuple[int, int]]:
+    """Version 3's tokens, (token, run): (0, 0) a value equal to the previous present one,
+    (1, k) a run of k absent values, (n ≥ 2, 0) a value zigzag⁻¹(n − 1) from the previous
+    (the first: from 0). A repeated value, the commonest, takes the shortest code."""
+    out: list[tuple[int, int]] = []
     previous = 0
-    present = False
     nones = 0
     for value in values:
         if value is None:
             nones += 1
             continue
         if nones:
-            out.append(0)
-            _varint(out, nones)
+            out.append((1, nones))
             nones = 0
-        delta = value - previous
-        _varint(out, (delta << 1 ^ delta >> 63) + 1)  # zigzag, then 0 kept for runs
+        out.append((_zigzag(value - previous) + 1 if value != previous else 0, 0))
         previous = value
-        present = True
     if nones:
-        out.append(0)
-        _varint(out, nones)
-    return bytes(out) if present else None
+        out.append((1, nones))
+    return out
+
+
+def _exp_golomb(n: int, k: int) -> str:
+    x = n + (1 << k)
+    return "0" * (x.bit_length() - k - 1) + format(x, "b")
+
+
+def _code_grid(values: list[int | None], stride: int, offset: int) -> bytes:
+    """The entries at offset, offset + stride, ... as one coded column (version 3)."""
+    tokens = _tokens(values[offset::stride])
+    ns = [n for n, _ in tokens]
+
+    def bits_at(k: int) -> int:  # the tokens' codes at order k (the runs' do not depend on k)
+        base = 1 << k
+        return 2 * sum(map(int.bit_length, [n + base for n in ns])) - (k + 1) * len(ns)
+
+    k = min(range(min(max(ns).bit_length(), MAX_ORDER) + 1), key=bits_at)
+    bits = "".join(
+        _exp_golomb(n, k) + (_exp_golomb(run - 1, 0) if run else "") for n, run in tokens
+    )
+    out = bytearray()
+    _varint(out, (stride - 1) << _ORDER_BITS | k)
+    if stride > 1:
+        _varint(out, offset)
+    if bits:
+        bits += "0" * (-len(bits) % 8)
+        out += int(bits, 2).to_bytes(len(bits) // 8, "big")
+    return bytes(out)
+
+
+def _code_column(values: list[int | None]) -> bytes | None:
+    """The column as version 3 writes it; None when every value is absent. On a grid when
+    the present values lie on one (the gcd of their gaps), if that is shorter."""
+    present = [i for i, v in enumerate(values) if v is not None]
+    if not present:
+        return None
+    best = _code_grid(values, 1, 0)
+    stride = math.gcd(*(b - a for a, b in pairwise(present))) if len(present) > 1 else 0
+    stride = stride or len(values)  # one value: a grid of one entry
+    if stride > 1:
+        grid = _code_grid(values, stride, present[0] % stride)
+        if len(grid) < len(best):
+            best = grid
+    return best
 
 
 def _read_varint(data: bytes, i: int, where: str) -> tuple[int, int]:
@@ -481,6 +534,7 @@ def _read_varint(data: bytes, i: int, where: str) -> tuple[int, int]:
 
 
 def _unpack_column(data: bytes, count: int, lo: int, hi: int, where: str) -> list[int | None]:
+    """Version 2's column: varint tokens."""
     out: list[int | None] = []
     previous = 0
     i = 0
@@ -504,11 +558,71 @@ def _unpack_column(data: bytes, count: int, lo: int, hi: int, where: str) -> lis
     return out
 
 
-def _undelta_column(column: Any, count: int, lo: int, hi: int, where: str) -> list[int | None]:
+def _read_code(bits: str, pos: int, order: int, where: str) -> tuple[int, int]:
+    """The order-`order` Exp-Golomb code at bit `pos` of `bits` ('0'/'1' text): its value
+    and the position after it."""
+    one = bits.find("1", pos)
+    width = one - pos + order + 1  # the value part: as many bits as zeros, plus order + 1
+    if one < 0 or one + width > len(bits):
+        _bad(f"a code runs past the end at bit {pos}", where)
+    if width > MAX_CODE_VALUE_BITS:
+        _bad(f"a code wider than {MAX_CODE_VALUE_BITS} bits at bit {pos}", where)
+    return int(bits[one : one + width], 2) - (1 << order), one + width
+
+
+def _uncode_column(data: bytes, count: int, lo: int, hi: int, where: str) -> list[int | None]:
+    """Version 3's column: a header, then Exp-Golomb tokens of the grid's entries."""
+    header, i = _read_varint(data, 0, where)
+    k, stride = header & MAX_ORDER, (header >> _ORDER_BITS) + 1
+    offset = 0
+    if stride > 1:
+        offset, i = _read_varint(data, i, where)
+    if stride > count or offset >= stride:
+        _bad(f"a grid of every {stride} from {offset} does not fit {count} times", where)
+    entries = -(-(count - offset) // stride)
+    size = 8 * (len(data) - i)
+    bits = format(int.from_bytes(data[i:], "big"), f"0{size}b") if size else ""
+    values: list[int | None] = []
+    previous = pos = 0
+    find, base = bits.find, 1 << k
+    while len(values) < entries:  # _read_code inlined: the ingest decodes every sample
+        one = find("1", pos)
+        end = 2 * one - pos + k + 1
+        if one < 0 or end > size or end - one > MAX_CODE_VALUE_BITS:
+            _read_code(bits, pos, k, where)  # raises what is wrong
+        token = int(bits[one:end], 2) - base
+        pos = end
+        if token == 1:
+            run, pos = _read_code(bits, pos, 0, where)
+            if run >= entries - len(values):
+                _bad(f"a run of {run + 1} absent values past the {entries} entries", where)
+            values.extend([None] * (run + 1))
+            continue
+        if token:  # a delta of zigzag⁻¹(token - 1)
+            previous += token >> 1 if token & 1 else -(token >> 1)
+        if not lo <= previous <= hi:
+            index = offset + len(values) * stride
+            _bad(f"{_show(previous)} outside {lo}..{hi}", f"{where}[{index}]")
+        values.append(previous)
+    if size - pos >= 8 or "1" in bits[pos:]:
+        _bad(f"{size - pos} bits after the {entries} entries", where)
+    if stride == 1:
+        return values
+    out: list[int | None] = [None] * count
+    out[offset::stride] = values
+    return out
+
+
+def _undelta_column(
+    column: Any, count: int, lo: int, hi: int, where: str, version: int
+) -> list[int | None]:
+    """Any column of any version: null, an array of deltas (version 1's, read in any
+    version), or a byte string (version 2: varints; 3: coded)."""
     if column is None:
         return [None] * count
     if type(column) is bytes:
-        return _unpack_column(column, count, lo, hi, where)
+        unpack = _unpack_column if version <= 2 else _uncode_column
+        return unpack(column, count, lo, hi, where)
     if type(column) is not list:
         _bad(f"expected an array or null, got {_kind(column)}", where)
     out: list[int | None] = []
@@ -546,9 +660,9 @@ def _batch_to_wire(m: ReadingsBatch) -> list[Any]:
             times[0],
             step,
             _compress_times(times, step),
-            _pack_column([s.power_w for s in m.instant]),
-            _pack_column([s.current_r_da for s in m.instant]),
-            _pack_column([s.current_t_da for s in m.instant]),
+            _code_column([s.power_w for s in m.instant]),
+            _code_column([s.current_r_da for s in m.instant]),
+            _code_column([s.current_t_da for s in m.instant]),
         ]
     fixed = None
     if m.fixed:
@@ -566,7 +680,7 @@ def _batch_to_wire(m: ReadingsBatch) -> list[Any]:
     return [m.seq, m.meter, instant, fixed, scale]
 
 
-def _batch_from_wire(f: list[Any]) -> ReadingsBatch:
+def _batch_from_wire(f: list[Any], version: int) -> ReadingsBatch:
     seq, meter, instant, fixed, scale = f
     samples: tuple[InstantSample, ...] = ()
     if instant is not None:
@@ -577,11 +691,12 @@ def _batch_from_wire(f: list[Any]) -> ReadingsBatch:
                               MAX_INSTANT_SAMPLES, "ReadingsBatch.instant.times")  # fmt: skip
         n = len(times)
         samples = tuple(map(InstantSample, times,
-            _undelta_column(power, n, POWER_W_MIN, POWER_W_MAX, "ReadingsBatch.instant.power_w"),
+            _undelta_column(power, n, POWER_W_MIN, POWER_W_MAX,
+                            "ReadingsBatch.instant.power_w", version),
             _undelta_column(r, n, CURRENT_DA_MIN, CURRENT_DA_MAX,
-                            "ReadingsBatch.instant.current_r_da"),
+                            "ReadingsBatch.instant.current_r_da", version),
             _undelta_column(t, n, CURRENT_DA_MIN, CURRENT_DA_MAX,
-                            "ReadingsBatch.instant.current_t_da"),
+                            "ReadingsBatch.instant.current_t_da", version),
         ))  # fmt: skip
     values: tuple[FixedTimeValue, ...] = ()
     if fixed is not None:
@@ -602,8 +717,8 @@ def _batch_from_wire(f: list[Any]) -> ReadingsBatch:
                          f"ReadingsBatch.fixed.source[{i}]")  # fmt: skip
                 sources[i] = _SOURCE_BY_CODE[code]
         values = tuple(map(FixedTimeValue, [u * SLOT_S for u in slots],
-            _undelta_column(normal, n, 0, RAW_MAX, "ReadingsBatch.fixed.normal_raw"),
-            _undelta_column(reverse, n, 0, RAW_MAX, "ReadingsBatch.fixed.reverse_raw"),
+            _undelta_column(normal, n, 0, RAW_MAX, "ReadingsBatch.fixed.normal_raw", version),
+            _undelta_column(reverse, n, 0, RAW_MAX, "ReadingsBatch.fixed.reverse_raw", version),
             sources,
         ))  # fmt: skip
     meter_scale = None
@@ -619,7 +734,7 @@ def _status_to_wire(m: Status) -> list[Any]:
             _to_plain(m.errors)]  # fmt: skip
 
 
-def _status_from_wire(f: list[Any]) -> Status:
+def _status_from_wire(f: list[Any], _wire_version: int) -> Status:
     at_s, version, uptime, link, lqi, depth, last_read, settings, errors = f
     state = _LINK_STATE_BY_CODE.get(link) if type(link) is int else None
     if state is None:
@@ -661,7 +776,7 @@ class _Spec(NamedTuple):
     cls: type
     check: Callable[[Any, _Check], None]
     to_wire: Callable[[Any], list[Any]]
-    from_wire: Callable[[list[Any]], Any]
+    from_wire: Callable[[list[Any], int], Any]  # the fields, the payload's version
     field_count: int  # what this version reads; a newer peer may send more
 
 
@@ -670,13 +785,15 @@ _CODECS: dict[int, _Spec] = {
         ReadingsBatch, _check_batch, _batch_to_wire, _batch_from_wire, 5
     ),
     Status.TYPE_CODE: _Spec(Status, _check_status, _status_to_wire, _status_from_wire, 9),
-    Event.TYPE_CODE: _Spec(Event, _check_event, _event_to_wire, lambda f: Event(*f), 3),
+    Event.TYPE_CODE: _Spec(Event, _check_event, _event_to_wire, lambda f, _: Event(*f), 3),
     CommandResult.TYPE_CODE: _Spec(
-        CommandResult, _check_result, _result_to_wire, lambda f: CommandResult(*f), 4
+        CommandResult, _check_result, _result_to_wire, lambda f, _: CommandResult(*f), 4
     ),
-    Command.TYPE_CODE: _Spec(Command, _check_command, _command_to_wire, lambda f: Command(*f), 4),
+    Command.TYPE_CODE: _Spec(
+        Command, _check_command, _command_to_wire, lambda f, _: Command(*f), 4
+    ),
     Settings.TYPE_CODE: _Spec(
-        Settings, _check_settings, _settings_to_wire, lambda f: Settings(*f), 3
+        Settings, _check_settings, _settings_to_wire, lambda f, _: Settings(*f), 3
     ),
 }
 _CODE_BY_CLASS = {spec.cls: code for code, spec in _CODECS.items()}
@@ -761,7 +878,7 @@ def decode(payload: bytes, *, expect: type | None = None) -> Message:
     fields = body[2 : 2 + spec.field_count]
     if len(fields) < spec.field_count:
         raise WireDecodeError(f"{len(fields)} fields, need {spec.field_count}", where=name)
-    message = spec.from_wire(fields)
+    message = spec.from_wire(fields, version)
     spec.check(message, _DECODING)
     return message
 
