@@ -7,23 +7,33 @@ writes (primary keys on meter+time, ON CONFLICT DO NOTHING) make the second deli
 no-op. A malformed or foreign payload (undecodable, an unknown gateway, a meter that is
 not this gateway's) is quarantined with an event and acknowledged: it would never get
 better by redelivery, and it must never stop the loop.
+
+Under load the runtime hands over all the messages waiting at once (`handle_group`, one
+transaction): they are decoded first, their gateways and meters fetched with one query
+each, and their instant readings written together at the end (on PostgreSQL by a binary
+COPY), with one upsert each for the newest and the peak values, and one sign of life and
+one progress row a gateway.
 """
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 from sqlalchemy import Connection, Row, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from kenshin.wire import (
     CommandResult,
     Event,
+    Message,
     ReadingsBatch,
     Status,
     ValueSource,
+    WireDecodeError,
     WireError,
     decode_publish,
 )
@@ -31,6 +41,7 @@ from kenshin.wire import (
 from . import schema as s
 from .devices import commands, status
 from .devices.registry import gateway_by_serial
+from .events import record_event
 from .metering import rollups, store
 from .schema import utcnow
 
@@ -44,27 +55,56 @@ class Outcome:
     reason: str | None = None
 
 
-def _dialect_insert(conn: Connection, table):
-    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
-
-
 COPY_FROM = 500  # instant readings in a group from which COPY beats a multi-row insert
+LOOKUP_CHUNK = 500  # keys in one IN (...) of a group's lookups
 _INSTANT_COLUMNS = ("meter_id", "at", "power_w", "current_r_da", "current_t_da")
 
+InstantRow = rollups.InstantRow  # (meter id, at epoch s, W, dA, dA | None)
 
-def _copy_instant(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """PostgreSQL: COPY into a session-local staging table, then one INSERT ... SELECT that
-    skips what is already there (redelivery), all in the caller's transaction."""
+# PostgreSQL's binary COPY format: signature, flags, header extension; then each row as
+# a field count and (length, bytes) per field; then -1. Timestamps are microseconds since
+# 2000-01-01 UTC, and the columns are int8, timestamptz, int4, int4, int4 (or NULL).
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+_COPY_TRAILER = struct.pack("!h", -1)
+_PG_EPOCH_S = 946_684_800
+_ROW = struct.Struct("!hiqiqiiiiii")
+_ROW_NO_T = struct.Struct("!hiqiqiiiii")  # current T absent: its length is -1
+
+
+def binary_copy(rows: Iterable[InstantRow]) -> bytes:
+    """The rows in PostgreSQL's binary COPY format, for readings_instant's five columns."""
+    pack, pack_no_t, epoch = _ROW.pack, _ROW_NO_T.pack, _PG_EPOCH_S
+    body = b"".join(
+        pack(5, 8, m, 8, (at - epoch) * 1_000_000, 4, p, 4, r, 4, t)
+        if t is not None
+        else pack_no_t(5, 8, m, 8, (at - epoch) * 1_000_000, 4, p, 4, r, -1)
+        for m, at, p, r, t in rows
+    )
+    return b"".join((_COPY_HEADER, body, _COPY_TRAILER))
+
+
+def _copy_instant(conn: Connection, rows: list[InstantRow]) -> None:
+    """PostgreSQL: one binary COPY straight into readings_instant, under a savepoint. If
+    some rows are there already (a redelivery: COPY has no ON CONFLICT), the savepoint is
+    rolled back and the rows go through a session-local staging table and an INSERT ...
+    SELECT that skips them. All in the caller's transaction."""
+    data = binary_copy(rows)
     columns = ", ".join(_INSTANT_COLUMNS)
+    copy_in = f"COPY readings_instant ({columns}) FROM STDIN (FORMAT BINARY)"
     driver = conn.connection.driver_connection
+    try:
+        with conn.begin_nested(), driver.cursor() as cur, cur.copy(copy_in) as copy:
+            copy.write(data)
+        return
+    except psycopg.errors.UniqueViolation:
+        pass
     with driver.cursor() as cur:
         cur.execute(
             "CREATE TEMP TABLE IF NOT EXISTS ingest_instant "
             "(LIKE readings_instant INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
         )
-        with cur.copy(f"COPY ingest_instant ({columns}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row([row[c] for c in _INSTANT_COLUMNS])
+        with cur.copy(f"COPY ingest_instant ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.write(data)
         cur.execute(
             f"INSERT INTO readings_instant ({columns}) SELECT {columns} FROM ingest_instant "
             "ON CONFLICT DO NOTHING"
@@ -72,11 +112,24 @@ def _copy_instant(conn: Connection, rows: list[dict[str, Any]]) -> None:
         cur.execute("DELETE FROM ingest_instant")  # a second group in this transaction
 
 
+def _write_instant(conn: Connection, rows: list[InstantRow]) -> None:
+    if conn.dialect.name == "postgresql" and len(rows) >= COPY_FROM:
+        _copy_instant(conn, rows)
+        return
+    values = [
+        {"meter_id": m, "at": _utc(at), "power_w": p, "current_r_da": r, "current_t_da": t}
+        for m, at, p, r, t in rows
+    ]
+    _insert_ignore(conn, s.readings_instant, values)
+
+
+def _utc(epoch_s: int) -> datetime:
+    return datetime.fromtimestamp(epoch_s, UTC)
+
+
 def _insert_ignore(conn: Connection, table, rows: list[dict[str, Any]]) -> int:
     """Insert rows, skipping those already there (redelivery); returns how many were new."""
-    if not rows:
-        return 0
-    return conn.execute(_dialect_insert(conn, table).on_conflict_do_nothing(), rows).rowcount or 0
+    return rollups.insert_rows(conn, table, rows, lambda st: st.on_conflict_do_nothing())
 
 
 def quarantine(
@@ -86,30 +139,60 @@ def quarantine(
     conn.execute(
         insert(s.quarantine).values(topic=topic[:512], payload=payload, reason=reason, at=now)
     )
-    conn.execute(
-        insert(s.events).values(
-            tenant_id=gateway.tenant_id if gateway else None,
-            gateway_id=gateway.id if gateway else None,
-            code="payload_quarantined",
-            severity="warning",
-            detail={"topic": topic[:200], "reason": reason[:500]},
-            at=now,
-        )
+    record_event(
+        conn,
+        tenant_id=gateway.tenant_id if gateway else None,
+        gateway_id=gateway.id if gateway else None,
+        code="payload_quarantined",
+        severity="warning",
+        detail={"topic": topic[:200], "reason": reason[:500]},
+        at=now,
     )
     return Outcome("quarantined", gateway.id if gateway else None, reason=reason)
+
+
+def _meter_id(label: str) -> int | None:
+    """The meter id in a batch's meter reference ("m123"), or None if it is none."""
+    digits = label[1:]
+    if label[:1] != "m" or not (digits.isascii() and digits.isdigit()):
+        return None
+    meter_id = int(digits)
+    return meter_id if 0 < meter_id < 2**63 else None
+
+
+Decoded = tuple[str, Message] | WireError  # (gateway serial, message), or why not
 
 
 @dataclass
 class Group:
     """What the messages of one transaction share, written once at `flush`: gateway and
-    meter rows looked up once, every instant reading in one insert and one rollup
-    upsert, each gateway's sign of life and progress once. A group of one is a message."""
+    meter rows looked up together, every instant reading in one write and one rollup
+    upsert, each gateway's sign of life and progress once. A group of one is a message.
+    Rows are looked up in the group's own transaction, never kept across transactions:
+    a gateway claimed elsewhere or a meter moved counts from the next group on."""
 
     gateways: dict[str, Row | None] = field(default_factory=dict)
     meters: dict[int, Row | None] = field(default_factory=dict)
-    instant: list[dict[str, Any]] = field(default_factory=list)
+    instant: list[InstantRow] = field(default_factory=list)
     heard: dict[int, Row] = field(default_factory=dict)
     progress: dict[int, int] = field(default_factory=dict)
+
+    def look_up(self, conn: Connection, decoded: Iterable[Decoded]) -> None:
+        """The gateways and meters these messages name, one query each (per chunk)."""
+        messages = [d for d in decoded if not isinstance(d, WireError)]
+        serials = sorted({serial for serial, _ in messages} - self.gateways.keys())
+        for i in range(0, len(serials), LOOKUP_CHUNK):
+            chunk = serials[i : i + LOOKUP_CHUNK]
+            found = conn.execute(select(s.gateways).where(s.gateways.c.serial.in_(chunk)))
+            by_serial = {row.serial: row for row in found}
+            self.gateways.update((serial, by_serial.get(serial)) for serial in chunk)
+        wanted = {_meter_id(m.meter) for _, m in messages if isinstance(m, ReadingsBatch)}
+        meter_ids = sorted(wanted - {None} - self.meters.keys())
+        for i in range(0, len(meter_ids), LOOKUP_CHUNK):
+            chunk = meter_ids[i : i + LOOKUP_CHUNK]
+            found = conn.execute(select(s.meters).where(s.meters.c.id.in_(chunk)))
+            by_id = {row.id: row for row in found}
+            self.meters.update((meter_id, by_id.get(meter_id)) for meter_id in chunk)
 
     def gateway(self, conn: Connection, serial: str) -> Row | None:
         if serial not in self.gateways:
@@ -124,19 +207,37 @@ class Group:
         return self.meters[meter_id]
 
     def flush(self, conn: Connection) -> None:
-        if conn.dialect.name == "postgresql" and len(self.instant) >= COPY_FROM:
-            _copy_instant(conn, self.instant)
-        else:
-            _insert_ignore(conn, s.readings_instant, self.instant)
-        rollups.note_instant(conn, self.instant)
+        if self.instant:
+            _write_instant(conn, self.instant)
+            rollups.note_instant(conn, self.instant)
         status.heard_from_all(conn, list(self.heard.values()))
         _progress(conn, self.progress)
 
 
-def handle_group(conn: Connection, work: list[tuple[str, bytes]]) -> list[Outcome]:
-    """Several messages in one transaction, as `handle` does each."""
+def decode(topic: str, payload: bytes) -> Decoded:
+    """What a message says, or why it says nothing usable (no database needed: the
+    runtime decodes while the previous group is being written)."""
+    try:
+        return decode_publish(topic, payload)
+    except WireError as err:
+        return err
+    except Exception as err:  # a decoder bug: quarantine the message, never stop the loop
+        return WireDecodeError(f"the decoder failed: {type(err).__name__}: {err}")
+
+
+def handle_group(
+    conn: Connection, work: list[tuple[str, bytes]], decoded: list[Decoded] | None = None
+) -> list[Outcome]:
+    """Several messages in one transaction, as `handle` does each (`decoded`: what
+    `decode` made of them, if that is done already)."""
+    if decoded is None:
+        decoded = [decode(topic, payload) for topic, payload in work]
     group = Group()
-    outcomes = [_handle(conn, topic, payload, group) for topic, payload in work]
+    group.look_up(conn, decoded)
+    outcomes = [
+        _handle(conn, topic, payload, message, group)
+        for (topic, payload), message in zip(work, decoded, strict=True)
+    ]
     group.flush(conn)
     return outcomes
 
@@ -145,11 +246,12 @@ def handle(conn: Connection, topic: str, payload: bytes) -> Outcome:
     return handle_group(conn, [(topic, payload)])[0]
 
 
-def _handle(conn: Connection, topic: str, payload: bytes, group: Group) -> Outcome:
-    try:
-        serial, message = decode_publish(topic, payload)
-    except WireError as err:
-        return quarantine(conn, topic, payload, f"undecodable: {err}")
+def _handle(
+    conn: Connection, topic: str, payload: bytes, decoded: Decoded, group: Group
+) -> Outcome:
+    if isinstance(decoded, WireError):
+        return quarantine(conn, topic, payload, f"undecodable: {decoded}")
+    serial, message = decoded
     gateway = group.gateway(conn, serial)
     if gateway is None or gateway.tenant_id is None:
         return quarantine(conn, topic, payload, f"from an unknown or unclaimed gateway {serial}")
@@ -174,36 +276,29 @@ def _event(conn: Connection, gateway: Row, event: Event) -> None:
     if event.code == "offline":  # the gateway's last will, delivered by the broker
         status.on_offline(conn, gateway, str(event.detail.get("reason", "offline")))
         return
-    conn.execute(
-        insert(s.events).values(
-            tenant_id=gateway.tenant_id,
-            gateway_id=gateway.id,
-            code=f"gw_{event.code}"[:64],
-            severity="info",
-            detail=dict(event.detail),
-            at=datetime.fromtimestamp(event.at_s, UTC),
-        )
+    record_event(
+        conn,
+        tenant_id=gateway.tenant_id,
+        gateway_id=gateway.id,
+        code=f"gw_{event.code}",
+        severity="info",
+        detail=dict(event.detail),
+        at=_utc(event.at_s),
     )
 
 
 def _readings(
     conn: Connection, gateway: Row, batch: ReadingsBatch, topic: str, payload: bytes, group: Group
 ) -> Outcome:
-    meter_id = int(batch.meter[1:]) if batch.meter[:1] == "m" and batch.meter[1:].isdigit() else 0
-    meter = group.meter(conn, meter_id) if 0 < meter_id < 2**63 else None
+    meter_id = _meter_id(batch.meter)
+    meter = group.meter(conn, meter_id) if meter_id is not None else None
     if meter is None or meter.gateway_id != gateway.id:  # a device speaks for its own meters
         return quarantine(
             conn, topic, payload, f"meter {batch.meter} is not this gateway's", gateway
         )
     group.heard[gateway.id] = gateway
     instant = [
-        {
-            "meter_id": meter.id,
-            "at": datetime.fromtimestamp(x.at_s, UTC),
-            "power_w": x.power_w,
-            "current_r_da": x.current_r_da if x.current_r_da is not None else 0,
-            "current_t_da": x.current_t_da,
-        }
+        (meter.id, x.at_s, x.power_w, x.current_r_da or 0, x.current_t_da)
         for x in batch.instant
         if x.power_w is not None
     ]
@@ -218,7 +313,7 @@ def _readings(
                         "meter_id": meter.id,
                         "direction": direction,
                         "raw": raw,
-                        "slot_start": datetime.fromtimestamp(value.slot_start_s, UTC),
+                        "slot_start": _utc(value.slot_start_s),
                         "source": source,
                         "received_at": now,
                     }
@@ -256,12 +351,13 @@ def _progress(conn: Connection, newest: dict[int, int]) -> None:
     if not newest:
         return
     p = s.ingest_progress
-    statement = _dialect_insert(conn, p)
-    conn.execute(
-        statement.on_conflict_do_update(
+    rollups.insert_rows(
+        conn,
+        p,
+        [{"gateway_id": g, "last_seq": seq} for g, seq in sorted(newest.items())],
+        lambda statement: statement.on_conflict_do_update(
             index_elements=["gateway_id"],
             set_={"last_seq": statement.excluded.last_seq},
             where=statement.excluded.last_seq > p.c.last_seq,
         ),
-        [{"gateway_id": g, "last_seq": seq} for g, seq in sorted(newest.items())],
     )

@@ -3,9 +3,15 @@ subscriber, and the pushers of settings and commands. Runs in the app's lifespan
 
 The ingest acknowledges each message to the broker only after its database transaction
 committed (paho's manual acknowledgement under aiomqtt), so nothing is lost between the
-broker and the database. Where the broker has shared subscriptions (Mosquitto), several
-server processes split the readings with `$share/ingest/k/+/d`; the embedded amqtt broker
-has none, so a single process subscribes plainly there.
+broker and the database. Messages that arrive while a transaction runs wait, and go
+together into the next one (up to `GROUP_MAX`): one commit for many is most of the
+ingest's speed under load, and adds no delay when there is none. A group that fails is
+committed again one message at a time, so a message that cannot be stored (the database
+refuses it, or the ingest trips over it) is quarantined alone and the others go through.
+
+Where the broker has shared subscriptions (Mosquitto), several server processes split the
+readings with `$share/ingest/k/+/d`; the embedded amqtt broker has none, so a single
+process subscribes plainly there.
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
-from sqlalchemy import Engine, select
+import psycopg
+from sqlalchemy import Engine, exc, select
 
 from kenshin.ports import tcp_port_or_free
 from kenshin.wire import encode_publish
@@ -37,6 +44,10 @@ from .security import CredentialBox
 log = logging.getLogger(__name__)
 SERVICE_USER = "kenshin-service"
 GROUP_MAX = 2000  # messages committed together at most
+# What says the database (or the way to it) is in trouble, rather than the message: the
+# message is held and tried again, never quarantined for it.
+UNAVAILABLE = (exc.OperationalError, exc.InterfaceError, psycopg.OperationalError,
+               psycopg.InterfaceError)  # fmt: skip
 
 
 class DatabaseCredentials:
@@ -84,6 +95,7 @@ class DeviceService:
     counters: dict[str, int] = field(default_factory=dict)
     _service_password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    subscribed: asyncio.Event = field(default_factory=asyncio.Event)  # the ingest listens
     _published: dict[int, int] = field(default_factory=dict)  # gateway id → settings version
     _broker: Any = None
     _tasks: list[asyncio.Task] = field(default_factory=list)
@@ -212,6 +224,7 @@ class DeviceService:
                     shared = "$share/ingest/" if self.mode == "mosquitto" else ""
                     for kind in (Kind.READINGS, Kind.STATUS, Kind.EVENT, Kind.RESULT):
                         await client.subscribe(f"{shared}k/+/{kind.value}", qos=1)
+                    self.subscribed.set()
                     delay = 1.0
                     self._published.clear()  # the broker may have lost retained settings
                     async with asyncio.TaskGroup() as group:
@@ -224,41 +237,70 @@ class DeviceService:
             except* Exception as errors:  # a bug must not end the ingest for good
                 log.error("service MQTT loop failed", exc_info=errors.exceptions[0])
             self._client = None
+            self.subscribed.clear()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
 
     async def _consume(self, client: aiomqtt.Client) -> None:
-        async for first in client.messages:
-            # Whatever else is waiting goes into the same transaction: one commit for a
-            # group instead of one a message is most of the ingest's speed under load.
-            group = [first]
-            while len(group) < GROUP_MAX and len(client.messages):
-                group.append(await anext(client.messages))
-            work = [(str(m.topic), bytes(m.payload)) for m in group]
-            delay = 0.5
-            # The database is down: hold these messages (unacknowledged) and try again,
-            # rather than move on; MQTT 3.1.1 redelivers unacked messages only at reconnection.
-            while (outcomes := await asyncio.to_thread(self._commit_group, work)) is None:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 15.0)
-            for message, outcome in zip(group, outcomes, strict=True):
-                client._client.ack(message.mid, message.qos)  # committed (or quarantined)
-                self.counters[outcome.kind] = self.counters.get(outcome.kind, 0) + 1
+        """Two stages, so that the database's work and ours overlap: each message is
+        decoded as it arrives, on this loop, while the previous group is being written in
+        a thread; then everything that arrived meanwhile goes into one transaction (one
+        commit for many is most of the ingest's speed under load) and is acknowledged
+        after its commit."""
+        arrived: list[tuple[aiomqtt.Message, str, bytes, ingest.Decoded]] = []
+        waiting = asyncio.Event()
 
-    def _commit_group(self, work: list[tuple[str, bytes]]) -> list[ingest.Outcome] | None:
+        async def receive() -> None:
+            async for message in client.messages:
+                topic, payload = str(message.topic), bytes(message.payload)
+                arrived.append((message, topic, payload, ingest.decode(topic, payload)))
+                waiting.set()
+
+        async def commit() -> None:
+            while True:
+                await waiting.wait()
+                group = arrived[:GROUP_MAX]
+                del arrived[:GROUP_MAX]
+                if not arrived:
+                    waiting.clear()
+                work = [(topic, payload) for _, topic, payload, _ in group]
+                decoded = [message for *_, message in group]
+                delay = 0.5
+                # The database is down: hold these messages (unacknowledged) and try
+                # again, rather than move on; MQTT 3.1.1 redelivers unacked messages only
+                # at reconnection.
+                while (
+                    outcomes := await asyncio.to_thread(self.commit_group, work, decoded)
+                ) is None:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 15.0)
+                for (message, *_), outcome in zip(group, outcomes, strict=True):
+                    client._client.ack(message.mid, message.qos)  # committed (or quarantined)
+                    self._count(outcome.kind)
+
+        async with asyncio.TaskGroup() as stages:
+            stages.create_task(receive())
+            stages.create_task(commit())
+
+    def commit_group(
+        self, work: list[tuple[str, bytes]], decoded: list[ingest.Decoded] | None = None
+    ) -> list[ingest.Outcome] | None:
         """All in one transaction; if that fails, each alone (so one message that breaks
-        its transaction holds back only itself). None: the database is unreachable."""
+        its transaction holds back only itself). None: the database is unreachable (the
+        ones committed so far come again with the rest: redelivery is idempotent)."""
         if len(work) > 1:
             try:
                 with self.engine.begin() as conn:
-                    return ingest.handle_group(conn, work)
+                    outcomes = ingest.handle_group(conn, work, decoded)
+                self._count("groups")
+                return outcomes
             except Exception as err:
                 log.info("a group of %d failed (%s); committing one by one", len(work), err)
         outcomes = []
         for topic, payload in work:
             outcome = self._commit(topic, payload)
             if outcome is None:
-                return None  # the earlier ones are committed: redelivery is idempotent
+                return None
             outcomes.append(outcome)
         return outcomes
 
@@ -266,10 +308,25 @@ class DeviceService:
         try:
             with self.engine.begin() as conn:
                 return ingest.handle(conn, topic, payload)
-        except Exception as err:  # the database is down: no ack; the caller tries again
-            log.warning("ingest could not commit a message on %s: %s", topic, err)
-            self.counters["ingest_errors"] = self.counters.get("ingest_errors", 0) + 1
-            return None
+        except UNAVAILABLE as err:  # no ack: the caller tries again
+            return self._unavailable(topic, err)
+        except Exception as err:  # this message's own trouble: it would fail forever
+            reason = f"could not be stored: {type(err).__name__}: {err}"[:500]
+        try:
+            with self.engine.begin() as conn:
+                outcome = ingest.quarantine(conn, topic, payload, reason)
+        except Exception as err:
+            return self._unavailable(topic, err)
+        log.warning("ingest quarantined a message on %s: %s", topic, reason)
+        return outcome
+
+    def _unavailable(self, topic: str, err: Exception) -> None:
+        log.warning("ingest could not commit a message on %s: %s", topic, err)
+        self._count("ingest_errors")
+        return None
+
+    def _count(self, name: str) -> None:
+        self.counters[name] = self.counters.get(name, 0) + 1
 
     async def _push_loop(self, client: aiomqtt.Client) -> None:
         last_sweep = 0.0

@@ -15,7 +15,7 @@ the newer or the higher value, so order and repetition of deliveries do not matt
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -28,10 +28,12 @@ from kenshin.echonet.edt import JST
 from .. import schema as s
 
 __all__ = [
+    "InstantRow",
     "SlotValue",
     "apply_slot_changes",
     "day_start",
     "hour_start",
+    "insert_rows",
     "month_start",
     "note_instant",
 ]
@@ -56,6 +58,10 @@ class SlotValue:
 MISSING = SlotValue("missing", None)
 
 
+def _utc(epoch_s: int) -> datetime:
+    return datetime.fromtimestamp(epoch_s, UTC)
+
+
 def hour_start(at: datetime) -> datetime:
     return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
@@ -78,18 +84,36 @@ def _insert(conn: Connection, table):
     return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
 
 
+ROWS_A_STATEMENT = 1000  # far below the bind-parameter limits (PostgreSQL 65,535; SQLite 32,766)
+
+
+def insert_rows(
+    conn: Connection, table, rows: Sequence[Mapping[str, Any]], on_conflict: Callable[[Any], Any]
+) -> int:
+    """INSERT `rows` as multi-row statements, each given its ON CONFLICT clause by
+    `on_conflict(statement)` (which may use `statement.excluded`). One execution for many
+    rows: an executemany runs one statement a row on the server. No two rows may share a
+    conflict key (DO UPDATE cannot touch a row twice). Returns the rows written."""
+    written = 0
+    for i in range(0, len(rows), ROWS_A_STATEMENT):
+        statement = _insert(conn, table).values(list(rows[i : i + ROWS_A_STATEMENT]))
+        written += conn.execute(on_conflict(statement)).rowcount or 0
+    return written
+
+
 def _add(conn: Connection, table, key: Sequence[str], rows: list[dict[str, Any]]) -> None:
     """Upsert `rows`, adding wh/slots/refilled to what is there. Rows go in key order, so
     two transactions touching the same tenant rows take their locks in the same order."""
-    if not rows:
-        return
     rows.sort(key=lambda r: tuple(r[k] for k in key))
-    statement = _insert(conn, table)
-    statement = statement.on_conflict_do_update(
-        index_elements=list(key),
-        set_={c: table.c[c] + statement.excluded[c] for c in ("wh", "slots", "refilled")},
+    insert_rows(
+        conn,
+        table,
+        rows,
+        lambda statement: statement.on_conflict_do_update(
+            index_elements=list(key),
+            set_={c: table.c[c] + statement.excluded[c] for c in ("wh", "slots", "refilled")},
+        ),
     )
-    conn.execute(statement, rows)
 
 
 def apply_slot_changes(
@@ -168,47 +192,79 @@ def _rows(deltas: Mapping[tuple[str, datetime], list[int]], **fixed: int) -> lis
     ]
 
 
-def note_instant(conn: Connection, readings: Iterable[Mapping[str, Any]]) -> None:
+# One instant reading as the ingest carries it: (meter id, at in epoch seconds, power W
+# (negative when selling), current R dA, current T dA or None). Plain ints: a group of
+# messages brings tens of thousands, and datetimes are made only for what is written.
+InstantRow = tuple[int, int, int, int, int | None]
+
+JST_OFFSET_S = 9 * 3600
+DAY_S = 86400
+_INT4_MAX = 2**31 - 1  # the peak columns: a meter's -2**31 W (E7's floor) would not fit
+
+
+def note_instant(conn: Connection, readings: Iterable[InstantRow]) -> None:
     """Keep meter_latest and meter_daily_peak up to date with these instant readings of
-    any meters (dicts with meter_id, at, power_w, current_r_da, current_t_da; power
-    negative when selling): one statement each, whatever the number of meters."""
-    newest: dict[int, Mapping[str, Any]] = {}
-    days: dict[tuple[int, datetime], dict[str, Any]] = {}
-    for r in sorted(readings, key=lambda r: r["at"]):  # earliest wins a tie
-        newest[r["meter_id"]] = r
-        day = days.setdefault(
-            (r["meter_id"], day_start(r["at"])),
-            {"import_w": None, "import_at": None, "export_w": None, "export_at": None},
-        )
-        power = r["power_w"]
-        if power >= 0 and (day["import_w"] is None or power > day["import_w"]):
-            day["import_w"], day["import_at"] = power, r["at"]
-        if power < 0 and (day["export_w"] is None or -power > day["export_w"]):
-            day["export_w"], day["export_at"] = -power, r["at"]
+    any meters: one statement each, whatever the number of meters."""
+    newest: dict[int, InstantRow] = {}
+    # (meter, JST day number) → [import W, its time, export W, its time]
+    days: dict[tuple[int, int], list[int | None]] = {}
+    for reading in readings:
+        meter_id, at, power = reading[0], reading[1], reading[2]
+        best = newest.get(meter_id)
+        if best is None or at > best[1]:
+            newest[meter_id] = reading
+        key = (meter_id, (at + JST_OFFSET_S) // DAY_S)
+        day = days.get(key)
+        if day is None:
+            day = days[key] = [None, None, None, None]
+        side, watts = (0, power) if power >= 0 else (2, min(-power, _INT4_MAX))
+        peak = day[side]
+        if peak is None or watts > peak or (watts == peak and at < day[side + 1]):
+            day[side], day[side + 1] = watts, at
     if not newest:
         return
     latest = s.meter_latest
-    statement = _insert(conn, latest)
     fields = ("at", "power_w", "current_r_da", "current_t_da")
-    conn.execute(
-        statement.on_conflict_do_update(
+    insert_rows(
+        conn,
+        latest,
+        [
+            {"meter_id": m, "at": _utc(at), "power_w": p, "current_r_da": r, "current_t_da": t}
+            for m, (_, at, p, r, t) in sorted(newest.items())
+        ],
+        lambda statement: statement.on_conflict_do_update(
             index_elements=["meter_id"],
             set_={c: statement.excluded[c] for c in fields},
             where=statement.excluded.at > latest.c.at,
         ),
-        [{"meter_id": m, **{c: r[c] for c in fields}} for m, r in sorted(newest.items())],
     )
-    peak = s.meter_daily_peak
-    statement = _insert(conn, peak)
+    rows = [
+        {
+            "meter_id": m,
+            "day": _utc(day * DAY_S - JST_OFFSET_S),  # JST midnight
+            "import_w": import_w,
+            "import_at": _utc(import_at) if import_at is not None else None,
+            "export_w": export_w,
+            "export_at": _utc(export_at) if export_at is not None else None,
+        }
+        for (m, day), (import_w, import_at, export_w, export_at) in sorted(days.items())
+    ]
+    insert_rows(conn, s.meter_daily_peak, rows, _keep_higher_peaks)
+
+
+def _keep_higher_peaks(statement):
+    """ON CONFLICT for meter_daily_peak: each side takes the new value only if it is
+    higher (or as high and earlier), so the order of deliveries does not matter."""
+    peak, new = s.meter_daily_peak, statement.excluded
     higher = {
         side: and_(
-            statement.excluded[f"{side}_w"].is_not(None),
+            new[f"{side}_w"].is_not(None),
             or_(
                 peak.c[f"{side}_w"].is_(None),
-                statement.excluded[f"{side}_w"] > peak.c[f"{side}_w"],
+                new[f"{side}_w"] > peak.c[f"{side}_w"],
                 and_(
-                    statement.excluded[f"{side}_w"] == peak.c[f"{side}_w"],
-                    statement.excluded[f"{side}_at"] < peak.c[f"{side}_at"],
+                    new[f"{side}_w"] == peak.c[f"{side}_w"],
+                    new[f"{side}_at"] < peak.c[f"{side}_at"],
                 ),
             ),
         )
@@ -216,12 +272,9 @@ def note_instant(conn: Connection, readings: Iterable[Mapping[str, Any]]) -> Non
     }
     set_ = {
         f"{side}_{field}": case(
-            (higher[side], statement.excluded[f"{side}_{field}"]), else_=peak.c[f"{side}_{field}"]
+            (higher[side], new[f"{side}_{field}"]), else_=peak.c[f"{side}_{field}"]
         )
         for side in ("import", "export")
         for field in ("w", "at")
     }
-    rows = [{"meter_id": m, "day": day, **values} for (m, day), values in sorted(days.items())]
-    conn.execute(
-        statement.on_conflict_do_update(index_elements=["meter_id", "day"], set_=set_), rows
-    )
+    return statement.on_conflict_do_update(index_elements=["meter_id", "day"], set_=set_)
