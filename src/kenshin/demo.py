@@ -83,6 +83,7 @@ class Demo:
             log_level="warning",
             forecast_every_s=120.0,  # panels fill soon after the backfill arrives
             alerts_every_s=120.0,
+            webhooks_allow_private=True,  # a receiver on this machine or its network
         )
         app = create_app(settings)
         web = _QuietServer(

@@ -28,7 +28,7 @@ from .metering.partitions import ensure_partitions
 from .metering.retention import apply_retention
 from .security import CredentialBox
 from .settings import Settings
-from .webhooks.dispatcher import collect, send_due
+from .webhooks.dispatcher import Dispatcher
 
 __all__ = ["Job", "JobRunner", "server_jobs"]
 
@@ -64,15 +64,6 @@ def _forecast_then_imbalance(conn, tenant_id: int, now: datetime) -> None:
     check_imbalance(conn, tenant_id, now)
 
 
-def _webhooks(box: CredentialBox, allow_private: bool) -> Callable[[Engine, datetime], None]:
-    def run(engine: Engine, now: datetime) -> None:
-        with engine.begin() as conn:
-            collect(conn, now)
-        send_due(engine, box, now, allow_private=allow_private)
-
-    return run
-
-
 def _partitions(engine: Engine, now: datetime) -> None:
     with engine.begin() as conn:
         ensure_partitions(conn, now)
@@ -84,8 +75,14 @@ def server_jobs(settings: Settings, box: CredentialBox) -> list[Job]:
         Job("retention", 3600.0, lambda engine, now: apply_retention(engine, now)),
         Job("forecasts", settings.forecast_every_s, _each_tenant(_forecast_then_imbalance)),
         Job("alerts", settings.alerts_every_s, _each_tenant(run_rules)),
-        Job("webhooks", settings.webhook_every_s, _webhooks(box, settings.webhooks_allow_private)),
     ]
+    if settings.webhooks:  # sends run in the dispatcher's own threads, past the job's run
+        dispatcher = Dispatcher(
+            box,
+            allow_private=settings.webhooks_allow_private,
+            concurrency=settings.webhook_concurrency,
+        )
+        jobs.append(Job("webhooks", settings.webhook_every_s, dispatcher))
     if settings.smtp_host:
         smtp = SmtpConfig(
             settings.smtp_host,

@@ -140,7 +140,11 @@ class Settings(BaseModel):
         False,
         description="let webhooks reach loopback/private addresses (tests, demos, on-premises)",
     )
+    webhooks: bool = Field(True, description="send webhooks (a job: needs `jobs` on too)")
     webhook_every_s: float = Field(5.0, gt=0, description="webhook outbox and sends checked")
+    webhook_concurrency: int = Field(
+        8, ge=1, le=256, description="receivers sent to at once (one slow one holds only itself)"
+    )
     weather_csv: Path | None = Field(
         None, description="hourly weather (time,irradiance_w_m2,temperature_c[,site_id])"
     )

@@ -16,12 +16,13 @@ from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import Connection, insert, update
+from sqlalchemy import Connection, update
 
 from kenshin.wire.enrollment import CHALLENGE_TTL_S, b64decode, signed_message, valid_serial
 
 from .. import schema as s
 from ..broker.access import hash_password
+from ..events import record_event
 from ..schema import utcnow
 from .registry import gateway_by_serial
 
@@ -97,14 +98,13 @@ def enroll(
             last_seen_at=now,
         )
     )
-    conn.execute(
-        insert(s.events).values(
-            tenant_id=gateway.tenant_id,
-            gateway_id=gateway.id,
-            code="gateway_enrolled",
-            severity="info",
-            detail={"serial": serial},
-            at=now,
-        )
+    record_event(
+        conn,
+        tenant_id=gateway.tenant_id,
+        gateway_id=gateway.id,
+        code="gateway_enrolled",
+        severity="info",
+        detail={"serial": serial},
+        at=now,
     )
     return Issued(serial, serial, password)

@@ -22,6 +22,7 @@ from kenshin.wire.enrollment import valid_serial
 
 from .. import schema as s
 from ..accounts import audit
+from ..events import record_event
 from ..schema import utcnow
 from ..security import CredentialBox, meter_credential_ad
 
@@ -134,15 +135,14 @@ def claim_gateway(
             state_since=now,
         )
     )
-    conn.execute(
-        insert(s.events).values(
-            tenant_id=tenant_id,
-            gateway_id=gateway.id,
-            code="gateway_claimed",
-            severity="info",
-            detail={"serial": gateway.serial},
-            at=now,
-        )
+    record_event(
+        conn,
+        tenant_id=tenant_id,
+        gateway_id=gateway.id,
+        code="gateway_claimed",
+        severity="info",
+        detail={"serial": gateway.serial},
+        at=now,
     )
     audit(conn, actor, "gateway.claim", target=f"gateway:{gateway.id}", tenant_id=tenant_id)
     return get_gateway(conn, gateway.id, tenant_id)

@@ -15,6 +15,7 @@ from sqlalchemy import Connection, Row, and_, insert, select, update
 from kenshin.wire import LinkState, Status
 
 from .. import schema as s
+from ..events import record_event
 from ..schema import utcnow
 
 METER_LINK_DOWN = {LinkState.AUTH_FAILED, LinkState.DEVICE_LOST, LinkState.NO_METER}
@@ -29,15 +30,14 @@ def set_state(conn: Connection, gateway: Row, state: str, *, reason: str, at: da
         update(s.gateways).where(s.gateways.c.id == gateway.id).values(state=state, state_since=at)
     )
     severity = "warning" if state in ("lost_contact", "meter_link_down") else "info"
-    conn.execute(
-        insert(s.events).values(
-            tenant_id=gateway.tenant_id,
-            gateway_id=gateway.id,
-            code=f"gateway_{state}",
-            severity=severity,
-            detail={"from": gateway.state, "reason": reason},
-            at=at,
-        )
+    record_event(
+        conn,
+        tenant_id=gateway.tenant_id,
+        gateway_id=gateway.id,
+        code=f"gateway_{state}",
+        severity=severity,
+        detail={"from": gateway.state, "reason": reason},
+        at=at,
     )
     return True
 
@@ -91,15 +91,14 @@ def on_status(conn: Connection, gateway: Row, status: Status) -> None:
         status.settings_version is not None
         and status.settings_version != gateway.settings_version_applied
     ):
-        conn.execute(
-            insert(s.events).values(
-                tenant_id=gateway.tenant_id,
-                gateway_id=gateway.id,
-                code="settings_applied",
-                severity="info",
-                detail={"version": status.settings_version},
-                at=at,
-            )
+        record_event(
+            conn,
+            tenant_id=gateway.tenant_id,
+            gateway_id=gateway.id,
+            code="settings_applied",
+            severity="info",
+            detail={"version": status.settings_version},
+            at=at,
         )
     link = LinkState(status.link)
     wanted = "meter_link_down" if link in METER_LINK_DOWN else "working"

@@ -1,5 +1,8 @@
 """Webhooks over HTTP (tenant admins): register URLs, rotate secrets, ping, read the
-delivery log, send a delivery again."""
+delivery log, send a delivery again.
+
+Admins only, reading included: a hook's URL and its log are the tenant's integration with
+its own systems (the issue's "admin: users, keys, webhooks")."""
 
 from __future__ import annotations
 
@@ -8,18 +11,27 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from sqlalchemy import delete, insert, select, update
 
-from .. import accounts
+from .. import accounts, listing
 from .. import schema as s
 from ..deps import Conn, Principal, RowId, TenantId, require_role
 from ..problems import Problem
-from .dispatcher import UnsafeTarget, check_target, sealed_for
+from .dispatcher import sealed_for
+from .targets import UnsafeTarget, resolve_target
 
 router = APIRouter(tags=["webhooks"])
 Admin = Annotated[Principal, Depends(require_role("admin"))]
 Kind = Literal["slot.closed", "event"]
+Secret = Annotated[
+    SecretStr | None,
+    Field(
+        min_length=32,
+        max_length=256,
+        description="your own signing secret (32 characters or more); omit to have one made",
+    ),
+]
 
 
 class HookIn(BaseModel):
@@ -27,13 +39,20 @@ class HookIn(BaseModel):
     kinds: list[Kind] = Field(min_length=1, description="what to send")
     description: str | None = Field(None, max_length=200)
     active: bool = True
+    secret: Secret = None
+
+
+class SecretIn(BaseModel):
+    secret: Secret = None
 
 
 class HookPatch(BaseModel):
+    """What to change; a field left out (or null, but for description) stays as it is."""
+
     url: str | None = Field(None, max_length=2000)
     kinds: list[Kind] | None = Field(None, min_length=1)
-    description: str | None = Field(None, max_length=200)
-    active: bool | None = None
+    description: str | None = Field(None, max_length=200, description="null: none")
+    active: bool | None = Field(None, description="false: nothing is sent until true again")
 
 
 class HookOut(BaseModel):
@@ -65,7 +84,7 @@ class DeliveryOut(BaseModel):
 
 def _check(request: Request, url: str) -> None:
     try:
-        check_target(url, allow_private=request.app.state.settings.webhooks_allow_private)
+        resolve_target(url, allow_private=request.app.state.settings.webhooks_allow_private)
     except UnsafeTarget as err:
         raise Problem(422, str(err)) from None
 
@@ -79,8 +98,8 @@ def _hook(conn, hook_id: RowId, tenant_id: RowId):
     return row
 
 
-def _seal(request: Request, conn, hook_id: RowId) -> str:
-    secret = "whsec_" + secrets.token_urlsafe(32)
+def _seal(request: Request, conn, hook_id: RowId, given: SecretStr | None) -> str:
+    secret = given.get_secret_value() if given else "whsec_" + secrets.token_urlsafe(32)
     sealed = request.app.state.credential_box.seal(secret, sealed_for(hook_id))
     conn.execute(update(s.webhooks).where(s.webhooks.c.id == hook_id).values(secret_enc=sealed))
     return secret
@@ -98,11 +117,11 @@ def add_hook(
             secret_enc=b"",  # sealed below, bound to the new id
             created_at=s.utcnow(),
             created_by=principal.actor,
-            **body.model_dump(),
+            **body.model_dump(exclude={"secret"}),
         )
         .returning(s.webhooks)
     ).one()
-    secret = _seal(request, conn, row.id)
+    secret = _seal(request, conn, row.id, body.secret)
     accounts.audit(
         conn, principal.actor, "webhook.add", target=f"webhook:{row.id}", tenant_id=tenant_id,
         detail={"url": body.url, "kinds": body.kinds},
@@ -133,8 +152,12 @@ def patch_hook(
     tenant_id: TenantId,
 ) -> HookOut:
     _hook(conn, hook_id, tenant_id)
-    changes = body.model_dump(exclude_unset=True)
-    if changes.get("url"):
+    changes = {
+        field: value
+        for field, value in body.model_dump(exclude_unset=True).items()
+        if value is not None or field == "description"
+    }
+    if "url" in changes:
         _check(request, changes["url"])
     if changes:
         conn.execute(update(s.webhooks).where(s.webhooks.c.id == hook_id).values(**changes))
@@ -158,10 +181,15 @@ def delete_hook(hook_id: RowId, conn: Conn, principal: Admin, tenant_id: TenantI
 
 @router.post("/webhooks/{hook_id}/rotate-secret", summary="A new secret (shown once)")
 def rotate(
-    hook_id: RowId, request: Request, conn: Conn, principal: Admin, tenant_id: TenantId
+    hook_id: RowId,
+    request: Request,
+    conn: Conn,
+    principal: Admin,
+    tenant_id: TenantId,
+    body: SecretIn | None = None,
 ) -> HookWithSecret:
     row = _hook(conn, hook_id, tenant_id)
-    secret = _seal(request, conn, hook_id)
+    secret = _seal(request, conn, hook_id, body.secret if body else None)
     accounts.audit(
         conn, principal.actor, "webhook.rotate", target=f"webhook:{hook_id}", tenant_id=tenant_id
     )
@@ -193,16 +221,24 @@ def deliveries(
     conn: Conn,
     _: Admin,
     tenant_id: TenantId,
-    state: Literal["pending", "delivered", "dead"] | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> list[DeliveryOut]:
+    state: Annotated[
+        Literal["pending", "delivered", "dead"] | None, Query(description="only these")
+    ] = None,
+    limit: listing.Limit = listing.DEFAULT_LIMIT,
+    cursor: listing.Cursor = None,
+) -> listing.Page[DeliveryOut]:
     _hook(conn, hook_id, tenant_id)
     d = s.webhook_deliveries.c
     query = select(s.webhook_deliveries).where(d.webhook_id == hook_id)
     if state:
         query = query.where(d.state == state)
-    rows = conn.execute(query.order_by(d.id.desc()).limit(limit))
-    return [DeliveryOut.model_validate(r._mapping) for r in rows]
+    query, page = listing.paginate(
+        query, sortable={"id": d.id}, id_column=d.id, sort="-id", limit=limit, cursor=cursor
+    )
+    rows, next_cursor = page(conn.execute(query).all())
+    return listing.Page[DeliveryOut](
+        items=[DeliveryOut.model_validate(r._mapping) for r in rows], next_cursor=next_cursor
+    )
 
 
 @router.post(
