@@ -2,65 +2,128 @@
 keyset ("cursor") pagination, never OFFSET.
 
 A page is ``{"items": [...], "next_cursor": "..." | null}``. The cursor is opaque to the
-client: base64url of the last row's sort value and id. A forged cursor can only move the
-page's start within rows the caller may see anyway (the tenant filter is always applied),
-so it is checked for shape, not signed. `sort` names a field, ``-field`` for descending;
-ties break by id, so every row appears exactly once across pages even as rows are added.
+client: base64url of the sort's name, the last row's sort value and its id. It is checked,
+not signed: a cursor made for another sort, or whose value is not of the sort field's type,
+is a 400 problem; a forged one that passes can only move the page's start within rows the
+caller may see anyway (the tenant filter is always applied). `sort` names a field,
+``-field`` for descending; ties break by id, so every row appears exactly once across pages
+even as rows are added. Sort fields must never be NULL (wrap nullable ones in coalesce).
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
-from pydantic import BaseModel
-from sqlalchemy import ColumnElement, Select, and_, func, literal, or_, tuple_
+from pydantic import BaseModel, Field
+from sqlalchemy import ColumnElement, Row, Select, and_, func, literal, or_, tuple_
 
 from .problems import Problem
 
-__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "Cursor", "Limit", "Page", "Search", "paginate"]
+__all__ = [
+    "DEFAULT_LIMIT",
+    "MAX_LIMIT",
+    "Cursor",
+    "Limit",
+    "Page",
+    "combine",
+    "paginate",
+    "search_filter",
+    "search_parameter",
+    "sort_parameter",
+]
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
+_BIGINT = 2**63  # ids and integer sort values beyond it are no row's
 T = TypeVar("T")
 
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"page size, at most {MAX_LIMIT}")]
-Cursor = Annotated[str | None, Query(max_length=500, description="next_cursor of the last page")]
-Search = Annotated[
-    str | None, Query(max_length=100, description="case-insensitive substring, any text field")
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"page size, 1 to {MAX_LIMIT}")]
+Cursor = Annotated[
+    str | None, Query(max_length=1000, description="the previous page's next_cursor")
 ]
+
+
+def search_parameter(fields: str) -> Any:
+    """The `q` query parameter's type for a list searching `fields` (said in words)."""
+    return Annotated[
+        str | None,
+        # No NUL: PostgreSQL text cannot hold it (a 422 here, not a 500 from the driver).
+        Query(
+            max_length=100,
+            pattern="^[^\\x00]*$",
+            description=f"case-insensitive substring of {fields}",
+        ),
+    ]
+
+
+def sort_parameter(fields: Sequence[str]) -> Any:
+    """The `sort` query parameter's type for a list sortable by `fields`."""
+    return Annotated[
+        str, Query(description=f"{', '.join(fields)}; -name: descending (ties: by id)")
+    ]
 
 
 class Page(BaseModel, Generic[T]):
     items: list[T]
-    next_cursor: str | None
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null: last")
 
 
-def _encode(value: Any, row_id: int) -> str:
-    raw = json.dumps([value, row_id], separators=(",", ":"), ensure_ascii=False)
+def _encode(sort: str, value: Any, row_id: int) -> str:
+    if isinstance(value, datetime):
+        value = value.isoformat()
+    raw = json.dumps([sort, value, row_id], separators=(",", ":"), ensure_ascii=False)
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def _decode(cursor: str) -> tuple[Any, int]:
+_NOT_OURS = "not a cursor from this list: start again without one"
+
+
+def _decode(cursor: str, sort: str, python_type: type) -> tuple[Any, int]:
+    """The cursor's (sort value, id), checked against the sort it must have been made for
+    and the sort field's type (a forged value must reach the database as a 400 here, not
+    as a type error there)."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        value, row_id = json.loads(raw)
-        if type(row_id) is not int or not isinstance(value, str | int | float):
-            raise ValueError
-        return value, row_id
-    except (ValueError, TypeError, json.JSONDecodeError):
-        raise Problem(400, "not a cursor from this list: start again without one") from None
+        made_for, value, row_id = json.loads(raw)
+        if python_type is datetime and isinstance(value, str):
+            value = datetime.fromisoformat(value)
+    except (ValueError, TypeError, binascii.Error):
+        raise Problem(400, _NOT_OURS) from None
+    if made_for != sort:
+        raise Problem(400, "the cursor was made for another sort: start again without one")
+    if type(value) is int:
+        fits = -_BIGINT <= value < _BIGINT
+    elif type(value) is datetime:
+        fits = value.tzinfo is not None
+    else:
+        fits = "\x00" not in str(value)  # PostgreSQL text cannot hold NUL
+    if type(value) is not python_type or not fits:
+        raise Problem(400, _NOT_OURS)
+    if type(row_id) is not int or not 0 < row_id < _BIGINT:
+        raise Problem(400, _NOT_OURS)
+    return value, row_id
 
 
 def search_filter(q: str | None, columns: Sequence[ColumnElement]) -> ColumnElement | None:
-    """Rows where any column holds `q`, ignoring case (Japanese text as it is)."""
+    """Rows where any column holds `q`, ignoring case; `%` and `_` are plain characters.
+
+    Japanese text has no case and matches as it is (lower() leaves it alone on both
+    backends)."""
     if not q:
         return None
     needle = "%" + q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    return or_(*(func.lower(func.coalesce(c, "")).like(needle, escape="\\") for c in columns))
+    return or_(*(func.lower(c).like(needle, escape="\\") for c in columns))
+
+
+def combine(*conditions: ColumnElement | None) -> ColumnElement:
+    """AND of the conditions that apply (None: a filter the request did not ask for)."""
+    return and_(*(c for c in conditions if c is not None))
 
 
 def paginate(
@@ -71,30 +134,31 @@ def paginate(
     sort: str,
     limit: int,
     cursor: str | None,
-) -> tuple[Select, Any]:
+) -> tuple[Select, Callable[[Sequence[Row]], tuple[Sequence[Row], str | None]]]:
     """The query limited to one page (one row more, to know whether another follows), and
-    a function that turns the fetched rows into (rows, next_cursor)."""
+    a function that turns the fetched rows into (rows, next_cursor).
+
+    `sortable` maps the names a client may sort by to never-NULL expressions; the query's
+    rows gain a ``sort_key`` column, and must carry `id_column` under its own name."""
     descending = sort.startswith("-")
-    name = sort.lstrip("-")
+    name = sort.removeprefix("-")
     if name not in sortable:
         raise Problem(400, f"sort by one of {', '.join(sorted(sortable))} (-name: descending)")
     column = sortable[name]
     key = tuple_(column, id_column)
     if cursor is not None:
-        value, row_id = _decode(cursor)
-        after = tuple_(literal(value), literal(row_id))
+        # A TypeDecorator (UTCDateTime) tells its Python type through the type it wraps.
+        python_type = getattr(column.type, "impl_instance", column.type).python_type
+        value, row_id = _decode(cursor, sort, python_type)
+        after = tuple_(literal(value, column.type), literal(row_id, id_column.type))
         query = query.where(key < after if descending else key > after)
     order = (column.desc(), id_column.desc()) if descending else (column, id_column)
-    query = query.order_by(*order).limit(limit + 1)
+    query = query.add_columns(column.label("sort_key")).order_by(*order).limit(limit + 1)
 
-    def page(rows: list) -> tuple[list, str | None]:
+    def page(rows: Sequence[Row]) -> tuple[Sequence[Row], str | None]:
         if len(rows) <= limit:
             return rows, None
         last = rows[limit - 1]._mapping
-        return rows[:limit], _encode(last["sort_key"], last[id_column.key])
+        return rows[:limit], _encode(sort, last["sort_key"], last[id_column.key])
 
-    return query.add_columns(column.label("sort_key")), page
-
-
-def combine(*conditions: ColumnElement | None) -> ColumnElement:
-    return and_(*(c for c in conditions if c is not None))
+    return query, page

@@ -13,12 +13,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
 from .. import listing
 from .. import schema as s
 from ..deps import Conn, Principal, RowId, TenantId, require_platform_admin, require_role
-from ..metering.current import CURRENT_WINDOW, CURRENT_WINDOW_MIN, site_summary_columns
+from ..metering.current import CURRENT_WINDOW_MIN, site_summary_columns
 from ..problems import Problem
 from . import commands, config, enrollment, registry
 
@@ -151,14 +151,19 @@ def claim(
 GatewayState = Literal["never_seen", "working", "lost_contact", "meter_link_down"]
 
 
+GatewaySort = listing.sort_parameter(("serial", "state", "created_at", "id"))
+GatewaySearch = listing.search_parameter("serial or model")
+
+
 @router.get("/gateways", summary="The tenant's gateways: search, filter by state, sort, pages")
 def list_gateways(
     conn: Conn,
     _: Viewer,
     tenant_id: TenantId,
     state: Annotated[list[GatewayState] | None, Query(description="any of")] = None,
-    q: listing.Search = None,
-    sort: Annotated[str, Query(description="serial, state or id; -name: descending")] = "id",
+    site_id: RowId | None = None,
+    q: GatewaySearch = None,
+    sort: GatewaySort = "id",
     limit: listing.Limit = listing.DEFAULT_LIMIT,
     cursor: listing.Cursor = None,
 ) -> listing.Page[GatewayOut]:
@@ -167,12 +172,13 @@ def list_gateways(
         listing.combine(
             g.tenant_id == tenant_id,
             g.state.in_(state) if state else None,
+            g.site_id == site_id if site_id is not None else None,
             listing.search_filter(q, [g.serial, g.model]),
         )
     )
     query, page = listing.paginate(
         query,
-        sortable={"serial": g.serial, "state": g.state, "id": g.id},
+        sortable={"serial": g.serial, "state": g.state, "created_at": g.created_at, "id": g.id},
         id_column=g.id,
         sort=sort,
         limit=limit,
@@ -214,12 +220,15 @@ class SiteOut(SiteIn):
 
 @router.post("/sites", status_code=201, summary="Add a customer site")
 def add_site(body: SiteIn, conn: Conn, principal: Operator, tenant_id: TenantId) -> SiteOut:
-    if conn.execute(
-        select(s.sites.c.id).where(
-            s.sites.c.tenant_id == tenant_id, s.sites.c.customer_id == body.customer_id
-        )
-    ).first():
-        raise Problem(409, f"customer {body.customer_id} already has a site")
+    # Both are unique within a tenant: a clash is a 409, not the database's 500.
+    for column, value, what in (
+        (s.sites.c.customer_id, body.customer_id, f"customer {body.customer_id}"),
+        (s.sites.c.service_code, body.service_code, f"service code {body.service_code}"),
+    ):
+        if conn.execute(
+            select(s.sites.c.id).where(s.sites.c.tenant_id == tenant_id, column == value)
+        ).first():
+            raise Problem(409, f"{what} already has a site")
     return SiteOut.model_validate(
         registry.add_site(conn, tenant_id, principal.actor, **body.model_dump())
     )
@@ -227,15 +236,28 @@ def add_site(body: SiteIn, conn: Conn, principal: Operator, tenant_id: TenantId)
 
 class SiteRow(SiteOut):
     """A row of the control panel's list: the site, its gateway's state, power now and
-    today's energy."""
+    today's energy (JST day)."""
 
-    gateway_id: RowId | None
+    gateway_id: RowId | None = Field(
+        description="the site's gateway (the first by id in the states asked, if several)"
+    )
     gateway_state: str | None
-    power_w: int | None = Field(description="the meters' latest instant power; null: not measured")
-    power_at: datetime | None
-    measured: bool = Field(description=f"a reading in the last {CURRENT_WINDOW_MIN} minutes")
-    today_bought_wh: int | None
-    today_sold_wh: int | None
+    measured: bool = Field(
+        description=f"a meter of the site read in the last {CURRENT_WINDOW_MIN} minutes; "
+        "false: not measured (未計測)"
+    )
+    power_w: int | None = Field(
+        description="instant power summed over the site's measured meters; null: not measured"
+    )
+    power_at: datetime | None = Field(description="the newest reading's time, however old")
+    today_bought_wh: int | None = Field(description="normal direction since JST midnight")
+    today_sold_wh: int | None = Field(description="reverse direction since JST midnight")
+
+
+SiteSort = listing.sort_parameter(
+    ("customer_id", "service_code", "address", "name", "created_at", "id")
+)
+SiteSearch = listing.search_parameter("customer ID, service code, address, phone or name")
 
 
 @router.get("/sites", summary="The tenant's sites with power now and today's energy")
@@ -243,40 +265,56 @@ def list_sites(
     conn: Conn,
     _: Viewer,
     tenant_id: TenantId,
-    q: listing.Search = None,
+    q: SiteSearch = None,
     state: Annotated[
         list[GatewayState] | None, Query(description="sites whose gateway is in any of")
     ] = None,
-    sort: Annotated[
-        str, Query(description="customer_id, service_code, address, name or id; -name: descending")
-    ] = "service_code",
+    sort: SiteSort = "service_code",
     limit: listing.Limit = listing.DEFAULT_LIMIT,
     cursor: listing.Cursor = None,
 ) -> listing.Page[SiteRow]:
     site, g = s.sites.c, s.gateways.c
     now = s.utcnow()
-    columns = site_summary_columns(now)
-    query = (
-        select(s.sites, g.id.label("gateway_id"), g.state.label("gateway_state"), *columns)
-        .join_from(s.sites, s.gateways, g.site_id == site.id, isouter=True)
-        .where(
-            listing.combine(
-                site.tenant_id == tenant_id,
-                g.state.in_(state) if state else None,
-                listing.search_filter(
-                    q, [site.customer_id, site.service_code, site.address, site.phone, site.name]
-                ),
-            )
+    # One gateway a site: a join would list the site once per gateway, and a walk must see
+    # each site exactly once. The row shows its first gateway (by id) in the states asked.
+    first = s.gateways.alias("first_gateway").c
+
+    def of_first_gateway(column):
+        return (
+            select(column)
+            .where(first.site_id == site.id, *([first.state.in_(state)] if state else []))
+            .order_by(first.id)
+            .limit(1)
+            .scalar_subquery()
+        )
+
+    in_state = None
+    if state:  # a semi-join: the planner sees how many sites match (index on tenant, state)
+        in_state = site.id.in_(
+            select(g.site_id).where(g.tenant_id == tenant_id, g.state.in_(state))
+        )
+    query = select(
+        s.sites,
+        of_first_gateway(first.id).label("gateway_id"),
+        of_first_gateway(first.state).label("gateway_state"),
+        *site_summary_columns(now),
+    ).where(
+        listing.combine(
+            site.tenant_id == tenant_id,
+            in_state,
+            listing.search_filter(
+                q, [site.customer_id, site.service_code, site.address, site.phone, site.name]
+            ),
         )
     )
-    text = lambda c: func.coalesce(c, "")  # noqa: E731 - nullable text sorts as empty
     query, page = listing.paginate(
         query,
         sortable={
             "customer_id": site.customer_id,
             "service_code": site.service_code,
-            "address": text(site.address),
-            "name": text(site.name),
+            "address": func.coalesce(site.address, ""),
+            "name": func.coalesce(site.name, ""),
+            "created_at": site.created_at,
             "id": site.id,
         },
         id_column=site.id,
@@ -285,21 +323,19 @@ def list_sites(
         cursor=cursor,
     )
     rows, next_cursor = page(conn.execute(query).all())
-    items = []
-    for r in rows:
-        measured = r.power_at is not None and now - r.power_at <= CURRENT_WINDOW
-        items.append(
-            SiteRow(
-                **SiteOut.model_validate(r).model_dump(),
-                gateway_id=r.gateway_id,
-                gateway_state=r.gateway_state,
-                power_w=r.power_w if measured else None,
-                power_at=r.power_at,
-                measured=measured,
-                today_bought_wh=r.today_bought_wh,
-                today_sold_wh=r.today_sold_wh,
-            )
+    items = [
+        SiteRow(
+            **SiteOut.model_validate(r).model_dump(),
+            gateway_id=r.gateway_id,
+            gateway_state=r.gateway_state,
+            measured=r.power_w is not None,
+            power_w=r.power_w,
+            power_at=r.power_at,
+            today_bought_wh=r.today_bought_wh,
+            today_sold_wh=r.today_sold_wh,
         )
+        for r in rows
+    ]
     return listing.Page[SiteRow](items=items, next_cursor=next_cursor)
 
 
@@ -357,30 +393,57 @@ def add_meter(
     return _meter_out(row)
 
 
+MeterSort = listing.sort_parameter(("serial", "link", "created_at", "id"))
+MeterSearch = listing.search_parameter(
+    "the meter's serial, UDP host or dongle port, or its site's customer ID or service code"
+)
+
+
 @router.get("/meters", summary="The tenant's meters (never their credentials)")
 def list_meters(
     conn: Conn,
     _: Viewer,
     tenant_id: TenantId,
-    q: listing.Search = None,
+    q: MeterSearch = None,
     link: Annotated[Literal["udp", "wisun"] | None, Query()] = None,
+    state: Annotated[
+        list[GatewayState] | None, Query(description="meters whose gateway is in any of")
+    ] = None,
     site_id: RowId | None = None,
-    sort: Annotated[str, Query(description="serial, link or id; -name: descending")] = "id",
+    gateway_id: RowId | None = None,
+    sort: MeterSort = "id",
     limit: listing.Limit = listing.DEFAULT_LIMIT,
     cursor: listing.Cursor = None,
 ) -> listing.Page[MeterOut]:
-    m = s.meters.c
+    m, site, g = s.meters.c, s.sites.c, s.gateways.c
+    of_site = None
+    if q:  # the site's identifiers, so a meter is found by the customer it serves
+        of_site = m.site_id.in_(
+            select(site.id).where(
+                site.tenant_id == tenant_id,
+                listing.search_filter(q, [site.customer_id, site.service_code]),
+            )
+        )
     query = select(s.meters).where(
         listing.combine(
             m.tenant_id == tenant_id,
             m.link == link if link else None,
             m.site_id == site_id if site_id is not None else None,
-            listing.search_filter(q, [m.serial, m.udp_host, m.device]),
+            m.gateway_id == gateway_id if gateway_id is not None else None,
+            m.gateway_id.in_(select(g.id).where(g.tenant_id == tenant_id, g.state.in_(state)))
+            if state
+            else None,
+            or_(listing.search_filter(q, [m.serial, m.udp_host, m.device]), of_site) if q else None,
         )
     )
     query, page = listing.paginate(
         query,
-        sortable={"serial": func.coalesce(m.serial, ""), "link": m.link, "id": m.id},
+        sortable={
+            "serial": func.coalesce(m.serial, ""),
+            "link": m.link,
+            "created_at": m.created_at,
+            "id": m.id,
+        },
         id_column=m.id,
         sort=sort,
         limit=limit,
