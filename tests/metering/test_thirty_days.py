@@ -29,7 +29,7 @@ from kenshin.gateway.queue import DurableQueue
 from kenshin.meter import SmartMeterSession, UdpMeterLink
 from kenshin.server import ingest
 from kenshin.server import schema as s
-from kenshin.server.metering.rollups import day_start, month_start
+from kenshin.server.metering.rollups import day_start, hour_start, month_start
 from kenshin.sim.clock import JST, ManualClock
 from kenshin.sim.fleet import SimFleet
 from kenshin.sim.meter import MeterConfig
@@ -123,10 +123,11 @@ def test_thirty_days_of_slots_equal_the_simulators_record(month, engine, world, 
     with engine.connect() as conn:
         rows = conn.execute(select(s.slot_energy).where(s.slot_energy.c.meter_id == meter.id))
         stored = {(int(r.slot_start.timestamp()), r.direction): r for r in rows}
-        energy = conn.execute(select(s.meter_energy).where(s.meter_energy.c.meter_id == meter.id))
-        rollups = {(r.period, r.direction, r.start): r.wh for r in energy}
+        meter_rollups = _rollups(conn, s.meter_energy, s.meter_energy.c.meter_id == meter.id)
+        tenant_rollups = _rollups(
+            conn, s.tenant_energy, s.tenant_energy.c.tenant_id == meter.tenant_id
+        )
     wrapped = refilled = 0
-    sums: dict = defaultdict(int)
     for slot in slots:
         at, after = datetime.fromtimestamp(slot, JST), datetime.fromtimestamp(slot + SLOT_S, JST)
         for direction in (0, 1):
@@ -135,11 +136,40 @@ def test_thirty_days_of_slots_equal_the_simulators_record(month, engine, world, 
             row = stored[(slot, direction)]
             assert row.wh == (b - a) % 10**5 * WH_PER_COUNT, (at, direction)
             refilled += row.status == "refilled"
-            sums[("day", direction, day_start(at))] += row.wh
-            sums[("month", direction, month_start(at))] += row.wh
     assert wrapped >= 1  # the normal register went past 99,999 during the month
     assert refilled >= 2 * (OUTAGE[1] - OUTAGE[0])
-    full_days = [day_start(START) + timedelta(days=d) for d in range(1, DAYS - 1)]
-    for day in full_days:  # every whole day's rollup is the sum of its 48 slots
-        for direction in (0, 1):
-            assert rollups[("day", direction, day.astimezone(UTC))] == sums[("day", direction, day)]
+
+    # Every rollup (the ingest keeps them by deltas) is the sum of the slots it covers,
+    # and there is one for every bucket holding a slot: the meter's hours, JST days and
+    # months; the tenant's slots, hours, days and months (the tenant has this one meter).
+    expected = _sums(stored.values(), ("hour", "day", "month"))
+    assert meter_rollups == expected
+    assert tenant_rollups == _sums(stored.values(), ("slot", "hour", "day", "month"))
+    assert sum(wh for (period, *_), (wh, _, _) in expected.items() if period == "month") == sum(
+        r.wh for r in stored.values() if r.wh is not None
+    )
+
+
+BUCKET = {"slot": lambda at: at.astimezone(UTC), "hour": hour_start, "day": day_start,
+          "month": month_start}  # fmt: skip
+
+
+def _sums(slot_rows, periods) -> dict:
+    """(period, direction, start) -> [wh, slots with a value, refilled], from slot rows."""
+    sums: dict = defaultdict(lambda: [0, 0, 0])
+    for row in slot_rows:
+        if row.wh is None:
+            continue
+        for period in periods:
+            total = sums[(period, row.direction, BUCKET[period](row.slot_start))]
+            total[0] += row.wh
+            total[1] += 1
+            total[2] += row.status == "refilled"
+    return dict(sums)
+
+
+def _rollups(conn, table, owner) -> dict:
+    return {
+        (r.period, r.direction, r.start): [r.wh, r.slots, r.refilled]
+        for r in conn.execute(select(table).where(owner))
+    }

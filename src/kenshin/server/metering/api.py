@@ -1,10 +1,8 @@
 """The metering room's HTTP face: series of one meter or a whole tenant, as JSON or as CSV
 that Excel opens right (UTF-8 with a BOM), every range in JST calendar days.
 
-Limits (a 400 problem beyond them): energy per slot or hour over at most 93 days, per day
-or month over at most 3,660; instant power over at most 31 days and 5,000 points (longer
-ranges come in buckets with mean, min and max); the whole tenant's slot CSV over at most
-31 days.
+One convention for CSV everywhere: `format=csv` (JSON by default). Limits (a 400 problem
+beyond them) live in `series` and are stated in each route's OpenAPI description.
 """
 
 from __future__ import annotations
@@ -15,7 +13,6 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 
 from kenshin.echonet.edt import JST
 
@@ -24,7 +21,8 @@ from ..deps import Conn, Principal, RowId, TenantId, require_role
 from ..devices.registry import get_meter
 from ..problems import Problem
 from . import current, series
-from .csvout import CSV_RESPONSE, csv_response
+from .csvout import CSV_RESPONSE, CsvStream, csv_response, jst_text
+from .series import MAX_DAYS, MAX_POWER_DAYS, MAX_POWER_POINTS, MAX_TENANT_CSV_DAYS
 
 router = APIRouter(tags=["metering"])
 Viewer = Annotated[Principal, Depends(require_role("viewer"))]
@@ -32,12 +30,18 @@ DIRECTIONS = {"normal": 0, "reverse": 1}
 Direction = Annotated[
     Literal["normal", "reverse"], Query(description="normal: bought; reverse: sold")
 ]
-Format = Annotated[Literal["json", "csv"], Query(description="csv: UTF-8 with a BOM")]
+Format = Annotated[
+    Literal["json", "csv"],
+    Query(description="csv: UTF-8 with a BOM, CRLF, a header row, times in JST, streamed"),
+]
 First = Annotated[date, Query(alias="from", description="first JST day, YYYY-MM-DD")]
 Last = Annotated[date, Query(alias="to", description="last JST day (inclusive)")]
-MAX_POWER_DAYS = 31
-MAX_POWER_POINTS = 5000
-MAX_TENANT_CSV_DAYS = 31
+ENERGY_LIMITS = (
+    f"At most {MAX_DAYS['slot']:,} JST days per request for slots and hours, "
+    f"{MAX_DAYS['day']:,} for days and months (400 problem beyond). Every period of the "
+    "range is in the answer: one without a value has `wh: null`, never an interpolated "
+    "number."
+)
 
 
 def _meter(conn, meter_id: RowId, tenant_id: RowId):
@@ -51,7 +55,7 @@ def _check_range(first: date, last: date, limit: int, what: str) -> None:
     if last < first:
         raise Problem(400, "'to' is before 'from'")
     if (last - first).days + 1 > limit:
-        raise Problem(400, f"{what}: at most {limit} days in one request")
+        raise Problem(400, f"{what}: at most {limit:,} days in one request")
 
 
 # -- energy ----------------------------------------------------------------------------------
@@ -60,17 +64,18 @@ def _check_range(first: date, last: date, limit: int, what: str) -> None:
 class EnergyValue(BaseModel):
     start: datetime = Field(description="the period's start, JST")
     wh: int | None = Field(description="null: no 30-minute value in it")
-    slots: int = Field(description="30-minute values summed")
-    expected_slots: int
+    slots: int = Field(description="30-minute values summed (a tenant's: meter-slots)")
+    expected_slots: int = Field(description="the period's slots × the meters it is of")
     complete: bool
     refilled: int = Field(description="of the slots, how many came from the meter's history")
     status: Literal["measured", "refilled", "missing"] | None = Field(
-        None, description="per-slot series only"
+        None, description="one meter's per-slot series only"
     )
 
 
 class EnergySeries(BaseModel):
-    meter_id: RowId | None = None
+    meter_id: RowId | None = Field(None, description="null: the whole tenant")
+    meters: int = Field(description="1 for a meter; the tenant's meters (registered now)")
     period: Literal["slot", "hour", "day", "month"]
     direction: Literal["normal", "reverse"]
     first: date
@@ -78,35 +83,6 @@ class EnergySeries(BaseModel):
     total_wh: int
     complete: bool
     values: list[EnergyValue]
-
-
-def _energy(conn, period, direction, first, last, **owner) -> EnergySeries:
-    _check_range(first, last, series.MAX_DAYS[period], f"{period} energy")
-    points = series.energy_series(
-        conn, period=period, direction=DIRECTIONS[direction], first=first, last=last, **owner
-    )
-    return EnergySeries(
-        meter_id=owner.get("meter_id"),
-        period=period,
-        direction=direction,
-        first=first,
-        last=last,
-        total_wh=sum(p.wh or 0 for p in points),
-        complete=all(p.complete for p in points),
-        values=[EnergyValue(**p.__dict__, complete=p.complete) for p in points],
-    )
-
-
-def _energy_csv(result: EnergySeries, name: str):
-    return csv_response(
-        f"{name}-{result.period}-{result.first}-{result.last}-{result.direction}.csv",
-        ["start_jst", "direction", "wh", "slots", "expected_slots", "refilled", "status"],
-        (
-            [v.start.isoformat(), result.direction, v.wh, v.slots, v.expected_slots,
-             v.refilled, v.status or ""]
-            for v in result.values
-        ),
-    )  # fmt: skip
 
 
 @dataclass
@@ -123,14 +99,52 @@ class EnergyQuery:
 EnergyAsk = Annotated[EnergyQuery, Depends()]
 
 
+def _energy(conn, ask: EnergyQuery, **owner) -> EnergySeries:
+    _check_range(ask.first, ask.last, MAX_DAYS[ask.period], f"{ask.period} energy")
+    meters, points = series.energy_series(
+        conn, period=ask.period, direction=DIRECTIONS[ask.direction], first=ask.first,
+        last=ask.last, **owner,
+    )  # fmt: skip
+    return EnergySeries(
+        meter_id=owner.get("meter_id"),
+        meters=meters,
+        period=ask.period,
+        direction=ask.direction,
+        first=ask.first,
+        last=ask.last,
+        total_wh=sum(p.wh or 0 for p in points),
+        complete=all(p.complete for p in points),
+        values=[EnergyValue(**vars(p), complete=p.complete) for p in points],
+    )
+
+
 def _answer(conn, ask: EnergyQuery, name: str, **owner):
-    result = _energy(conn, ask.period, ask.direction, ask.first, ask.last, **owner)
-    return _energy_csv(result, name) if ask.format == "csv" else result
+    result = _energy(conn, ask, **owner)
+    if ask.format == "json":
+        return result
+    return csv_response(
+        f"{name}-{result.period}-{result.first}-{result.last}-{result.direction}.csv",
+        ["start_jst", "direction", "wh", "slots", "expected_slots", "refilled", "status"],
+        (
+            [
+                jst_text(v.start),
+                result.direction,
+                v.wh,
+                v.slots,
+                v.expected_slots,
+                v.refilled,
+                v.status,
+            ]
+            for v in result.values
+        ),
+    )
 
 
 @router.get(
     "/meters/{meter_id}/energy",
     summary="A meter's energy per slot, hour, day or month",
+    description=ENERGY_LIMITS,
+    response_model=EnergySeries,
     responses=CSV_RESPONSE,
 )
 def meter_energy(meter_id: RowId, conn: Conn, _: Viewer, tenant_id: TenantId, ask: EnergyAsk):
@@ -141,6 +155,8 @@ def meter_energy(meter_id: RowId, conn: Conn, _: Viewer, tenant_id: TenantId, as
 @router.get(
     "/meters/{meter_id}/slots",
     summary="A meter's 30-minute energy for a JST day",
+    description="The same as `/energy?period=slot` for one day.",
+    response_model=EnergySeries,
     responses=CSV_RESPONSE,
 )
 def meter_slots(
@@ -159,6 +175,9 @@ def meter_slots(
 @router.get(
     "/energy",
     summary="The tenant's energy, all meters, per slot, hour, day or month",
+    description=ENERGY_LIMITS + " `slots` counts the meter-slots summed; a period is "
+    "complete when every meter of the tenant has every slot of it.",
+    response_model=EnergySeries,
     responses=CSV_RESPONSE,
 )
 def tenant_energy(conn: Conn, _: Viewer, tenant_id: TenantId, ask: EnergyAsk):
@@ -166,12 +185,17 @@ def tenant_energy(conn: Conn, _: Viewer, tenant_id: TenantId, ask: EnergyAsk):
 
 
 class SlotPeak(BaseModel):
-    start: datetime
-    wh: int
+    start: datetime = Field(description="the half hour's start, JST")
+    wh: int = Field(description="the tenant's energy in that half hour")
     average_w: int = Field(description="the slot's energy as a 30-minute average power")
+    slots: int = Field(description="meter-slots summed in it")
 
 
-@router.get("/energy/peak", summary="The tenant's highest 30-minute demand of a JST day")
+@router.get(
+    "/energy/peak",
+    summary="The tenant's highest 30-minute demand of a JST day",
+    description="null when the day has no value yet; the earliest half hour on a tie.",
+)
 def tenant_peak(
     conn: Conn,
     _: Viewer,
@@ -179,7 +203,7 @@ def tenant_peak(
     day: Annotated[date, Query(description="The JST day")],
     direction: Direction = "normal",
 ) -> SlotPeak | None:
-    points = series.energy_series(
+    _, points = series.energy_series(
         conn, period="slot", direction=DIRECTIONS[direction], first=day, last=day,
         tenant_id=tenant_id,
     )  # fmt: skip
@@ -187,12 +211,16 @@ def tenant_peak(
     if not valued:
         return None
     top = max(valued, key=lambda p: (p.wh, -p.start.timestamp()))
-    return SlotPeak(start=top.start, wh=top.wh, average_w=top.wh * 2)
+    return SlotPeak(start=top.start, wh=top.wh, average_w=top.wh * 2, slots=top.slots)
 
 
 @router.get(
     "/energy/meters.csv",
     summary="Every meter's 30-minute slots, the whole tenant (CSV)",
+    description=f"At most {MAX_TENANT_CSV_DAYS} JST days per request. One row per meter "
+    "and slot (a slot without a value: status `missing`, empty `wh`), ordered by meter "
+    "then time, with the site's service code and customer ID; streamed.",
+    response_class=CsvStream,
     responses=CSV_RESPONSE,
 )
 def tenant_slots_csv(
@@ -204,14 +232,14 @@ def tenant_slots_csv(
     direction: Direction = "normal",
 ):
     _check_range(first, last, MAX_TENANT_CSV_DAYS, "the tenant's slot CSV")
-    rows = series.tenant_slot_rows(
-        request.app.state.engine, tenant_id, DIRECTIONS[direction], first, last
+    rows = series.tenant_slot_grid(
+        request.app.state.engine, tenant_id, DIRECTIONS[direction], first, last, label=jst_text
     )
     return csv_response(
         f"tenant-{tenant_id}-slots-{first}-{last}-{direction}.csv",
         ["meter_id", "service_code", "customer_id", "slot_start_jst", "direction", "status", "wh"],
         (
-            [meter_id, code, customer, at.astimezone(JST).isoformat(), direction, status, wh]
+            [meter_id, code, customer, at, direction, status, wh]
             for meter_id, code, customer, at, status, wh in rows
         ),
     )
@@ -243,7 +271,7 @@ class PowerValue(BaseModel):
     mean_w: float
     min_w: int
     max_w: int
-    count: int
+    count: int = Field(description="readings in the bucket (1: a raw reading)")
 
 
 class PowerSeries(BaseModel):
@@ -257,6 +285,12 @@ class PowerSeries(BaseModel):
 @router.get(
     "/meters/{meter_id}/power",
     summary="A meter's instant power over a time range",
+    description=f"At most {MAX_POWER_DAYS} days per request (400 problem beyond). Every "
+    "reading as it came when there are at most `max_points` of them; else buckets from "
+    f"`start` (mean, min, max, count) of the narrowest width among "
+    f"{', '.join(map(str, series.BUCKET_WIDTHS))} s (whole days beyond) that gives at "
+    f"most `max_points` (≤ {MAX_POWER_POINTS:,}). Buckets without readings are left out.",
+    response_model=PowerSeries,
     responses=CSV_RESPONSE,
 )
 def meter_power(
@@ -276,33 +310,35 @@ def meter_power(
     if end - start > timedelta(days=MAX_POWER_DAYS):
         raise Problem(400, f"instant power: at most {MAX_POWER_DAYS} days in one request")
     width, points = series.instant_power(conn, meter_id, start, end, max_points)
-    result = PowerSeries(
-        meter_id=meter_id,
-        start=start.astimezone(JST),
-        end=end.astimezone(JST),
-        bucket_s=width,
-        values=[PowerValue(**p.__dict__) for p in points],
-    )
     if format == "json":
-        return result
+        return PowerSeries(
+            meter_id=meter_id,
+            start=start.astimezone(JST),
+            end=end.astimezone(JST),
+            bucket_s=width,
+            values=[PowerValue(**vars(p)) for p in points],
+        )
     return csv_response(
-        f"meter-{meter_id}-power-{start:%Y%m%dT%H%M}.csv",
+        f"meter-{meter_id}-power-{start.astimezone(JST):%Y%m%dT%H%M}.csv",
         ["at_jst", "mean_w", "min_w", "max_w", "count"],
-        ([v.at.isoformat(), v.mean_w, v.min_w, v.max_w, v.count] for v in result.values),
+        ([jst_text(p.at), p.mean_w, p.min_w, p.max_w, p.count] for p in points),
     )
 
 
 class DailyPeak(BaseModel):
-    day: date
-    import_w: int | None = Field(description="the highest bought power")
+    day: date = Field(description="the JST day")
+    import_w: int | None = Field(description="the highest bought power; null: no reading")
     import_at: datetime | None
-    export_w: int | None = Field(description="the highest sold power")
+    export_w: int | None = Field(description="the highest sold power (positive W)")
     export_at: datetime | None
 
 
 @router.get(
     "/meters/{meter_id}/peaks",
     summary="A meter's daily peaks, bought and sold",
+    description=f"Every JST day of the range, at most {MAX_DAYS['day']:,} (400 problem "
+    "beyond); a day without readings has nulls.",
+    response_model=list[DailyPeak],
     responses=CSV_RESPONSE,
 )
 def meter_peaks(
@@ -315,35 +351,15 @@ def meter_peaks(
     format: Format = "json",
 ):
     _meter(conn, meter_id, tenant_id)
-    _check_range(first, last, series.MAX_DAYS["day"], "peaks")
-    p = s.meter_daily_peak.c
-    rows = conn.execute(
-        select(s.meter_daily_peak)
-        .where(
-            p.meter_id == meter_id,
-            p.day >= series.jst_midnight(first),
-            p.day < series.jst_midnight(last + timedelta(days=1)),
-        )
-        .order_by(p.day)
-    )
-    peaks = [
-        DailyPeak(
-            day=r.day.astimezone(JST).date(),
-            import_w=r.import_w,
-            import_at=r.import_at.astimezone(JST) if r.import_at else None,
-            export_w=r.export_w,
-            export_at=r.export_at.astimezone(JST) if r.export_at else None,
-        )
-        for r in rows
-    ]
+    _check_range(first, last, MAX_DAYS["day"], "peaks")
+    peaks = series.daily_peaks(conn, meter_id, first, last)
     if format == "json":
-        return peaks
+        return [DailyPeak(**vars(p)) for p in peaks]
     return csv_response(
         f"meter-{meter_id}-peaks-{first}-{last}.csv",
         ["day", "import_w", "import_at_jst", "export_w", "export_at_jst"],
         (
-            [x.day, x.import_w, x.import_at and x.import_at.isoformat(), x.export_w,
-             x.export_at and x.export_at.isoformat()]
-            for x in peaks
+            [p.day, p.import_w, jst_text(p.import_at), p.export_w, jst_text(p.export_at)]
+            for p in peaks
         ),
-    )  # fmt: skip
+    )

@@ -14,7 +14,7 @@ from sqlalchemy import Connection, func, select
 from kenshin.echonet.edt import JST
 
 from .. import schema as s
-from ..metering.rollups import day_start
+from .rollups import day_start
 
 __all__ = ["CURRENT_WINDOW", "CURRENT_WINDOW_MIN", "meter_now", "site_summary_columns"]
 
@@ -33,25 +33,24 @@ def _today_wh(meter_filter, direction: int, now: datetime):
 
 
 def site_summary_columns(now: datetime) -> list:
-    """Per site row: power_w and power_at (its meters' newest readings, summed), today's
-    bought and sold Wh. Correlated subqueries on primary keys: one page, one query."""
-    latest, m, site = s.meter_latest.c, s.meters.c, s.sites.c
-    of_site = m.site_id == site.id
-    power = (
-        select(func.sum(latest.power_w))
-        .join_from(s.meter_latest, s.meters, m.id == latest.meter_id)
-        .where(of_site)
-        .scalar_subquery()
-    )
-    power_at = (
-        select(func.max(latest.at))
-        .join_from(s.meter_latest, s.meters, m.id == latest.meter_id)
-        .where(of_site)
-        .scalar_subquery()
-    )
+    """Per site row: power_w (the sum over its meters measured in the window; NULL when
+    none is), power_at (its meters' newest reading, however old), today's bought and sold
+    Wh. Correlated subqueries on primary keys, evaluated for the page's rows only: one
+    page, one query."""
+    latest, m = s.meter_latest.c, s.meters.c
+    of_site = m.site_id == s.sites.c.id
+
+    def over_latest(value, *where):
+        return (
+            select(value)
+            .join_from(s.meter_latest, s.meters, m.id == latest.meter_id)
+            .where(of_site, *where)
+            .scalar_subquery()
+        )
+
     return [
-        power.label("power_w"),
-        power_at.label("power_at"),
+        over_latest(func.sum(latest.power_w), latest.at >= now - CURRENT_WINDOW).label("power_w"),
+        over_latest(func.max(latest.at)).label("power_at"),
         _today_wh(of_site, 0, now).label("today_bought_wh"),
         _today_wh(of_site, 1, now).label("today_sold_wh"),
     ]

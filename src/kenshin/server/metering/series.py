@@ -3,18 +3,22 @@ buckets), for one meter or a whole tenant, with JST boundaries and gaps shown as
 
 Every period of the asked range is present in the answer: one the database has no row
 for has no energy (None) and no slots, never a made-up zero. Energy periods say how many
-30-minute values they hold against how many they should (48 a JST day, no DST in Japan),
-so "complete" is a fact, not a guess.
+30-minute values they hold against how many they should (48 a JST day per meter, no DST
+in Japan), so "complete" is a fact, not a guess.
+
+Every query reads the rollup tables or the raw tables through their primary keys
+(owner, [period, direction,] time): a range costs the rows it returns, whatever the
+fleet's size.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, Float, Integer, and_, cast, func, select
 
 from kenshin.echonet.edt import JST
 
@@ -22,20 +26,35 @@ from .. import schema as s
 
 __all__ = [
     "MAX_DAYS",
+    "MAX_POWER_DAYS",
+    "MAX_POWER_POINTS",
+    "MAX_TENANT_CSV_DAYS",
+    "DayPeak",
     "EnergyPoint",
     "Period",
     "PowerPoint",
+    "daily_peaks",
     "energy_series",
     "instant_power",
     "jst_midnight",
     "period_starts",
-    "tenant_slot_rows",
+    "tenant_meter_count",
+    "tenant_slot_grid",
 ]
 
 Period = Literal["slot", "hour", "day", "month"]
 SLOT = timedelta(minutes=30)
-# The longest range per period (JST days, inclusive): what one response may carry.
+MISSING = ("missing", None)
+# What one request may ask for (a 400 problem beyond): JST days, inclusive, per period...
 MAX_DAYS: dict[str, int] = {"slot": 93, "hour": 93, "day": 3660, "month": 3660}
+# ...instant power: a range and the points of the answer...
+MAX_POWER_DAYS = 31
+MAX_POWER_POINTS = 5000
+# ...and the whole tenant's slot CSV (meters x 48 rows a day: streamed, but not endless).
+MAX_TENANT_CSV_DAYS = 31
+# Bucket widths (s) for downsampled power: each divides a day, so buckets from a round
+# start stay on round clock times.
+BUCKET_WIDTHS = (10, 20, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200)
 
 
 def jst_midnight(day: date) -> datetime:
@@ -74,14 +93,19 @@ def period_starts(period: Period, first: date, last: date) -> list[tuple[datetim
 class EnergyPoint:
     start: datetime  # JST
     wh: int | None
-    slots: int  # 30-minute values summed
+    slots: int  # 30-minute values summed (meter-slots for a tenant)
     expected_slots: int
     refilled: int
-    status: str | None = None  # slots only: measured | refilled | missing
+    status: str | None = None  # one meter's slots only: measured | refilled | missing
 
     @property
     def complete(self) -> bool:
-        return self.slots == self.expected_slots
+        return self.slots >= self.expected_slots
+
+
+def tenant_meter_count(conn: Connection, tenant_id: int) -> int:
+    m = s.meters.c
+    return conn.execute(select(func.count()).where(m.tenant_id == tenant_id)).scalar_one()
 
 
 def energy_series(
@@ -93,11 +117,14 @@ def energy_series(
     last: date,
     meter_id: int | None = None,
     tenant_id: int | None = None,
-) -> list[EnergyPoint]:
-    """One meter's (meter_id) or one tenant's (tenant_id) energy per period."""
+) -> tuple[int, list[EnergyPoint]]:
+    """One meter's (meter_id) or one tenant's (tenant_id) energy per period, and how many
+    meters it is of: a tenant's period is complete when every one of its meters (as
+    registered now) has every slot of it."""
     spans = period_starts(period, first, last)
+    meters = 1 if meter_id is not None else tenant_meter_count(conn, tenant_id)
     if not spans:
-        return []
+        return meters, []
     lo, hi = spans[0][0], spans[-1][1]
     stored: dict[datetime, tuple[int | None, int, int, str | None]] = {}
     if meter_id is not None and period == "slot":
@@ -122,16 +149,49 @@ def energy_series(
             stored[r.start] = (r.wh, r.slots, r.refilled, None)
     out = []
     for start, end in spans:
-        expected = int((end - start) / SLOT)
         wh, slots, refilled, status = stored.get(start.astimezone(UTC), (None, 0, 0, None))
         if period == "slot" and meter_id is not None and status is None:
-            status = "missing"
-        if meter_id is None:  # a tenant's period holds meter-slots: no fixed expectation
-            expected = slots
+            status = "missing"  # not even a row: the same gap to the reader
         out.append(
-            EnergyPoint(start.astimezone(JST), wh if slots else None, slots, expected, refilled,
-                        status)
+            EnergyPoint(start.astimezone(JST), wh if slots else None, slots,
+                        meters * int((end - start) / SLOT), refilled, status)
         )  # fmt: skip
+    return meters, out
+
+
+@dataclass(frozen=True)
+class DayPeak:
+    day: date  # JST
+    import_w: int | None
+    import_at: datetime | None  # JST
+    export_w: int | None
+    export_at: datetime | None
+
+
+def daily_peaks(conn: Connection, meter_id: int, first: date, last: date) -> list[DayPeak]:
+    """Every JST day of the range; a day without readings has no peaks (None)."""
+    p = s.meter_daily_peak.c
+    rows = conn.execute(
+        select(s.meter_daily_peak).where(
+            p.meter_id == meter_id,
+            p.day >= jst_midnight(first),
+            p.day < jst_midnight(last + timedelta(days=1)),
+        )
+    )
+    by_day = {r.day.astimezone(JST).date(): r for r in rows}
+
+    def jst(at: datetime | None) -> datetime | None:
+        return at.astimezone(JST) if at else None
+
+    out = []
+    for n in range((last - first).days + 1):
+        day = first + timedelta(days=n)
+        r = by_day.get(day)
+        out.append(
+            DayPeak(day, r.import_w, jst(r.import_at), r.export_w, jst(r.export_at))
+            if r
+            else DayPeak(day, None, None, None, None)
+        )
     return out
 
 
@@ -144,61 +204,109 @@ class PowerPoint:
     count: int
 
 
+def bucket_width(span: timedelta, max_points: int) -> int:
+    """The narrowest width from BUCKET_WIDTHS (else whole days) giving <= max_points."""
+    need = span.total_seconds() / max_points
+    for width in BUCKET_WIDTHS:
+        if width >= need:
+            return width
+    return -(-int(need) // 86400) * 86400
+
+
 def instant_power(
     conn: Connection, meter_id: int, start: datetime, end: datetime, max_points: int
 ) -> tuple[int, list[PowerPoint]]:
-    """Readings in [start, end): as they are when at most `max_points`, else averaged in
-    equal buckets (a multiple of 10 s) so that there are at most `max_points`. Returns the
-    bucket width in seconds (0: raw) and the points."""
+    """Readings in [start, end): as they are when at most `max_points`, else grouped in
+    equal buckets from `start` (mean, min, max, count; computed by the database, so a
+    month of readings never crosses the wire) so that there are at most `max_points`.
+    Returns the bucket width in seconds (0: raw) and the points."""
     i = s.readings_instant.c
+    in_range = and_(i.meter_id == meter_id, i.at >= start, i.at < end)
+    # One more than allowed tells "too many" without counting them all.
     rows = conn.execute(
-        select(i.at, i.power_w)
-        .where(i.meter_id == meter_id, i.at >= start, i.at < end)
-        .order_by(i.at)
+        select(i.at, i.power_w).where(in_range).order_by(i.at).limit(max_points + 1)
     ).all()
     if len(rows) <= max_points:
         return 0, [
             PowerPoint(r.at.astimezone(JST), r.power_w, r.power_w, r.power_w, 1) for r in rows
         ]
-    span = (end - start).total_seconds()
-    width = max(10, -(-int(span / max_points) // 10) * 10)
-    buckets: dict[int, list[int]] = {}
-    origin = start.timestamp()
-    for r in rows:
-        buckets.setdefault(int((r.at.timestamp() - origin) // width), []).append(r.power_w)
+    width = bucket_width(end - start, max_points)
+    origin = int(start.timestamp())  # whole seconds: integer arithmetic on SQLite
+    if conn.dialect.name == "postgresql":
+        seconds = func.date_part("epoch", i.at, type_=Float)
+    else:  # stored as UTC text
+        seconds = cast(func.strftime("%s", i.at), Integer)
+    bucket = (seconds - origin) // width  # floor division, rendered per backend
+    inner = select(bucket.label("k"), i.power_w).where(in_range).subquery()
+    grouped = conn.execute(
+        select(
+            inner.c.k,
+            func.avg(inner.c.power_w),
+            func.min(inner.c.power_w),
+            func.max(inner.c.power_w),
+            func.count(),
+        )
+        .group_by(inner.c.k)
+        .order_by(inner.c.k)
+    )
     points = [
         PowerPoint(
-            datetime.fromtimestamp(origin + k * width, JST),
-            round(sum(v) / len(v), 1),
-            min(v),
-            max(v),
-            len(v),
+            datetime.fromtimestamp(origin + int(k) * width, JST), round(float(mean), 1), lo, hi, n
         )
-        for k, v in sorted(buckets.items())
+        for k, mean, lo, hi, n in grouped
     ]
     return width, points
 
 
-def tenant_slot_rows(
-    engine: Engine, tenant_id: int, direction: int, first: date, last: date, chunk: int = 5000
+def tenant_slot_grid(
+    engine: Engine,
+    tenant_id: int,
+    direction: int,
+    first: date,
+    last: date,
+    label: Callable[[datetime], object] = lambda at: at,
+    chunk: int = 2000,
 ) -> Iterator[tuple]:
-    """Every meter's 30-minute slots of a tenant over the days, ordered by site and time,
-    read in chunks on a connection of its own (for a streamed response)."""
+    """(meter_id, service_code, customer_id, slot, status, wh) for every meter of the
+    tenant and every 30-minute slot of the days, by meter then time; a slot without a value
+    is there as `missing`. `slot` is `label(slot_start)`, computed once per slot of the
+    range rather than once per row. Rows are read in chunks (a server-side cursor on
+    PostgreSQL) on a connection of its own, for a streamed response: memory stays flat
+    however many meters."""
+    lo, hi = jst_midnight(first), jst_midnight(last + timedelta(days=1))
+    grid = [
+        (start.astimezone(UTC), label(start)) for start, _ in period_starts("slot", first, last)
+    ]
     e, m, site = s.slot_energy.c, s.meters.c, s.sites.c
+    # Outer join: a meter without any row in the range still gets its (missing) slots.
     query = (
-        select(
-            m.id, site.service_code, site.customer_id, e.slot_start, e.status, e.wh,
-        )
-        .join_from(s.slot_energy, s.meters, m.id == e.meter_id)
+        select(m.id, site.service_code, site.customer_id, e.slot_start, e.status, e.wh)
+        .select_from(s.meters)
         .join(s.sites, site.id == m.site_id)
-        .where(
-            m.tenant_id == tenant_id,
-            e.direction == direction,
-            e.slot_start >= jst_midnight(first),
-            e.slot_start < jst_midnight(last + timedelta(days=1)),
+        .outerjoin(
+            s.slot_energy,
+            and_(e.meter_id == m.id, e.direction == direction, e.slot_start >= lo,
+                 e.slot_start < hi),
         )
+        .where(m.tenant_id == tenant_id)
         .order_by(m.id, e.slot_start)
     )  # fmt: skip
+
+    def fill(meter, code, customer, stored):
+        for at, shown in grid:
+            status, wh = stored.get(at, MISSING)
+            yield meter, code, customer, shown, status, wh
+
     with engine.connect() as conn:
         result = conn.execution_options(yield_per=chunk).execute(query)
-        yield from result
+        current, stored = None, {}
+        for part in result.partitions():
+            for meter, code, customer, at, status, wh in part:
+                if current is not None and current[0] != meter:
+                    yield from fill(*current, stored)
+                    stored = {}
+                current = (meter, code, customer)
+                if at is not None:
+                    stored[at] = (status, wh)
+        if current is not None:
+            yield from fill(*current, stored)
