@@ -672,6 +672,24 @@ alert_subscriptions = Table(
     _one_of("min_severity", SEVERITIES),
 )
 
+NOTICE_KINDS = ("failure", "maintenance", "info")
+# What people tell the panel's readers: a failure being worked on, maintenance ahead.
+# tenant_id NULL: every tenant's (written by a platform administrator).
+notices = Table(
+    "notices",
+    metadata,
+    _id(),
+    Column("tenant_id", Id, ForeignKey("tenants.id"), nullable=True, index=True),
+    Column("kind", String(16), nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("body", Text(), nullable=False, default="", server_default=""),
+    Column("starts_at", UTCDateTime(), nullable=False),
+    Column("ends_at", UTCDateTime(), nullable=True),  # NULL: until someone ends it
+    Column("created_by", String(64), nullable=False),
+    _created_at(),
+    _one_of("kind", NOTICE_KINDS),
+)
+
 NOTIFICATION_STATES = ("pending", "sent", "dead")
 alert_notifications = Table(
     "alert_notifications",
