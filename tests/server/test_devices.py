@@ -87,6 +87,25 @@ def test_claimed_gateway_state_moves_and_every_move_is_an_event(engine, fleet):
     ]
 
 
+def test_a_gateways_first_words_record_one_transition(engine, world, fleet):
+    """A never-seen gateway's first batch and status, committed together as a group, move
+    it to working once: the group's cached row must not make a second transition."""
+    meter = _meter(engine, world, fleet)
+    now = int(time.time())
+    batch = ReadingsBatch(1, f"m{meter.id}", (InstantSample(now - 60, 420, 21, 0),))
+    report = Status(now, "1.0", 10, LinkState.JOINED, settings_version=1)
+    work = [encode_publish(batch, "GW-A"), encode_publish(report, "GW-A")]
+    with engine.begin() as conn:
+        assert [o.kind for o in ingest.handle_group(conn, work)] == ["readings", "status"]
+    with engine.begin() as conn:  # a second status alone: already working
+        ingest.handle(conn, *encode_publish(report, "GW-A"))
+    with engine.connect() as conn:
+        codes = conn.execute(
+            select(s.events.c.code).where(s.events.c.code == "gateway_working")
+        ).all()
+    assert len(codes) == 1
+
+
 def test_ingest_is_idempotent_and_quarantines_what_it_cannot_use(engine, world, fleet):
     meter = _meter(engine, world, fleet)
     slot = 1_780_000_200 // 1800 * 1800

@@ -257,10 +257,10 @@ def _handle(
         return quarantine(conn, topic, payload, f"from an unknown or unclaimed gateway {serial}")
     if isinstance(message, ReadingsBatch):
         return _readings(conn, gateway, message, topic, payload, group)
-    status.heard_from(conn, gateway)
-    if isinstance(message, Status):
+    if isinstance(message, Status):  # says how it is itself: no "heard from" transition
         status.on_status(conn, gateway, message)
         return Outcome("status", gateway.id)
+    status.heard_from(conn, gateway)
     if isinstance(message, Event):
         _event(conn, gateway, message)
         return Outcome("event", gateway.id)

@@ -23,8 +23,15 @@ SILENCE_FACTOR = 2.5  # lost contact after this many heartbeat periods without a
 
 
 def set_state(conn: Connection, gateway: Row, state: str, *, reason: str, at: datetime) -> bool:
-    """Move a gateway to `state`, recording the transition; False if it was there."""
+    """Move a gateway to `state`, recording the transition; False if it was there. The
+    state is read afresh: `gateway` may be a row read earlier in the transaction (a group of
+    messages), and a stale one would record the same transition twice."""
     if gateway.state == state:
+        return False
+    current = conn.execute(
+        select(s.gateways.c.state).where(s.gateways.c.id == gateway.id)
+    ).scalar_one()
+    if current == state:
         return False
     conn.execute(
         update(s.gateways).where(s.gateways.c.id == gateway.id).values(state=state, state_since=at)
@@ -36,7 +43,7 @@ def set_state(conn: Connection, gateway: Row, state: str, *, reason: str, at: da
         gateway_id=gateway.id,
         code=f"gateway_{state}",
         severity=severity,
-        detail={"from": gateway.state, "reason": reason},
+        detail={"from": current, "reason": reason},
         at=at,
     )
     return True
