@@ -18,6 +18,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	scripts/ensure-services
+	scripts/ensure-chromium
 	$(BIN)/ruff check src tests bench
 	$(BIN)/pytest
 

@@ -22,6 +22,7 @@ from fastapi import FastAPI
 
 import kenshin
 
+from . import notices, web
 from .alerts import api as alerts_api
 from .analytics import api as analytics_api
 from .analytics.generation import CsvWeather
@@ -31,6 +32,7 @@ from .db import make_engine, migrate
 from .devices import api as devices_api
 from .jobs import JobRunner, server_jobs
 from .metering import api as metering_api
+from .metering import live as metering_live
 from .problems import PROBLEM_RESPONSES, install_problem_handlers
 from .runtime import device_service
 from .security import CredentialBox, load_secret_key
@@ -96,7 +98,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api_router())
     app.include_router(devices_api.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
     app.include_router(metering_api.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
+    app.include_router(metering_live.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
     app.include_router(analytics_api.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
     app.include_router(alerts_api.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
     app.include_router(webhooks_api.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
+    app.include_router(notices.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
+    app.include_router(web.router)  # the control panel's pages
+    app.mount(web.STATIC_PREFIX, web.static_app(), name="static")
     return app

@@ -1,0 +1,18 @@
+"""The web control panel: server-rendered pages (Jinja2) in Japanese and English, a little
+own JavaScript, and plotly.js served from the installed `plotly` package.
+
+`router` holds the pages of every area (each area a module with its own router, templates,
+scripts and ``locales/<area>.<lang>.json``); `static_app()` is mounted at `STATIC_PREFIX`.
+"""
+
+from fastapi import APIRouter
+
+from . import alerts, graphs, pages, plants, retail
+from .assets import STATIC_PREFIX, static_app
+from .pages import LIST_REFRESH_S
+
+__all__ = ["LIST_REFRESH_S", "STATIC_PREFIX", "router", "static_app"]
+
+router = APIRouter(include_in_schema=False)
+for area in (pages, graphs, retail, plants, alerts):
+    router.include_router(area.router)

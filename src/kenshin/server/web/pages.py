@@ -1,0 +1,184 @@
+"""The control panel's pages: login and logout, Home, the List of sites, and a gateway.
+
+Pages are rendered on the server from a query or two; what changes while a page is open
+(the list's power and energy, a command's result) the page's own JavaScript reads from
+the JSON API with the same session cookie, and every action goes through that API too, so
+roles and tenant walls are the API's, enforced once.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import RedirectResponse, Response
+from pydantic import ValidationError
+
+from kenshin.wire.messages import mask_secrets
+
+from .. import schema as s
+from ..api import API_PREFIX, auth
+from ..deps import Conn, RowId, get_settings
+from ..devices import config
+from ..notices import current_notices
+from ..problems import Problem
+from ..settings import Settings
+from .alerts import open_alerts
+from .queries import (
+    PANEL_STATES,
+    gateway_commands,
+    gateway_with_report,
+    home_summary,
+    latest_events,
+)
+from .rendering import PageProblem, PageRoute, SignedIn, lang_of, render, safe_next
+
+__all__ = ["LIST_REFRESH_S", "router"]
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+LIST_REFRESH_S = 20  # the List page reads the sites again this often
+_FORM_LIMIT = 16 * 1024
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """An urlencoded form's fields (the login form: nothing bigger or stranger)."""
+    body = await request.body()
+    if len(body) > _FORM_LIMIT:
+        raise Problem(413, "the form is too large")
+    fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+    return {name: values[0] for name, values in fields.items()}
+
+
+Form = Annotated[dict[str, str], Depends(_form)]
+
+
+# -- login and logout ------------------------------------------------------------------
+
+
+@router.get("/login")
+def login_page(request: Request, next: str | None = None, out: bool = False) -> Response:
+    return render(request, "login.html", next=safe_next(next), failed=False, logged_out=out)
+
+
+@router.post("/login")
+def login_submit(
+    request: Request,
+    form: Form,
+    conn: Conn,
+    settings: Annotated[Settings, Depends(get_settings)],
+) -> Response:
+    target = safe_next(form.get("next"))
+    response = RedirectResponse(target, status_code=303)
+    try:
+        body = auth.LoginRequest(email=form.get("email", ""), password=form.get("password", ""))
+        auth.login(body, request, response, conn, settings)  # sets the session cookie
+    except (Problem, ValidationError):
+        return render(request, "login.html", next=target, failed=True, logged_out=False)
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, conn: Conn) -> Response:
+    response = auth.logout(request, conn)  # ends the session, clears the cookie
+    response.status_code = 303
+    lang = lang_of(request).lang
+    response.headers["Location"] = f"/login?out=true&lang={lang}"
+    return response
+
+
+# -- pages -----------------------------------------------------------------------------
+
+
+@router.get("/")
+def home(page: SignedIn, conn: Conn) -> Response:
+    now = s.utcnow()
+    summary = home_summary(conn, page.tenant_id, now)
+    donut = {
+        "states": list(PANEL_STATES),
+        "labels": [page.t(f"state.{state}") for state in PANEL_STATES],
+        "counts": [summary.gateways_by_state[state] for state in PANEL_STATES],
+        "links": [f"/list?state={state}" for state in PANEL_STATES],
+    }
+    return render(
+        page,
+        "home.html",
+        summary=summary,
+        donut=donut,
+        states=PANEL_STATES,
+        events=latest_events(conn, page.tenant_id),
+        today=now,
+        notices=current_notices(conn, page.tenant_id, now),
+        open_alerts=open_alerts(conn, page.tenant_id),
+    )
+
+
+@router.get("/list")
+def site_list(
+    page: SignedIn,
+    state: Annotated[list[str] | None, Query()] = None,
+    q: Annotated[str | None, Query(max_length=100)] = None,
+    refresh: Annotated[int, Query(ge=1, le=3600, description="seconds")] = LIST_REFRESH_S,
+) -> Response:
+    chosen = [x for x in state or () if x in PANEL_STATES]
+    client = {
+        "api": f"{API_PREFIX}/sites",
+        "states": chosen,
+        "q": q or "",
+        "refresh_ms": refresh * 1000,
+        "lang": page.t.lang,
+        "messages": page.t.messages("list.")
+        | page.t.messages("state.")
+        | page.t.messages("common."),
+    }
+    return render(
+        page,
+        "list.html",
+        chosen=chosen,
+        q=q or "",
+        states=PANEL_STATES,
+        client=client,
+        refresh_s=refresh,
+    )
+
+
+def _flatten(values: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """Nested settings as ``poll.instant_interval_s = 60`` rows."""
+    rows: list[tuple[str, Any]] = []
+    for key in sorted(values):
+        value = values[key]
+        if isinstance(value, dict) and value:
+            rows.extend(_flatten(value, f"{prefix}{key}."))
+        else:
+            rows.append((f"{prefix}{key}", value))
+    return rows
+
+
+_STATE_EVENTS = {f"gateway_{state}" for state in s.GATEWAY_STATES}
+
+
+@router.get("/gateways/{gateway_id}")
+def gateway_page(gateway_id: RowId, page: SignedIn, conn: Conn, request: Request) -> Response:
+    gateway = gateway_with_report(conn, page.tenant_id, gateway_id)
+    if gateway is None:  # another tenant's, or none at all: the same answer
+        raise PageProblem(404, "error.not_found")
+    settings = config.effective_settings(conn, gateway, request.app.state.credential_box, now_s=0)
+    events = latest_events(conn, page.tenant_id, gateway_id=gateway_id, limit=50)
+    client = {
+        "api": f"{API_PREFIX}/gateways/{gateway_id}/commands",
+        "command_api": f"{API_PREFIX}/commands/",
+        "lang": page.t.lang,
+        "messages": page.t.messages("command.") | page.t.messages("command_state."),
+    }
+    return render(
+        page,
+        "gateway.html",
+        gateway=gateway,
+        settings_version=settings.version if settings else None,
+        settings_rows=_flatten(mask_secrets(dict(settings.values))) if settings else [],
+        state_history=[e for e in events if e.code in _STATE_EVENTS],
+        events=events,
+        commands=gateway_commands(conn, page.tenant_id, gateway_id),
+        client=client,
+    )

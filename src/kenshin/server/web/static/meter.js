@@ -1,0 +1,204 @@
+// A meter's detail: its energy for the view (hours of a day, days of a month, months of a
+// year) and the range's peak, read from the JSON API; and while the page is open, a
+// realtime trace: a lease on the gateway's fast reads, renewed while the page is visible,
+// ended when it is hidden or left, and the new samples added to the trace as they come.
+"use strict";
+
+(() => {
+  const client = Kenshin.readJSON("meter-data");
+  const lang = client.lang;
+  const m = (key, values) => Kenshin.message(client.messages, key, values);
+  const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+  const color = client.direction === "reverse" ? "#e89a2c" : "#1f5fa8";
+  const none = m("common.none");
+
+  // The API's times are JST already ("2026-11-24T15:00:00+09:00"): read the wall clock.
+  const wall = (at) => ({
+    year: Number(at.slice(0, 4)), month: Number(at.slice(5, 7)), day: Number(at.slice(8, 10)),
+    time: at.slice(11, 16),
+  });
+
+  // The chart's axis: short; the table's first column: the full period.
+  function axisLabel(at) {
+    const w = wall(at);
+    if (client.view === "hour") return w.time;
+    if (client.view === "day") return lang === "ja" ? `${w.day}日` : String(w.day);
+    return lang === "ja" ? `${w.month}月` : MONTHS[w.month - 1];
+  }
+
+  function periodLabel(at) {
+    const w = wall(at);
+    if (client.view === "hour") return w.time;
+    if (client.view === "day") {
+      return lang === "ja" ? `${w.year}年${w.month}月${w.day}日` : `${w.day} ${MONTHS[w.month - 1]} ${w.year}`;
+    }
+    return lang === "ja" ? `${w.year}年${w.month}月` : `${MONTHS[w.month - 1]} ${w.year}`;
+  }
+
+  function statusText(value) {
+    if (value.wh == null) return m("meter.status_missing");
+    if (value.complete) return m("meter.status_complete");
+    return m("meter.status_partial", {
+      slots: Kenshin.number(value.slots, lang), expected: Kenshin.number(value.expected_slots, lang),
+    });
+  }
+
+  function drawEnergy(series) {
+    const x = series.values.map((v) => axisLabel(v.start));
+    const trace = {
+      type: "bar",
+      x,
+      y: series.values.map((v) => v.wh),
+      marker: { color },
+      customdata: series.values.map((v) => (v.wh == null ? none : Kenshin.kwh(v.wh, lang))),
+      hovertemplate: "%{x}: %{customdata}<extra></extra>",
+    };
+    const layout = {
+      height: 320,
+      margin: { t: 10, b: 40, l: 60, r: 10 },
+      paper_bgcolor: "rgba(0,0,0,0)",
+      plot_bgcolor: "rgba(0,0,0,0)",
+      xaxis: { type: "category", tickangle: 0, automargin: true },
+      yaxis: { rangemode: "tozero", ticksuffix: " Wh", automargin: true },
+      bargap: 0.15,
+    };
+    Plotly.newPlot("chart", [trace], layout, { displayModeBar: false, responsive: true });
+    document.getElementById("total").textContent = Kenshin.kwh(series.total_wh, lang);
+    document.getElementById("values").replaceChildren(...series.values.map((v) => {
+      const tr = document.createElement("tr");
+      tr.dataset.start = v.start;
+      tr.append(
+        Kenshin.cell(periodLabel(v.start)),
+        Kenshin.cell(v.wh == null ? none : Kenshin.kwh(v.wh, lang), "num"),
+        Kenshin.cell(statusText(v)),
+      );
+      return tr;
+    }));
+  }
+
+  function showPeak(peaks) {
+    const [watts, at] = client.direction === "reverse" ? ["export_w", "export_at"] : ["import_w", "import_at"];
+    let top = null;
+    for (const day of peaks) {
+      if (day[watts] != null && (top === null || day[watts] > top[watts])) top = day;
+    }
+    document.getElementById("peak-w").textContent = top ? Kenshin.watts(top[watts], lang) : none;
+    document.getElementById("peak-at").textContent = top ? Kenshin.datetime(top[at], lang) : none;
+  }
+
+  async function loadEnergy() {
+    try {
+      const [series, peaks] = await Promise.all([
+        Kenshin.api(client.energy_url), Kenshin.api(client.peaks_url),
+      ]);
+      drawEnergy(series);
+      showPeak(peaks);
+      document.body.dataset.energyLoaded = "1";
+    } catch (error) {
+      document.getElementById("load-failed").hidden = false;
+    }
+  }
+
+  // -- realtime ------------------------------------------------------------------------
+
+  function startLive(live) {
+    const chart = document.getElementById("live-chart");
+    const state = document.getElementById("live-state");
+    const status = document.getElementById("live-status");
+    const latest = document.getElementById("live-latest");
+    const KEEP = 1200;  // points kept on the trace: an hour at 3 s
+    let active = false;
+    let lastMs = null;
+    let points = 0;
+    let pollTimer = null;
+    let renewTimer = null;
+
+    Plotly.newPlot(chart, [{
+      type: "scatter", mode: "lines+markers", x: [], y: [],
+      line: { color, width: 2 }, marker: { size: 4, color },
+      hovertemplate: "%{x|%H:%M:%S}: %{y:,} W<extra></extra>",
+    }], {
+      height: 260,
+      margin: { t: 10, b: 40, l: 60, r: 10 },
+      paper_bgcolor: "rgba(0,0,0,0)",
+      plot_bgcolor: "rgba(0,0,0,0)",
+      xaxis: { type: "date", tickformat: "%H:%M:%S" },
+      yaxis: { ticksuffix: " W", automargin: true },
+    }, { displayModeBar: false, responsive: true });
+
+    function show(on, text) {
+      state.classList.toggle("on", on);
+      status.textContent = text;
+    }
+
+    async function renew() {
+      try {
+        const lease = await Kenshin.api(live.start_url, { method: "POST" });
+        show(true, m("meter.live_on", { seconds: lease.interval_s }));
+      } catch (error) {
+        show(false, m("meter.live_failed"));
+      }
+    }
+
+    async function poll() {
+      const now = Date.now();
+      const start = lastMs === null ? now - live.window_s * 1000 : lastMs + 1;
+      const params = new URLSearchParams({
+        start: new Date(start).toISOString(),
+        end: new Date(now + 3600 * 1000).toISOString(),  // a gateway's clock a little ahead
+        max_points: "5000",
+      });
+      try {
+        const series = await Kenshin.api(`${live.power_url}?${params}`);
+        const fresh = series.values.filter((v) => lastMs === null || Date.parse(v.at) > lastMs);
+        if (fresh.length) {
+          Plotly.extendTraces(chart, {
+            x: [fresh.map((v) => v.at.slice(0, 19).replace("T", " "))],  // JST wall clock
+            y: [fresh.map((v) => v.mean_w)],
+          }, [0], KEEP);
+          const newest = fresh[fresh.length - 1];
+          lastMs = Date.parse(newest.at);
+          points += fresh.length;
+          document.body.dataset.livePoints = points;
+          latest.textContent = m("meter.live_latest", {
+            power: Kenshin.watts(Math.round(newest.mean_w), lang), time: Kenshin.clock(newest.at),
+          });
+        }
+      } catch (error) {
+        // a missed poll: the next one asks from the same point again
+      }
+      if (active) pollTimer = setTimeout(poll, live.interval_ms);
+    }
+
+    function start() {
+      if (active) return;
+      active = true;
+      renew();
+      poll();
+      renewTimer = setInterval(renew, live.renew_ms);
+    }
+
+    function stop() {
+      if (!active) return;
+      active = false;
+      clearTimeout(pollTimer);
+      clearInterval(renewTimer);
+      // Sent even as the page goes away; the session cookie goes with it.
+      if (!navigator.sendBeacon(live.stop_url)) {
+        fetch(live.stop_url, { method: "POST", credentials: "same-origin", keepalive: true });
+      }
+      show(false, m("meter.live_stopped"));
+    }
+
+    document.addEventListener("visibilitychange", () => {
+      if (document.visibilityState === "hidden") stop();
+      else start();
+    });
+    window.addEventListener("pagehide", stop);
+    window.addEventListener("pageshow", (event) => { if (event.persisted) start(); });
+    if (document.visibilityState !== "hidden") start();
+  }
+
+  loadEnergy();
+  if (client.live) startLive(client.live);
+})();
