@@ -21,7 +21,7 @@ from kenshin.server import schema as s
 from kenshin.server.broker.access import hash_password
 from kenshin.server.db import make_engine
 from kenshin.server.metering.partitions import ensure_partitions
-from kenshin.server.runtime import DeviceService
+from kenshin.server.runtime import SERVICE_USER, DeviceService
 from kenshin.server.security import CredentialBox
 from kenshin.wire import InstantSample, ReadingsBatch, encode_publish
 
@@ -215,3 +215,52 @@ def test_a_burst_through_mosquitto_is_committed_in_groups_and_acked(engine, worl
     assert _count(engine) == 200 * 30
     assert counters["readings"] == 200 and counters.get("groups", 0) >= 1
     assert "readings" not in asyncio.run(again())
+
+
+def test_two_ingest_processes_share_the_readings_through_one_broker(engine, world, fleet, tmp_path):
+    """The server scaled out: a second ingest worker on the same Mosquitto (as an external
+    broker, with the service's own login) takes part of a burst through the shared
+    subscription; together they commit every reading exactly once."""
+    meter = udp_meter(engine, world, fleet)
+    with engine.begin() as conn:
+        conn.execute(
+            update(s.gateways)
+            .where(s.gateways.c.id == fleet["gateway"].id)
+            .values(mqtt_username="GW-A", mqtt_password_hash=hash_password("gw-a secret"))
+        )
+    work = _work(meter.id, 300)
+
+    async def burst() -> tuple[dict, dict]:
+        first = DeviceService(
+            engine, CredentialBox(KEY), mode="mosquitto", mosquitto_dir=tmp_path / "mosquitto"
+        )
+        await first.start()
+        await asyncio.wait_for(first.subscribed.wait(), 30)
+        second = DeviceService(
+            engine,
+            CredentialBox(KEY),
+            mode="external",
+            node_name="2",
+            endpoint=first.endpoint,
+            service_login=(SERVICE_USER, first._service_password),
+        )
+        await second.start()
+        try:
+            await asyncio.wait_for(second.subscribed.wait(), 30)
+            port = first.endpoint.port
+            login = {"username": "GW-A", "password": "gw-a secret", "identifier": "GW-A"}
+            async with aiomqtt.Client("127.0.0.1", port, **login) as gateway:
+                for t, p in work:  # one at a time: the broker deals them out in turn
+                    await gateway.publish(t, p, qos=1)
+            deadline = time.monotonic() + 60
+            while _count(engine) < 300 * 30 and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            return dict(first.counters), dict(second.counters)
+        finally:
+            await second.stop()
+            await first.stop()
+
+    one, two = asyncio.run(burst())
+    assert _count(engine) == 300 * 30
+    assert one.get("readings", 0) + two.get("readings", 0) == 300  # each message once
+    assert one.get("readings", 0) > 0 and two.get("readings", 0) > 0

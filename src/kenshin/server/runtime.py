@@ -205,14 +205,17 @@ class DeviceService:
 
     async def _run_client(self) -> None:
         self._loop = asyncio.get_running_loop()
+        # An external broker knows the account we were configured with; a broker we run
+        # ourselves, the one made for this process.
+        username, password = self.service_login or (SERVICE_USER, self._service_password)
         delay = 1.0
         while True:
             try:
                 async with aiomqtt.Client(
                     self.endpoint.host,
                     self.endpoint.port,
-                    username=SERVICE_USER,
-                    password=self._service_password,
+                    username=username,
+                    password=password,
                     # A stable id: after a restart this session's queue (messages that
                     # arrived while we were down) is ours again.
                     identifier=f"kenshin-ingest-{self.node_name}",
@@ -221,7 +224,9 @@ class DeviceService:
                     # Acknowledge only after the commit (see the module doc).
                     client._client.manual_ack_set(True)
                     self._client = client
-                    shared = "$share/ingest/" if self.mode == "mosquitto" else ""
+                    # N ingest workers split the fleet's messages (the embedded broker,
+                    # one process by design, has no shared subscriptions).
+                    shared = "" if self.mode == "embedded" else "$share/ingest/"
                     for kind in (Kind.READINGS, Kind.STATUS, Kind.EVENT, Kind.RESULT):
                         await client.subscribe(f"{shared}k/+/{kind.value}", qos=1)
                     self.subscribed.set()
