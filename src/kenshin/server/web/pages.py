@@ -14,6 +14,7 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
+from sqlalchemy import select
 
 from kenshin.wire.messages import mask_secrets
 
@@ -21,6 +22,7 @@ from .. import schema as s
 from ..api import API_PREFIX, auth
 from ..deps import Conn, RowId, get_settings
 from ..devices import config
+from ..metering.current import meter_now
 from ..notices import current_notices
 from ..problems import Problem
 from ..settings import Settings
@@ -153,6 +155,31 @@ def _flatten(values: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
         else:
             rows.append((f"{prefix}{key}", value))
     return rows
+
+
+@router.get("/sites/{site_id}")
+def site_page(site_id: RowId, page: SignedIn, conn: Conn) -> Response:
+    """A customer's site: who and where, its gateways with their state, its meters with
+    power now and today's energy, each a link to its own page."""
+    site = conn.execute(
+        select(s.sites).where(s.sites.c.id == site_id, s.sites.c.tenant_id == page.tenant_id)
+    ).one_or_none()
+    if site is None:  # another tenant's, or none at all: the same answer
+        raise PageProblem(404, "error.not_found")
+    g, m = s.gateways.c, s.meters.c
+    gateways = conn.execute(
+        select(s.gateways).where(g.site_id == site_id, g.tenant_id == page.tenant_id).order_by(g.id)
+    ).all()
+    now = s.utcnow()
+    meters = [
+        (row, meter_now(conn, row.id, now))
+        for row in conn.execute(
+            select(s.meters)
+            .where(m.site_id == site_id, m.tenant_id == page.tenant_id)
+            .order_by(m.id)
+        )
+    ]
+    return render(page, "site.html", site=site, gateways=gateways, meters=meters)
 
 
 _STATE_EVENTS = {f"gateway_{state}" for state in s.GATEWAY_STATES}

@@ -20,8 +20,13 @@
   function row(site) {
     const tr = document.createElement("tr");
     tr.dataset.siteId = site.id;
+    const code = document.createElement("td");
+    const site_link = document.createElement("a");
+    site_link.href = `/sites/${site.id}`;
+    site_link.textContent = site.service_code;
+    code.append(site_link);
     tr.append(
-      Kenshin.cell(site.service_code),
+      code,
       Kenshin.cell(site.customer_id),
       Kenshin.cell(site.address ?? ""),
       Kenshin.cell(site.phone ?? "", "nowrap"),
