@@ -17,7 +17,7 @@ import io
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from pathlib import Path
 
 import httpx
@@ -35,6 +35,7 @@ from kenshin.server.settings import Settings
 from kenshin.sim.clock import ScaledClock
 from kenshin.sim.dongle import DongleEmulator, DongleModel
 from kenshin.sim.fleet import SimFleet
+from kenshin.sim.load import weather_csv
 from kenshin.sim.meter import MeterConfig, SimulatedMeter
 from kenshin.wire.enrollment import b64encode
 
@@ -74,6 +75,9 @@ class Demo:
     async def run(self, seconds: float | None = None, report_every_s: float = 10.0) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         port = tcp_port_or_free("127.0.0.1", self.http_port)
+        weather = self.workdir / "weather.csv"  # the offline provider beside the plants
+        first_day = datetime.now(JST).date() - timedelta(days=HISTORY_DAYS + 1)
+        weather.write_text(weather_csv(first_day, HISTORY_DAYS + 4), encoding="utf-8")
         settings = Settings(
             database_url=f"sqlite:///{self.workdir / 'kenshin.db'}",
             port=port,
@@ -84,6 +88,7 @@ class Demo:
             forecast_every_s=120.0,  # panels fill soon after the backfill arrives
             alerts_every_s=120.0,
             webhooks_allow_private=True,  # a receiver on this machine or its network
+            weather_csv=weather,
         )
         app = create_app(settings)
         web = _QuietServer(
@@ -118,6 +123,7 @@ class Demo:
             broker = app.state.device_service.endpoint
             self.echo(
                 f"\nKenshin demo is running: the platform in one process, nothing but simulators.\n"
+                f"  control panel: {base}/   (日本語 / English)\n"
                 f"  web API:      {base}/api/v1/docs   (health: {base}/healthz)\n"
                 f"  log in:       {OPERATOR_EMAIL} / {self.password}   (a retailer)\n"
                 f"                {SOLAR_EMAIL} (a PV generator), {ADMIN_EMAIL} "
@@ -203,8 +209,10 @@ class Demo:
     async def _register(self, app, base: str) -> None:
         engine = app.state.engine
         ensure_admin(engine, ADMIN_EMAIL, self.password)
+        first_run = False
         with contextlib.suppress(Exception):  # a second run in the same directory
             tenant = create_tenant(engine, "デモ電力 Demo Power", "retailer")
+            first_run = True
             create_user(engine, tenant, OPERATOR_EMAIL, self.password, role="operator")
         with contextlib.suppress(Exception):
             tenant = create_tenant(engine, "デモ発電 Demo Solar", "generator")
@@ -228,6 +236,8 @@ class Demo:
                 content=rows.getvalue(),
                 headers={"content-type": "text/csv"},
             )
+            if first_run:
+                await admin.post("/api/v1/notices", json=_demo_notice())
         for tenant, email in (("retail", OPERATOR_EMAIL), ("solar", SOLAR_EMAIL)):
             async with httpx.AsyncClient(base_url=base, timeout=30) as ops:
                 await _login(ops, email, self.password)
@@ -333,6 +343,22 @@ class _QuietServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self):
         yield
+
+
+def _demo_notice() -> dict:
+    """A maintenance window announced to every tenant: next Sunday 02:00-03:00 JST."""
+    today = datetime.now(JST).date()
+    sunday = today + timedelta(days=(6 - today.weekday()) % 7 or 7)
+    start = datetime.combine(sunday, time(2), JST)
+    return {
+        "kind": "maintenance",
+        "title": "定期メンテナンス / Scheduled maintenance",
+        "body": "この間、画面と API は数分ずつ止まることがあります。計測値は失われません。\n"
+        "The panel and the API may pause for a few minutes; no reading is lost.",
+        "starts_at": start.isoformat(),
+        "ends_at": (start + timedelta(hours=1)).isoformat(),
+        "every_tenant": True,
+    }
 
 
 def _demo_plan(homes: int) -> str:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 STEP_S = 10
 STEPS_PER_SLOT = 180
@@ -162,10 +162,7 @@ class LoadModel:
 
     def _climate_w(self, day: int, day_of_year: int, hour: float, activity: float) -> float:
         p = self.profile
-        seasonal = 16 - 10 * math.cos(2 * math.pi * (day_of_year - 20) / 365)
-        daily = 4 * math.sin(2 * math.pi * (hour - 9) / 24)  # warmest mid-afternoon
-        weather = (unit_interval(mix(_WEATHER_DAY, day)) - 0.5) * 6  # same sky for every house
-        temperature = seasonal + daily + weather
+        temperature = outdoor_temperature_c(day, day_of_year, hour)
         need_heat = min(1.0, max(0.0, 15 - temperature) / 9)
         need_cool = min(1.0, max(0.0, temperature - 24) / 6)
         presence = 1.0 if activity >= 0.15 else 0.3  # set back at night and when away
@@ -190,13 +187,10 @@ class LoadModel:
         kw = self.profile.pv_kw
         if not kw:
             return 0.0
-        season = math.cos(2 * math.pi * (day_of_year - 172) / 365)  # 1 at midsummer
-        half_day = 6.1 + 1.2 * season  # hours from solar noon to sunset, Tokyo-like
-        offset = (hour - 11.67) / half_day  # solar noon near 11:40 JST
-        if abs(offset) >= 1:
+        sun = _sun(day_of_year, hour)
+        if not sun:
             return 0.0
-        sun = math.cos(math.pi / 2 * offset) ** 1.5 * (0.8 + 0.2 * season)
-        clear = 0.15 + 0.85 * unit_interval(mix(_WEATHER, day)) ** 0.5  # mostly fair
+        clear = _clear_sky_share(day)
         passing_cloud = 1 - (1 - clear) * unit_interval(mix(_CLOUD, self._seed, slot))
         return kw * 1000 * 0.8 * sun * passing_cloud  # 0.8: inverter and wiring losses
 
@@ -223,6 +217,51 @@ class LoadModel:
         if amplitude and 0 < steps < STEPS_PER_SLOT:
             noise = self._wobble(slot, 0, amplitude) - self._wobble(slot, steps, amplitude)
         return STEP_S * (steps * mean + noise)
+
+
+# -- the sky and the air, the same over every simulated house (a weather provider's view) --
+
+
+def outdoor_temperature_c(day: int, day_of_year: int, hour: float) -> float:
+    """Tokyo-like air temperature: the season, the hour, and the day's weather."""
+    seasonal = 16 - 10 * math.cos(2 * math.pi * (day_of_year - 20) / 365)
+    daily = 4 * math.sin(2 * math.pi * (hour - 9) / 24)  # warmest mid-afternoon
+    weather = (unit_interval(mix(_WEATHER_DAY, day)) - 0.5) * 6  # same sky for every house
+    return seasonal + daily + weather
+
+
+def _sun(day_of_year: int, hour: float) -> float:
+    """The sun's strength as a share of a clear midsummer noon (0 at night)."""
+    season = math.cos(2 * math.pi * (day_of_year - 172) / 365)  # 1 at midsummer
+    half_day = 6.1 + 1.2 * season  # hours from solar noon to sunset, Tokyo-like
+    offset = (hour - 11.67) / half_day  # solar noon near 11:40 JST
+    if abs(offset) >= 1:
+        return 0.0
+    return math.cos(math.pi / 2 * offset) ** 1.5 * (0.8 + 0.2 * season)
+
+
+def _clear_sky_share(day: int) -> float:
+    return 0.15 + 0.85 * unit_interval(mix(_WEATHER, day)) ** 0.5  # mostly fair
+
+
+def irradiance_w_m2(day: int, day_of_year: int, hour: float) -> float:
+    """Global horizontal irradiance the simulated plants see (passing clouds averaged)."""
+    return 1000 * _sun(day_of_year, hour) * (1 + _clear_sky_share(day)) / 2
+
+
+def weather_csv(first: date, days: int) -> str:
+    """Hourly weather as `kenshin.server.analytics.generation.CsvWeather` reads it (JST
+    hours; the value for the middle of each hour), for the demo's offline provider."""
+    lines = ["time,irradiance_w_m2,temperature_c"]
+    for n in range(days):
+        today = first + timedelta(days=n)
+        day = today.toordinal() - _EPOCH_ORDINAL
+        day_of_year = today.timetuple().tm_yday
+        for h in range(24):
+            sun = irradiance_w_m2(day, day_of_year, h + 0.5)
+            air = outdoor_temperature_c(day, day_of_year, h + 0.5)
+            lines.append(f"{today.isoformat()}T{h:02d}:00,{sun:.0f},{air:.1f}")
+    return "\n".join(lines) + "\n"
 
 
 def _interpolate(table: tuple[float, ...], hour: float) -> float:
