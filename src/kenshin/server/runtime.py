@@ -247,18 +247,19 @@ class DeviceService:
             delay = min(delay * 2, 30.0)
 
     async def _consume(self, client: aiomqtt.Client) -> None:
-        """Two stages, so that the database's work and ours overlap: each message is
-        decoded as it arrives, on this loop, while the previous group is being written in
-        a thread; then everything that arrived meanwhile goes into one transaction (one
-        commit for many is most of the ingest's speed under load) and is acknowledged
-        after its commit."""
-        arrived: list[tuple[aiomqtt.Message, str, bytes, ingest.Decoded]] = []
+        """Two stages: messages are taken off the connection as they arrive while the
+        previous group is decoded and written in a thread; then everything that arrived
+        meanwhile goes into one transaction (one commit for many is most of the ingest's
+        speed under load) and is acknowledged after its commit. Decoding stays off this
+        loop: in one process with the embedded broker and the web server (the demo), a
+        backfill's worth of decoding here would stall them all."""
+        arrived: list[tuple[aiomqtt.Message, str, bytes]] = []
         waiting = asyncio.Event()
 
         async def receive() -> None:
             async for message in client.messages:
                 topic, payload = str(message.topic), bytes(message.payload)
-                arrived.append((message, topic, payload, ingest.decode(topic, payload)))
+                arrived.append((message, topic, payload))
                 waiting.set()
 
         async def commit() -> None:
@@ -268,14 +269,13 @@ class DeviceService:
                 del arrived[:GROUP_MAX]
                 if not arrived:
                     waiting.clear()
-                work = [(topic, payload) for _, topic, payload, _ in group]
-                decoded = [message for *_, message in group]
+                work = [(topic, payload) for _, topic, payload in group]
                 delay = 0.5
                 # The database is down: hold these messages (unacknowledged) and try
                 # again, rather than move on; MQTT 3.1.1 redelivers unacked messages only
                 # at reconnection.
                 while (
-                    outcomes := await asyncio.to_thread(self.commit_group, work, decoded)
+                    outcomes := await asyncio.to_thread(self.commit_group, work)
                 ) is None:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 15.0)
@@ -294,6 +294,8 @@ class DeviceService:
         its transaction holds back only itself). None: the database is unreachable (the
         ones committed so far come again with the rest: redelivery is idempotent)."""
         if len(work) > 1:
+            if decoded is None:  # before the transaction begins: it holds locks
+                decoded = [ingest.decode(topic, payload) for topic, payload in work]
             try:
                 with self.engine.begin() as conn:
                     outcomes = ingest.handle_group(conn, work, decoded)
