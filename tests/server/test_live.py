@@ -115,7 +115,7 @@ def test_stopping_ends_the_lease_and_the_next_watch_starts_one(client, engine, m
     stopped = client.post(f"{url}/stop")  # as navigator.sendBeacon sends it: no body
     assert stopped.status_code == 200
     assert stopped.json()["sent"] is True and stopped.json()["until"] is None
-    start, stop = realtime_commands(engine)
+    _, stop = realtime_commands(engine)
     assert stop.args == {"interval_s": INTERVAL_S, "duration_s": 0}
     assert client.post(f"{url}/stop").json()["sent"] is False  # already stopped
 

@@ -36,7 +36,7 @@ from tests.server.conftest import KEY, World
 
 from .conftest import Panel, ServerThread
 
-__all__ = ["LivePanel", "live_panel"]
+__all__ = ["LivePanel", "live_panel_fixture"]
 
 SERIAL = "GW-LIVE1"
 SLOW_POLL_S = 600  # the gateway's own pace: no sample of its own during a test
@@ -105,8 +105,8 @@ def _wait(condition, what: str, timeout_s: float = 30.0, agent: AgentThread | No
         time.sleep(0.1)
 
 
-@pytest.fixture(scope="module")
-def live_panel(tmp_path_factory) -> Iterator[LivePanel]:
+@pytest.fixture(scope="module", name="live_panel")
+def live_panel_fixture(tmp_path_factory) -> Iterator[LivePanel]:
     workdir = tmp_path_factory.mktemp("live")
     settings = Settings(
         database_url=f"sqlite:///{workdir / 'kenshin.db'}",

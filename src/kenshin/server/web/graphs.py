@@ -17,14 +17,13 @@ the API's CSV form. While it is open it keeps a realtime lease on the meter's ga
 from __future__ import annotations
 
 import calendar
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, timedelta
 from typing import Annotated, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
-from sqlalchemy import Connection, Row, and_, func, select, tuple_
+from sqlalchemy import Connection, Row, and_, func, select
 
 from kenshin.echonet.edt import JST
 
@@ -62,28 +61,21 @@ def today_jst() -> date:
 # -- the grid's queries ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class GridPage:
-    meters: list[Row]  # id, gateway_id, service_code, customer_id, address, name
-    values: dict[int, list[int | None]]  # meter id -> today's 48 slots (None: no value)
-    total: int  # meters matching, on every page
-    has_prev: bool
-    has_next: bool
-
-
-def _grid_query(tenant_id: int, q: str | None):
+def _grid_sites(tenant_id: int, q: str | None):
+    """The tenant's sites that have a meter (and match the search): the grid's pages are
+    pages of sites, so that the plan walks the (tenant, service code) index and stops at
+    the page's end, whatever the database thinks of the tables' sizes."""
     m, site = s.meters.c, s.sites.c
-    return (
-        select(m.id, m.gateway_id, site.service_code, site.customer_id, site.address, site.name)
-        .select_from(s.meters)
-        .join(s.sites, and_(site.id == m.site_id, site.tenant_id == m.tenant_id))
-        .where(
-            listing.combine(
-                m.tenant_id == tenant_id,
-                listing.search_filter(
-                    q, [site.customer_id, site.service_code, site.address, site.phone, site.name]
-                ),
-            )
+    # By site alone (a site's meters are its tenant's: composite foreign key), so that the
+    # probe is the meters' site index.
+    has_meter = select(m.id).where(m.site_id == site.id).exists()
+    return select(site.id, site.service_code).where(
+        listing.combine(
+            site.tenant_id == tenant_id,
+            has_meter,
+            listing.search_filter(
+                q, [site.customer_id, site.service_code, site.address, site.phone, site.name]
+            ),
         )
     )
 
@@ -97,36 +89,51 @@ def grid_meters(
     before: int | None = None,
     limit: int = GRID_PAGE,
 ) -> tuple[list[Row], bool, bool]:
-    """One page of the tenant's meters by (service code, id): from the first, or just
-    after / just before the anchor meter (keyset: the anchor's own sort key, looked up
-    within the tenant; an anchor not the tenant's reads the first page). Returns the rows
-    and whether pages come before and after."""
+    """One page of the tenant's meters by service code (then id): `limit` sites from the
+    first, or just after / just before the anchor meter's site (keyset: the service code,
+    unique in a tenant, looked up within the tenant; an anchor not the tenant's reads the
+    first page). A site with several meters shows them all on its page. Returns the
+    meters (id, gateway_id, service_code, customer_id, address, name) and whether pages
+    come before and after."""
     m, site = s.meters.c, s.sites.c
-    key = tuple_(site.service_code, m.id)
     anchor_id = after if after is not None else before
     anchor = None
     if anchor_id is not None:
         anchor = conn.execute(
-            select(site.service_code, m.id)
-            .join(s.sites, site.id == m.site_id)
+            select(site.service_code)
+            .join(s.meters, m.site_id == site.id)
             .where(m.id == anchor_id, m.tenant_id == tenant_id)
-        ).first()
-    query = _grid_query(tenant_id, q)
+        ).scalar()
+    sites = _grid_sites(tenant_id, q)
     if anchor is None:
-        rows = conn.execute(
-            query.order_by(site.service_code, m.id).limit(limit + 1)
+        found = conn.execute(sites.order_by(site.service_code).limit(limit + 1)).all()
+        has_prev, has_next = False, len(found) > limit
+        found = found[:limit]
+    elif after is not None:
+        found = conn.execute(
+            sites.where(site.service_code > anchor).order_by(site.service_code).limit(limit + 1)
         ).all()
-        return rows[:limit], False, len(rows) > limit
-    value = tuple_(anchor.service_code, anchor.id)
-    if after is not None:
-        rows = conn.execute(
-            query.where(key > value).order_by(site.service_code, m.id).limit(limit + 1)
+        has_prev, has_next = True, len(found) > limit
+        found = found[:limit]
+    else:
+        found = conn.execute(
+            sites.where(site.service_code < anchor)
+            .order_by(site.service_code.desc())
+            .limit(limit + 1)
         ).all()
-        return rows[:limit], True, len(rows) > limit
-    rows = conn.execute(
-        query.where(key < value).order_by(site.service_code.desc(), m.id.desc()).limit(limit + 1)
-    ).all()
-    return list(reversed(rows[:limit])), len(rows) > limit, True
+        has_prev, has_next = len(found) > limit, True
+        found = list(reversed(found[:limit]))
+    if not found:
+        return [], has_prev, has_next
+    order = {row.id: n for n, row in enumerate(found)}
+    meters = conn.execute(
+        select(m.id, m.site_id, m.gateway_id, site.service_code, site.customer_id,
+               site.address, site.name)
+        .join(s.sites, site.id == m.site_id)
+        .where(m.tenant_id == tenant_id, m.site_id.in_(list(order)))
+    ).all()  # fmt: skip
+    meters.sort(key=lambda r: (order[r.site_id], r.id))
+    return meters, has_prev, has_next
 
 
 def today_slots(
@@ -154,8 +161,12 @@ def today_slots(
 
 
 def grid_count(conn: Connection, tenant_id: int, q: str | None) -> int:
-    inner = _grid_query(tenant_id, q).subquery()
-    return conn.execute(select(func.count()).select_from(inner)).scalar_one()
+    """The meters the grid's pages hold in all."""
+    m = s.meters.c
+    query = select(func.count()).where(m.tenant_id == tenant_id)
+    if q:
+        query = query.where(m.site_id.in_(select(_grid_sites(tenant_id, q).subquery().c.id)))
+    return conn.execute(query).scalar_one()
 
 
 # -- the detail's queries -------------------------------------------------------------------
@@ -188,9 +199,7 @@ def measured_directions(conn: Connection, meter_id: int) -> set[int]:
     """The directions the meter has any energy in (its monthly rollups: a few rows)."""
     e = s.meter_energy.c
     rows = conn.execute(
-        select(e.direction)
-        .where(e.meter_id == meter_id, e.period == "month")
-        .group_by(e.direction)
+        select(e.direction).where(e.meter_id == meter_id, e.period == "month").group_by(e.direction)
     )
     return {direction for (direction,) in rows}
 

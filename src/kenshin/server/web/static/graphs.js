@@ -1,36 +1,56 @@
 // The graph grid: today's 30-minute bars of each meter on the page, one small plotly chart
 // a card (the data came with the page; the card itself links to the meter's detail).
+// The cards in view are drawn at once, the others just after, a few at a time, so the
+// page shows its first screenful without waiting for all of them.
 "use strict";
 
 (() => {
   const grid = Kenshin.readJSON("grid-data");
   const color = grid.direction === "reverse" ? "#e89a2c" : "#1f5fa8";
   const started = performance.now();
+  const hours = grid.slots.map((_, n) => n / 2); // slot n starts at n / 2 h
   const layout = {
     height: 120,
-    margin: { t: 4, b: 20, l: 34, r: 4 },
+    margin: { t: 4, b: 20, l: 16, r: 16 },
     paper_bgcolor: "rgba(0,0,0,0)",
     plot_bgcolor: "rgba(0,0,0,0)",
     bargap: 0.15,
     font: { size: 10 },
-    xaxis: { tickvals: ["00:00", "06:00", "12:00", "18:00"], fixedrange: true },
-    yaxis: { rangemode: "tozero", fixedrange: true, ticksuffix: " Wh", nticks: 3 },
+    xaxis: {
+      range: [-0.25, 23.75], tickvals: [0, 6, 12, 18], ticktext: ["0:00", "6:00", "12:00", "18:00"],
+      showgrid: false, fixedrange: true,
+    },
+    // No y labels: the card says the day's total; each chart shows its own day's shape.
+    yaxis: { showticklabels: false, showgrid: false, zeroline: true, fixedrange: true },
     showlegend: false,
   };
   let drawn = 0;
-  for (const meter of grid.meters) {
+
+  function draw(meter) {
     const element = document.getElementById(`bars-${meter.id}`);
-    const trace = {
-      type: "bar",
-      x: grid.slots,
-      y: meter.wh,
-      marker: { color },
-      hoverinfo: "skip",
-    };
-    // Static: no hover layer or mode bar, so 24 charts draw fast and a click is the card's.
+    const trace = { type: "bar", x: hours, y: meter.wh, marker: { color }, hoverinfo: "skip" };
+    // Static: no hover layer or mode bar (cheaper to draw), and a click is the card's.
     Plotly.newPlot(element, [trace], layout, { staticPlot: true, responsive: true });
     drawn += 1;
   }
-  document.body.dataset.drawn = drawn;
-  document.body.dataset.drawMs = Math.round(performance.now() - started);
+
+  const inView = (meter) =>
+    document.getElementById(`bars-${meter.id}`).getBoundingClientRect().top < window.innerHeight;
+  const later = grid.meters.filter((meter) => !inView(meter));
+  grid.meters.filter(inView).forEach(draw);
+  // For the timings of the browser test: since the navigation began, and drawing alone.
+  document.body.dataset.firstScreenAt = Math.round(performance.now());
+  document.body.dataset.firstScreen = drawn;
+
+  function drawSome() {
+    later.splice(0, 4).forEach(draw);
+    if (later.length) {
+      setTimeout(drawSome, 0);
+    } else {
+      document.body.dataset.drawnAt = Math.round(performance.now());
+      document.body.dataset.drawMs = Math.round(performance.now() - started);
+      document.body.dataset.drawn = drawn;
+    }
+  }
+  drawSome();
 })();

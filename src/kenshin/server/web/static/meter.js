@@ -59,7 +59,7 @@
       paper_bgcolor: "rgba(0,0,0,0)",
       plot_bgcolor: "rgba(0,0,0,0)",
       xaxis: { type: "category", tickangle: 0, automargin: true },
-      yaxis: { rangemode: "tozero", ticksuffix: " Wh", automargin: true },
+      yaxis: { rangemode: "tozero", tickformat: ",d", ticksuffix: " Wh", automargin: true },
       bargap: 0.15,
     };
     Plotly.newPlot("chart", [trace], layout, { displayModeBar: false, responsive: true });
@@ -107,6 +107,10 @@
     const status = document.getElementById("live-status");
     const latest = document.getElementById("live-latest");
     const KEEP = 1200;  // points kept on the trace: an hour at 3 s
+    const SHOWN_MS = 5 * 60 * 1000;  // the x axis: the last five minutes
+    // An instant as plotly's date axis takes it: the JST wall clock (JST has no DST).
+    const jstWall = (ms) => new Date(ms + 9 * 3600 * 1000).toISOString().slice(0, 19).replace("T", " ");
+    const windowRange = () => [jstWall(Date.now() - SHOWN_MS), jstWall(Date.now() + 10 * 1000)];
     let active = false;
     let lastMs = null;
     let points = 0;
@@ -122,8 +126,8 @@
       margin: { t: 10, b: 40, l: 60, r: 10 },
       paper_bgcolor: "rgba(0,0,0,0)",
       plot_bgcolor: "rgba(0,0,0,0)",
-      xaxis: { type: "date", tickformat: "%H:%M:%S" },
-      yaxis: { ticksuffix: " W", automargin: true },
+      xaxis: { type: "date", tickformat: "%H:%M:%S", range: windowRange() },
+      yaxis: { rangemode: "tozero", tickformat: ",d", ticksuffix: " W", automargin: true },
     }, { displayModeBar: false, responsive: true });
 
     function show(on, text) {
@@ -153,7 +157,7 @@
         const fresh = series.values.filter((v) => lastMs === null || Date.parse(v.at) > lastMs);
         if (fresh.length) {
           Plotly.extendTraces(chart, {
-            x: [fresh.map((v) => v.at.slice(0, 19).replace("T", " "))],  // JST wall clock
+            x: [fresh.map((v) => jstWall(Date.parse(v.at)))],
             y: [fresh.map((v) => v.mean_w)],
           }, [0], KEEP);
           const newest = fresh[fresh.length - 1];
@@ -164,6 +168,7 @@
             power: Kenshin.watts(Math.round(newest.mean_w), lang), time: Kenshin.clock(newest.at),
           });
         }
+        Plotly.relayout(chart, { "xaxis.range": windowRange() });
       } catch (error) {
         // a missed poll: the next one asks from the same point again
       }
