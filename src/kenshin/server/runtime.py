@@ -274,9 +274,7 @@ class DeviceService:
                 # The database is down: hold these messages (unacknowledged) and try
                 # again, rather than move on; MQTT 3.1.1 redelivers unacked messages only
                 # at reconnection.
-                while (
-                    outcomes := await asyncio.to_thread(self.commit_group, work)
-                ) is None:
+                while (outcomes := await asyncio.to_thread(self.commit_group, work)) is None:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 15.0)
                 for (message, *_), outcome in zip(group, outcomes, strict=True):
