@@ -18,6 +18,8 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, case, func, insert, or_, select
@@ -220,25 +222,43 @@ DAY_S = 86400
 _INT4_MAX = 2**31 - 1  # the peak columns: a meter's -2**31 W (E7's floor) would not fit
 
 
+def _note_peaks(days: dict, meter_id: int, day: int, rows: list[InstantRow]) -> None:
+    """Merge the day's highest import and export (earliest among equals) of `rows`."""
+    powers = list(map(itemgetter(2), rows))
+    top, bottom = max(powers), min(powers)
+    entry = days.get((meter_id, day))
+    if entry is None:
+        entry = days[meter_id, day] = [None, None, None, None]
+    for side, watts, signed in ((0, top, top), (2, min(-bottom, _INT4_MAX), bottom)):
+        if (side == 0 and top < 0) or (side == 2 and bottom >= 0):
+            continue  # no reading on this side
+        at = min(row[1] for row in rows if row[2] == signed)
+        peak = entry[side]
+        if peak is None or watts > peak or (watts == peak and at < entry[side + 1]):
+            entry[side], entry[side + 1] = watts, at
+
+
 def note_instant(conn: Connection, readings: Iterable[InstantRow]) -> None:
     """Keep meter_latest and meter_daily_peak up to date with these instant readings of
     any meters: one statement each, whatever the number of meters."""
     newest: dict[int, InstantRow] = {}
     # (meter, JST day number) → [import W, its time, export W, its time]
     days: dict[tuple[int, int], list[int | None]] = {}
-    for reading in readings:
-        meter_id, at, power = reading[0], reading[1], reading[2]
+    # Readings come a batch at a time: a run of one meter's, nearly always within one JST
+    # day. Such a run is summed up with built-ins; only a run across midnight goes
+    # reading by reading (the ingest notes every reading it writes).
+    for meter_id, run in groupby(readings, key=itemgetter(0)):
+        rows = list(run)
+        ats = list(map(itemgetter(1), rows))
+        first, last = min(ats), max(ats)
         best = newest.get(meter_id)
-        if best is None or at > best[1]:
-            newest[meter_id] = reading
-        key = (meter_id, (at + JST_OFFSET_S) // DAY_S)
-        day = days.get(key)
-        if day is None:
-            day = days[key] = [None, None, None, None]
-        side, watts = (0, power) if power >= 0 else (2, min(-power, _INT4_MAX))
-        peak = day[side]
-        if peak is None or watts > peak or (watts == peak and at < day[side + 1]):
-            day[side], day[side + 1] = watts, at
+        if best is None or last > best[1]:
+            newest[meter_id] = rows[ats.index(last)]  # the first of the newest: as before
+        if (first + JST_OFFSET_S) // DAY_S == (last + JST_OFFSET_S) // DAY_S:
+            _note_peaks(days, meter_id, (first + JST_OFFSET_S) // DAY_S, rows)
+        else:
+            for row in rows:
+                _note_peaks(days, meter_id, (row[1] + JST_OFFSET_S) // DAY_S, [row])
     if not newest:
         return
     latest = s.meter_latest
