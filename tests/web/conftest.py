@@ -66,7 +66,10 @@ def _missing(what: str) -> None:
 # -- the browser -----------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
+# Package scope: sync Playwright keeps an event loop running in this thread until it
+# stops, and the later packages' asyncio.run() would find it ("cannot be called from a
+# running event loop").
+@pytest.fixture(scope="package")
 def browser():
     if not (os.path.isfile(CHROMIUM) or shutil.which(CHROMIUM)):
         _missing(f"Chromium at {CHROMIUM}")
