@@ -42,6 +42,16 @@ def _work(meter_id: int, batches: int) -> list[tuple[str, bytes]]:
     return [encode_publish(_batch(meter_id, k), "GW-A") for k in range(batches)]
 
 
+def _give_gw_a_its_mqtt_login(engine, fleet) -> None:
+    """GW-A logs in to the broker as GW-A / "gw-a secret" (as after its enrollment)."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(s.gateways)
+            .where(s.gateways.c.id == fleet["gateway"].id)
+            .values(mqtt_username="GW-A", mqtt_password_hash=hash_password("gw-a secret"))
+        )
+
+
 def _count(engine, table=s.readings_instant) -> int:
     with engine.connect() as conn:
         return conn.execute(select(func.count()).select_from(table)).scalar_one()
@@ -172,12 +182,7 @@ def test_a_burst_through_mosquitto_is_committed_in_groups_and_acked(engine, worl
     """200 batches published at once: all committed, in fewer transactions than
     messages; a restart of the ingest's persistent session brings nothing again."""
     meter = udp_meter(engine, world, fleet)
-    with engine.begin() as conn:
-        conn.execute(
-            update(s.gateways)
-            .where(s.gateways.c.id == fleet["gateway"].id)
-            .values(mqtt_username="GW-A", mqtt_password_hash=hash_password("gw-a secret"))
-        )
+    _give_gw_a_its_mqtt_login(engine, fleet)
     work = _work(meter.id, 200)
 
     def service() -> DeviceService:
@@ -222,12 +227,7 @@ def test_two_ingest_processes_share_the_readings_through_one_broker(engine, worl
     broker, with the service's own login) takes part of a burst through the shared
     subscription; together they commit every reading exactly once."""
     meter = udp_meter(engine, world, fleet)
-    with engine.begin() as conn:
-        conn.execute(
-            update(s.gateways)
-            .where(s.gateways.c.id == fleet["gateway"].id)
-            .values(mqtt_username="GW-A", mqtt_password_hash=hash_password("gw-a secret"))
-        )
+    _give_gw_a_its_mqtt_login(engine, fleet)
     work = _work(meter.id, 300)
 
     async def burst() -> tuple[dict, dict]:
