@@ -107,6 +107,21 @@ def _lease(meter_id: int, gateway_id: int, command: Row | None, sent: bool) -> L
     )
 
 
+def _send(request, conn, principal, tenant_id, meter_id, gateway_id, duration_s, ttl):
+    """A `realtime` command of `duration_s` to the gateway, pushed at once; its lease."""
+    command = commands.create(
+        conn,
+        tenant_id,
+        gateway_id,
+        "realtime",
+        {"interval_s": INTERVAL_S, "duration_s": duration_s},
+        actor=principal.actor,
+        ttl=ttl,
+    )
+    _wake(request)
+    return _lease(meter_id, gateway_id, command, sent=True)
+
+
 @router.post(
     "/meters/{meter_id}/live",
     summary="Watch a meter: its gateway reads instant power every few seconds for a while",
@@ -124,17 +139,8 @@ def start_live(
     until = _until(current)
     if until is not None and until - now > timedelta(seconds=LEASE_S / 2):
         return _lease(meter_id, gateway_id, current, sent=False)
-    command = commands.create(
-        conn,
-        tenant_id,
-        gateway_id,
-        "realtime",
-        {"interval_s": INTERVAL_S, "duration_s": LEASE_S},
-        actor=principal.actor,
-        ttl=timedelta(seconds=LEASE_S / 2),  # not delivered by then: the next renewal goes
-    )
-    _wake(request)
-    return _lease(meter_id, gateway_id, command, sent=True)
+    ttl = timedelta(seconds=LEASE_S / 2)  # not delivered by then: the next renewal goes
+    return _send(request, conn, principal, tenant_id, meter_id, gateway_id, LEASE_S, ttl)
 
 
 @router.post(
@@ -152,14 +158,5 @@ def stop_live(
     until = _until(current)
     if until is None or until <= now:
         return _lease(meter_id, gateway_id, None, sent=False)
-    command = commands.create(
-        conn,
-        tenant_id,
-        gateway_id,
-        "realtime",
-        {"interval_s": INTERVAL_S, "duration_s": 0},
-        actor=principal.actor,
-        ttl=timedelta(seconds=LEASE_S),
-    )
-    _wake(request)
-    return _lease(meter_id, gateway_id, command, sent=True)
+    ttl = timedelta(seconds=LEASE_S)
+    return _send(request, conn, principal, tenant_id, meter_id, gateway_id, 0, ttl)
