@@ -311,12 +311,16 @@ def meter_power(
         raise Problem(400, f"instant power: at most {MAX_POWER_DAYS} days in one request")
     width, points = series.instant_power(conn, meter_id, start, end, max_points)
     if format == "json":
-        return PowerSeries(
-            meter_id=meter_id,
-            start=start.astimezone(JST),
-            end=end.astimezone(JST),
-            bucket_s=width,
-            values=[PowerValue(**vars(p)) for p in points],
+        # The points read by attribute in one validation, not one model built per point.
+        return PowerSeries.model_validate(
+            {
+                "meter_id": meter_id,
+                "start": start.astimezone(JST),
+                "end": end.astimezone(JST),
+                "bucket_s": width,
+                "values": points,
+            },
+            from_attributes=True,
         )
     return csv_response(
         f"meter-{meter_id}-power-{start.astimezone(JST):%Y%m%dT%H%M}.csv",
