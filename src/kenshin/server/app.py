@@ -12,6 +12,7 @@ Other parts add their routers to the returned application, e.g.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import hmac
 from collections.abc import AsyncIterator
@@ -66,8 +67,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 service = device_service(settings, engine, app.state.credential_box)
                 await service.start()
                 app.state.device_service = service
+            # What imports and startup built lives as long as the process: out of the
+            # collector's sight, so a full collection walks only what requests make
+            # (it walked ~140,000 objects, ~90 ms on 2 cores: the p95 of every request).
+            gc.freeze()
             yield
         finally:
+            gc.unfreeze()  # an app stopped in a longer process (tests) leaves no garbage pinned
             if jobs is not None:
                 await jobs.stop()
             if service is not None:
