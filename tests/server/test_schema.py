@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Date, DateTime, Engine, cast, func, insert, literal, make_url, select, text
 from sqlalchemy.exc import DataError, IntegrityError, StatementError
 
 from kenshin.server import schema as s
@@ -159,6 +159,28 @@ def test_timestamps_are_utc_and_compare_as_instants(db: Engine) -> None:
     assert all(r.at.tzinfo is UTC for r in rows)
     assert later == ["e2"]
     assert newest == instants[2]  # max() keeps the type: an aware datetime on both
+
+
+def test_postgresql_sessions_are_utc_whatever_the_servers_zone(
+    backend: str, empty_database_url: str
+) -> None:
+    if backend != "postgresql":
+        pytest.skip("SQLite has no session zone")
+    name = make_url(empty_database_url).database
+    engine = make_engine(empty_database_url)
+    try:
+        with engine.begin() as conn:  # a server set up in Japan, as many are
+            conn.execute(text(f"ALTER DATABASE \"{name}\" SET TimeZone = 'Asia/Tokyo'"))
+        engine.dispose()  # the next sessions start with the database's default
+        instant = datetime(2025, 2, 28, 23, 59, 30, tzinfo=UTC)  # 1 March in Tokyo
+        with engine.connect() as conn:
+            zone = conn.execute(text("SHOW TimeZone")).scalar_one()
+            day = conn.execute(select(cast(literal(instant), Date))).scalar_one()
+            back = conn.execute(select(literal(instant, DateTime(timezone=True)))).scalar_one()
+    finally:
+        engine.dispose()
+    assert (zone, day) == ("UTC", date(2025, 2, 28))  # SQL's days are UTC's, as the code's
+    assert back.tzinfo is UTC  # the fixed zone: no zoneinfo arithmetic per row read
 
 
 def test_naive_timestamps_are_refused(db: Engine) -> None:
