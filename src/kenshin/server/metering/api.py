@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, TypeAdapter
 
 from kenshin.echonet.edt import JST
 
@@ -105,16 +105,20 @@ def _energy(conn, ask: EnergyQuery, **owner) -> EnergySeries:
         conn, period=ask.period, direction=DIRECTIONS[ask.direction], first=ask.first,
         last=ask.last, **owner,
     )  # fmt: skip
-    return EnergySeries(
-        meter_id=owner.get("meter_id"),
-        meters=meters,
-        period=ask.period,
-        direction=ask.direction,
-        first=ask.first,
-        last=ask.last,
-        total_wh=sum(p.wh or 0 for p in points),
-        complete=all(p.complete for p in points),
-        values=[EnergyValue(**vars(p), complete=p.complete) for p in points],
+    # The points read by attribute (`complete` too) in one validation, as for power.
+    return EnergySeries.model_validate(
+        {
+            "meter_id": owner.get("meter_id"),
+            "meters": meters,
+            "period": ask.period,
+            "direction": ask.direction,
+            "first": ask.first,
+            "last": ask.last,
+            "total_wh": sum(p.wh or 0 for p in points),
+            "complete": all(p.complete for p in points),
+            "values": points,
+        },
+        from_attributes=True,
     )
 
 
@@ -337,6 +341,9 @@ class DailyPeak(BaseModel):
     export_at: datetime | None
 
 
+DAILY_PEAKS = TypeAdapter(list[DailyPeak])
+
+
 @router.get(
     "/meters/{meter_id}/peaks",
     summary="A meter's daily peaks, bought and sold",
@@ -358,7 +365,7 @@ def meter_peaks(
     _check_range(first, last, MAX_DAYS["day"], "peaks")
     peaks = series.daily_peaks(conn, meter_id, first, last)
     if format == "json":
-        return [DailyPeak(**vars(p)) for p in peaks]
+        return DAILY_PEAKS.validate_python(peaks, from_attributes=True)
     return csv_response(
         f"meter-{meter_id}-peaks-{first}-{last}.csv",
         ["day", "import_w", "import_at_jst", "export_w", "export_at_jst"],
