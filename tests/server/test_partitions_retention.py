@@ -10,7 +10,12 @@ from sqlalchemy import func, insert, select, text, update
 
 from kenshin.echonet.edt import JST
 from kenshin.server import schema as s
-from kenshin.server.metering.partitions import PARTITIONED, ensure_partitions, month_partitions
+from kenshin.server.metering.partitions import (
+    PARTITIONED,
+    drop_months_before,
+    ensure_partitions,
+    month_partitions,
+)
 from kenshin.server.metering.retention import apply_retention
 
 from .conftest import assert_problem, login, udp_meter
@@ -38,8 +43,7 @@ def test_months_are_made_ahead_and_stray_rows_moved_into_theirs(backend, engine,
         # The session's database is shared: months an earlier test's jobs made for the
         # real today (any day, from December on, reaches past February) are not this one's.
         for table in PARTITIONED:
-            for name, _ in month_partitions(conn, table):
-                conn.execute(text(f'DROP TABLE "{name}"'))
+            drop_months_before(conn, table, datetime.max.replace(tzinfo=JST))
         # Before any month exists, rows land in the default partition: none is lost.
         conn.execute(insert(s.readings_instant), _instant(meter.id, old, NOW))
         made = ensure_partitions(conn, NOW)
