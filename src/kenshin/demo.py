@@ -124,7 +124,7 @@ class Demo:
             self.echo(
                 f"\nKenshin demo is running: the platform in one process, nothing but simulators.\n"
                 f"  control panel: {base}/   (日本語 / English)\n"
-                f"  web API:      {base}/api/v1/docs   (health: {base}/healthz)\n"
+                f"  web API:      {base}/api/v1/docs   (health: {base}/readyz)\n"
                 f"  log in:       {OPERATOR_EMAIL} / {self.password}   (a retailer)\n"
                 f"                {SOLAR_EMAIL} (a PV generator), {ADMIN_EMAIL} "
                 "(platform admin): same password\n"

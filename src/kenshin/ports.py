@@ -3,7 +3,9 @@ port someone else holds (a system Mosquitto on 1883, a second demo on 8080)."""
 
 from __future__ import annotations
 
+import os
 import socket
+from pathlib import Path
 
 
 def _family(host: str) -> socket.AddressFamily:
@@ -34,3 +36,57 @@ def tcp_port_or_free(host: str, preferred: int) -> int:
             else:
                 return preferred
     return free_tcp_port(host)
+
+
+class PortTaken(OSError):
+    """A port we were told to serve on is held by another process; says which."""
+
+
+def port_holder(host: str, port: int) -> str | None:
+    """Who listens on TCP `port` (any address that covers `host`), as "pid N (name)" or
+    "an unknown process" when the socket is found but not its owner (another user's, with
+    no permission to look); None when nobody listens. Linux /proc only; elsewhere None."""
+    inodes = _listening_inodes(port)
+    if not inodes:
+        return None
+    proc = Path("/proc")
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            for fd in (entry / "fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:[") and target[8:-1] in inodes:
+                    name = (entry / "comm").read_text().strip()
+                    return f"pid {entry.name} ({name})"
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return "an unknown process"
+
+
+def _listening_inodes(port: int) -> set[str]:
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                inodes.add(inode)
+    return inodes
+
+
+def require_free_tcp_port(host: str, port: int, what: str) -> None:
+    """Raise PortTaken naming the holder if `port` cannot be bound on `host` now."""
+    with socket.socket(_family(host), socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+            return
+        except OSError as err:
+            reason = err.strerror
+    holder = port_holder(host, port) or "another process"
+    raise PortTaken(f"{what} port {port} on {host} is taken by {holder} ({reason})")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 
@@ -93,6 +94,7 @@ def test_run_on_a_free_port(database_url: str, tmp_path) -> None:
         **os.environ,
         "KENSHIN_DATABASE_URL": database_url,
         "KENSHIN_SECRET_KEY_FILE": str(tmp_path / "secret.key"),
+        "KENSHIN_MQTT_PORT": "0",
         "PYTHONUNBUFFERED": "1",
     }
     env.pop("KENSHIN_CONFIG", None)
@@ -115,8 +117,8 @@ def test_run_on_a_free_port(database_url: str, tmp_path) -> None:
         assert (tmp_path / "secret.key").exists()
         url = line.split("listening on ")[1].split()[0]
         assert url.startswith("http://127.0.0.1:") and not url.endswith(":0")
-        response = httpx.get(f"{url}/healthz", timeout=10)
-        assert response.json() == {"status": "ok", "database": "ok"}
+        response = httpx.get(f"{url}/readyz", timeout=10)
+        assert response.json()["parts"]["database"] == {"ok": True}
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -127,3 +129,31 @@ def test_run_on_a_free_port(database_url: str, tmp_path) -> None:
         proc.stdout.close()
         proc.stderr.close()
     assert code == 0
+
+
+def test_a_taken_mqtt_port_is_an_error_naming_its_holder(tmp_path) -> None:
+    """Gateways were told the configured port: serving another one would strand them."""
+    with socket.create_server(("127.0.0.1", 0)) as holder:
+        port = holder.getsockname()[1]
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from kenshin.cli.server import app; app()",
+                "run",
+                "--port",
+                "0",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={
+                **os.environ,
+                "KENSHIN_DATABASE_URL": f"sqlite:///{tmp_path / 'k.db'}",
+                "KENSHIN_SECRET_KEY_FILE": str(tmp_path / "secret.key"),
+                "KENSHIN_MQTT_PORT": str(port),
+            },
+        )
+    assert result.returncode == 1
+    assert f"MQTT port {port} on 127.0.0.1 is taken by pid {os.getpid()} (" in result.stderr
+    assert "Traceback" not in result.stderr

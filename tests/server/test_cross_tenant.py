@@ -38,7 +38,8 @@ from .conftest import PASSWORD, bearer, login
 # The least role each operation needs: viewer < operator < admin; "platform": platform
 # administrators only; "public": no login (enrollment, login itself, health).
 ROLES = {
-    "GET /healthz": "public",
+    "GET /livez": "public",
+    "GET /readyz": "public",
     "POST /api/v1/auth/login": "public",
     "POST /api/v1/auth/logout": "public",  # ends the session if there is one: 204 either way
     "GET /api/v1/auth/me": "viewer",

@@ -1,4 +1,4 @@
-"""Every error is an RFC 9457 problem; /healthz needs no login."""
+"""Every error is an RFC 9457 problem; /livez and /readyz need no login."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def test_401_403_404_422_are_problems(client: TestClient, world: World) -> None:
 
 
 def test_other_http_errors_are_problems(client: TestClient) -> None:
-    assert_problem(client.delete("/healthz"), 405)
+    assert_problem(client.delete("/readyz"), 405)
     assert_problem(client.get("/nowhere"), 404)
 
 
@@ -45,13 +45,14 @@ def test_an_unexpected_error_is_a_problem_without_details(settings: Settings) ->
     assert "secret internals" not in str(problem)
 
 
-def test_healthz(client: TestClient) -> None:
-    response = client.get("/healthz")
+def test_live_and_ready(client: TestClient) -> None:
+    assert client.get("/livez").json() == {"status": "ok"}
+    response = client.get("/readyz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok"}
+    assert response.json() == {"status": "ok", "parts": {"database": {"ok": True}}}
 
 
-def test_healthz_without_a_database(tmp_path) -> None:
+def test_not_ready_without_a_database_but_alive(tmp_path) -> None:
     settings = Settings(
         database_url=f"sqlite:///{tmp_path / 'missing' / 'dir' / 'k.db'}",
         secret_key_file=tmp_path / "k.key",
@@ -59,8 +60,11 @@ def test_healthz_without_a_database(tmp_path) -> None:
         devices=False,
     )
     with TestClient(create_app(settings)) as client:
-        response = client.get("/healthz")
-    assert assert_problem(response, 503)["database"] == "unreachable"
+        response = client.get("/readyz")
+        assert client.get("/livez").status_code == 200
+    problem = assert_problem(response, 503)
+    assert problem["parts"]["database"] == {"ok": False, "reason": "the database is unreachable"}
+    assert problem["detail"] == "not ready: database: the database is unreachable"
 
 
 def test_openapi_describes_the_api(client: TestClient) -> None:

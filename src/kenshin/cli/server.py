@@ -70,6 +70,7 @@ def run(
     """Run the server until Ctrl-C; print its URL once it listens."""
     import uvicorn
 
+    from kenshin.ports import PortTaken, require_free_tcp_port
     from kenshin.server.app import create_app
     from kenshin.server.security import SecretKeyError
 
@@ -85,6 +86,12 @@ def run(
             f"Generated a new secret key in {application.state.secret_key_source}: keep it "
             "with the database; without it stored B-route credentials cannot be read."
         )
+    if settings.devices and settings.broker == "embedded" and settings.mqtt_port:
+        try:  # before anything starts: a clear line, not a failed startup's traceback
+            require_free_tcp_port(settings.mqtt_host, settings.mqtt_port, "MQTT")
+        except PortTaken as err:
+            typer.echo(f"error: {err}; free it or set KENSHIN_MQTT_PORT", err=True)
+            raise typer.Exit(1) from None
     try:
         sock = _bind(settings.host, settings.port)
     except OSError as err:

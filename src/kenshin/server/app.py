@@ -15,8 +15,9 @@ from __future__ import annotations
 import gc
 import hashlib
 import hmac
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
 
 import anyio.to_thread
 from fastapi import FastAPI
@@ -36,6 +37,7 @@ from .metering import api as metering_api
 from .metering import live as metering_live
 from .problems import PROBLEM_RESPONSES, install_problem_handlers
 from .runtime import device_service
+from .schema import utcnow
 from .security import CredentialBox, load_secret_key
 from .settings import Settings, load_settings
 from .webhooks import api as webhooks_api
@@ -43,8 +45,11 @@ from .webhooks import api as webhooks_api
 __all__ = ["API_PREFIX", "create_app"]
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """The server application for `settings` (default: from the environment)."""
+def create_app(
+    settings: Settings | None = None, *, clock: Callable[[], datetime] | None = None
+) -> FastAPI:
+    """The server application for `settings` (default: from the environment). `clock`: the
+    periodic jobs' time (tests run them on the simulators' compressed clock)."""
     settings = settings if settings is not None else load_settings()
     secret = load_secret_key(
         settings.secret_key.get_secret_value() if settings.secret_key else None,
@@ -60,7 +65,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if settings.auto_migrate:
                 await anyio.to_thread.run_sync(migrate, engine)
             if settings.jobs:
-                jobs = JobRunner(engine, server_jobs(settings, app.state.credential_box))
+                jobs = JobRunner(
+                    engine, server_jobs(settings, app.state.credential_box), clock=clock or utcnow
+                )
                 await jobs.start()
                 app.state.jobs = jobs
             if settings.devices:

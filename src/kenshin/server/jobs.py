@@ -9,7 +9,6 @@ the server down. Several servers may run the same jobs: each job is safe to run 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,9 +24,11 @@ from .alerts.notify import send_due as send_mail
 from .analytics.retail import check_imbalance
 from .analytics.store import refresh_tenant
 from .metering.partitions import ensure_partitions
+from .metering.repair import RepairPolicy, run_repairs
 from .metering.retention import apply_retention
 from .security import CredentialBox
 from .settings import Settings
+from .supervisor import Supervisor
 from .webhooks.dispatcher import Dispatcher
 
 __all__ = ["Job", "JobRunner", "server_jobs"]
@@ -76,6 +77,16 @@ def server_jobs(settings: Settings, box: CredentialBox) -> list[Job]:
         Job("forecasts", settings.forecast_every_s, _each_tenant(_forecast_then_imbalance)),
         Job("alerts", settings.alerts_every_s, _each_tenant(run_rules)),
     ]
+    if settings.repair_every_s > 0:
+        policy = RepairPolicy(
+            delay_s=settings.repair_delay_s,
+            horizon_days=settings.repair_horizon_days,
+            gateway_every_s=settings.repair_gateway_every_s,
+            fleet_max=settings.repair_fleet_max,
+        )
+        jobs.append(
+            Job("gap repair", settings.repair_every_s, lambda e, now: run_repairs(e, now, policy))
+        )
     if settings.webhooks:  # sends run in the dispatcher's own threads, past the job's run
         dispatcher = Dispatcher(
             box,
@@ -98,28 +109,41 @@ def server_jobs(settings: Settings, box: CredentialBox) -> list[Job]:
 
 @dataclass
 class JobRunner:
+    """Each job's loop runs supervised: a failing run is logged and counted, and the loop
+    itself, should it die, is started again (see `supervisor`)."""
+
     engine: Engine
     jobs: list[Job]
     clock: Callable[[], datetime] = s.utcnow
-    _tasks: list[asyncio.Task] = field(default_factory=list)
+    supervisor: Supervisor = field(default_factory=Supervisor)
     runs: dict[str, int] = field(default_factory=dict)
+    failures: dict[str, int] = field(default_factory=dict)
+    last_error: dict[str, str] = field(default_factory=dict)
 
     async def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._loop(job), name=job.name) for job in self.jobs]
+        for job in self.jobs:
+            self.supervisor.start(f"job {job.name}", lambda job=job: self._loop(job))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+        await self.supervisor.stop()
+
+    def report(self) -> dict[str, dict]:
+        return {
+            job.name: {
+                "runs": self.runs.get(job.name, 0),
+                "failures": self.failures.get(job.name, 0),
+                "last_error": self.last_error.get(job.name),
+            }
+            for job in self.jobs
+        }
 
     async def _loop(self, job: Job) -> None:
         while True:
             try:
                 await anyio.to_thread.run_sync(job.run, self.engine, self.clock())
                 self.runs[job.name] = self.runs.get(job.name, 0) + 1
-            except Exception:
+            except Exception as err:
+                self.failures[job.name] = self.failures.get(job.name, 0) + 1
+                self.last_error[job.name] = f"{type(err).__name__}: {err}"[:300]
                 log.exception("job %s failed; it runs again in %.0f s", job.name, job.every_s)
             await asyncio.sleep(job.every_s)

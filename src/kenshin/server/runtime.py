@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 import tempfile
 import time
@@ -30,7 +31,7 @@ import aiomqtt
 import psycopg
 from sqlalchemy import Engine, exc, select
 
-from kenshin.ports import tcp_port_or_free
+from kenshin.ports import require_free_tcp_port
 from kenshin.wire import encode_publish
 from kenshin.wire.topics import Kind
 
@@ -39,7 +40,9 @@ from . import schema as s
 from .broker.access import Account, Principal, PrincipalKind, StaticCredentials, verify_password
 from .broker.access import hash_password as mqtt_hash
 from .devices import commands, config, status
+from .events import record_event
 from .security import CredentialBox
+from .supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 SERVICE_USER = "kenshin-service"
@@ -97,18 +100,23 @@ class DeviceService:
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     subscribed: asyncio.Event = field(default_factory=asyncio.Event)  # the ingest listens
     _published: dict[int, int] = field(default_factory=dict)  # gateway id → settings version
+    _unpushable: dict[int, str] = field(default_factory=dict)  # gateway id → why, told once
     _broker: Any = None
-    _tasks: list[asyncio.Task] = field(default_factory=list)
     _client: aiomqtt.Client | None = None
     _mosquitto_dir: Path | None = None
+    _dir_lock: int | None = None
     public_host: str | None = None  # told to gateways; default: the broker's address
     node_name: str = "1"
     mosquitto_dir: Path | None = None
     service_login: tuple[str, str] | None = None  # external broker: the service's account
+    supervisor: Supervisor = field(default_factory=Supervisor)
+    _oldest_unacked: float | None = None  # monotonic arrival of the oldest message not acked
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Start the broker (a taken port is an error that names its holder: gateways were
+        told this port), then supervise it and the service client."""
         service = StaticCredentials(
             [Account(SERVICE_USER, mqtt_hash(self._service_password), PrincipalKind.SERVICE)]
         )
@@ -116,12 +124,14 @@ class DeviceService:
             from .broker.embedded import EmbeddedBroker
 
             checker = DatabaseCredentials(self.engine, service)
-            port = self._port()
-            self._broker = EmbeddedBroker(checker, host=self.host, port=port)
+            if self.port:
+                require_free_tcp_port(self.host, self.port, "MQTT")
+            self._broker = EmbeddedBroker(checker, host=self.host, port=self.port)
             await self._broker.start()
             self.endpoint = BrokerEndpoint(self.host, self._broker.port)
         elif self.mode == "mosquitto":
             await self._start_mosquitto(service)
+            self.supervisor.start("broker", self._keep_mosquitto)
         elif self.mode == "external":
             assert self.endpoint is not None and self.service_login is not None
             log.info(
@@ -131,37 +141,67 @@ class DeviceService:
         else:
             raise ValueError(f"unknown broker mode {self.mode!r}")
         log.info("MQTT broker (%s) on %s:%d", self.mode, self.endpoint.host, self.endpoint.port)
-        self._tasks = [asyncio.create_task(self._run_client(), name="kenshin-mqtt")]
+        self._loop = asyncio.get_running_loop()
+        self.supervisor.start("ingest", self._serve_once)
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await self.supervisor.stop()
         if self._broker is not None:
             with contextlib.suppress(Exception):
                 await self._broker.stop()
+        if self._dir_lock is not None:
+            os.close(self._dir_lock)
+            self._dir_lock = None
 
-    def _port(self) -> int:
-        """The configured port, or a free one if someone holds it: a system Mosquitto on
-        1883 must not stop the platform from starting."""
-        port = tcp_port_or_free(self.host, self.port)
-        if self.port and port != self.port:
-            log.warning("MQTT port %d is taken; the broker takes %d", self.port, port)
-        return port
+    def health(self, max_lag_s: float) -> dict[str, dict]:
+        """What `/readyz` reports of the MQTT side: each part ok or not, with why."""
+        children = self.supervisor.report()
+        parts: dict[str, dict] = {}
+        if self.mode == "mosquitto":
+            running = self._broker is not None and self._broker.running
+            parts["broker"] = {
+                "ok": running,
+                **({} if running else {"reason": "mosquitto is not running"}),
+                **children.get("broker", {}),
+            }
+        ingest = children.get("ingest", {})
+        connected = self.subscribed.is_set()
+        parts["ingest"] = {
+            "ok": connected,
+            **({} if connected else {"reason": "not connected to the broker"}),
+            **ingest,
+        }
+        lag = self.ingest_lag_s()
+        parts["ingest_lag"] = {"ok": lag <= max_lag_s, "lag_s": round(lag, 1), "max_s": max_lag_s}
+        if lag > max_lag_s:
+            parts["ingest_lag"]["reason"] = "readings wait longer than allowed to be stored"
+        return parts
+
+    def ingest_lag_s(self) -> float:
+        """How long the oldest message taken from the broker has waited to be committed."""
+        oldest = self._oldest_unacked
+        return 0.0 if oldest is None else time.monotonic() - oldest
 
     # -- Mosquitto, managed ----------------------------------------------------------------
 
     async def _start_mosquitto(self, service: StaticCredentials) -> None:
-        from .broker.mosquitto import MosquittoListener, MosquittoProcess
+        from .broker.mosquitto import (
+            MosquittoListener,
+            MosquittoProcess,
+            directory_lock,
+            stop_orphan,
+        )
 
         if self.mosquitto_dir is not None:  # persistence survives a restart of the server
-            self._mosquitto_dir = Path(self.mosquitto_dir)
+            self._mosquitto_dir = Path(self.mosquitto_dir).resolve()
             self._mosquitto_dir.mkdir(parents=True, exist_ok=True)
         else:
             self._mosquitto_dir = Path(tempfile.mkdtemp(prefix="kenshin-mosquitto-"))
-        port = self._port()
+        self._dir_lock = directory_lock(self._mosquitto_dir)
+        orphan = await stop_orphan(self._mosquitto_dir)
+        if orphan is not None:
+            log.warning("stopped Mosquitto pid %d that an earlier server left running", orphan)
+        port = self._mosquitto_port()
         self._mosquitto_listener = MosquittoListener(port, host=self.host)
         self._service_accounts = service
         self._write_mosquitto_files()
@@ -169,9 +209,31 @@ class DeviceService:
         await self._broker.start()
         self.endpoint = BrokerEndpoint(self.host, port)
 
-    def _write_mosquitto_files(self) -> None:
-        import os
+    def _mosquitto_port(self) -> int:
+        """The configured port; port 0 picks a free one once and keeps it in the broker's
+        directory, so a restarted server serves the port its gateways were told."""
+        if self.port:
+            return self.port
+        remembered = self._mosquitto_dir / "port"
+        with contextlib.suppress(OSError, ValueError):
+            return int(remembered.read_text())
+        from kenshin.ports import free_tcp_port
 
+        port = free_tcp_port(self.host)
+        remembered.write_text(f"{port}\n")
+        return port
+
+    async def _keep_mosquitto(self) -> None:
+        """Supervised: (re)start Mosquitto when it is not running, then wait on it; its
+        exit is a failure the supervisor answers with a restart."""
+        if not self._broker.running:
+            self._write_mosquitto_files()  # gateways may have enrolled meanwhile
+            await self._broker.start()
+            log.warning("Mosquitto restarted on %s:%d", self.host, self._broker.port)
+        code = await self._broker.wait()
+        raise RuntimeError(f"mosquitto exited with code {code}")
+
+    def _write_mosquitto_files(self) -> None:
         from .broker.mosquitto import write_mosquitto_config
 
         with self.engine.connect() as conn:
@@ -193,7 +255,8 @@ class DeviceService:
         """A gateway enrolled (new MQTT password): Mosquitto must re-read its files."""
         if self.mode == "mosquitto" and self._broker is not None:
             self._write_mosquitto_files()
-            self._broker.reload()
+            if self._broker.running:  # else the supervisor restarts it with these files
+                self._broker.reload()
 
     # -- the service client ------------------------------------------------------------------
 
@@ -203,48 +266,43 @@ class DeviceService:
         if loop is not None:
             loop.call_soon_threadsafe(self._wake.set)
 
-    async def _run_client(self) -> None:
-        self._loop = asyncio.get_running_loop()
+    async def _serve_once(self) -> None:
+        """One session of the service client (supervised: a lost connection or a bug ends
+        it, and the supervisor starts another after a jittered back-off)."""
         # An external broker knows the account we were configured with; a broker we run
         # ourselves, the one made for this process.
         username, password = self.service_login or (SERVICE_USER, self._service_password)
-        delay = 1.0
-        while True:
-            try:
-                async with aiomqtt.Client(
-                    self.endpoint.host,
-                    self.endpoint.port,
-                    username=username,
-                    password=password,
-                    # A stable id: after a restart this session's queue (messages that
-                    # arrived while we were down) is ours again.
-                    identifier=f"kenshin-ingest-{self.node_name}",
-                    clean_session=False,
-                ) as client:
-                    # Acknowledge only after the commit (see the module doc).
-                    client._client.manual_ack_set(True)
-                    self._client = client
-                    # N ingest workers split the fleet's messages (the embedded broker,
-                    # one process by design, has no shared subscriptions).
-                    shared = "" if self.mode == "embedded" else "$share/ingest/"
-                    for kind in (Kind.READINGS, Kind.STATUS, Kind.EVENT, Kind.RESULT):
-                        await client.subscribe(f"{shared}k/+/{kind.value}", qos=1)
-                    self.subscribed.set()
-                    delay = 1.0
-                    self._published.clear()  # the broker may have lost retained settings
+        try:
+            async with aiomqtt.Client(
+                self.endpoint.host,
+                self.endpoint.port,
+                username=username,
+                password=password,
+                # A stable id: after a restart this session's queue (messages that arrived
+                # while we were down) is ours again.
+                identifier=f"kenshin-ingest-{self.node_name}",
+                clean_session=False,
+            ) as client:
+                # Acknowledge only after the commit (see the module doc).
+                client._client.manual_ack_set(True)
+                self._client = client
+                # N ingest workers split the fleet's messages (the embedded broker, one
+                # process by design, has no shared subscriptions).
+                shared = "" if self.mode == "embedded" else "$share/ingest/"
+                for kind in (Kind.READINGS, Kind.STATUS, Kind.EVENT, Kind.RESULT):
+                    await client.subscribe(f"{shared}k/+/{kind.value}", qos=1)
+                self.subscribed.set()
+                self._published.clear()  # the broker may have lost retained settings
+                try:
                     async with asyncio.TaskGroup() as group:
                         group.create_task(self._consume(client))
                         group.create_task(self._push_loop(client))
-            except* (aiomqtt.MqttError, OSError) as errors:
-                log.warning(
-                    "service MQTT connection lost: %s; again in %.0f s", errors.exceptions[0], delay
-                )
-            except* Exception as errors:  # a bug must not end the ingest for good
-                log.error("service MQTT loop failed", exc_info=errors.exceptions[0])
+                except* Exception as errors:  # the first cause, not the group, in the log
+                    raise errors.exceptions[0] from None
+        finally:
             self._client = None
+            self._oldest_unacked = None  # unacked messages come again on the next session
             self.subscribed.clear()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
 
     async def _consume(self, client: aiomqtt.Client) -> None:
         """Two stages: messages are taken off the connection as they arrive while the
@@ -253,13 +311,15 @@ class DeviceService:
         speed under load) and is acknowledged after its commit. Decoding stays off this
         loop: in one process with the embedded broker and the web server (the demo), a
         backfill's worth of decoding here would stall them all."""
-        arrived: list[tuple[aiomqtt.Message, str, bytes]] = []
+        arrived: list[tuple[aiomqtt.Message, str, bytes, float]] = []
         waiting = asyncio.Event()
 
         async def receive() -> None:
             async for message in client.messages:
-                topic, payload = str(message.topic), bytes(message.payload)
-                arrived.append((message, topic, payload))
+                topic, payload, now = str(message.topic), bytes(message.payload), time.monotonic()
+                arrived.append((message, topic, payload, now))
+                if self._oldest_unacked is None:
+                    self._oldest_unacked = now
                 waiting.set()
 
         async def commit() -> None:
@@ -269,7 +329,7 @@ class DeviceService:
                 del arrived[:GROUP_MAX]
                 if not arrived:
                     waiting.clear()
-                work = [(topic, payload) for _, topic, payload in group]
+                work = [(topic, payload) for _, topic, payload, _ in group]
                 delay = 0.5
                 # The database is down: hold these messages (unacknowledged) and try
                 # again, rather than move on; MQTT 3.1.1 redelivers unacked messages only
@@ -280,6 +340,7 @@ class DeviceService:
                 for (message, *_), outcome in zip(group, outcomes, strict=True):
                     client._client.ack(message.mid, message.qos)  # committed (or quarantined)
                     self._count(outcome.kind)
+                self._oldest_unacked = arrived[0][3] if arrived else None
 
         async with asyncio.TaskGroup() as stages:
             stages.create_task(receive())
@@ -338,11 +399,11 @@ class DeviceService:
         while True:
             self._wake.clear()  # before looking: a change made while we push wakes us again
             try:
-                await asyncio.to_thread(self._push_all_sync_prepare)
-            except Exception as err:  # the database is down: try again at the next round
+                outbox = await asyncio.to_thread(self._prepare_pushes)
+            except UNAVAILABLE as err:  # the database is down: try again at the next round
                 log.warning("cannot prepare settings and commands to push: %s", err)
-                self._outbox = []
-            for topic, payload, retain, command_id, gateway_id, version in self._outbox:
+                outbox = []
+            for topic, payload, retain, command_id, gateway_id, version in outbox:
                 await client.publish(topic, payload, qos=1, retain=retain)
                 if command_id is not None:
                     await asyncio.to_thread(self._mark_sent, command_id)
@@ -357,27 +418,60 @@ class DeviceService:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.sweep_every_s)
 
-    def _push_all_sync_prepare(self) -> None:
+    def _prepare_pushes(self) -> list[tuple]:
         """Settings whose effective version is newer than what we retained, and pending
-        commands, as (topic, payload, retain, command id, gateway id, version)."""
+        commands, as (topic, payload, retain, command id, gateway id, version). Each gateway
+        and each command is prepared on its own: one that cannot be (a value the wire
+        refuses, a key that does not open its credentials) is skipped with an event, and
+        every other gateway of every tenant still gets its settings and commands."""
         out = []
         now_s = int(time.time())
-        with self.engine.begin() as conn:
+        with self.engine.connect() as conn:
             gateways = conn.execute(
                 select(s.gateways).where(
                     s.gateways.c.tenant_id.is_not(None), s.gateways.c.mqtt_username.is_not(None)
                 )
             ).all()
-            for gateway in gateways:
-                settings = config.effective_settings(conn, gateway, self.box, now_s=now_s)
+            pending = commands.pending(conn)
+        for gateway in gateways:
+            try:
+                with self.engine.connect() as conn:
+                    settings = config.effective_settings(conn, gateway, self.box, now_s=now_s)
                 if settings is None or self._published.get(gateway.id) == settings.version:
                     continue
                 topic, payload = encode_publish(settings, gateway.serial)
-                out.append((topic, payload, True, None, gateway.id, settings.version))
-            for row, serial in commands.pending(conn):
+            except UNAVAILABLE:
+                raise
+            except Exception as err:
+                self._cannot_push(gateway, "settings", err)
+                continue
+            out.append((topic, payload, True, None, gateway.id, settings.version))
+        for row, serial in pending:
+            try:
                 topic, payload = encode_publish(commands.as_message(row), serial)
-                out.append((topic, payload, False, row.id, row.gateway_id, None))
-        self._outbox = out
+            except Exception as err:
+                with self.engine.begin() as conn:
+                    commands.fail(conn, row.id, f"cannot be sent: {err}")
+                continue
+            out.append((topic, payload, False, row.id, row.gateway_id, None))
+        return out
+
+    def _cannot_push(self, gateway: Any, what: str, err: Exception) -> None:
+        """Recorded once per gateway and cause, not at every round of the push loop."""
+        cause = f"{type(err).__name__}: {err}"[:300]
+        if self._unpushable.get(gateway.id) == cause:
+            return
+        self._unpushable[gateway.id] = cause
+        log.warning("gateway %s: its %s cannot be pushed: %s", gateway.serial, what, cause)
+        with self.engine.begin() as conn:
+            record_event(
+                conn,
+                tenant_id=gateway.tenant_id,
+                gateway_id=gateway.id,
+                code="settings_not_pushed",
+                severity="error",
+                detail={"error": cause, "action": "correct this gateway's settings"},
+            )
 
     def _mark_sent(self, command_id: int) -> None:
         with self.engine.begin() as conn:

@@ -721,6 +721,20 @@ ingest_progress = Table(
     Column("last_seq", BigInteger(), nullable=False),
 )
 
+# The metering room's repair of lost half hours (metering/repair.py): per meter, the
+# boundary up to which every value is here, and the backfill asked of its gateway.
+meter_repair = Table(
+    "meter_repair",
+    metadata,
+    Column("meter_id", Id, ForeignKey("meters.id"), primary_key=True, autoincrement=False),
+    Column("complete_through", UTCDateTime(), nullable=True),
+    Column("command_id", Id, nullable=True),  # the one backfill outstanding, if any
+    Column("missing_from", UTCDateTime(), nullable=True),  # what it asked for
+    Column("missing_to", UTCDateTime(), nullable=True),
+    Column("attempts", Integer(), nullable=False, default=0, server_default="0"),
+    Column("next_try_at", UTCDateTime(), nullable=True),
+)
+
 quarantine = Table(
     "quarantine",
     metadata,

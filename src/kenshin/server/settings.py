@@ -105,7 +105,13 @@ class Settings(BaseModel):
         "with generated password/ACL files) or an external mqtt[s]://user:pass@host:port",
     )
     mqtt_host: str = Field("127.0.0.1", description="address the embedded/managed broker binds")
-    mqtt_port: int = Field(1883, ge=0, le=65535, description="its port; 0 picks a free one")
+    mqtt_port: int = Field(
+        1883,
+        ge=0,
+        le=65535,
+        description="its port (taken by another process: an error naming it); 0 picks a free "
+        "one, kept in mosquitto_dir so that a restart serves the same",
+    )
     mqtt_public_host: str | None = Field(
         None, description="broker host told to gateways at enrollment (default: mqtt_host)"
     )
@@ -119,6 +125,9 @@ class Settings(BaseModel):
         description="this server among several: its ingest's MQTT session is kenshin-ingest-<node>",
     )
     heartbeat_s: float = Field(1800.0, gt=0, description="gateways' heartbeat, for lost contact")
+    ready_max_ingest_lag_s: float = Field(
+        120.0, gt=0, description="/readyz fails while readings wait longer to be stored"
+    )
     log_level: LogLevel = "info"
     auto_migrate: bool = Field(True, description="apply database migrations at start")
     session_hours: float = Field(12.0, gt=0, description="lifetime of a login session")
@@ -130,6 +139,19 @@ class Settings(BaseModel):
     )
     forecast_every_s: float = Field(1800.0, gt=0, description="tenant forecasts refreshed")
     alerts_every_s: float = Field(300.0, gt=0, description="anomaly rules run")
+    repair_every_s: float = Field(
+        300.0, ge=0, description="missing half hours looked for and asked of gateways (0: off)"
+    )
+    repair_delay_s: float = Field(
+        3600.0, gt=0, description="a missing half hour younger than this is not yet a gap"
+    )
+    repair_horizon_days: float = Field(
+        45.0, gt=0, description="how far back meters keep history: older gaps are lost"
+    )
+    repair_gateway_every_s: float = Field(
+        600.0, gt=0, description="at least this between two repair requests to one meter"
+    )
+    repair_fleet_max: int = Field(100, ge=1, description="repair requests per run, fleet-wide")
     smtp_host: str | None = Field(None, description="SMTP server for alert e-mails (none: off)")
     smtp_port: int = Field(25, ge=1, le=65535)
     smtp_starttls: bool = False

@@ -131,3 +131,12 @@ def expire(conn: Connection, now: datetime | None = None) -> int:
         .values(state="expired")
     )
     return done.rowcount
+
+
+def fail(conn: Connection, command_id: int, error: str) -> None:
+    """A command the server itself could not send: failed, with why."""
+    conn.execute(
+        update(s.commands)
+        .where(s.commands.c.id == command_id, s.commands.c.state == "pending")
+        .values(state="failed", error=error[:500], done_at=utcnow())
+    )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import Connection, Row, func, insert, select
 
 from kenshin.wire import Settings
@@ -34,6 +35,49 @@ MANAGED_KEYS = {"meter"}  # built from the registry, never set directly
 
 class SettingsError(ValueError):
     pass
+
+
+# What a gateway understands, checked when written: a value the agent or the wire would
+# refuse must be a 422 to the person who typed it, not a push that fails later. Every key
+# may be None (the merge deletes it, back to the default).
+_STRICT = ConfigDict(extra="forbid", strict=True)
+Seconds = Field(None, gt=0, le=7 * 86400)
+
+
+class _Poll(BaseModel):
+    model_config = _STRICT
+    instant_interval_s: float | None = Seconds
+    currents_every_s: float | None = Seconds
+    fixed_delay_s: float | None = Field(None, ge=0, le=1800)
+    fixed_retry_s: float | None = Seconds
+    fixed_give_up_s: float | None = Seconds
+    initial_backfill_days: int | None = Field(None, ge=0, le=99)
+
+
+class _Uplink(BaseModel):
+    model_config = _STRICT
+    batch_delay_s: float | None = Field(None, ge=0, le=1800)
+    max_delay_s: float | None = Seconds
+
+
+class SettingsValues(BaseModel):
+    """The settings a tenant or gateway may set (the meter section is the registry's)."""
+
+    model_config = _STRICT
+    poll: _Poll | None = None
+    uplink: _Uplink | None = None
+    heartbeat_s: float | None = Field(None, ge=10, le=86400)
+    status_max_s: float | None = Field(None, ge=60, le=7 * 86400)
+
+
+def check_values(values: dict[str, Any]) -> None:
+    """SettingsError naming the first field that a gateway could not take."""
+    try:
+        SettingsValues.model_validate(values)
+    except ValidationError as err:
+        first = err.errors(include_url=False, include_input=False)[0]
+        where = ".".join(str(part) for part in first["loc"]) or "values"
+        raise SettingsError(f"{where}: {first['msg']}") from None
 
 
 def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -79,6 +123,7 @@ def put_settings(
         raise SettingsError(
             f"{', '.join(sorted(MANAGED_KEYS & values.keys()))} is managed through the meters API"
         )
+    check_values(values)
     previous = _latest(conn, tenant_id, gateway_id)
     merged = values if replace or previous is None else merge(previous.values, values)
     (version,) = conn.execute(
