@@ -326,3 +326,36 @@ def test_a_days_slots_as_json_and_excel_csv(client, new_client, engine, world, f
     assert len(csv_answer.text.strip().splitlines()) == 49
     other = login(new_client(), "viewer@b.test")
     assert_problem(other.get(f"/api/v1/meters/{meter.id}/slots", params={"day": "2026-04-02"}), 404)
+
+
+@pytest.mark.parametrize(
+    ("values", "field"),
+    [
+        ({"": 1}, '""'),
+        ({"poll": {"instant_interval_s": 0}}, "poll.instant_interval_s"),
+        ({"poll": {"instant_interval_s": "60"}}, "poll.instant_interval_s"),
+        ({"poll": {"initial_backfill_days": 100}}, "poll.initial_backfill_days"),
+        ({"poll": {"instant_intervall_s": 60}}, "poll.instant_intervall_s"),
+        ({"uplink": {"max_delay_s": True}}, "uplink.max_delay_s"),
+        ({"heartbeat_s": 86401}, "heartbeat_s"),
+        ({"heartbeat_s": 5}, "heartbeat_s"),
+        ({"poll": []}, "poll"),
+    ],
+)
+def test_settings_a_gateway_could_not_take_are_refused_naming_the_field(
+    client, new_client, world, fleet, values, field
+):
+    ops = login(new_client(), "operator@a.test")
+    for path in ("/api/v1/settings/default", f"/api/v1/gateways/{fleet['gateway'].id}/settings"):
+        problem = assert_problem(ops.patch(path, json={"values": values}), 422)
+        assert problem["detail"].startswith(f"{field}:"), problem
+    accepted = ops.patch(
+        "/api/v1/settings/default",
+        json={
+            "values": {
+                "poll": {"instant_interval_s": 30, "fixed_delay_s": None},
+                "heartbeat_s": 600,
+            }
+        },
+    )
+    assert accepted.status_code == 200, accepted.text

@@ -76,7 +76,7 @@ def check_values(values: dict[str, Any]) -> None:
         SettingsValues.model_validate(values)
     except ValidationError as err:
         first = err.errors(include_url=False, include_input=False)[0]
-        where = ".".join(str(part) for part in first["loc"]) or "values"
+        where = ".".join(str(part) or '""' for part in first["loc"]) or "values"
         raise SettingsError(f"{where}: {first['msg']}") from None
 
 
