@@ -28,7 +28,7 @@ BROKERS = ("mosquitto", "embedded")
 
 
 def _scenario(tmp_path, database_url, fault, *, broker="mosquitto", homes=1, tenants=1,
-              after_h: float = 2.0, timeout_s: float = 150):  # fmt: skip
+              after_h: float = 1.25, timeout_s: float = 150):  # fmt: skip
     """Run until readings flow, apply `fault`, run `after_h` simulated hours on, then
     check."""
 
@@ -166,7 +166,7 @@ def test_the_meter_link_cut_for_two_simulated_hours(tmp_path, postgres_url):
         await stack.until_sim(stack.clock.now() + timedelta(hours=2))
         faults.silent = False
 
-    _scenario(tmp_path, postgres_url, fault, after_h=1.5)
+    _scenario(tmp_path, postgres_url, fault, after_h=1)
 
 
 def test_readings_lost_after_they_were_acknowledged_come_back_by_repair(tmp_path, postgres_url):
@@ -174,7 +174,7 @@ def test_readings_lost_after_they_were_acknowledged_come_back_by_repair(tmp_path
     acknowledged and forgot them): the server sees the hole and asks the gateway again."""
 
     async def fault(stack: FaultStack) -> None:
-        await stack.until_sim(stack.clock.now() + timedelta(hours=1.5))
+        await stack.until_sim(stack.clock.now() + timedelta(hours=1))
         meter_id = stack.meter_ids()[0]
         lost = stack.clock.now() - timedelta(hours=1)
         with stack.engine.begin() as conn:

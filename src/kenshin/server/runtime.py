@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import secrets
@@ -37,6 +38,7 @@ from kenshin.wire.topics import Kind
 
 from . import ingest
 from . import schema as s
+from .broker import dynsec
 from .broker.access import Account, Principal, PrincipalKind, StaticCredentials, verify_password
 from .broker.access import hash_password as mqtt_hash
 from .devices import commands, config, status
@@ -111,6 +113,8 @@ class DeviceService:
     service_login: tuple[str, str] | None = None  # external broker: the service's account
     supervisor: Supervisor = field(default_factory=Supervisor)
     _oldest_unacked: float | None = None  # monotonic arrival of the oldest message not acked
+    _control_waiting: dict[str, tuple[asyncio.Future, int]] = field(default_factory=dict)
+    _control_got: dict[str, list[dict]] = field(default_factory=dict)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -249,14 +253,71 @@ class DeviceService:
             import pwd
 
             user = pwd.getpwuid(os.geteuid()).pw_name
-        write_mosquitto_config(self._mosquitto_dir, accounts, [self._mosquitto_listener], user=user)
+        write_mosquitto_config(
+            self._mosquitto_dir,
+            accounts,
+            [self._mosquitto_listener],
+            user=user,
+            dynamic_security=True,
+        )
 
-    def credentials_changed(self) -> None:
-        """A gateway enrolled (new MQTT password): Mosquitto must re-read its files."""
-        if self.mode == "mosquitto" and self._broker is not None:
-            self._write_mosquitto_files()
-            if self._broker.running:  # else the supervisor restarts it with these files
-                self._broker.reload()
+    def credential_issued(self, username: str, password: str, timeout_s: float = 10.0) -> None:
+        """A gateway enrolled with a new MQTT password (already committed). The embedded
+        broker asks the database; a managed Mosquitto is told this one credential through
+        its dynamic-security API, and this returns once it has taken it, so the gateway
+        may connect at once. Thread-safe (called from request handlers)."""
+        self._control_threadsafe(dynsec.grant_device(username, password), timeout_s)
+
+    def credential_revoked(self, username: str, timeout_s: float = 10.0) -> None:
+        """The gateway's MQTT access ends now: its broker client is deleted, which also
+        ends its connection."""
+        self._control_threadsafe(dynsec.revoke_device(username), timeout_s)
+
+    def _control_threadsafe(self, commands: list[dict], timeout_s: float) -> None:
+        if self.mode != "mosquitto" or self._broker is None:
+            return
+        if not self._broker.running:
+            return  # the supervisor restarts it from the database, which has the change
+        future = asyncio.run_coroutine_threadsafe(self._control(commands, timeout_s), self._loop)
+        future.result(timeout_s + 1)
+
+    async def _control(self, commands: list[dict], timeout_s: float) -> None:
+        """Send dynamic-security commands and wait for their answers; a refused create is an
+        error (deleting what does not exist is not)."""
+        await asyncio.wait_for(self.subscribed.wait(), timeout_s)
+        tag = secrets.token_hex(8)
+        tagged = [{**c, "correlationData": f"{tag}:{i}"} for i, c in enumerate(commands)]
+        answered = self._loop.create_future()
+        self._control_waiting[tag] = (answered, len(tagged))
+        try:
+            await self._client.publish(
+                dynsec.CONTROL_TOPIC, json.dumps({"commands": tagged}), qos=1
+            )
+            responses = await asyncio.wait_for(answered, timeout_s)
+        finally:
+            self._control_waiting.pop(tag, None)
+        failed = [
+            r for r in responses if r.get("error") and not r.get("command", "").startswith("delete")
+        ]
+        if failed:
+            raise RuntimeError(f"the broker refused {failed[0]['command']}: {failed[0]['error']}")
+
+    def _control_answered(self, payload: bytes) -> None:
+        try:
+            responses = json.loads(payload)["responses"]
+        except (ValueError, KeyError, TypeError):
+            log.warning("an unreadable answer from the broker's control API")
+            return
+        for response in responses:
+            tag = str(response.get("correlationData", "")).split(":")[0]
+            waiting = self._control_waiting.get(tag)
+            if waiting is None:
+                continue
+            future, count = waiting
+            got = self._control_got.setdefault(tag, [])
+            got.append(response)
+            if len(got) == count and not future.done():
+                future.set_result(self._control_got.pop(tag))
 
     # -- the service client ------------------------------------------------------------------
 
@@ -291,6 +352,8 @@ class DeviceService:
                 shared = "" if self.mode == "embedded" else "$share/ingest/"
                 for kind in (Kind.READINGS, Kind.STATUS, Kind.EVENT, Kind.RESULT):
                     await client.subscribe(f"{shared}k/+/{kind.value}", qos=1)
+                if self.mode == "mosquitto":  # the answers of its dynamic-security API
+                    await client.subscribe(dynsec.RESPONSE_TOPIC, qos=0)
                 self.subscribed.set()
                 self._published.clear()  # the broker may have lost retained settings
                 try:
@@ -317,6 +380,9 @@ class DeviceService:
         async def receive() -> None:
             async for message in client.messages:
                 topic, payload, now = str(message.topic), bytes(message.payload), time.monotonic()
+                if topic == dynsec.RESPONSE_TOPIC:
+                    self._control_answered(payload)
+                    continue
                 arrived.append((message, topic, payload, now))
                 if self._oldest_unacked is None:
                     self._oldest_unacked = now

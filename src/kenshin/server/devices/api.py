@@ -7,6 +7,7 @@ them. Another tenant's ids are not found (404), whatever the endpoint.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -22,6 +23,7 @@ from ..metering.current import CURRENT_WINDOW_MIN, site_summary_columns
 from ..problems import Problem
 from . import commands, config, enrollment, registry
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["devices"])
 Viewer = Annotated[Principal, Depends(require_role("viewer"))]
 Operator = Annotated[Principal, Depends(require_role("operator"))]
@@ -75,7 +77,13 @@ def enroll(body: EnrollRequest, request: Request, conn: Conn) -> Any:
     endpoint = service.endpoint if service is not None else None
     conn.commit()  # the broker asks the database for this password: it must be there first
     if service is not None:
-        service.credentials_changed()
+        try:
+            service.credential_issued(result.username, result.password)
+        except Exception as err:  # the broker did not take it: the gateway tries again
+            log.warning("the broker did not take %s's credential: %s", result.username, err)
+            raise Problem(
+                503, "the broker is not reachable; try again", headers={"Retry-After": "30"}
+            ) from None
         service.wake()
     return {
         "status": "enrolled",
