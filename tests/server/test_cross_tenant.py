@@ -67,6 +67,7 @@ ROLES = {
     "GET /api/v1/meters": "viewer",
     "PATCH /api/v1/settings/default": "operator",
     "PATCH /api/v1/gateways/{gateway_id}/settings": "operator",
+    "DELETE /api/v1/gateways/{gateway_id}/broker-credential": "operator",
     "GET /api/v1/gateways/{gateway_id}/settings": "viewer",
     "POST /api/v1/gateways/{gateway_id}/commands": "operator",
     "GET /api/v1/commands/{command_id}": "viewer",
@@ -209,6 +210,8 @@ FRESH: dict[str, Callable[[Fleet], dict]] = {
     "DELETE /api/v1/webhooks/{hook_id}": lambda fleet: {
         "hook_id": fleet.make("/api/v1/webhooks", BODIES["POST /api/v1/webhooks"](fleet.ids, 0))
     },
+    # Revoking twice is 204 again: the same gateway serves every call.
+    "DELETE /api/v1/gateways/{gateway_id}/broker-credential": lambda fleet: {},
 }  # fmt: skip
 
 # Answers besides 2xx that an allowed call may get: an alert acknowledged or resolved by

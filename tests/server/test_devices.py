@@ -359,3 +359,29 @@ def test_settings_a_gateway_could_not_take_are_refused_naming_the_field(
         },
     )
     assert accepted.status_code == 200, accepted.text
+
+
+def test_an_operator_revokes_a_gateways_broker_credential(client, new_client, engine, fleet):
+    gateway_id = fleet["gateway"].id
+    with engine.begin() as conn:
+        conn.execute(
+            s.gateways.update()
+            .where(s.gateways.c.id == gateway_id)
+            .values(mqtt_username="GW-A", mqtt_password_hash="$7$101$c2FsdA==$a2V5")
+        )
+    viewer = login(new_client(), "viewer@a.test")
+    assert_problem(viewer.delete(f"/api/v1/gateways/{gateway_id}/broker-credential"), 403)
+    ops = login(new_client(), "operator@a.test")
+    assert ops.delete(f"/api/v1/gateways/{gateway_id}/broker-credential").status_code == 204
+    with engine.connect() as conn:
+        assert (
+            conn.execute(
+                select(s.gateways.c.mqtt_password_hash).where(s.gateways.c.id == gateway_id)
+            ).scalar()
+            is None
+        )
+        (event,) = conn.execute(
+            select(s.events).where(s.events.c.code == "gateway_credential_revoked")
+        ).all()
+    assert event.severity == "warning"
+    assert ops.delete(f"/api/v1/gateways/{gateway_id}/broker-credential").status_code == 204

@@ -11,7 +11,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, or_, select
@@ -203,6 +203,23 @@ def _gateway_or_404(conn: Conn, gateway_id: RowId, tenant_id: RowId):
     if row is None:
         raise Problem(404, "no such gateway")
     return row
+
+
+@router.delete(
+    "/gateways/{gateway_id}/broker-credential",
+    status_code=204,
+    summary="Revoke the gateway's broker credential (it must enroll again)",
+)
+def revoke_broker_credential(
+    gateway_id: RowId, request: Request, conn: Conn, principal: Operator, tenant_id: TenantId
+) -> Response:
+    gateway = _gateway_or_404(conn, gateway_id, tenant_id)
+    username = enrollment.revoke_credential(conn, gateway, principal.actor)
+    conn.commit()
+    service = getattr(request.app.state, "device_service", None)
+    if username is not None and service is not None:
+        service.credential_revoked(username)  # a managed Mosquitto: ends its session too
+    return Response(status_code=204)
 
 
 @router.get("/gateways/{gateway_id}", summary="One gateway")

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import Connection, update
+from sqlalchemy import Connection, Row, update
 
 from kenshin.wire.enrollment import CHALLENGE_TTL_S, b64decode, signed_message, valid_serial
 
 from .. import schema as s
+from ..accounts import audit
 from ..broker.access import hash_password
 from ..events import record_event
 from ..schema import utcnow
@@ -108,3 +109,24 @@ def enroll(
         at=now,
     )
     return Issued(serial, serial, password)
+
+
+def revoke_credential(conn: Connection, gateway: Row, actor: str) -> str | None:
+    """End a gateway's broker credential (suspected stolen, or the device retired); it must
+    prove its identity again to get another. Returns the MQTT username it had, if any."""
+    if gateway.mqtt_password_hash is None:
+        return None
+    conn.execute(
+        update(s.gateways).where(s.gateways.c.id == gateway.id).values(mqtt_password_hash=None)
+    )
+    record_event(
+        conn,
+        tenant_id=gateway.tenant_id,
+        gateway_id=gateway.id,
+        code="gateway_credential_revoked",
+        severity="warning",
+        detail={"by": actor},
+    )
+    audit(conn, actor, "gateway.revoke_credential", target=f"gateway:{gateway.id}",
+          tenant_id=gateway.tenant_id)  # fmt: skip
+    return gateway.mqtt_username
