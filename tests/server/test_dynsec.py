@@ -180,3 +180,34 @@ def test_the_credentials_in_the_database_are_the_brokers_after_a_restart(
     run(scenario(), timeout_s=60)
     state = (tmp_path / "mosquitto" / "dynamic-security.json").read_text()
     assert "stored pw" not in state and '"clientid": "GW-A"' in state
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_an_enrollment_storm_is_taken_in_batches(engine, world, fleet, tmp_path):
+    """Fifty gateways enrolling at once: every credential works, and the broker got them in
+    far fewer messages than fifty (it saves its whole state after each)."""
+
+    async def scenario():
+        service = _service(engine, tmp_path)
+        await service.start()
+        try:
+            await asyncio.wait_for(service.subscribed.wait(), 10)
+            sent = []
+            publish = service._client.publish
+
+            async def counting(topic, *args, **kwargs):
+                sent.append(topic)
+                return await publish(topic, *args, **kwargs)
+
+            service._client.publish = counting
+            serials = [f"GW-S{i:02d}" for i in range(50)]
+            await asyncio.gather(
+                *(asyncio.to_thread(service.credential_issued, sn, f"{sn} pw") for sn in serials)
+            )
+            assert 1 <= sent.count("$CONTROL/dynamic-security/v1") < 25
+            for serial in serials[::7]:
+                assert await _connects(service.endpoint.port, serial, f"{serial} pw", serial)
+        finally:
+            await service.stop()
+
+    run(scenario(), timeout_s=60)

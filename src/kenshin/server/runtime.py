@@ -49,6 +49,7 @@ from .supervisor import Supervisor
 log = logging.getLogger(__name__)
 SERVICE_USER = "kenshin-service"
 GROUP_MAX = 2000  # messages committed together at most
+CONTROL_BATCH_S = 0.02  # credential changes gathered into one message to the broker
 # What says the database (or the way to it) is in trouble, rather than the message: the
 # message is held and tried again, never quarantined for it.
 UNAVAILABLE = (exc.OperationalError, exc.InterfaceError, psycopg.OperationalError,
@@ -115,6 +116,8 @@ class DeviceService:
     _oldest_unacked: float | None = None  # monotonic arrival of the oldest message not acked
     _control_waiting: dict[str, tuple[asyncio.Future, int]] = field(default_factory=dict)
     _control_got: dict[str, list[dict]] = field(default_factory=dict)
+    _control_batch: list[dict] = field(default_factory=list)
+    _control_sender: asyncio.Task | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -290,9 +293,9 @@ class DeviceService:
         answered = self._loop.create_future()
         self._control_waiting[tag] = (answered, len(tagged))
         try:
-            await self._client.publish(
-                dynsec.CONTROL_TOPIC, json.dumps({"commands": tagged}), qos=1
-            )
+            self._control_batch += tagged
+            if len(self._control_batch) == len(tagged):  # the first of a batch sends it
+                self._control_sender = asyncio.create_task(self._send_control_batch())
             responses = await asyncio.wait_for(answered, timeout_s)
         finally:
             self._control_waiting.pop(tag, None)
@@ -301,6 +304,15 @@ class DeviceService:
         ]
         if failed:
             raise RuntimeError(f"the broker refused {failed[0]['command']}: {failed[0]['error']}")
+
+    async def _send_control_batch(self) -> None:
+        """One message for the commands of every enrollment that came within the batch
+        window: the plugin saves its whole state after each message, so an enrollment
+        storm costs a save per batch, not per gateway."""
+        await asyncio.sleep(CONTROL_BATCH_S)
+        batch, self._control_batch = self._control_batch, []
+        if batch and self._client is not None:
+            await self._client.publish(dynsec.CONTROL_TOPIC, json.dumps({"commands": batch}), qos=1)
 
     def _control_answered(self, payload: bytes) -> None:
         try:
