@@ -2,20 +2,25 @@
 
 A job runs in a worker thread (they are blocking database and SMTP work), one run at a
 time per job; a failing run is logged and tried again at the next period, never taking
-the server down. Several servers may run the same jobs: each job is safe to run twice
-(forecasts are replaced, alerts deduplicated by the database, e-mails claimed per row).
+the server down. Several servers on one database run each job once per period between
+them (`job_runs`, claimed under an advisory lock on PostgreSQL), and each job is safe to run
+twice all the same (forecasts are replaced, alerts deduplicated by the database, e-mails
+claimed per row).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import anyio.to_thread
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, insert, select, update
 
 from . import schema as s
 from .alerts.engine import run_rules
@@ -34,6 +39,7 @@ from .webhooks.dispatcher import Dispatcher
 __all__ = ["Job", "JobRunner", "server_jobs"]
 
 log = logging.getLogger(__name__)
+HOLDER = f"{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass(frozen=True)
@@ -119,6 +125,30 @@ class JobRunner:
     runs: dict[str, int] = field(default_factory=dict)
     failures: dict[str, int] = field(default_factory=dict)
     last_error: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)  # another server had run it
+
+    def _claim(self, job: Job) -> bool:
+        """This period's run of `job`, unless a server on the same database has started one
+        within the last 0.9 periods. On PostgreSQL the check and the claim hold a
+        transaction-level advisory lock, so two servers cannot both claim."""
+        now = s.utcnow()
+        with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                key = zlib.crc32(f"kenshin job {job.name}".encode()) - 2**31
+                conn.execute(select(func.pg_advisory_xact_lock(key)))
+            last = conn.execute(
+                select(s.job_runs.c.started_at).where(s.job_runs.c.name == job.name)
+            ).scalar()
+            if last is not None and (now - last).total_seconds() < 0.9 * job.every_s:
+                return False
+            values = {"started_at": now, "holder": HOLDER}
+            if last is None:
+                conn.execute(insert(s.job_runs).values(name=job.name, **values))
+            else:
+                conn.execute(
+                    update(s.job_runs).where(s.job_runs.c.name == job.name).values(**values)
+                )
+        return True
 
     async def start(self) -> None:
         for job in self.jobs:
@@ -133,6 +163,7 @@ class JobRunner:
                 "runs": self.runs.get(job.name, 0),
                 "failures": self.failures.get(job.name, 0),
                 "last_error": self.last_error.get(job.name),
+                "skipped": self.skipped.get(job.name, 0),
             }
             for job in self.jobs
         }
@@ -140,8 +171,11 @@ class JobRunner:
     async def _loop(self, job: Job) -> None:
         while True:
             try:
-                await anyio.to_thread.run_sync(job.run, self.engine, self.clock())
-                self.runs[job.name] = self.runs.get(job.name, 0) + 1
+                if await anyio.to_thread.run_sync(self._claim, job):
+                    await anyio.to_thread.run_sync(job.run, self.engine, self.clock())
+                    self.runs[job.name] = self.runs.get(job.name, 0) + 1
+                else:
+                    self.skipped[job.name] = self.skipped.get(job.name, 0) + 1
             except Exception as err:
                 self.failures[job.name] = self.failures.get(job.name, 0) + 1
                 self.last_error[job.name] = f"{type(err).__name__}: {err}"[:300]

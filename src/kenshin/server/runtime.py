@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import secrets
+import socket
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from typing import Any
 
 import aiomqtt
 import psycopg
-from sqlalchemy import Engine, exc, select
+from sqlalchemy import Engine, delete, exc, insert, select, update
 
 from kenshin.ports import require_free_tcp_port
 from kenshin.wire import encode_publish
@@ -49,11 +50,31 @@ from .supervisor import Supervisor
 log = logging.getLogger(__name__)
 SERVICE_USER = "kenshin-service"
 GROUP_MAX = 2000  # messages committed together at most
+NODE_LEASE_S = 90.0  # an ingest node name whose holder is silent this long is free
+HOLDER = f"{socket.gethostname()}:{os.getpid()}"
 CONTROL_BATCH_S = 0.02  # credential changes gathered into one message to the broker
 # What says the database (or the way to it) is in trouble, rather than the message: the
 # message is held and tried again, never quarantined for it.
 UNAVAILABLE = (exc.OperationalError, exc.InterfaceError, psycopg.OperationalError,
                psycopg.InterfaceError)  # fmt: skip
+
+
+class NodeNameTaken(RuntimeError):
+    """Another live server process uses this ingest node name."""
+
+
+def _holder_alive(holder: str) -> bool:
+    """A holder on this host is alive if its pid is; one elsewhere is taken at its word."""
+    host, _, pid = holder.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class DatabaseCredentials:
@@ -153,6 +174,8 @@ class DeviceService:
 
     async def stop(self) -> None:
         await self.supervisor.stop()
+        with contextlib.suppress(Exception):  # the database may be gone: the lease expires
+            await asyncio.to_thread(self._release_node_name)
         if self._broker is not None:
             with contextlib.suppress(Exception):
                 await self._broker.stop()
@@ -345,6 +368,7 @@ class DeviceService:
         # An external broker knows the account we were configured with; a broker we run
         # ourselves, the one made for this process.
         username, password = self.service_login or (SERVICE_USER, self._service_password)
+        await asyncio.to_thread(self._hold_node_name)
         try:
             async with aiomqtt.Client(
                 self.endpoint.host,
@@ -551,11 +575,48 @@ class DeviceService:
                 detail={"error": cause, "action": "correct this gateway's settings"},
             )
 
+    def _hold_node_name(self) -> None:
+        """This process's claim on its ingest session name, renewed by the sweep. Two
+        processes under one name would take the session from each other at every
+        connect; the second one's ingest waits (and /readyz says why) until the first has
+        been gone for NODE_LEASE_S, or at once if it was a process of this host that died."""
+        now = s.utcnow()
+        name = self.node_name
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                select(s.ingest_nodes).where(s.ingest_nodes.c.node_name == name)
+            ).first()
+            if row is None:
+                conn.execute(
+                    insert(s.ingest_nodes).values(node_name=name, holder=HOLDER, heartbeat_at=now)
+                )
+                return
+            fresh = (now - row.heartbeat_at).total_seconds() < NODE_LEASE_S
+            if row.holder != HOLDER and fresh and _holder_alive(row.holder):
+                raise NodeNameTaken(
+                    f"ingest node name {name!r} is held by {row.holder}: give each ingest "
+                    "process its own node_name (KENSHIN_NODE_NAME)"
+                )
+            conn.execute(
+                update(s.ingest_nodes)
+                .where(s.ingest_nodes.c.node_name == name)
+                .values(holder=HOLDER, heartbeat_at=now)
+            )
+
+    def _release_node_name(self) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                delete(s.ingest_nodes).where(
+                    s.ingest_nodes.c.node_name == self.node_name, s.ingest_nodes.c.holder == HOLDER
+                )
+            )
+
     def _mark_sent(self, command_id: int) -> None:
         with self.engine.begin() as conn:
             commands.mark_sent(conn, command_id)
 
     def _sweep(self) -> None:
+        self._hold_node_name()
         with self.engine.begin() as conn:
             status.sweep_silent(conn, self.heartbeat_s)
             commands.expire(conn)

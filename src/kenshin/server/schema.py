@@ -735,6 +735,24 @@ meter_repair = Table(
     Column("next_try_at", UTCDateTime(), nullable=True),
 )
 
+# Several servers on one database: each periodic job runs once per period wherever it
+# runs (jobs.py), and each ingest's MQTT session name is held by one process (runtime.py).
+job_runs = Table(
+    "job_runs",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("holder", String(128), nullable=False),  # host:pid of the server that ran it
+)
+
+ingest_nodes = Table(
+    "ingest_nodes",
+    metadata,
+    Column("node_name", String(16), primary_key=True),
+    Column("holder", String(128), nullable=False),
+    Column("heartbeat_at", UTCDateTime(), nullable=False),
+)
+
 quarantine = Table(
     "quarantine",
     metadata,
