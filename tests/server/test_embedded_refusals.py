@@ -115,3 +115,24 @@ def test_an_empty_topic_name_disconnects_and_the_next_session_delivers(engine, w
                 await all_stored(engine)
 
     run(main())
+
+
+def test_a_refused_connect_leaves_no_connected_session_behind(engine, world, fleet, caplog):
+    """amqtt left a refused CONNECT's persistent session "connected": the gateway's next
+    CONNECT (with its new credential) then "took over" a connection that had never started
+    (and at times waited on it until the client timed out)."""
+    _give_gw_a_its_mqtt_login(engine, fleet)
+
+    async def main() -> None:
+        async with ingesting(engine) as service:
+            port = service.endpoint.port
+            stale = {**LOGIN, "password": "an old password"}
+            for _ in range(3):
+                with pytest.raises(aiomqtt.MqttError):
+                    async with aiomqtt.Client("127.0.0.1", port, clean_session=False, **stale):
+                        pass
+                async with gateway(port) as gw:
+                    await gw.subscribe("k/GW-A/c", qos=1)
+
+    run(main())
+    assert "take-over" not in caplog.text

@@ -65,6 +65,7 @@ import asyncio
 import contextlib
 import logging
 import weakref
+from contextvars import ContextVar
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
@@ -199,6 +200,10 @@ class _SnapshotDict(dict):
         return list(super().items())
 
 
+# Whether the CONNECT of the connection served by the current task was refused.
+_refused: ContextVar[bool] = ContextVar("kenshin_connect_refused", default=False)
+
+
 class _HandOff(asyncio.Queue):
     """A session's queue of received publishes whose ``put`` (after which amqtt sends the
     PUBACK or PUBCOMP) returns only once the broker has handed the message on. A ``put``
@@ -246,7 +251,17 @@ class _GuardedBroker(Broker):
             client_session.delivered_message_queue = _HandOff()
             while not queue.empty():  # a persistent session's, from before: keep the order
                 client_session.delivered_message_queue.put_nowait(queue.get_nowait())
+        _refused.set(False)
         await super()._handle_client_session(reader, writer, client_session, *args)
+        if _refused.get() and client_session.transitions.is_connected():
+            # amqtt leaves a refused CONNECT's session "connected": the owner's next CONNECT
+            # then waits on a take-over of a connection that never started, and times out.
+            client_session.transitions.disconnect()
+
+    async def _authenticate(self, session: Session, listener: Any) -> bool:
+        admitted = await super()._authenticate(session, listener)
+        _refused.set(not admitted)  # this connection's task only
+        return admitted
 
     async def _handle_message_delivery(
         self, client_session: Session, handler: Any, wait_deliver: asyncio.Future[Any]
