@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 import aiomqtt
 import pytest
 
+from kenshin.server.broker.embedded import _GuardedBroker
 from kenshin.server.runtime import DeviceService
 from kenshin.server.security import CredentialBox
 from kenshin.wire import encode_publish
@@ -136,3 +137,43 @@ def test_a_refused_connect_leaves_no_connected_session_behind(engine, world, fle
 
     run(main())
     assert "take-over" not in caplog.text
+
+
+def test_a_message_the_broker_cannot_hand_on_is_not_acknowledged(engine, world, fleet, monkeypatch):
+    """Where a message cannot be handed on, the broker must not PUBACK it: it closes the
+    connection instead, and the gateway (whose rows leave its queue only after the PUBACK)
+    sends it again on its next connection."""
+    meter = udp_meter(engine, world, fleet)
+    _give_gw_a_its_mqtt_login(engine, fleet)
+    real = _GuardedBroker._broadcast_message
+    calls = []
+
+    async def fails_once(self, session, topic, *args, **kwargs):
+        if session is not None and topic == "k/GW-A/d":
+            calls.append(topic)
+            if len(calls) == 1:
+                raise RuntimeError("injected")
+        return await real(self, session, topic, *args, **kwargs)
+
+    monkeypatch.setattr(_GuardedBroker, "_broadcast_message", fails_once)
+
+    async def main() -> None:
+        async with ingesting(engine) as service:
+            port, acked, unacked = service.endpoint.port, [], []
+            pending = [encode_publish(_batch(meter.id, k), "GW-A") for k in range(READINGS)]
+            while pending:  # as the agent does: a batch goes until it is acknowledged
+                with contextlib.suppress(aiomqtt.MqttError):
+                    async with aiomqtt.Client(
+                        "127.0.0.1", port, clean_session=False, timeout=1, **LOGIN
+                    ) as gw:
+                        while pending:
+                            try:
+                                await gw.publish(*pending[0], qos=1)
+                            except aiomqtt.MqttError:
+                                unacked.append(pending[0])
+                                raise
+                            acked.append(pending.pop(0))
+            await all_stored(engine)
+            assert len(unacked) == 1 and len(acked) == READINGS
+
+    run(main())

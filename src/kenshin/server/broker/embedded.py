@@ -274,12 +274,16 @@ class _GuardedBroker(Broker):
             _log.info("%s may not publish to %r", client_session.client_id, topic)
             handed_on = True
         else:
-            handed_on = await super()._handle_message_delivery(
-                client_session, handler, wait_deliver
-            )
+            try:
+                handed_on = await super()._handle_message_delivery(
+                    client_session, handler, wait_deliver
+                )
+            except Exception:  # raised out of the message loop, it left the connection deaf
+                _log.exception("could not hand on a message of %s", client_session.client_id)
+                handed_on = False
         if not handed_on:
-            # A protocol error (amqtt says it closes the connection, and does not): close it,
-            # so the client connects again rather than publish into a session nobody reads.
+            # A protocol error (amqtt says it closes the connection, and does not) or a failure
+            # of ours: close it, so the client connects again and sends what was not acked.
             await handler.handle_connection_closed()
         elif message is not None:
             client_session.delivered_message_queue.handed_on(message)
