@@ -24,11 +24,14 @@ What amqtt 0.12 does with a refusal (checked by ``tests/server/test_broker.py``)
   (before the access check), then drops the message: it is neither delivered nor retained.
   Mosquitto does the same for 3.1.1 clients. A device therefore cannot notice a refusal;
   the broker logs it ("not allowed to publish");
-* a refused or malformed PUBLISH never ends the session's delivery. amqtt 0.12 stopped
-  handing on a session's messages after a ``$`` topic (or a wildcard or empty topic name)
-  but kept the connection and went on acknowledging them: every later reading was
-  PUBACKed and lost. Here a ``$`` topic is refused like any other (dropped, logged); a
-  wildcard or empty topic name, a protocol error, closes the connection as MQTT requires;
+* a refused or malformed PUBLISH never ends the session's delivery (these and the next
+  point: ``tests/server/test_embedded_refusals.py``). amqtt 0.12 stopped handing on a
+  session's messages after a ``$`` topic (or an empty topic name) but kept the connection
+  and went on acknowledging them: every later reading was PUBACKed and lost. Here a ``$``
+  topic is refused like any other (dropped, logged); an empty topic name, a protocol
+  error, closes the connection as MQTT requires, and so does a failure to hand a message
+  on. (A wildcard in a topic name never gets this far: amqtt's parser discards the
+  packet mid-way and reads on from there; no MQTT client library sends one.)
 * a QoS 1/2 PUBLISH is acknowledged only after the broker has handed it on to its
   subscribers (amqtt acknowledged on receipt): a message lost with its connection was
   never acknowledged, so the gateway sends it again (its rows leave its queue only
