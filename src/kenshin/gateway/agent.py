@@ -2,16 +2,25 @@
 
 1. Enroll over HTTPS with the identity's key (`enroll.py`); wait, politely, while the
    gateway is unclaimed.
-2. Connect to the broker with the per-device credentials just issued (new at every
-   start); subscribe to its own command and settings topics; a last will tells the cloud
-   if it vanishes.
+2. Connect to the broker with the per-device credentials issued at enrollment, kept in
+   memory and reused on every reconnect (enrollment issues a new password: a fleet
+   re-enrolling at each broker restart would storm the server); enroll again only when
+   the broker refuses them, on a restart, or once when the broker stays unreachable
+   through `reenroll_after_failures` attempts (it may have moved). Subscribe to its own
+   command and settings topics; a last will tells the cloud if it vanishes.
 3. Take the retained settings; they live in memory only. Build the meter link they name
    (UDP or Wi-SUN with the B-route credentials), start the poller, apply later changes
    without a restart and report the applied version in every heartbeat.
 4. Send the durable queue's readings as compact batches, QoS 1, right after each JST
    half hour (so the retailer has each 30-minute value within minutes) and whenever a
    person watches in realtime; rows leave the queue only after the broker's PUBACK.
-5. Answer commands: read a property, realtime, backfill, re-join, restart.
+5. Answer commands: read a property, realtime, backfill, re-join, restart. A command that
+   fails in any way answers a failed result; it never stops the agent.
+
+The agent supervises its own tasks: the poller, the uplink and the downlink, when they
+fail with an unexpected error, are counted (Status errors), reported (a `task_failed`
+Event) and started again after a jittered backoff. Every retry waits through
+`backoff.Backoff` (full jitter).
 """
 
 from __future__ import annotations
@@ -20,11 +29,13 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
+from aiomqtt.exceptions import MqttConnectError
 
 from kenshin import __version__
 from kenshin.echonet.jsonable import to_jsonable
@@ -43,6 +54,7 @@ from kenshin.wire import (
 )
 from kenshin.wire.topics import device_subscriptions
 
+from .backoff import Backoff
 from .batches import build_batches, more_behind, take
 from .enroll import Enrollment, enroll_until_claimed
 from .identity import Identity
@@ -54,6 +66,26 @@ SLOT_S = 1800
 # A Status goes when something in it changes, else once a day: every batch already tells
 # the server the gateway is alive, and each Status exchange costs ~250 B on the bill.
 STATUS_MAX_S = 24 * 3600
+MAX_PENDING_EVENTS = 16
+
+
+# What ends a connection (and is handled by reconnecting), not a bug of ours.
+LINK_ERRORS = (aiomqtt.MqttError, OSError)
+# CONNACK "bad user name or password" / "not authorized", as MQTT 3.1.1 codes and as the
+# MQTT 5 reason codes paho reports them with.
+CREDENTIAL_REFUSED = {4, 5, 134, 135}
+
+
+def _credential_refused(err: BaseException) -> bool:
+    rc = getattr(err, "rc", None)
+    return isinstance(err, MqttConnectError) and getattr(rc, "value", rc) in CREDENTIAL_REFUSED
+
+
+def _describe(err: BaseException) -> str:
+    """The error itself, not the task group it came out of (the first, if several)."""
+    while isinstance(err, BaseExceptionGroup):
+        err = err.exceptions[0]
+    return f"{type(err).__name__}: {err}"
 
 
 class RestartRequested(Exception):
@@ -65,6 +97,10 @@ class AgentOptions:
     queue_path: Path
     http_timeout_s: float = 20.0
     reconnect_backoff_s: tuple[float, ...] = (1, 2, 5, 10, 30, 60)
+    restart_backoff_s: tuple[float, ...] = (1, 2, 5, 10, 30, 60)  # a failed task's
+    # Failed connects in a row after which the agent asks the server again where its broker
+    # is (it may have moved); once per outage. A broker restart is over long before.
+    reenroll_after_failures: int = 6
     settings_wait_s: float = 30.0
 
 
@@ -85,6 +121,7 @@ class AgentState:
     started: float = field(default_factory=time.monotonic)
     settings: Settings | None = None
     errors: dict[str, int] = field(default_factory=dict)
+    connections: int = 0  # times the uplink came up (connected and subscribed)
 
     def count(self, what: str) -> None:
         self.errors[what] = self.errors.get(what, 0) + 1
@@ -103,6 +140,8 @@ class GatewayAgent:
         self._group: asyncio.TaskGroup | None = None
         self._status_sent_at, self._status_sent_key = 0.0, ()
         self._settings_arrived = asyncio.Event()
+        self._events: list[Event] = []  # to send with the next flush (the uplink may be down)
+        self._reconnect = Backoff(options.reconnect_backoff_s)
 
     @property
     def gateway_id(self) -> str:
@@ -113,7 +152,6 @@ class GatewayAgent:
     async def run_forever(self) -> None:
         """Until cancelled. The meter keeps being read while the uplink is down (readings
         wait in the queue); only a restart command or new meter settings stop it."""
-        attempt = 0
         try:
             while True:
                 try:
@@ -123,19 +161,27 @@ class GatewayAgent:
                     log.info("restarting as commanded")
                     await self._stop_meter()
                     self.state.settings = None
-                    attempt = 0
-                except (aiomqtt.MqttError, OSError) as err:
+                    self.enrollment = None  # a restart enrolls afresh
+                    self._reconnect.reset()
+                except LINK_ERRORS as err:
                     self.state.count("uplink")
-                    delays = self.options.reconnect_backoff_s
-                    delay = delays[min(attempt, len(delays) - 1)]
-                    attempt += 1
-                    log.warning("uplink lost (%s); again in %.0f s", err, delay)
+                    if _credential_refused(err):
+                        # Revoked or rotated on the server: only a new enrollment helps.
+                        log.warning("the broker refused our credential; enrolling again")
+                        self.state.count("credential_refused")
+                        self.enrollment = None
+                    elif self._reconnect.failures + 1 == self.options.reenroll_after_failures:
+                        log.warning("the broker is still unreachable; asking the server again")
+                        self.enrollment = None
+                    delay = self._reconnect.next_delay()
+                    log.warning("uplink lost (%s); again in %.1f s", err, delay)
                     await asyncio.sleep(delay)
         finally:
             await self._stop_meter()
 
     async def run_once(self) -> None:
-        self.enrollment = await enroll_until_claimed(self.identity, self.options.http_timeout_s)
+        if self.enrollment is None:
+            self.enrollment = await enroll_until_claimed(self.identity, self.options.http_timeout_s)
         mqtt = self.enrollment.mqtt
         will_topic, will_payload = encode_publish(
             Event("offline", int(time.time()), {"reason": "connection lost"}), self.gateway_id
@@ -153,16 +199,57 @@ class GatewayAgent:
         ) as client:
             for topic_filter in device_subscriptions(self.gateway_id):
                 await client.subscribe(topic_filter, qos=1)
+            self._reconnect.reset()
+            self.state.connections += 1
             try:
                 async with asyncio.TaskGroup() as group:
                     self._group = group
-                    group.create_task(self._receive(client))
-                    group.create_task(self._uplink(client))
-                    group.create_task(self._heartbeat(client))
+                    for name, run in (
+                        ("downlink", self._receive),
+                        ("uplink", self._uplink),
+                        ("heartbeat", self._heartbeat),
+                    ):
+                        group.create_task(
+                            self._supervised(name, lambda run=run: run(client), LINK_ERRORS)
+                        )
             except* RestartRequested:
                 raise RestartRequested() from None
-            except* (aiomqtt.MqttError, OSError) as errors:
+            except* LINK_ERRORS as errors:
                 raise errors.exceptions[0] from None
+
+    async def _supervised(
+        self,
+        name: str,
+        run: Callable[[], Awaitable[None]],
+        passthrough: tuple[type[BaseException], ...] = (),
+    ) -> None:
+        """Run `run` until it returns or is cancelled; `passthrough` errors end it (the
+        connection's, which reconnecting handles). Any other failure is counted in the
+        Status errors, reported as an Event, and `run` starts again after a backoff (a
+        failure after a long good run starts the backoff over)."""
+        backoff = Backoff(self.options.restart_backoff_s)
+        while True:
+            started = time.monotonic()
+            try:
+                await run()
+                return
+            except passthrough:
+                raise
+            except Exception as err:
+                if time.monotonic() - started > max(backoff.steps):
+                    backoff.reset()
+                delay = backoff.next_delay()
+                log.exception("%s failed; starting it again in %.1f s", name, delay)
+                self.state.count(f"{name}_failed")
+                detail = {"task": name, "error": _describe(err)[:200]}
+                self._report(Event("task_failed", int(time.time()), detail))
+                await asyncio.sleep(delay)
+
+    def _report(self, event: Event) -> None:
+        """Goes out with the next flush, with a Status (so also when the uplink is down)."""
+        self._events.append(event)
+        del self._events[:-MAX_PENDING_EVENTS]  # a long outage: the latest say enough
+        self._send_now.set()
 
     # -- downlink: settings and commands -----------------------------------------------------
 
@@ -195,6 +282,7 @@ class GatewayAgent:
         if self.meter is not None:
             self._apply_policy(self.meter.poller.policy, values.get("poll") or {})
         self._settings_arrived.set()
+        self._send_now.set()  # the uplink's schedule may have changed: it waited on the old one
         await self._publish_status(client)
 
     @staticmethod
@@ -247,7 +335,8 @@ class GatewayAgent:
         poller = MeterPoller(
             session, self.queue, ref, clock=self.clock, policy=policy, on_urgent=self._send_now.set
         )
-        task = asyncio.create_task(poller.run())
+        # Outside the connection's task group: the meter is read while the uplink is down.
+        task = asyncio.create_task(self._supervised("poller", poller.run))
         return MeterRuntime(session, poller, task, close, link, key)
 
     async def _stop_meter(self) -> None:
@@ -269,8 +358,10 @@ class GatewayAgent:
             except RestartRequested:
                 await self._publish(client, CommandResult(command.id, True, {"restarting": True}))
                 raise
-            except (MeterError, KeyError, ValueError, TypeError) as err:
-                result = CommandResult(command.id, False, {}, f"{type(err).__name__}: {err}")
+            except Exception as err:  # whatever it was: the server hears, the agent goes on
+                if not isinstance(err, MeterError | KeyError | ValueError | TypeError):
+                    log.exception("command %s (%s) failed", command.id, command.name)
+                result = CommandResult(command.id, False, {}, _describe(err)[:500])
         await self._publish(client, result)
 
     async def _execute(self, command: Command) -> dict[str, Any]:
@@ -333,6 +424,11 @@ class GatewayAgent:
         """Send what is queued; each batch leaves the queue after its PUBACK. A sample read
         while the batches were on their way waits for the next flush, unless it is urgent:
         on a slow link it would otherwise cost an exchange of its own (~330 B)."""
+        if self._events:
+            while self._events:
+                await self._publish(client, self._events[0])
+                del self._events[0]  # after its PUBACK
+            await self._publish_status(client)
         while True:
             pending = take(self.queue)
             batches = build_batches(pending, self.queue.next_seq, self._scales())

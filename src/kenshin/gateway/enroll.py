@@ -15,6 +15,7 @@ import urllib.request
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from .backoff import Backoff, doubling, full_jitter
 from .identity import Identity
 
 log = logging.getLogger(__name__)
@@ -102,28 +103,29 @@ async def enroll_once(identity: Identity, timeout_s: float = 20.0) -> Enrollment
 
 
 async def enroll_until_claimed(identity: Identity, timeout_s: float = 20.0) -> Enrollment:
-    """Enroll, waiting while unclaimed and retrying (with backoff) while the server is
-    unreachable; a refusal of our identity (401/403) is retried slowly too, since an
+    """Enroll, waiting while unclaimed and retrying (with jittered backoff) while the server
+    is unreachable; a refusal of our identity (401/403) is retried slowly too, since an
     operator may fix it on the server, but it is logged as what it is."""
-    delay = 2.0
+    backoff = Backoff(doubling(2.0, 300.0))
     while True:
         try:
             result = await enroll_once(identity, timeout_s)
         except EnrollmentError as err:
-            level = logging.ERROR if err.status in (401, 403) else logging.WARNING
-            log.log(level, "enrollment refused: %s", err)
-            await asyncio.sleep(max(delay, 60.0) if err.status in (401, 403) else delay)
+            refused = err.status in (401, 403)
+            log.log(logging.ERROR if refused else logging.WARNING, "enrollment refused: %s", err)
+            await backoff.wait(min_ceiling_s=60.0 if refused else 0.0)
         except (OSError, ValueError, KeyError) as err:
+            delay = backoff.next_delay()
             log.warning("enrollment failed (%s); again in %.0f s", err, delay)
             await asyncio.sleep(delay)
         else:
             if isinstance(result, Enrollment):
                 log.info("enrolled as %s", result.gateway_id)
                 return result
-            log.info("not claimed yet; asking again in %.0f s", result.retry_after_s)
-            await asyncio.sleep(result.retry_after_s)
-            continue
-        delay = min(delay * 2, 300.0)
+            # Jittered too: a batch of boxes installed together would otherwise poll together.
+            delay = full_jitter(result.retry_after_s)
+            log.info("not claimed yet; asking again in %.0f s", delay)
+            await asyncio.sleep(delay)
 
 
 def _problem(status: int, body: dict) -> str:

@@ -27,6 +27,7 @@ from typing import Protocol
 from kenshin.echonet.edt import JST
 from kenshin.meter import MeterError, SmartMeterSession
 
+from .backoff import Backoff, doubling
 from .queue import DurableQueue
 
 log = logging.getLogger(__name__)
@@ -121,7 +122,7 @@ class MeterPoller:
             group.create_task(self._fixed_loop())
 
     async def _connect(self) -> None:
-        delay = 5.0
+        backoff = Backoff(doubling(5.0, 300.0))
         while True:
             try:
                 await self.session.connect()
@@ -129,9 +130,9 @@ class MeterPoller:
                 break
             except MeterError as err:
                 self.stats.failed("connect", err)
+                delay = backoff.next_delay()
                 log.warning("meter connect failed (%s); again in %.0f s", err, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 300)
         if self.queue.last_fixed_slot(self.meter_ref) is None and self.policy.initial_backfill_days:
             now_slot = slot_of(self.clock.now())
             start = now_slot - self.policy.initial_backfill_days * 86400

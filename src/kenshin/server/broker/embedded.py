@@ -24,6 +24,18 @@ What amqtt 0.12 does with a refusal (checked by ``tests/server/test_broker.py``)
   (before the access check), then drops the message: it is neither delivered nor retained.
   Mosquitto does the same for 3.1.1 clients. A device therefore cannot notice a refusal;
   the broker logs it ("not allowed to publish");
+* a refused or malformed PUBLISH never ends the session's delivery (these and the next
+  point: ``tests/server/test_embedded_refusals.py``). amqtt 0.12 stopped handing on a
+  session's messages after a ``$`` topic (or an empty topic name) but kept the connection
+  and went on acknowledging them: every later reading was PUBACKed and lost. Here a ``$``
+  topic is refused like any other (dropped, logged); an empty topic name, a protocol
+  error, closes the connection as MQTT requires, and so does a failure to hand a message
+  on. (A wildcard in a topic name never gets this far: amqtt's parser discards the
+  packet mid-way and reads on from there; no MQTT client library sends one.)
+* a QoS 1/2 PUBLISH is acknowledged only after the broker has handed it on to its
+  subscribers (amqtt acknowledged on receipt): a message lost with its connection was
+  never acknowledged, so the gateway sends it again (its rows leave its queue only
+  after the PUBACK);
 * a Will message is published by amqtt without any topic check, so the auth plugin drops
   (clears) a Will whose topic the principal may not publish to, and the Will of any refused
   CONNECT (amqtt copies the Will of a refused CONNECT onto an existing persistent session and
@@ -53,8 +65,10 @@ anything reachable from the internet:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import weakref
+from contextvars import ContextVar
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
@@ -189,13 +203,94 @@ class _SnapshotDict(dict):
         return list(super().items())
 
 
+# Whether the CONNECT of the connection served by the current task was refused.
+_refused: ContextVar[bool] = ContextVar("kenshin_connect_refused", default=False)
+
+
+class _HandOff(asyncio.Queue):
+    """A session's queue of received publishes whose ``put`` (after which amqtt sends the
+    PUBACK or PUBCOMP) returns only once the broker has handed the message on. A ``put``
+    cancelled first (the connection ended) takes its message back: it was never
+    acknowledged, and the client sends it again."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        # By identity: amqtt's messages have no identity of their own (packet ids repeat).
+        self._waiting: dict[int, asyncio.Future[None]] = {}
+
+    async def put(self, item: Any) -> None:
+        handed_on = asyncio.get_running_loop().create_future()
+        self._waiting[id(item)] = handed_on
+        self.put_nowait(item)
+        try:
+            await handed_on
+        except asyncio.CancelledError:
+            with contextlib.suppress(ValueError):  # already taken: delivered, maybe twice
+                self._queue.remove(item)
+            raise
+        finally:
+            self._waiting.pop(id(item), None)
+
+    def handed_on(self, item: Any) -> None:
+        waiter = self._waiting.get(id(item))
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
 class _GuardedBroker(Broker):
-    """amqtt's Broker, minus the unchecked send of other clients' retained messages, and
-    with a subscription table that is safe to iterate across awaits."""
+    """amqtt's Broker, minus the unchecked send of other clients' retained messages, with
+    a subscription table that is safe to iterate across awaits, and a session that
+    survives a refused publish and acknowledges only what it handed on (module doc)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._subscriptions = _SnapshotDict(self._subscriptions)
+
+    async def _handle_client_session(
+        self, reader: Any, writer: Any, client_session: Session, *args: Any
+    ) -> None:
+        queue = client_session.delivered_message_queue
+        if not isinstance(queue, _HandOff):
+            client_session.delivered_message_queue = _HandOff()
+            while not queue.empty():  # a persistent session's, from before: keep the order
+                client_session.delivered_message_queue.put_nowait(queue.get_nowait())
+        _refused.set(False)
+        await super()._handle_client_session(reader, writer, client_session, *args)
+        if _refused.get() and client_session.transitions.is_connected():
+            # amqtt leaves a refused CONNECT's session "connected": the owner's next CONNECT
+            # then waits on a take-over of a connection that never started, and times out.
+            client_session.transitions.disconnect()
+
+    async def _authenticate(self, session: Session, listener: Any) -> bool:
+        admitted = await super()._authenticate(session, listener)
+        _refused.set(not admitted)  # this connection's task only
+        return admitted
+
+    async def _handle_message_delivery(
+        self, client_session: Session, handler: Any, wait_deliver: asyncio.Future[Any]
+    ) -> bool:
+        message = wait_deliver.result()
+        topic = getattr(message, "topic", None)
+        if topic and topic.startswith("$"):
+            # Refused as an ACL refusal is: amqtt's own check ended the session's delivery
+            # for good while the connection stayed up.
+            _log.info("%s may not publish to %r", client_session.client_id, topic)
+            handed_on = True
+        else:
+            try:
+                handed_on = await super()._handle_message_delivery(
+                    client_session, handler, wait_deliver
+                )
+            except Exception:  # raised out of the message loop, it left the connection deaf
+                _log.exception("could not hand on a message of %s", client_session.client_id)
+                handed_on = False
+        if not handed_on:
+            # A protocol error (amqtt says it closes the connection, and does not) or a failure
+            # of ours: close it, so the client connects again and sends what was not acked.
+            await handler.handle_connection_closed()
+        elif message is not None:
+            client_session.delivered_message_queue.handed_on(message)
+        return True  # False would end the message loop and leave the connection up
 
     async def _publish_retained_messages_for_subscription(
         self, subscription: tuple[str, int], session: Session
