@@ -145,3 +145,16 @@ def test_a_command_the_gateway_never_answers_expires_and_is_asked_again(engine, 
         assert commands.expire(conn, datetime.now(UTC) + timedelta(hours=1)) == 1
     assert run_repairs(engine, now, POLICY).requested == 0
     assert run_repairs(engine, now + timedelta(minutes=11), POLICY).requested == 1
+
+
+def test_values_gone_after_they_were_stored_are_found_by_the_rescan(engine, meter):
+    slots = _slots(T0, 9)
+    _store(engine, meter.id, slots)
+    now = T0 + timedelta(hours=5)
+    assert run_repairs(engine, now, POLICY).requested == 0  # complete: the watermark moves on
+    with engine.begin() as conn:  # a restore from an older backup lost 01:30
+        conn.execute(s.readings_fixed.delete().where(s.readings_fixed.c.slot_start == slots[3]))
+    assert run_repairs(engine, now + timedelta(minutes=20), POLICY).requested == 0  # behind it
+    daily = now + timedelta(days=1, hours=1)
+    assert run_repairs(engine, daily, POLICY).requested == 1  # the daily rescan sees it
+    assert _backfills(engine)[-1].args["from_s"] == int(slots[3].timestamp())

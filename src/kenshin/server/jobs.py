@@ -89,6 +89,7 @@ def server_jobs(settings: Settings, box: CredentialBox) -> list[Job]:
             horizon_days=settings.repair_horizon_days,
             gateway_every_s=settings.repair_gateway_every_s,
             fleet_max=settings.repair_fleet_max,
+            rescan_every_s=settings.repair_rescan_s,
         )
         jobs.append(
             Job("gap repair", settings.repair_every_s, lambda e, now: run_repairs(e, now, policy))

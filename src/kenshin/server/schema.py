@@ -733,6 +733,7 @@ meter_repair = Table(
     Column("missing_to", UTCDateTime(), nullable=True),
     Column("attempts", Integer(), nullable=False, default=0, server_default="0"),
     Column("next_try_at", UTCDateTime(), nullable=True),
+    Column("rescanned_at", UTCDateTime(), nullable=True),  # last look from the horizon on
 )
 
 # Several servers on one database: each periodic job runs once per period wherever it

@@ -152,6 +152,9 @@ class Settings(BaseModel):
         600.0, gt=0, description="at least this between two repair requests to one meter"
     )
     repair_fleet_max: int = Field(100, ge=1, description="repair requests per run, fleet-wide")
+    repair_rescan_s: float = Field(
+        86400.0, gt=0, description="each meter looked at again from the history's start"
+    )
     smtp_host: str | None = Field(None, description="SMTP server for alert e-mails (none: off)")
     smtp_port: int = Field(25, ge=1, le=65535)
     smtp_starttls: bool = False

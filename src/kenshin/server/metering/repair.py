@@ -15,7 +15,10 @@ becomes one ``backfill`` command for exactly that range, sent to the meter's gat
 * the run's budget for the fleet is not spent (``fleet_max`` commands per run).
 
 A hole older than the meter's history (``horizon_days``) cannot come back: the watermark
-moves past it and a ``gap_repair_gave_up`` event says which range is lost for good. Every
+moves past it and a ``gap_repair_gave_up`` event says which range is lost for good. Once
+every ``rescan_every_s`` a meter is looked at from the horizon again rather than from its
+watermark: values can also go missing after they were stored (a database restored from an
+older backup, rows removed by hand), and the meter may still hold them. Every
 request is a ``gap_repair_requested`` event. ``now`` is the job's clock, so tests can run
 this on the simulators' compressed time.
 """
@@ -46,6 +49,7 @@ class RepairPolicy:
     max_retry_s: float = 6 * 3600.0  # a request that did not fill: back-off up to this
     fleet_max: int = 100  # requests per run, for the whole fleet
     max_slots: int = 96  # half hours in one request (two days)
+    rescan_every_s: float = 86400.0  # look again from the horizon, past the watermark
 
 
 @dataclass
@@ -107,8 +111,16 @@ def _repair_meter(
     if state.command_id is not None and not _settled(conn, meter, state, now, policy):
         return  # one outstanding request per meter
     state = _state(conn, meter.id)
+    horizon = _epoch(now) - int(policy.horizon_days * 86400)
+    since = horizon  # a rescan looks at what the meter can still give
+    if state.rescanned_at is None:  # the first look starts at the meter's first value
+        _save(conn, meter.id, rescanned_at=now)
+        since = None
+    elif (now - state.rescanned_at).total_seconds() >= policy.rescan_every_s:
+        _save(conn, meter.id, complete_through=None, rescanned_at=now)
+    state = _state(conn, meter.id)
     last = (_epoch(now) - int(policy.delay_s)) // SLOT_S * SLOT_S
-    first = _first_boundary(conn, meter.id, state)
+    first = _first_boundary(conn, meter.id, state, since)
     if first is None or first > last:
         return
     present = set(
@@ -141,7 +153,6 @@ def _repair_meter(
         )  # fmt: skip
     if not gap:
         return
-    horizon = _epoch(now) - int(policy.horizon_days * 86400)
     if gap[-1] < horizon:  # the meter no longer holds any of it
         _save(conn, meter.id, complete_through=_at(gap[-1]), attempts=0)
         record_event(
@@ -188,13 +199,13 @@ def _settled(conn: Connection, meter: Row, state: Row, now: datetime, policy: Re
     return True
 
 
-def _first_boundary(conn: Connection, meter_id: int, state: Row) -> int | None:
-    """The first boundary to look at: past the watermark, or the meter's first value."""
+def _first_boundary(conn: Connection, meter_id: int, state: Row, since: int | None) -> int | None:
+    """The first boundary to look at: past the watermark, else the meter's first value
+    (since `since`, if given)."""
     if state.complete_through is not None:
         return _epoch(state.complete_through) + SLOT_S
-    first = conn.execute(
-        select(func.min(s.readings_fixed.c.slot_start)).where(
-            s.readings_fixed.c.meter_id == meter_id, s.readings_fixed.c.direction == 0
-        )
-    ).scalar()
+    where = [s.readings_fixed.c.meter_id == meter_id, s.readings_fixed.c.direction == 0]
+    if since is not None:
+        where.append(s.readings_fixed.c.slot_start >= _at(since // SLOT_S * SLOT_S))
+    first = conn.execute(select(func.min(s.readings_fixed.c.slot_start)).where(*where)).scalar()
     return None if first is None else _epoch(first)

@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("missing_to", TIME, nullable=True),
         sa.Column("attempts", sa.Integer(), server_default="0", nullable=False),
         sa.Column("next_try_at", TIME, nullable=True),
+        sa.Column("rescanned_at", TIME, nullable=True),
         sa.ForeignKeyConstraint(
             ["meter_id"], ["meters.id"], name=op.f("fk_meter_repair_meter_id_meters")
         ),
