@@ -34,6 +34,8 @@ if __package__ in (None, ""):
 
 import psycopg
 
+from bench._mqtt import connect_packet, publish_packet
+
 ADMIN = os.environ.get("KENSHIN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 PASSWORD = "bench-gateway-password"
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -55,31 +57,6 @@ def _batch(n: int, k: int):
     return ReadingsBatch(k + 1, f"m{n}", samples)
 
 
-def _mqtt_packet(first_byte: int, body: bytes) -> bytes:
-    """An MQTT 3.1.1 control packet: type and flags, remaining length, body."""
-    length, rest = bytearray(), len(body)
-    while True:
-        rest, digit = divmod(rest, 128)
-        length.append(digit | (0x80 if rest else 0))
-        if not rest:
-            return bytes([first_byte]) + bytes(length) + body
-
-
-def _mqtt_string(text: str) -> bytes:
-    data = text.encode()
-    return struct.pack("!H", len(data)) + data
-
-
-def _connect_packet(client_id: str, username: str, password: str) -> bytes:
-    flags = 0x80 | 0x40 | 0x02  # user name, password, clean session
-    body = _mqtt_string("MQTT") + bytes([4, flags]) + struct.pack("!H", 600)
-    return _mqtt_packet(0x10, body + b"".join(map(_mqtt_string, (client_id, username, password))))
-
-
-def _publish_packet(topic: str, payload: bytes, packet_id: int) -> bytes:
-    return _mqtt_packet(0x32, _mqtt_string(topic) + struct.pack("!H", packet_id) + payload)  # QoS 1
-
-
 @dataclass
 class _Gateway:
     """One simulated gateway's MQTT connection, logged in, and its publishes ready."""
@@ -94,11 +71,11 @@ class _Gateway:
         from kenshin.wire import encode_publish
 
         reader, writer = await asyncio.open_connection(host, port)
-        writer.write(_connect_packet(_serial(n), _serial(n), PASSWORD))
+        writer.write(connect_packet(_serial(n), _serial(n), PASSWORD))
         if (connack := await reader.readexactly(4)) != b"\x20\x02\x00\x00":
             raise ConnectionError(f"{_serial(n)}: CONNACK {connack.hex()}")
         packets = [
-            _publish_packet(*encode_publish(_batch(n, k), _serial(n)), packet_id=k + 1)
+            publish_packet(*encode_publish(_batch(n, k), _serial(n)), packet_id=k + 1)
             for k in range(batches)
         ]
         return cls(n, reader, writer, b"".join(packets))

@@ -1,0 +1,489 @@
+"""A fleet against the real server: `.venv/bin/python bench/fleet.py --gateways 5000`.
+
+`kenshin server run` (PostgreSQL, its managed Mosquitto with the dynamic-security plugin,
+jobs off) in a process of its own; N simulated gateways in worker processes, each a lean
+asyncio MQTT 3.1.1 client speaking the real protocols: HTTP enrollment with its own
+Ed25519 identity (challenge, signature, broker credential), CONNECT with that credential
+and its serial as client id, its two subscriptions (retained settings are acknowledged),
+and real `ReadingsBatch` payloads from `kenshin.wire` at QoS 1, one per simulated half hour
+(a 30-minute value and two instant readings).
+
+Phases: enroll all; connect all; steady state (rounds of one batch per gateway); the
+broker restarted (SIGTERM to the managed Mosquitto: the server's supervisor starts it
+again); recovery (gateways reconnect with full jitter, reusing the credential they hold:
+an enrollment now would be a bug); two more rounds. It prints a table and ends with
+`fleet: gateways N, reconnected in T s, enrollments E, lost L` (lost: batches the broker
+acknowledged whose 30-minute value is not stored).
+
+This machine's limit: every process may hold at most 20,000 open files (hard limit, no
+CAP_SYS_RESOURCE to raise it), so one Mosquitto process can hold about 19,900 connections;
+the gateways are spread over worker processes of at most 9,000 each.
+
+    --gateways N     (default 2000)      --rounds R (steady rounds, default 3)
+    --quick          a few hundred gateways: the smoke test's
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import random
+import resource
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import psycopg
+
+from bench._mqtt import connect_packet, publish_packet, subscribe_packet
+
+ADMIN = os.environ.get("KENSHIN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+PER_PROCESS = 9000
+ROUND_S = 6.0  # real seconds per simulated half hour
+ENROLL_CONCURRENCY = 32
+
+
+def _serial(n: int) -> str:
+    return f"FLEET{n:06d}"
+
+
+# -- the database, as a retailer's fleet would have it after claiming ---------------------
+
+
+def _database(name: str) -> str:
+    with psycopg.connect(ADMIN, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    return ADMIN.rsplit("/", 1)[0] + "/" + name
+
+
+def _fleet(url: str, keys: list[bytes]) -> None:
+    """A tenant; per gateway a site, the claimed gateway (its public key) and a meter."""
+    from kenshin.server.db import make_engine, migrate
+    from kenshin.server.metering.partitions import ensure_partitions
+
+    engine = make_engine(url)
+    migrate(engine)
+    with engine.begin() as conn:
+        ensure_partitions(conn, T0)
+    engine.dispose()
+    now = datetime.now(UTC)
+    with psycopg.connect(url) as conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO tenants (id, name, kind, created_at) "
+                    "VALUES (1, 'Fleet', 'retailer', %s)", (now,))  # fmt: skip
+        with cur.copy("COPY sites (id, tenant_id, customer_id, service_code, created_at) "
+                      "FROM STDIN") as copy:  # fmt: skip
+            for n in range(1, len(keys) + 1):
+                copy.write_row((n, 1, f"C{n}", f"pss{n:08d}", now))
+        with cur.copy("COPY gateways (id, serial, model, public_key, tenant_id, site_id, "
+                      "state, state_since, created_at) FROM STDIN") as copy:  # fmt: skip
+            for n, key in enumerate(keys, 1):
+                copy.write_row((n, _serial(n), "fleet", key, 1, n, "never_seen", now, now))
+        with cur.copy("COPY meters (id, tenant_id, site_id, gateway_id, link, udp_host, "
+                      "created_at) FROM STDIN") as copy:  # fmt: skip
+            for n in range(1, len(keys) + 1):
+                copy.write_row((n, 1, n, n, "udp", "127.0.1.1", now))
+        for table in ("tenants", "sites", "gateways", "meters"):
+            cur.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                        f"(SELECT max(id) FROM {table}))")  # fmt: skip
+
+
+def _stored(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT count(*) FROM readings_fixed WHERE direction = 0").fetchone()[0]
+
+
+# -- one lean gateway ----------------------------------------------------------------------
+
+
+class Refused(Exception):
+    """CONNACK 4 or 5: the broker does not know this credential."""
+
+
+@dataclass
+class LeanGateway:
+    n: int
+    private_key: bytes
+    source_ip: str
+    credential: tuple[str, int, str, str] | None = None  # host, port, username, password
+    connected: asyncio.Event = field(default_factory=asyncio.Event)
+    writer: asyncio.StreamWriter | None = None
+    acked: set[int] = field(default_factory=set)  # packet ids (= batch numbers) PUBACKed
+    waiting: dict[int, asyncio.Future] = field(default_factory=dict)
+    enrollments: int = 0
+
+    @property
+    def serial(self) -> str:
+        return _serial(self.n)
+
+    async def enroll(self, http) -> None:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        from kenshin.wire.enrollment import b64encode, signed_message
+
+        challenge = (
+            await http.post("/api/v1/enroll/challenge", json={"serial": self.serial})
+        ).json()["challenge"]
+        key = Ed25519PrivateKey.from_private_bytes(self.private_key)
+        signature = b64encode(key.sign(signed_message(self.serial, challenge)))
+        answer = await http.post(
+            "/api/v1/enroll",
+            json={"serial": self.serial, "challenge": challenge, "signature": signature},
+        )
+        answer.raise_for_status()
+        mqtt = answer.json()["mqtt"]
+        self.credential = (mqtt["host"], mqtt["port"], mqtt["username"], mqtt["password"])
+        self.enrollments += 1
+
+    async def connect(self) -> None:
+        host, port, username, password = self.credential
+        reader, writer = await asyncio.open_connection(host, port, local_addr=(self.source_ip, 0))
+        writer.write(connect_packet(self.serial, username, password, clean=False, keepalive=900))
+        connack = await asyncio.wait_for(reader.readexactly(4), 30)
+        if connack[3] in (4, 5):
+            writer.close()
+            raise Refused(self.serial)
+        if connack[3] != 0:
+            raise ConnectionError(f"{self.serial}: CONNACK {connack.hex()}")
+        writer.write(subscribe_packet(1, [f"k/{self.serial}/c", f"k/{self.serial}/g"]))
+        self.writer = writer
+        self.connected.set()
+        asyncio.get_running_loop().create_task(self._read(reader, writer))
+
+    async def _read(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                first = (await reader.readexactly(1))[0]
+                length, shift = 0, 0
+                while True:
+                    byte = (await reader.readexactly(1))[0]
+                    length |= (byte & 0x7F) << shift
+                    shift += 7
+                    if not byte & 0x80:
+                        break
+                body = await reader.readexactly(length)
+                kind = first >> 4
+                if kind == 4:  # PUBACK
+                    (packet_id,) = struct.unpack("!H", body[:2])
+                    self.acked.add(packet_id)
+                    future = self.waiting.pop(packet_id, None)
+                    if future is not None and not future.done():
+                        future.set_result(None)
+                elif kind == 3 and (first >> 1) & 3:  # a QoS 1 PUBLISH: settings, commands
+                    (topic_length,) = struct.unpack("!H", body[:2])
+                    packet_id = body[2 + topic_length : 4 + topic_length]
+                    writer.write(b"\x40\x02" + packet_id)
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            pass
+        finally:
+            if self.writer is writer:
+                self.connected.clear()
+                self.writer = None
+            writer.close()
+
+    async def keep_connected(self, http) -> None:
+        """Reconnect with full jitter whenever the connection is lost; enroll only when the
+        broker refuses the credential."""
+        backoff = 1.0
+        while True:
+            await self._disconnected()
+            try:
+                if self.credential is None:
+                    await self.enroll(http)
+                await self.connect()
+                backoff = 1.0
+            except Refused:
+                self.credential = None
+            except (OSError, ConnectionError, TimeoutError, asyncio.IncompleteReadError):
+                await asyncio.sleep(random.uniform(0, backoff))
+                backoff = min(backoff * 2, 30.0)
+
+    async def _disconnected(self) -> None:
+        while self.connected.is_set():
+            await asyncio.sleep(0.5)
+
+    async def publish_round(self, k: int) -> None:
+        """Batch k (its packet id), re-sent after a reconnect until the broker has it."""
+        from kenshin.wire import (
+            FixedTimeValue,
+            InstantSample,
+            MeterScale,
+            ReadingsBatch,
+            encode_publish,
+        )
+
+        slot = int((T0 + timedelta(minutes=30 * k)).timestamp())
+        batch = ReadingsBatch(
+            k,
+            f"m{self.n}",
+            (InstantSample(slot - 60, 420, 40, 20), InstantSample(slot, 380, 36, 20)),
+            (FixedTimeValue(slot, 1000 + 17 * k + self.n % 5, 5 * k),),
+            MeterScale(1, 0x01, 6),
+        )
+        packet = publish_packet(*encode_publish(batch, self.serial), packet_id=k)
+        while k not in self.acked:
+            await self.connected.wait()
+            future = asyncio.get_running_loop().create_future()
+            self.waiting[k] = future
+            self.writer.write(packet)
+            try:
+                await asyncio.wait_for(future, 15)
+            except TimeoutError:
+                continue
+
+
+# -- a worker process of gateways ----------------------------------------------------------
+
+
+def _worker(base: str, gateways: list[tuple[int, bytes]], commands, reports) -> None:
+    """Runs its gateways; obeys the coordinator's commands ("enroll", "connect", ("round",
+    k), "stop"); reports each phase's figures."""
+    import httpx
+
+    async def run() -> None:
+        fleet = [
+            LeanGateway(n, key, f"127.0.{2 + n // 20000}.{1 + n % 250}") for n, key in gateways
+        ]
+        limits = httpx.Limits(max_connections=ENROLL_CONCURRENCY)
+        async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as http:
+            keepers: list[asyncio.Task] = []
+            while True:
+                command = await asyncio.to_thread(commands.get)
+                started = time.monotonic()
+                if command == "enroll":
+                    await _enroll_all(fleet, http)
+                    reports.put(("enrolled", len(fleet), time.monotonic() - started))
+                elif command == "connect":
+                    keepers = [asyncio.create_task(g.keep_connected(http)) for g in fleet]
+                    await _all_connected(fleet)
+                    reports.put(("connected", len(fleet), time.monotonic() - started))
+                elif command == "watch":  # until every gateway is connected again
+                    await asyncio.sleep(1.0)  # the broker is going down now
+                    await _all_connected(fleet)
+                    enrollments = sum(g.enrollments for g in fleet)
+                    reports.put(("reconnected", enrollments, time.monotonic() - started))
+                elif isinstance(command, tuple) and command[0] == "round":
+                    await asyncio.gather(*(g.publish_round(command[1]) for g in fleet))
+                    reports.put(("round", len(fleet), time.monotonic() - started))
+                elif command == "count":
+                    acked = sum(len(g.acked) for g in fleet)
+                    reports.put(("acked", acked, sum(g.enrollments for g in fleet)))
+                elif command == "stop":
+                    for task in keepers:
+                        task.cancel()
+                    return
+
+    asyncio.run(run())
+
+
+async def _enroll_all(fleet: list[LeanGateway], http) -> None:
+    gate = asyncio.Semaphore(ENROLL_CONCURRENCY)
+
+    async def one(gateway: LeanGateway) -> None:
+        async with gate:
+            await gateway.enroll(http)
+
+    await asyncio.gather(*(one(g) for g in fleet))
+
+
+async def _all_connected(fleet: list[LeanGateway]) -> None:
+    while not all(g.connected.is_set() for g in fleet):
+        await asyncio.sleep(0.1)
+
+
+# -- the coordinator -----------------------------------------------------------------------
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _free_port() -> int:
+    from kenshin.ports import free_tcp_port
+
+    return free_tcp_port()
+
+
+class Server:
+    """`kenshin server run` on PostgreSQL with its managed Mosquitto; jobs off."""
+
+    def __init__(self, url: str, workdir: Path) -> None:
+        self.http_port, self.mqtt_port = _free_port(), _free_port()
+        self.base = f"http://127.0.0.1:{self.http_port}"
+        self.workdir = workdir
+        env = {
+            **os.environ,
+            "KENSHIN_DATABASE_URL": url,
+            "KENSHIN_PORT": str(self.http_port),
+            "KENSHIN_BROKER": "mosquitto",
+            "KENSHIN_MQTT_PORT": str(self.mqtt_port),
+            "KENSHIN_MOSQUITTO_DIR": str(workdir / "mosquitto"),
+            "KENSHIN_SECRET_KEY_FILE": str(workdir / "secret.key"),
+            "KENSHIN_JOBS": "false",
+            "KENSHIN_LOG_LEVEL": "warning",
+        }
+        self.log = (workdir / "server.log").open("w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", "from kenshin.cli import main; main()", "server", "run"],
+            env=env, stdout=self.log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    def wait_ready(self, timeout_s: float = 60) -> None:
+        import httpx
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.base}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.2)
+        raise RuntimeError(f"the server is not ready: {(self.workdir / 'server.log').read_text()}")
+
+    def broker_pid(self) -> int:
+        return int((self.workdir / "mosquitto" / "mosquitto.pid").read_text())
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+
+
+def _collect(reports, count: int, kind: str) -> list[tuple]:
+    got = [reports.get(timeout=1800) for _ in range(count)]
+    assert all(r[0] == kind for r in got), got
+    return got
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--gateways", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="200 gateways, one round")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.gateways, args.rounds = 200, 1
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # children inherit it
+    if args.gateways > hard - 100:
+        print(f"note: one Mosquitto holds at most ~{hard - 100} connections here "
+              f"(open files, hard limit {hard})")  # fmt: skip
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    private = [Ed25519PrivateKey.generate() for _ in range(args.gateways)]
+    keys = [k.public_key().public_bytes_raw() for k in private]
+    url = _database(f"kenshin_bench_fleet_{os.getpid()}")
+    print(f"fleet: {args.gateways} gateways, PostgreSQL {url.rsplit('/', 1)[1]}, Mosquitto")
+    _fleet(url, keys)
+    workdir = Path(tempfile.mkdtemp(prefix="kenshin-fleet-"))
+    server = Server(url, workdir)
+    rows: list[tuple[str, str]] = []
+    try:
+        server.wait_ready()
+        cpu0 = _cpu_s(server.process.pid)
+        context = multiprocessing.get_context("spawn")
+        reports = context.Queue()
+        numbered = [(n, k.private_bytes_raw()) for n, k in enumerate(private, 1)]
+        chunks = [numbered[i : i + PER_PROCESS] for i in range(0, len(numbered), PER_PROCESS)]
+        queues = [context.Queue() for _ in chunks]
+        workers = [
+            context.Process(target=_worker, args=(server.base, chunk, q, reports), daemon=True)
+            for chunk, q in zip(chunks, queues, strict=True)
+        ]
+        for worker in workers:
+            worker.start()
+
+        def phase(command, kind: str) -> list[tuple]:
+            for q in queues:
+                q.put(command)
+            return _collect(reports, len(queues), kind)
+
+        started = time.monotonic()
+        phase("enroll", "enrolled")
+        rows.append(("enrolled in", f"{time.monotonic() - started:.1f} s"))
+        started = time.monotonic()
+        phase("connect", "connected")
+        rows.append(("connected in", f"{time.monotonic() - started:.1f} s"))
+        broker_rss, server_rss = _rss_mb(server.broker_pid()), _rss_mb(server.process.pid)
+        per = args.gateways / 1000
+        rows.append(("broker RSS per 1,000 connections", f"{broker_rss / per:.1f} MB"))
+        rows.append(("server RSS per 1,000 gateways", f"{server_rss / per:.1f} MB"))
+        k = 1
+        for _ in range(args.rounds):
+            begun = time.monotonic()
+            phase(("round", k), "round")
+            k += 1
+            time.sleep(max(0.0, ROUND_S - (time.monotonic() - begun)))
+        enrolled_before = sum(r[2] for r in phase("count", "acked"))
+        os.kill(server.broker_pid(), signal.SIGTERM)  # a restart of the broker
+        restarted = time.monotonic()
+        for q in queues:
+            q.put("watch")
+        got = _collect(reports, len(queues), "reconnected")
+        reconnected_s = time.monotonic() - restarted
+        enrollments = sum(r[1] for r in got) - enrolled_before
+        for _ in range(2):
+            phase(("round", k), "round")
+            k += 1
+        acked = sum(r[1] for r in phase("count", "acked"))
+        deadline = time.monotonic() + 120
+        while (stored := _stored(url)) < acked and time.monotonic() < deadline:
+            time.sleep(0.5)
+        lost = acked - stored
+        cpu = _cpu_s(server.process.pid) - cpu0
+        rows += [
+            ("reconnected after the broker restart in", f"{reconnected_s:.1f} s"),
+            ("enrollments during the recovery", str(enrollments)),
+            ("server CPU, whole run", f"{cpu:.1f} s"),
+            ("readings published (30-minute values)", str(acked)),
+            ("stored", str(stored)),
+            ("lost", str(lost)),
+        ]
+        for q in queues:
+            q.put("stop")
+        for worker in workers:
+            worker.join(30)
+    finally:
+        server.stop()
+        with psycopg.connect(ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+    width = max(len(name) for name, _ in rows)
+    print(f"\n| {'Mosquitto (managed)':<{width}} | value |\n|{'-' * (width + 2)}|-------|")
+    for name, value in rows:
+        print(f"| {name:<{width}} | {value} |")
+    print(
+        f"\nfleet: gateways {args.gateways}, reconnected in {reconnected_s:.1f} s, "
+        f"enrollments {enrollments}, lost {lost}"
+    )
+    return 0 if lost == 0 and enrollments == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
