@@ -44,6 +44,7 @@ ROLES = {
     "POST /api/v1/auth/logout": "public",  # ends the session if there is one: 204 either way
     "GET /api/v1/auth/me": "viewer",
     "GET /api/v1/tenants": "platform",
+    "GET /api/v1/quarantine": "platform",
     "POST /api/v1/tenants": "platform",
     "GET /api/v1/tenants/{tenant_id}": "platform",
     "PATCH /api/v1/tenants/{tenant_id}/retention": "platform",

@@ -20,13 +20,13 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import repeat, starmap
 from operator import attrgetter, mul, sub
 from typing import Any
 
 import psycopg
-from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy import Connection, Row, delete, insert, select, update
 
 from kenshin.wire import (
     CommandResult,
@@ -145,6 +145,9 @@ def quarantine(
     conn: Connection, topic: str, payload: bytes, reason: str, gateway: Row | None = None
 ) -> Outcome:
     now = utcnow()
+    if len(payload) > QUARANTINE_MAX_BYTES:  # kept to be looked at, not to fill the disk
+        reason = f"{reason} (payload of {len(payload)} bytes, first {QUARANTINE_MAX_BYTES} kept)"
+        payload = payload[:QUARANTINE_MAX_BYTES]
     conn.execute(
         insert(s.quarantine).values(topic=topic[:512], payload=payload, reason=reason, at=now)
     )
@@ -384,3 +387,16 @@ def _progress(conn: Connection, newest: dict[int, int]) -> None:
             where=statement.excluded.last_seq > p.c.last_seq,
         ),
     )
+
+
+QUARANTINE_MAX_BYTES = 64 * 1024  # per row: as large as a broker lets a packet be
+
+
+def trim_quarantine(conn: Connection, now: datetime, keep_days: float, max_rows: int) -> int:
+    """Quarantined messages older than `keep_days`, and the oldest beyond `max_rows`, go
+    (each was recorded as an event when it came); returns how many."""
+    q = s.quarantine
+    gone = conn.execute(delete(q).where(q.c.at < now - timedelta(days=keep_days))).rowcount
+    newest_kept = select(q.c.id).order_by(q.c.id.desc()).offset(max_rows).limit(1).scalar_subquery()
+    gone += conn.execute(delete(q).where(q.c.id <= newest_kept)).rowcount
+    return gone

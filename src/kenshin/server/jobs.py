@@ -28,6 +28,7 @@ from .alerts.notify import SmtpConfig
 from .alerts.notify import send_due as send_mail
 from .analytics.retail import check_imbalance
 from .analytics.store import refresh_tenant
+from .ingest import trim_quarantine
 from .metering.partitions import ensure_partitions
 from .metering.repair import RepairPolicy, run_repairs
 from .metering.retention import apply_retention
@@ -71,6 +72,16 @@ def _forecast_then_imbalance(conn, tenant_id: int, now: datetime) -> None:
     check_imbalance(conn, tenant_id, now)
 
 
+def _trim_quarantine(settings: Settings) -> Callable[[Engine, datetime], None]:
+    def run(engine: Engine, now: datetime) -> None:
+        with engine.begin() as conn:
+            trim_quarantine(
+                conn, s.utcnow(), settings.quarantine_keep_days, settings.quarantine_max_rows
+            )
+
+    return run
+
+
 def _partitions(engine: Engine, now: datetime) -> None:
     with engine.begin() as conn:
         ensure_partitions(conn, now)
@@ -80,6 +91,7 @@ def server_jobs(settings: Settings, box: CredentialBox) -> list[Job]:
     jobs = [
         Job("partitions", 86400.0, _partitions),  # at start, then daily (PostgreSQL only)
         Job("retention", 3600.0, lambda engine, now: apply_retention(engine, now)),
+        Job("quarantine", 3600.0, _trim_quarantine(settings)),
         Job("forecasts", settings.forecast_every_s, _each_tenant(_forecast_then_imbalance)),
         Job("alerts", settings.alerts_every_s, _each_tenant(run_rules)),
     ]

@@ -1,0 +1,63 @@
+"""``/quarantine``: the messages the ingest could not use, for platform administrators.
+
+A message lands there when it cannot be decoded, names a gateway or meter that is not the
+sender's, or is refused by the database (each also an event). Rows are bounded: at most
+64 KiB of payload each, and trimmed by age and count (settings `quarantine_keep_days`,
+`quarantine_max_rows`).
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel
+from sqlalchemy import func, select
+
+from .. import schema as s
+from ..deps import Conn, Principal, require_platform_admin
+
+router = APIRouter(prefix="/quarantine", tags=["quarantine"])
+PlatformAdmin = Annotated[Principal, Depends(require_platform_admin)]
+
+
+class QuarantinedOut(BaseModel):
+    id: int
+    topic: str
+    reason: str
+    at: datetime
+    size: int
+    payload_b64: str
+
+
+class QuarantineList(BaseModel):
+    total: int
+    items: list[QuarantinedOut]
+
+
+@router.get("", summary="The newest quarantined messages (platform administrators)")
+def list_quarantine(
+    conn: Conn,
+    _: PlatformAdmin,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    before_id: Annotated[int | None, Query(ge=1)] = None,
+) -> QuarantineList:
+    q = s.quarantine
+    query = select(q).order_by(q.c.id.desc()).limit(limit)
+    if before_id is not None:
+        query = query.where(q.c.id < before_id)
+    items = [
+        QuarantinedOut(
+            id=row.id,
+            topic=row.topic,
+            reason=row.reason,
+            at=row.at,
+            size=len(row.payload),
+            payload_b64=base64.b64encode(row.payload).decode(),
+        )
+        for row in conn.execute(query)
+    ]
+    total = conn.execute(select(func.count()).select_from(q)).scalar_one()
+    return QuarantineList(total=total, items=items)
