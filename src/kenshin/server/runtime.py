@@ -53,6 +53,7 @@ GROUP_MAX = 2000  # messages committed together at most
 NODE_LEASE_S = 90.0  # an ingest node name whose holder is silent this long is free
 HOLDER = f"{socket.gethostname()}:{os.getpid()}"
 CONTROL_BATCH_S = 0.02  # credential changes gathered into one message to the broker
+CONTROL_TIMEOUT_S = 10.0
 # What says the database (or the way to it) is in trouble, rather than the message: the
 # message is held and tried again, never quarantined for it.
 UNAVAILABLE = (exc.OperationalError, exc.InterfaceError, psycopg.OperationalError,
@@ -137,7 +138,7 @@ class DeviceService:
     _oldest_unacked: float | None = None  # monotonic arrival of the oldest message not acked
     _control_waiting: dict[str, tuple[asyncio.Future, int]] = field(default_factory=dict)
     _control_got: dict[str, list[dict]] = field(default_factory=dict)
-    _control_batch: list[dict] = field(default_factory=list)
+    _control_batch: list[tuple[list[dict], asyncio.Future]] = field(default_factory=list)
     _control_sender: asyncio.Task | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -316,9 +317,9 @@ class DeviceService:
         answered = self._loop.create_future()
         self._control_waiting[tag] = (answered, len(tagged))
         try:
-            self._control_batch += tagged
-            if len(self._control_batch) == len(tagged):  # the first of a batch sends it
-                self._control_sender = asyncio.create_task(self._send_control_batch())
+            self._control_batch.append((tagged, answered))
+            if self._control_sender is None or self._control_sender.done():
+                self._control_sender = asyncio.create_task(self._send_control_batches())
             responses = await asyncio.wait_for(answered, timeout_s)
         finally:
             self._control_waiting.pop(tag, None)
@@ -328,14 +329,20 @@ class DeviceService:
         if failed:
             raise RuntimeError(f"the broker refused {failed[0]['command']}: {failed[0]['error']}")
 
-    async def _send_control_batch(self) -> None:
-        """One message for the commands of every enrollment that came within the batch
-        window: the plugin saves its whole state after each message, so an enrollment
-        storm costs a save per batch, not per gateway."""
-        await asyncio.sleep(CONTROL_BATCH_S)
-        batch, self._control_batch = self._control_batch, []
-        if batch and self._client is not None:
-            await self._client.publish(dynsec.CONTROL_TOPIC, json.dumps({"commands": batch}), qos=1)
+    async def _send_control_batches(self) -> None:
+        """One message at a time for the commands of every enrollment that came meanwhile:
+        the plugin saves its whole state after each message, so while it saves, the next
+        enrollments gather, and a storm costs a save per batch, not per gateway."""
+        while True:
+            await asyncio.sleep(CONTROL_BATCH_S)
+            batch, self._control_batch = self._control_batch, []
+            if not batch or self._client is None:
+                return
+            commands = [c for tagged, _ in batch for c in tagged]
+            await self._client.publish(
+                dynsec.CONTROL_TOPIC, json.dumps({"commands": commands}), qos=1
+            )
+            await asyncio.wait([answered for _, answered in batch], timeout=CONTROL_TIMEOUT_S)
 
     def _control_answered(self, payload: bytes) -> None:
         try:
