@@ -30,6 +30,7 @@ from .analytics.generation import CsvWeather
 from .api import API_PREFIX, api_router
 from .api.health import router as health_router
 from .db import make_engine, migrate
+from .deps import DbGate
 from .devices import api as devices_api
 from .jobs import JobRunner, server_jobs
 from .metering import api as metering_api
@@ -50,7 +51,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.secret_key.get_secret_value() if settings.secret_key else None,
         settings.secret_key_path,
     )
-    engine = make_engine(settings.database_url)
+    engine = make_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_pool_overflow,
+        pool_timeout=settings.db_wait_s,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -92,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
+    app.state.db_gate = DbGate.for_settings(settings)  # requests' turns at the pool (deps.py)
     app.state.secret_key_source = secret.source
     app.state.secret_key_generated = secret.generated
     app.state.credential_box = CredentialBox(secret.key)

@@ -13,7 +13,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import asyncio
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Literal
@@ -34,6 +37,7 @@ __all__ = [
     "SESSION_COOKIE",
     "Conn",
     "CurrentPrincipal",
+    "DbGate",
     "Principal",
     "RowId",
     "TenantId",
@@ -70,7 +74,64 @@ def get_credential_box(request: Request) -> CredentialBox:
     return request.app.state.credential_box
 
 
-def get_conn(request: Request) -> Iterator[Connection]:
+class DbGate:
+    """Turns at the database: at most `capacity` requests of this process hold a
+    connection at once; the others wait for a turn on the event loop, holding neither a
+    thread nor a connection, in the order they came; one that waits `wait_s` gets a 503
+    with Retry-After.
+
+    Why: FastAPI runs a request's sync dependencies and handler in several trips through
+    its thread pool (40 threads), and the connection is held across the trips. Under
+    load, when every thread held a request waiting for a connection, the requests that
+    held the connections got no thread to finish in: all waited out the pool's 30 s and
+    failed with a 500 (issue 21). A turn is a connection that is there (`capacity` is the
+    pool's size; what takes connections outside requests uses the pool's overflow), so no
+    thread ever waits for one, and the thread pool and the pool cannot lock each other.
+    """
+
+    def __init__(self, capacity: int, wait_s: float) -> None:
+        self.capacity, self.wait_s = capacity, wait_s
+        # One semaphore per event loop: a process serves from one, but tests start an
+        # application in several in turn, and an asyncio semaphore belongs to one loop.
+        self._turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]
+        self._turns = weakref.WeakKeyDictionary()
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> DbGate:
+        return cls(settings.db_pool_size, settings.db_wait_s)
+
+    @asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+        turns = self._turns.get(loop)
+        if turns is None:
+            turns = self._turns[loop] = asyncio.Semaphore(self.capacity)
+        try:
+            async with asyncio.timeout(self.wait_s):
+                await turns.acquire()
+        except TimeoutError:
+            raise Problem(
+                503,
+                f"the server is busy: no database connection within {self.wait_s:g} s",
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            ) from None
+        try:
+            yield
+        finally:
+            turns.release()
+
+
+RETRY_AFTER_S = 1  # by then the queue that made this request wait has moved on
+
+
+async def _db_turn(request: Request) -> AsyncIterator[None]:
+    async with request.app.state.db_gate.turn():
+        yield
+
+
+def get_conn(
+    request: Request, _turn: Annotated[None, Depends(_db_turn, scope="function")]
+) -> Iterator[Connection]:
     after_commit: list[Callable[[], None]] = []
     request.state.after_commit = after_commit  # e.g. "push the new settings now"
     with request.app.state.engine.begin() as conn:
