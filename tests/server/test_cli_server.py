@@ -88,16 +88,19 @@ def test_create_admin_refuses_bad_input(database_url: str) -> None:
     assert _invoke(["create-admin"], database_url).exit_code == 2  # --email is required
 
 
-def test_run_on_a_free_port(database_url: str, tmp_path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_run_on_a_free_port(database_url: str, tmp_path, workers: int) -> None:
     env = {
         **os.environ,
         "KENSHIN_DATABASE_URL": database_url,
         "KENSHIN_SECRET_KEY_FILE": str(tmp_path / "secret.key"),
+        "KENSHIN_MQTT_PORT": "0",  # with --workers 2 the background process runs the broker
         "PYTHONUNBUFFERED": "1",
     }
     env.pop("KENSHIN_CONFIG", None)
+    run = ["run", "--port", "0", "--workers", str(workers)]
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from kenshin.cli.server import app; app()", "run", "--port", "0"],
+        [sys.executable, "-c", "from kenshin.cli.server import app; app()", *run],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -117,6 +120,13 @@ def test_run_on_a_free_port(database_url: str, tmp_path) -> None:
         assert url.startswith("http://127.0.0.1:") and not url.endswith(":0")
         response = httpx.get(f"{url}/healthz", timeout=10)
         assert response.json() == {"status": "ok", "database": "ok"}
+        if workers > 1:  # every worker answers; one broker, in the background process
+            lines += [proc.stdout.readline() for _ in range(3)]
+            assert sum("MQTT broker (embedded)" in line for line in lines) == 1, lines
+            assert any("2 API workers" in line for line in lines), lines
+            with httpx.Client(base_url=url, timeout=10) as client:
+                for _ in range(20):
+                    assert client.get("/healthz").status_code == 200
     finally:
         proc.send_signal(signal.SIGINT)
         try:
