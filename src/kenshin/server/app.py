@@ -30,7 +30,7 @@ from .analytics.generation import CsvWeather
 from .api import API_PREFIX, api_router
 from .api.health import router as health_router
 from .db import make_engine, migrate
-from .deps import DbGate
+from .deps import DbGate, PrincipalCache
 from .devices import api as devices_api
 from .jobs import JobRunner, server_jobs
 from .metering import api as metering_api
@@ -99,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.db_gate = DbGate.for_settings(settings)  # requests' turns at the pool (deps.py)
+    app.state.principals = PrincipalCache()  # API keys' principals, a few seconds (deps.py)
     app.state.secret_key_source = secret.source
     app.state.secret_key_generated = secret.generated
     app.state.credential_box = CredentialBox(secret.key)

@@ -14,8 +14,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -25,11 +26,12 @@ from annotated_types import Interval
 from fastapi import Depends, Query, Request
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Connection, Engine
+from starlette.concurrency import run_in_threadpool
 
 from . import accounts
 from .problems import Problem
 from .schema import utcnow
-from .security import CredentialBox
+from .security import CredentialBox, hash_token
 from .settings import Settings
 
 __all__ = [
@@ -39,6 +41,7 @@ __all__ = [
     "CurrentPrincipal",
     "DbGate",
     "Principal",
+    "PrincipalCache",
     "RowId",
     "TenantId",
     "current_principal",
@@ -180,6 +183,33 @@ def _unauthorized(detail: str) -> Problem:
     return Problem(401, detail, headers={"WWW-Authenticate": 'Bearer realm="kenshin"'})
 
 
+class PrincipalCache:
+    """API keys' principals, kept `TTL_S` seconds by the key's hash: an API client sends
+    many requests a second, and looking its key up cost each one a query. A key revoked
+    through this process is forgotten at once (`forget`); one revoked through another
+    process of the server is refused within `TTL_S`."""
+
+    TTL_S = 5.0
+    MAX = 10_000  # keys held at most (then start again): bounded, whoever sends what
+
+    def __init__(self) -> None:
+        self._held: dict[str, tuple[float, Principal]] = {}
+
+    def get(self, key_hash: str) -> Principal | None:
+        held = self._held.get(key_hash)
+        if held is None or held[0] < time.monotonic():
+            return None
+        return held[1]
+
+    def put(self, key_hash: str, principal: Principal) -> None:
+        if len(self._held) >= self.MAX:
+            self._held = {}
+        self._held[key_hash] = (time.monotonic() + self.TTL_S, principal)
+
+    def forget(self, key_id: int) -> None:
+        self._held = {h: v for h, v in self._held.items() if v[1].id != key_id}
+
+
 def current_principal(
     request: Request,
     conn: Conn,
@@ -195,7 +225,9 @@ def current_principal(
             raise _unauthorized("unknown or revoked API key")
         if key.last_used_at is None or now - key.last_used_at > _TOUCH_EVERY:
             accounts.touch_api_key(conn, key.id, now)
-        return Principal("api_key", key.id, key.tenant_id, key.role, key.name)
+        principal = Principal("api_key", key.id, key.tenant_id, key.role, key.name)
+        request.app.state.principals.put(hash_token(bearer.credentials), principal)
+        return principal
     if session_token:
         user = accounts.find_session_user(conn, session_token, now)
         if user is None:
@@ -206,15 +238,30 @@ def current_principal(
     raise _unauthorized("authentication required: log in, or send 'Bearer <api key>'")
 
 
-CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+# The dependencies are coroutines where they can answer without the database: a sync
+# dependency is one more trip through the thread pool for every request.
+async def _principal(
+    request: Request,
+    conn: Conn,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    session_token: Annotated[str | None, Depends(_session_cookie)],
+) -> Principal:
+    if bearer is not None:
+        cached = request.app.state.principals.get(hash_token(bearer.credentials))
+        if cached is not None:
+            return cached
+    return await run_in_threadpool(current_principal, request, conn, bearer, session_token)
 
 
-def require_role(role: Role) -> Callable[[Principal], Principal]:
+CurrentPrincipal = Annotated[Principal, Depends(_principal)]
+
+
+def require_role(role: Role) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency giving the principal if its role includes `role`, else 403."""
     if role not in ROLE_RANK:
         raise ValueError(f"unknown role {role!r}")
 
-    def check(principal: CurrentPrincipal) -> Principal:
+    async def check(principal: CurrentPrincipal) -> Principal:
         if not principal.has_role(role):
             raise Problem(403, f"this needs the {role} role; you have {principal.role}")
         return principal
@@ -223,7 +270,7 @@ def require_role(role: Role) -> Callable[[Principal], Principal]:
     return check
 
 
-def require_platform_admin(principal: CurrentPrincipal) -> Principal:
+async def require_platform_admin(principal: CurrentPrincipal) -> Principal:
     if not principal.is_platform_admin:
         raise Problem(403, "platform administrators only")
     return principal
@@ -248,4 +295,17 @@ def tenant_scope(
     return tenant_id
 
 
-TenantId = Annotated[int, Depends(tenant_scope)]
+async def _tenant(
+    principal: CurrentPrincipal,
+    conn: Conn,
+    tenant_id: Annotated[
+        RowId | None,
+        Query(description="Platform administrators only: the tenant to act on."),
+    ] = None,
+) -> int:
+    if principal.tenant_id is not None:  # no query: answered here
+        return tenant_scope(principal, conn, tenant_id)
+    return await run_in_threadpool(tenant_scope, principal, conn, tenant_id)
+
+
+TenantId = Annotated[int, Depends(_tenant)]
