@@ -16,11 +16,11 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from annotated_types import Interval
 from fastapi import Depends, Query, Request
@@ -132,13 +132,60 @@ async def _db_turn(request: Request) -> AsyncIterator[None]:
         yield
 
 
-def get_conn(
+class _RequestConnection:
+    """The request's connection and transaction (`engine.begin()`), taken from the pool
+    at its first use, in the thread that uses it (the handler's, usually); anything
+    else is the connection's own (`execute`, `commit`, `dialect`...).
+
+    Why lazy: taken in the dependency, it cost every request one more trip through the
+    thread pool, and a request that never queries (a cached principal, a 404 from a
+    check) took one for nothing."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._begun: Any = None  # engine.begin()'s context, once taken
+        self._conn: Connection | None = None
+
+    @property
+    def taken(self) -> bool:
+        return self._conn is not None
+
+    def _take(self) -> Connection:
+        if self._conn is None:
+            begun = self._engine.begin()
+            self._conn = begun.__enter__()
+            self._begun = begun
+        return self._conn
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._take(), name)
+
+    def end(self, error: BaseException | None = None) -> None:
+        """Commit (roll back on `error`) and give the connection back to the pool."""
+        if self._begun is not None:
+            begun, self._begun = self._begun, None
+            begun.__exit__(type(error) if error else None, error, None)
+
+
+async def get_conn(
     request: Request, _turn: Annotated[None, Depends(_db_turn, scope="function")]
-) -> Iterator[Connection]:
+) -> AsyncIterator[Connection]:
     after_commit: list[Callable[[], None]] = []
     request.state.after_commit = after_commit  # e.g. "push the new settings now"
-    with request.app.state.engine.begin() as conn:
-        yield conn
+    conn = _RequestConnection(request.app.state.engine)
+    try:
+        yield conn  # type: ignore[misc]  # a Connection in all but name
+    except BaseException as error:
+        if conn.taken:
+            await run_in_threadpool(conn.end, error)
+        raise
+    if conn.taken:
+        if request.method in ("GET", "HEAD"):
+            # A read's commit is one round trip (a write's, at most the key's or the
+            # session's last-used time): cheaper here than one more thread-pool trip.
+            conn.end()
+        else:  # a write's commit may wait for the disk: not on the event loop
+            await run_in_threadpool(conn.end)
     for callback in after_commit:  # only once the change is there for others to read
         callback()
 
