@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -16,6 +17,7 @@ from kenshin.cli.server import app
 from kenshin.server import schema as s
 from kenshin.server.db import current_revision, head_revision, make_engine
 from kenshin.server.security import verify_password
+from kenshin.server.workers import BACKGROUND_NAME
 
 runner = CliRunner()
 
@@ -88,6 +90,14 @@ def test_create_admin_refuses_bad_input(database_url: str) -> None:
     assert _invoke(["create-admin"], database_url).exit_code == 2  # --email is required
 
 
+def _child_named(pid: int, name: str) -> int:
+    """The child process of `pid` named `name` (its comm)."""
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        if Path(f"/proc/{child}/comm").read_text().strip() == name:
+            return int(child)
+    raise AssertionError(f"no child process {name}")
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_run_on_a_free_port(database_url: str, tmp_path, workers: int) -> None:
     env = {
@@ -127,6 +137,12 @@ def test_run_on_a_free_port(database_url: str, tmp_path, workers: int) -> None:
             with httpx.Client(base_url=url, timeout=10) as client:
                 for _ in range(20):
                     assert client.get("/healthz").status_code == 200
+            # The background process dead, the server stops (exit 1), not runs on without
+            # its ingest and jobs.
+            background = _child_named(proc.pid, BACKGROUND_NAME)
+            os.kill(background, signal.SIGKILL)
+            assert proc.wait(timeout=30) == 1
+            return
     finally:
         proc.send_signal(signal.SIGINT)
         try:

@@ -194,11 +194,27 @@ def _run_workers(settings) -> None:
             raise typer.Exit(1) from None
 
     class Supervisor(Multiprocess):
+        background_died = False
+
         def init_processes(self) -> None:
             super().init_processes()
             if all(p.wait_until_ready(60, self.should_exit) for p in self.processes):
                 _banner(url, settings, relayed)
-                typer.echo(f"{settings.workers} API workers; devices and jobs in one more process.")
+                extra = "; devices and jobs in one more process" if background else ""
+                typer.echo(f"{settings.workers} API workers{extra}.")
+
+        def keep_subprocess_alive(self) -> None:
+            super().keep_subprocess_alive()
+            # Without it the API would run on with no ingest and no jobs, unseen: stop
+            # the whole server (exit 1), for its service manager to start it again.
+            if (
+                background is not None
+                and not background.is_alive()
+                and not self.should_exit.is_set()
+            ):
+                typer.echo("error: the background process (MQTT side, jobs) stopped", err=True)
+                self.background_died = True
+                self.should_exit.set()
 
     config = uvicorn.Config(
         functools.partial(workers.api_worker_app, settings, relayed),
@@ -208,13 +224,16 @@ def _run_workers(settings) -> None:
         lifespan="on",
         access_log=False,
     )
+    supervisor = Supervisor(config, sockets=[sock])
     try:
-        Supervisor(config, sockets=[sock]).run()
+        supervisor.run()
     finally:
         sock.close()
         if background is not None:
             background.terminate()  # SIGTERM: its lifespan stops the jobs and the broker
             background.join(30)
+    if supervisor.background_died:
+        raise typer.Exit(1)
 
 
 def _url(host: str, port: int) -> str:

@@ -28,14 +28,16 @@ import signal
 import socket
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from .settings import Settings
 
-__all__ = ["RelayedDeviceService", "api_worker_app", "run_background"]
+__all__ = ["BACKGROUND_NAME", "RelayedDeviceService", "api_worker_app", "run_background"]
 
 log = logging.getLogger(__name__)
 WAKE, CREDENTIALS = b"w", b"c"
+BACKGROUND_NAME = "kenshin-bg"  # the background process's name (15 characters at most)
 
 
 @dataclass
@@ -118,6 +120,8 @@ async def _background(settings: Settings, ready: Connection) -> None:
 def run_background(settings: Settings, ready: Connection, log_level: str) -> None:
     """The background process's main: runs until SIGINT or SIGTERM. Sends the
     `RelayedDeviceService` for the workers (None with devices off) once it runs."""
+    with contextlib.suppress(OSError):  # `ps -o comm` tells it from the workers (Linux)
+        Path("/proc/self/comm").write_text(BACKGROUND_NAME)
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     asyncio.run(_background(settings, ready))
