@@ -63,8 +63,9 @@ async def _all_at_once(base: str, key: str, paths: list[str]) -> list[tuple[int,
 
 @pytest.fixture
 def small_pool(settings: Settings) -> Settings:
-    """A pool far smaller than the thread pool (40) and the clients: what deadlocked."""
-    return settings.model_copy(update={"db_pool_size": 4, "db_pool_overflow": 0})
+    """A pool far smaller than the thread pool (40) and the clients: what deadlocked. The
+    wait for a turn is long, so only a hang could reach it, even on a loaded machine."""
+    return settings.model_copy(update={"db_pool_size": 4, "db_pool_overflow": 0, "db_wait_s": 30.0})
 
 
 def test_200_concurrent_requests_are_all_answered(small_pool: Settings) -> None:
