@@ -88,3 +88,23 @@ def test_a_key_cannot_reach_another_tenant(client: TestClient, world: World) -> 
     assert_problem(response, 404)
     response = client.get(f"/api/v1/users/{world.viewer_b}", headers=bearer(key))
     assert_problem(response, 404)
+
+
+def test_a_keys_principal_is_kept_a_few_seconds(
+    client: TestClient, world: World, new_client, engine, monkeypatch
+) -> None:
+    """Looked up once per PrincipalCache.TTL_S, not on every request; a revocation made in
+    this process is not waited for."""
+    from kenshin.server import deps
+
+    login(client, "admin@a.test")
+    created = _make_key(client)
+    api = new_client()
+    assert api.get("/api/v1/auth/me", headers=bearer(created["key"])).status_code == 200
+    now = [deps.time.monotonic()]
+    monkeypatch.setattr(deps.time, "monotonic", lambda: now[0])
+    with engine.begin() as conn:  # revoked behind the server's back (as another process)
+        conn.execute(s.api_keys.update().values(revoked_at=s.utcnow()))
+    assert api.get("/api/v1/auth/me", headers=bearer(created["key"])).status_code == 200
+    now[0] += deps.PrincipalCache.TTL_S + 0.1
+    assert_problem(api.get("/api/v1/auth/me", headers=bearer(created["key"])), 401)

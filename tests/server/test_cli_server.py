@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -17,6 +18,7 @@ from kenshin.cli.server import app
 from kenshin.server import schema as s
 from kenshin.server.db import current_revision, head_revision, make_engine
 from kenshin.server.security import verify_password
+from kenshin.server.workers import BACKGROUND_NAME
 
 runner = CliRunner()
 
@@ -89,17 +91,27 @@ def test_create_admin_refuses_bad_input(database_url: str) -> None:
     assert _invoke(["create-admin"], database_url).exit_code == 2  # --email is required
 
 
-def test_run_on_a_free_port(database_url: str, tmp_path) -> None:
+def _child_named(pid: int, name: str) -> int:
+    """The child process of `pid` named `name` (its comm)."""
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        if Path(f"/proc/{child}/comm").read_text().strip() == name:
+            return int(child)
+    raise AssertionError(f"no child process {name}")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_run_on_a_free_port(database_url: str, tmp_path, workers: int) -> None:
     env = {
         **os.environ,
         "KENSHIN_DATABASE_URL": database_url,
         "KENSHIN_SECRET_KEY_FILE": str(tmp_path / "secret.key"),
-        "KENSHIN_MQTT_PORT": "0",
+        "KENSHIN_MQTT_PORT": "0",  # with --workers 2 the background process runs the broker
         "PYTHONUNBUFFERED": "1",
     }
     env.pop("KENSHIN_CONFIG", None)
+    run = ["run", "--port", "0", "--workers", str(workers)]
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from kenshin.cli.server import app; app()", "run", "--port", "0"],
+        [sys.executable, "-c", "from kenshin.cli.server import app; app()", *run],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -119,6 +131,19 @@ def test_run_on_a_free_port(database_url: str, tmp_path) -> None:
         assert url.startswith("http://127.0.0.1:") and not url.endswith(":0")
         response = httpx.get(f"{url}/readyz", timeout=10)
         assert response.json()["parts"]["database"] == {"ok": True}
+        if workers > 1:  # every worker answers; one broker, in the background process
+            lines += [proc.stdout.readline() for _ in range(3)]
+            assert sum("MQTT broker (embedded)" in line for line in lines) == 1, lines
+            assert any("2 API workers" in line for line in lines), lines
+            with httpx.Client(base_url=url, timeout=10) as client:
+                for _ in range(20):
+                    assert client.get("/readyz").status_code == 200
+            # The background process dead, the server stops (exit 1), not runs on without
+            # its ingest and jobs.
+            background = _child_named(proc.pid, BACKGROUND_NAME)
+            os.kill(background, signal.SIGKILL)
+            assert proc.wait(timeout=30) == 1
+            return
     finally:
         proc.send_signal(signal.SIGINT)
         try:

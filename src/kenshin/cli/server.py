@@ -66,6 +66,15 @@ def run(
     port: Annotated[
         int | None, typer.Option(min=0, max=65535, help="Port to listen on; 0 picks a free one.")
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="HTTP worker processes (default: the workers setting, 1). Beyond 1, one more "
+            "process runs the MQTT side and the jobs.",
+        ),
+    ] = None,
 ) -> None:
     """Run the server until Ctrl-C; print its URL once it listens."""
     import uvicorn
@@ -74,8 +83,11 @@ def run(
     from kenshin.server.app import create_app
     from kenshin.server.security import SecretKeyError
 
-    settings = _settings(config, host=host, port=port)
+    settings = _settings(config, host=host, port=port, workers=workers)
     _configure_logging(settings.log_level)
+    if settings.workers > 1:
+        _run_workers(settings)
+        return
     try:
         application = create_app(settings)
     except SecretKeyError as err:
@@ -97,20 +109,13 @@ def run(
     except OSError as err:
         typer.echo(f"error: cannot listen on {settings.host}:{settings.port}: {err}", err=True)
         raise typer.Exit(1) from None
-    bound_port = sock.getsockname()[1]
-    shown_host = f"[{settings.host}]" if ":" in settings.host else settings.host
-    url = f"http://{shown_host}:{bound_port}"
+    url = _url(settings.host, sock.getsockname()[1])
 
     class Server(uvicorn.Server):
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets)
             if self.started:
-                typer.echo(f"Kenshin server listening on {url}  (API docs: {url}/api/v1/docs)")
-                service = application.state.device_service
-                if service is not None and service.endpoint is not None:
-                    endpoint = service.endpoint
-                    typer.echo(f"MQTT broker ({service.mode}) on {endpoint.host}:{endpoint.port}")
-                typer.echo(f"database {_redacted(settings.database_url)}; Ctrl-C stops.")
+                _banner(url, settings, application.state.device_service)
 
     server = Server(
         uvicorn.Config(application, log_level=settings.log_level, lifespan="on", access_log=False)
@@ -127,6 +132,119 @@ def run(
         sock.close()
     if not server.started:
         raise typer.Exit(1)
+
+
+def _banner(url: str, settings, service) -> None:
+    typer.echo(f"Kenshin server listening on {url}  (API docs: {url}/api/v1/docs)")
+    if service is not None and service.endpoint is not None:
+        endpoint = service.endpoint
+        typer.echo(f"MQTT broker ({service.mode}) on {endpoint.host}:{endpoint.port}")
+    typer.echo(f"database {_redacted(settings.database_url)}; Ctrl-C stops.")
+
+
+def _run_workers(settings) -> None:
+    """`settings.workers` API worker processes and one background process (see
+    kenshin.server.workers): migrate, start the background, then the workers."""
+    import functools
+    import multiprocessing
+
+    import uvicorn
+    from sqlalchemy.exc import SQLAlchemyError
+    from uvicorn.supervisors import Multiprocess
+
+    from kenshin.server import workers
+    from kenshin.server.db import migrate
+    from kenshin.server.security import SecretKeyError, load_secret_key
+
+    try:  # the key made once here, not raced for by every process
+        secret = load_secret_key(
+            settings.secret_key.get_secret_value() if settings.secret_key else None,
+            settings.secret_key_path,
+        )
+        if settings.auto_migrate:
+            migrate(settings.database_url)
+    except SecretKeyError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    except SQLAlchemyError as err:
+        typer.echo(f"error: {_redacted(settings.database_url)}: {err}", err=True)
+        raise typer.Exit(1) from None
+    if secret.generated:
+        typer.echo(
+            f"Generated a new secret key in {secret.source}: keep it with the database; "
+            "without it stored B-route credentials cannot be read."
+        )
+    try:
+        sock = _bind(settings.host, settings.port)
+    except OSError as err:
+        typer.echo(f"error: cannot listen on {settings.host}:{settings.port}: {err}", err=True)
+        raise typer.Exit(1) from None
+    url = _url(settings.host, sock.getsockname()[1])
+    spawn = multiprocessing.get_context("spawn")  # uvicorn's workers are spawned too
+    background = None
+    relayed = None
+    if settings.devices or settings.jobs:
+        ours, theirs = spawn.Pipe(duplex=False)
+        background = spawn.Process(
+            target=workers.run_background,
+            args=(settings, theirs, settings.log_level),
+            name="kenshin-background",
+        )
+        background.start()
+        theirs.close()
+        try:
+            relayed = ours.recv()  # once its lifespan runs: the broker's endpoint
+        except EOFError:
+            background.join()
+            sock.close()
+            typer.echo("error: the background process did not start (see the log above)", err=True)
+            raise typer.Exit(1) from None
+
+    class Supervisor(Multiprocess):
+        background_died = False
+
+        def init_processes(self) -> None:
+            super().init_processes()
+            if all(p.wait_until_ready(60, self.should_exit) for p in self.processes):
+                _banner(url, settings, relayed)
+                extra = "; devices and jobs in one more process" if background else ""
+                typer.echo(f"{settings.workers} API workers{extra}.")
+
+        def keep_subprocess_alive(self) -> None:
+            super().keep_subprocess_alive()
+            # Without it the API would run on with no ingest and no jobs, unseen: stop
+            # the whole server (exit 1), for its service manager to start it again.
+            if (
+                background is not None
+                and not background.is_alive()
+                and not self.should_exit.is_set()
+            ):
+                typer.echo("error: the background process (MQTT side, jobs) stopped", err=True)
+                self.background_died = True
+                self.should_exit.set()
+
+    config = uvicorn.Config(
+        functools.partial(workers.api_worker_app, settings, relayed),
+        factory=True,
+        workers=settings.workers,
+        log_level=settings.log_level,
+        lifespan="on",
+        access_log=False,
+    )
+    supervisor = Supervisor(config, sockets=[sock])
+    try:
+        supervisor.run()
+    finally:
+        sock.close()
+        if background is not None:
+            background.terminate()  # SIGTERM: its lifespan stops the jobs and the broker
+            background.join(30)
+    if supervisor.background_died:
+        raise typer.Exit(1)
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 @app.command("migrate")

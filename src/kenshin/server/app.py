@@ -31,6 +31,7 @@ from .analytics.generation import CsvWeather
 from .api import API_PREFIX, api_router
 from .api.health import router as health_router
 from .db import make_engine, migrate
+from .deps import DbGate, PrincipalCache
 from .devices import api as devices_api
 from .jobs import JobRunner, server_jobs
 from .metering import api as metering_api
@@ -55,7 +56,12 @@ def create_app(
         settings.secret_key.get_secret_value() if settings.secret_key else None,
         settings.secret_key_path,
     )
-    engine = make_engine(settings.database_url)
+    engine = make_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_pool_overflow,
+        pool_timeout=settings.db_wait_s,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -99,6 +105,8 @@ def create_app(
     )
     app.state.settings = settings
     app.state.engine = engine
+    app.state.db_gate = DbGate.for_settings(settings)  # requests' turns at the pool (deps.py)
+    app.state.principals = PrincipalCache()  # API keys' principals, a few seconds (deps.py)
     app.state.secret_key_source = secret.source
     app.state.secret_key_generated = secret.generated
     app.state.credential_box = CredentialBox(secret.key)

@@ -62,9 +62,22 @@ def sqlite_path(url: str | URL) -> Path | None:
     return Path(database)
 
 
-def make_engine(url: str | URL, **kwargs: Any) -> Engine:
+def make_engine(
+    url: str | URL,
+    *,
+    pool_size: int | None = None,
+    max_overflow: int | None = None,
+    pool_timeout: float | None = None,
+    **kwargs: Any,
+) -> Engine:
+    """`pool_size`, `max_overflow` and `pool_timeout` size the connection pool (SQLAlchemy's
+    defaults when None); an in-memory SQLite database has one shared connection and no pool
+    to size."""
     parsed = normalize_url(url)
     backend = parsed.get_backend_name()
+    sizes = {"pool_size": pool_size, "max_overflow": max_overflow, "pool_timeout": pool_timeout}
+    if backend == "postgresql" or sqlite_path(parsed) is not None:
+        kwargs.update({k: v for k, v in sizes.items() if v is not None})
     if backend == "sqlite":
         connect_args = {"check_same_thread": False, "timeout": 30.0}
         connect_args.update(kwargs.pop("connect_args", {}))

@@ -13,20 +13,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import asyncio
+import time
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from annotated_types import Interval
 from fastapi import Depends, Query, Request
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Connection, Engine
+from starlette.concurrency import run_in_threadpool
 
 from . import accounts
 from .problems import Problem
 from .schema import utcnow
-from .security import CredentialBox
+from .security import CredentialBox, hash_token
 from .settings import Settings
 
 __all__ = [
@@ -34,7 +39,9 @@ __all__ = [
     "SESSION_COOKIE",
     "Conn",
     "CurrentPrincipal",
+    "DbGate",
     "Principal",
+    "PrincipalCache",
     "RowId",
     "TenantId",
     "current_principal",
@@ -70,11 +77,115 @@ def get_credential_box(request: Request) -> CredentialBox:
     return request.app.state.credential_box
 
 
-def get_conn(request: Request) -> Iterator[Connection]:
+class DbGate:
+    """Turns at the database: at most `capacity` requests of this process hold a
+    connection at once; the others wait for a turn on the event loop, holding neither a
+    thread nor a connection, in the order they came; one that waits `wait_s` gets a 503
+    with Retry-After.
+
+    Why: FastAPI runs a request's sync dependencies and handler in several trips through
+    its thread pool (40 threads), and the connection is held across the trips. Under
+    load, when every thread held a request waiting for a connection, the requests that
+    held the connections got no thread to finish in: all waited out the pool's 30 s and
+    failed with a 500 (issue 21). A turn is a connection that is there (`capacity` is the
+    pool's size; what takes connections outside requests uses the pool's overflow), so no
+    thread ever waits for one, and the thread pool and the pool cannot lock each other.
+    """
+
+    def __init__(self, capacity: int, wait_s: float) -> None:
+        self.capacity, self.wait_s = capacity, wait_s
+        # One semaphore per event loop: a process serves from one, but tests start an
+        # application in several in turn, and an asyncio semaphore belongs to one loop.
+        self._turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]
+        self._turns = weakref.WeakKeyDictionary()
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> DbGate:
+        return cls(settings.db_pool_size, settings.db_wait_s)
+
+    @asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+        turns = self._turns.get(loop)
+        if turns is None:
+            turns = self._turns[loop] = asyncio.Semaphore(self.capacity)
+        try:
+            async with asyncio.timeout(self.wait_s):
+                await turns.acquire()
+        except TimeoutError:
+            raise Problem(
+                503,
+                f"the server is busy: no database connection within {self.wait_s:g} s",
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            ) from None
+        try:
+            yield
+        finally:
+            turns.release()
+
+
+RETRY_AFTER_S = 1  # by then the queue that made this request wait has moved on
+
+
+async def _db_turn(request: Request) -> AsyncIterator[None]:
+    async with request.app.state.db_gate.turn():
+        yield
+
+
+class _RequestConnection:
+    """The request's connection and transaction (`engine.begin()`), taken from the pool
+    at its first use, in the thread that uses it (the handler's, usually); anything
+    else is the connection's own (`execute`, `commit`, `dialect`...).
+
+    Why lazy: taken in the dependency, it cost every request one more trip through the
+    thread pool, and a request that never queries (a cached principal, a 404 from a
+    check) took one for nothing."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._begun: Any = None  # engine.begin()'s context, once taken
+        self._conn: Connection | None = None
+
+    @property
+    def taken(self) -> bool:
+        return self._conn is not None
+
+    def _take(self) -> Connection:
+        if self._conn is None:
+            begun = self._engine.begin()
+            self._conn = begun.__enter__()
+            self._begun = begun
+        return self._conn
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._take(), name)
+
+    def end(self, error: BaseException | None = None) -> None:
+        """Commit (roll back on `error`) and give the connection back to the pool."""
+        if self._begun is not None:
+            begun, self._begun = self._begun, None
+            begun.__exit__(type(error) if error else None, error, None)
+
+
+async def get_conn(
+    request: Request, _turn: Annotated[None, Depends(_db_turn, scope="function")]
+) -> AsyncIterator[Connection]:
     after_commit: list[Callable[[], None]] = []
     request.state.after_commit = after_commit  # e.g. "push the new settings now"
-    with request.app.state.engine.begin() as conn:
-        yield conn
+    conn = _RequestConnection(request.app.state.engine)
+    try:
+        yield conn  # type: ignore[misc]  # a Connection in all but name
+    except BaseException as error:
+        if conn.taken:
+            await run_in_threadpool(conn.end, error)
+        raise
+    if conn.taken:
+        if request.method in ("GET", "HEAD"):
+            # A read's commit is one round trip (a write's, at most the key's or the
+            # session's last-used time): cheaper here than one more thread-pool trip.
+            conn.end()
+        else:  # a write's commit may wait for the disk: not on the event loop
+            await run_in_threadpool(conn.end)
     for callback in after_commit:  # only once the change is there for others to read
         callback()
 
@@ -119,6 +230,33 @@ def _unauthorized(detail: str) -> Problem:
     return Problem(401, detail, headers={"WWW-Authenticate": 'Bearer realm="kenshin"'})
 
 
+class PrincipalCache:
+    """API keys' principals, kept `TTL_S` seconds by the key's hash: an API client sends
+    many requests a second, and looking its key up cost each one a query. A key revoked
+    through this process is forgotten at once (`forget`); one revoked through another
+    process of the server is refused within `TTL_S`."""
+
+    TTL_S = 5.0
+    MAX = 10_000  # keys held at most (then start again): bounded, whoever sends what
+
+    def __init__(self) -> None:
+        self._held: dict[str, tuple[float, Principal]] = {}
+
+    def get(self, key_hash: str) -> Principal | None:
+        held = self._held.get(key_hash)
+        if held is None or held[0] < time.monotonic():
+            return None
+        return held[1]
+
+    def put(self, key_hash: str, principal: Principal) -> None:
+        if len(self._held) >= self.MAX:
+            self._held = {}
+        self._held[key_hash] = (time.monotonic() + self.TTL_S, principal)
+
+    def forget(self, key_id: int) -> None:
+        self._held = {h: v for h, v in self._held.items() if v[1].id != key_id}
+
+
 def current_principal(
     request: Request,
     conn: Conn,
@@ -134,7 +272,9 @@ def current_principal(
             raise _unauthorized("unknown or revoked API key")
         if key.last_used_at is None or now - key.last_used_at > _TOUCH_EVERY:
             accounts.touch_api_key(conn, key.id, now)
-        return Principal("api_key", key.id, key.tenant_id, key.role, key.name)
+        principal = Principal("api_key", key.id, key.tenant_id, key.role, key.name)
+        request.app.state.principals.put(hash_token(bearer.credentials), principal)
+        return principal
     if session_token:
         user = accounts.find_session_user(conn, session_token, now)
         if user is None:
@@ -145,15 +285,30 @@ def current_principal(
     raise _unauthorized("authentication required: log in, or send 'Bearer <api key>'")
 
 
-CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+# The dependencies are coroutines where they can answer without the database: a sync
+# dependency is one more trip through the thread pool for every request.
+async def _principal(
+    request: Request,
+    conn: Conn,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    session_token: Annotated[str | None, Depends(_session_cookie)],
+) -> Principal:
+    if bearer is not None:
+        cached = request.app.state.principals.get(hash_token(bearer.credentials))
+        if cached is not None:
+            return cached
+    return await run_in_threadpool(current_principal, request, conn, bearer, session_token)
 
 
-def require_role(role: Role) -> Callable[[Principal], Principal]:
+CurrentPrincipal = Annotated[Principal, Depends(_principal)]
+
+
+def require_role(role: Role) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency giving the principal if its role includes `role`, else 403."""
     if role not in ROLE_RANK:
         raise ValueError(f"unknown role {role!r}")
 
-    def check(principal: CurrentPrincipal) -> Principal:
+    async def check(principal: CurrentPrincipal) -> Principal:
         if not principal.has_role(role):
             raise Problem(403, f"this needs the {role} role; you have {principal.role}")
         return principal
@@ -162,7 +317,7 @@ def require_role(role: Role) -> Callable[[Principal], Principal]:
     return check
 
 
-def require_platform_admin(principal: CurrentPrincipal) -> Principal:
+async def require_platform_admin(principal: CurrentPrincipal) -> Principal:
     if not principal.is_platform_admin:
         raise Problem(403, "platform administrators only")
     return principal
@@ -187,4 +342,17 @@ def tenant_scope(
     return tenant_id
 
 
-TenantId = Annotated[int, Depends(tenant_scope)]
+async def _tenant(
+    principal: CurrentPrincipal,
+    conn: Conn,
+    tenant_id: Annotated[
+        RowId | None,
+        Query(description="Platform administrators only: the tenant to act on."),
+    ] = None,
+) -> int:
+    if principal.tenant_id is not None:  # no query: answered here
+        return tenant_scope(principal, conn, tenant_id)
+    return await run_in_threadpool(tenant_scope, principal, conn, tenant_id)
+
+
+TenantId = Annotated[int, Depends(_tenant)]

@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 __all__ = [
@@ -135,6 +136,15 @@ async def _on_validation_error(_request: Request, exc: Exception) -> JSONRespons
     return problem_response(422, f"invalid request: {where}", errors=errors)
 
 
+async def _on_pool_timeout(_request: Request, exc: Exception) -> JSONResponse:
+    # What takes a connection outside a request's turn (deps.DbGate) may still find the
+    # pool spent: that is the server being busy, not broken.
+    log.warning("no database connection in time: %s", exc)
+    return problem_response(
+        503, "the server is busy: no database connection in time", headers={"Retry-After": "1"}
+    )
+
+
 async def _on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
     log.exception("unexpected error", exc_info=exc)
     return problem_response(500, "an unexpected error; it has been logged")
@@ -144,4 +154,5 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Problem, _on_problem)
     app.add_exception_handler(StarletteHTTPException, _on_http_exception)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(PoolTimeout, _on_pool_timeout)
     app.add_exception_handler(Exception, _on_unexpected)

@@ -175,6 +175,33 @@ class Settings(BaseModel):
     weather_csv: Path | None = Field(
         None, description="hourly weather (time,irradiance_w_m2,temperature_c[,site_id])"
     )
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="HTTP worker processes; beyond 1, one more process runs the MQTT side "
+        "and the jobs, and the workers serve the API only (see docs/api.md)",
+    )
+    db_pool_size: int = Field(
+        10,
+        ge=1,
+        le=500,
+        description="database connections each process keeps, and the requests it lets "
+        "use one at a time (more wait their turn)",
+    )
+    db_pool_overflow: int = Field(
+        10,
+        ge=0,
+        le=500,
+        description="connections beyond db_pool_size for what takes its own: ingest, jobs, "
+        "streamed CSV, health checks",
+    )
+    db_wait_s: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="how long a request waits for its database turn before a 503 with Retry-After",
+    )
 
     @field_validator("broker")
     @classmethod

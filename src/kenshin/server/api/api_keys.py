@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, StringConstraints
 from sqlalchemy import select, update
 
@@ -82,8 +82,12 @@ def get_api_key(key_id: RowId, conn: Conn, _: Admin, tenant_id: TenantId) -> Api
 
 
 @router.delete("/{key_id}", status_code=204, summary="Revoke an API key (kept, for the record)")
-def revoke_api_key(key_id: RowId, conn: Conn, principal: Admin, tenant_id: TenantId) -> Response:
+def revoke_api_key(
+    key_id: RowId, request: Request, conn: Conn, principal: Admin, tenant_id: TenantId
+) -> Response:
     row = _key_or_404(conn, key_id, tenant_id)
+    # Once revoked for all to read, no longer taken from this process's cache either.
+    request.state.after_commit.append(lambda: request.app.state.principals.forget(row.id))
     if row.revoked_at is None:
         conn.execute(
             update(s.api_keys).where(s.api_keys.c.id == row.id).values(revoked_at=s.utcnow())

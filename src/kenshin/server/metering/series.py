@@ -18,7 +18,18 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 
-from sqlalchemy import Connection, Engine, Float, Integer, and_, cast, func, select
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Engine,
+    Float,
+    Integer,
+    and_,
+    cast,
+    func,
+    select,
+    type_coerce,
+)
 
 from kenshin.echonet.edt import JST
 
@@ -89,18 +100,17 @@ def period_starts(period: Period, first: date, last: date) -> list[tuple[datetim
     return out
 
 
-@dataclass(frozen=True)
+# The points are slotted dataclasses whose fields are in the order of the API's models
+# (metering.api): the JSON answer is serialized from them directly (see jsonout).
+@dataclass(slots=True)
 class EnergyPoint:
     start: datetime  # JST
     wh: int | None
     slots: int  # 30-minute values summed (meter-slots for a tenant)
     expected_slots: int
+    complete: bool  # slots >= expected_slots
     refilled: int
     status: str | None = None  # one meter's slots only: measured | refilled | missing
-
-    @property
-    def complete(self) -> bool:
-        return self.slots >= self.expected_slots
 
 
 def tenant_meter_count(conn: Connection, tenant_id: int) -> int:
@@ -126,40 +136,43 @@ def energy_series(
     if not spans:
         return meters, []
     lo, hi = spans[0][0], spans[-1][1]
+    # Keyed by the stored (UTC) times: an aware datetime hashes and compares by its
+    # instant, so the JST starts find them as they are. Rows unpacked as tuples.
     stored: dict[datetime, tuple[int | None, int, int, str | None]] = {}
     if meter_id is not None and period == "slot":
         e = s.slot_energy.c
-        for r in conn.execute(
+        for at, wh, status in conn.execute(
             select(e.slot_start, e.wh, e.status).where(
                 e.meter_id == meter_id, e.direction == direction, e.slot_start >= lo,
                 e.slot_start < hi,
             )
         ):  # fmt: skip
-            counted = r.wh is not None
-            stored[r.slot_start] = (r.wh, int(counted), int(r.status == "refilled"), r.status)
+            stored[at] = (wh, int(wh is not None), int(status == "refilled"), status)
     else:
         table = s.meter_energy if meter_id is not None else s.tenant_energy
         c = table.c
         owner = c.meter_id == meter_id if meter_id is not None else c.tenant_id == tenant_id
-        for r in conn.execute(
+        for at, wh, slots, refilled in conn.execute(
             select(c.start, c.wh, c.slots, c.refilled).where(
                 owner, c.period == period, c.direction == direction, c.start >= lo, c.start < hi
             )
         ):
-            stored[r.start] = (r.wh, r.slots, r.refilled, None)
+            stored[at] = (wh, slots, refilled, None)
+    gap = (None, 0, 0, "missing" if period == "slot" and meter_id is not None else None)
     out = []
-    for start, end in spans:
-        wh, slots, refilled, status = stored.get(start.astimezone(UTC), (None, 0, 0, None))
-        if period == "slot" and meter_id is not None and status is None:
-            status = "missing"  # not even a row: the same gap to the reader
+    for start, end in spans:  # the starts are JST already (period_starts)
+        wh, slots, refilled, status = stored.get(start, gap)
+        expected = meters * int((end - start) / SLOT)
+        if status is None and gap[3]:
+            status = gap[3]  # a row without a status: the same gap to the reader
         out.append(
-            EnergyPoint(start.astimezone(JST), wh if slots else None, slots,
-                        meters * int((end - start) / SLOT), refilled, status)
+            EnergyPoint(start, wh if slots else None, slots, expected, slots >= expected,
+                        refilled, status)
         )  # fmt: skip
     return meters, out
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class DayPeak:
     day: date  # JST
     import_w: int | None
@@ -223,12 +236,16 @@ def instant_power(
     i = s.readings_instant.c
     in_range = and_(i.meter_id == meter_id, i.at >= start, i.at < end)
     # One more than allowed tells "too many" without counting them all.
+    # On PostgreSQL the driver's own aware datetimes (the session is UTC): UTCDateTime's
+    # check, a Python call per row, cost more than the rest of a day of readings.
+    at = type_coerce(i.at, DateTime(timezone=True)) if conn.dialect.name == "postgresql" else i.at
     rows = conn.execute(
-        select(i.at, i.power_w).where(in_range).order_by(i.at).limit(max_points + 1)
+        select(at, i.power_w).where(in_range).order_by(i.at).limit(max_points + 1)
     ).all()
     if len(rows) <= max_points:
         # Unpacked as tuples: named access on 1,440 rows cost more than the query.
-        return 0, [PowerPoint(at.astimezone(JST), w, w, w, 1) for at, w in rows]
+        # mean_w a float, as the API's model holds it (the JSON shows 523.0).
+        return 0, [PowerPoint(at.astimezone(JST), float(w), w, w, 1) for at, w in rows]
     width = bucket_width(end - start, max_points)
     origin = int(start.timestamp())  # whole seconds: integer arithmetic on SQLite
     if conn.dialect.name == "postgresql":

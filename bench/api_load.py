@@ -1,0 +1,210 @@
+"""The API under load, through the real server: `.venv/bin/python bench/api_load.py`.
+
+The database is bench/queries.py's (10,000 meters × 90 days in PostgreSQL, built once by
+its builder and kept: `kenshin_bench_queries` unless --database names another). The server
+is `kenshin server run` in its production shape (--workers, default: one per core) on a free
+port of the loopback, its clock pinned to the data's day (bench/_clocked_server.py), devices
+and jobs off (this measures the API). An asyncio load generator (httpx, in this process)
+runs 1, 10, 50, 100 and 200 clients for --seconds each; every client sends its next request
+when the last is answered, cycling through the query bench's queries (the CSV one at its
+share). First, the same with one process and one client: the figure the others are
+compared with.
+
+Prints req/s, p50, p95, p99 and the slowest, errors (not 200, or no answer) and the ratio to
+one process and one client. Goals (issue 21): at 100 and 200 clients no error and nothing
+over 5 s; at 50 clients at least 250 req/s with p95 under 250 ms.
+
+    --quick   200 meters × 3 days, 2 s a level: the smoke test's
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import httpx
+
+from bench import queries
+from kenshin.server import accounts
+from kenshin.server.db import make_engine
+
+SERVER = Path(__file__).resolve().parent / "_clocked_server.py"
+LEVELS = (1, 10, 50, 100, 200)
+SLOW_S = 5.0
+
+
+@contextmanager
+def server(url: str, workers: int, log: Path) -> Iterator[str]:
+    """`kenshin server run --workers N` on a free port until the block ends; its base URL."""
+    env = {
+        **os.environ,
+        "KENSHIN_DATABASE_URL": url,
+        "KENSHIN_SECRET_KEY": base64.b64encode(os.urandom(32)).decode(),
+        "KENSHIN_DEVICES": "false",
+        "KENSHIN_JOBS": "false",
+        "KENSHIN_AUTO_MIGRATE": "false",
+        "KENSHIN_LOG_LEVEL": "warning",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("KENSHIN_CONFIG", None)
+    command = [sys.executable, str(SERVER), "--host", "127.0.0.1", "--port", "0",
+               "--workers", str(workers)]  # fmt: skip
+    with log.open("a") as errors:
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True, env=env)
+    try:
+        for line in proc.stdout:  # printed once every worker is ready
+            if "listening on" in line:
+                break
+        else:
+            raise SystemExit(f"the server did not start: see {log}")
+        yield line.split("listening on ")[1].split()[0]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+
+
+@dataclass
+class Level:
+    clients: int
+    seconds: float
+    latencies: list[float]  # s, of every request answered or failed
+    errors: int
+    own_cpu_s: float = 0.0  # the load generator's: it shares the machine's cores
+
+    @property
+    def own_ms(self) -> float:
+        return self.own_cpu_s * 1000 / max(1, len(self.latencies))
+
+    @property
+    def rate(self) -> float:
+        return len(self.latencies) / self.seconds
+
+    def quantile(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+def mix(meters: int, days: int) -> list[str]:
+    """The queries' URLs, each as often as its share (the CSV 1 in 5 of the others)."""
+    out = []
+    for query in queries.queries(meters, days):
+        url = str(httpx.URL(query.path, params={k: str(v) for k, v in query.params.items()}))
+        out += [url] * round(5 * query.runs_share)
+    return out
+
+
+async def check(base: str, key: str, meters: int, days: int) -> None:
+    """Each query's answer is the full one (as the query bench checks it)."""
+    async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {key}"},
+                                 timeout=60) as client:  # fmt: skip
+        for query in queries.queries(meters, days):
+            params = {k: str(v) for k, v in query.params.items()}
+            answer = await client.get(query.path, params=params)
+            if answer.status_code != 200 or not query.check(answer):
+                raise SystemExit(f"{query.label}: {answer.status_code} {answer.text[:300]}")
+
+
+async def load(base: str, key: str, urls: list[str], clients: int, seconds: float) -> Level:
+    # A client of its own (one connection) for each: httpx's pool looks through all its
+    # connections and waiting requests at each request, which at 200 made the load
+    # generator the bottleneck. Made before the clock starts, with one TLS context (an
+    # httpx client loads the CA bundle by default: ~40 ms of CPU each).
+    headers = {"Authorization": f"Bearer {key}"}
+    tls = ssl.create_default_context()
+    pool = [httpx.AsyncClient(base_url=base, headers=headers, timeout=60, verify=tls)
+            for _ in range(clients)]  # fmt: skip
+    latencies: list[float] = []
+    errors = 0
+    cpu = time.process_time()
+    started = time.perf_counter()
+    deadline = started + seconds
+
+    async def client_loop(n: int, client: httpx.AsyncClient) -> None:
+        nonlocal errors
+        i = n * 7  # the clients start at different places of the mix
+        while time.perf_counter() < deadline:
+            url = urls[i % len(urls)]
+            i += 1
+            sent = time.perf_counter()
+            try:
+                answer = await client.get(url)
+                ok = answer.status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            latencies.append(time.perf_counter() - sent)
+            errors += not ok
+
+    await asyncio.gather(*(client_loop(n, c) for n, c in enumerate(pool)))
+    elapsed = time.perf_counter() - started
+    level = Level(clients, elapsed, latencies, errors, time.process_time() - cpu)
+    for client in pool:
+        await client.aclose()
+    return level
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--meters", type=int, default=10_000)
+    parser.add_argument("--days", type=int, default=90)
+    parser.add_argument("--database", default="kenshin_bench_queries")
+    parser.add_argument("--rebuild", action="store_true")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--levels", default=",".join(map(str, LEVELS)))
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.meters, args.days, args.seconds = 200, 3, 2.0
+        args.database += "_quick"
+    levels = [int(n) for n in args.levels.split(",")]
+    url = queries.database(args.database, args.meters, args.days, args.rebuild)
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        _, key = accounts.insert_api_key(conn, 1, "api-load", "viewer")
+    engine.dispose()
+    urls = mix(args.meters, args.days)
+    log = Path(tempfile.gettempdir()) / "kenshin-api-load.log"
+    with server(url, 1, log) as base:
+        asyncio.run(check(base, key, args.meters, args.days))
+        one = asyncio.run(load(base, key, urls, 1, args.seconds))
+    results = []
+    with server(url, args.workers, log) as base:
+        for clients in levels:
+            results.append(asyncio.run(load(base, key, urls, clients, args.seconds)))
+    print(f"API load: {args.meters:,} meters × {args.days} days on PostgreSQL; the 6 JSON "
+          f"queries and the CSV (1 in {len(urls)}) of bench/queries.py; {args.seconds:g} s "
+          f"a level; kenshin server run --workers {args.workers}; server log: {log}")  # fmt: skip
+    print(f"{'clients':>12} {'req/s':>7} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} "
+          f"{'max ms':>7} {'errors':>7} {'> 5 s':>6} {'× 1 proc':>8} "
+          f"{'load gen ms/req':>15}")  # fmt: skip
+    rows = [("1 process, 1", one), *((f"{r.clients}", r) for r in results)]
+    for label, r in rows:
+        slow = sum(t > SLOW_S for t in r.latencies)
+        print(f"{label:>12} {r.rate:>7.0f} {r.quantile(0.5):>7.1f} {r.quantile(0.95):>7.1f} "
+              f"{r.quantile(0.99):>7.1f} {max(r.latencies) * 1000:>7.0f} {r.errors:>7} "
+              f"{slow:>6} {r.rate / one.rate:>8.2f} {r.own_ms:>15.2f}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
