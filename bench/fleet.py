@@ -133,15 +133,19 @@ class LeanGateway:
 
         from kenshin.wire.enrollment import b64encode, signed_message
 
-        challenge = (
-            await http.post("/api/v1/enroll/challenge", json={"serial": self.serial})
-        ).json()["challenge"]
         key = Ed25519PrivateKey.from_private_bytes(self.private_key)
-        signature = b64encode(key.sign(signed_message(self.serial, challenge)))
-        answer = await http.post(
-            "/api/v1/enroll",
-            json={"serial": self.serial, "challenge": challenge, "signature": signature},
-        )
+        for attempt in range(10):  # a busy broker answers 503: again after a jittered wait
+            challenge = (
+                await http.post("/api/v1/enroll/challenge", json={"serial": self.serial})
+            ).json()["challenge"]
+            signature = b64encode(key.sign(signed_message(self.serial, challenge)))
+            answer = await http.post(
+                "/api/v1/enroll",
+                json={"serial": self.serial, "challenge": challenge, "signature": signature},
+            )
+            if answer.status_code != 503:
+                break
+            await asyncio.sleep(random.uniform(0, min(30, 2**attempt)))
         answer.raise_for_status()
         mqtt = answer.json()["mqtt"]
         self.credential = (mqtt["host"], mqtt["port"], mqtt["username"], mqtt["password"])
