@@ -1,7 +1,8 @@
 """B-route credentials are never at rest outside the server's sealed column: the retained
 settings carry them only sealed to the gateway's seal key, so neither the broker's
 retained store nor Mosquitto's persistence file holds them; a new seal key gets the same
-version sealed again; a gateway that enrolled without a key gets none, and an event."""
+version sealed again; a gateway that enrolled without a key gets none, and an event. The
+key is covered by the enrollment's signature, so no one else can choose it."""
 
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ import aiomqtt
 import pytest
 from sqlalchemy import select, update
 
+from kenshin.gateway.identity import Identity
 from kenshin.server import schema as s
 from kenshin.server.broker.access import hash_password
-from kenshin.server.devices import config, registry
+from kenshin.server.devices import config, enrollment, registry
 from kenshin.server.runtime import SERVICE_USER, DeviceService
 from kenshin.server.security import CredentialBox
 from kenshin.wire import Settings, decode_publish
+from kenshin.wire.enrollment import b64encode
 from kenshin.wire.sealing import NotSealedToThisKey, SealKey
 from tests.support import run
 
@@ -143,3 +146,32 @@ def test_a_gateway_without_a_seal_key_gets_no_credentials_and_an_event(engine, w
     assert wire.values["meter"] == {"ref": wire.values["meter"]["ref"], "link": "wisun",
                                     "device": "/dev/ttyUSB0"}  # fmt: skip
     assert "broute_credentials_withheld" in events
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_the_seal_key_is_signed_and_stored_at_enrollment(engine, world, client):
+    identity = Identity.generate("GW-S", "http://x")
+    csv = f"serial,model,public_key,claim_code\nGW-S,m,{b64encode(identity.public_key)},\n"
+    with engine.begin() as conn:
+        registry.import_identities(conn, csv, KEY, "system")
+        registry.claim_gateway(conn, world.tenant_a, key=KEY, actor="system", serial="GW-S")
+    mine, theirs = SealKey().public_key, SealKey().public_key
+
+    def enroll(sent: bytes | None, signed: bytes | None) -> bytes | None:
+        challenge = enrollment.new_challenge(KEY, "GW-S")
+        signature = identity.sign_challenge(challenge, signed)
+        with engine.begin() as conn:
+            enrollment.enroll(conn, KEY, "GW-S", challenge, signature, sent)
+            row = registry.gateway_by_serial(conn, "GW-S")
+        return row.seal_public_key
+
+    assert enroll(mine, mine) == mine
+    for sent in (theirs, None):  # swapped, or stripped, on the way
+        with pytest.raises(enrollment.EnrollmentRefused, match="signature"):
+            enroll(sent, mine)
+    assert enroll(None, None) is None  # an older agent: the previous key is void
+    answer = client.post(
+        "/api/v1/enroll",
+        json={"serial": "GW-S", "challenge": "c", "signature": "s", "seal_key": "c2hvcnQ"},
+    )
+    assert answer.status_code == 422, answer.text
