@@ -8,9 +8,13 @@
    the broker refuses them, on a restart, or once when the broker stays unreachable
    through `reenroll_after_failures` attempts (it may have moved). Subscribe to its own
    command and settings topics; a last will tells the cloud if it vanishes.
-3. Take the retained settings; they live in memory only. Build the meter link they name
-   (UDP or Wi-SUN with the B-route credentials), start the poller, apply later changes
-   without a restart and report the applied version in every heartbeat.
+3. Take the retained settings; they live in memory only. Their B-route credentials come
+   sealed to the key this process made at enrollment (`kenshin.wire.sealing`) and are
+   opened here, in memory; settings sealed to an earlier key are passed over (the
+   server seals them again to the new one), and ones that do not open are reported
+   (Event `settings_unreadable`, a Status error count), never applied. Build the meter
+   link they name (UDP or Wi-SUN), start the poller, apply later changes without a
+   restart and report the applied version in every heartbeat.
 4. Send the durable queue's readings as compact batches, QoS 1, right after each JST
    half hour (so the retailer has each 30-minute value within minutes) and whenever a
    person watches in realtime; rows leave the queue only after the broker's PUBACK.
@@ -52,6 +56,7 @@ from kenshin.wire import (
     decode_publish,
     encode_publish,
 )
+from kenshin.wire.sealing import NotSealedToThisKey, SealError
 from kenshin.wire.topics import device_subscriptions
 
 from .backoff import Backoff
@@ -270,10 +275,20 @@ class GatewayAgent:
         current = self.state.settings
         if current is not None and settings.version <= current.version:
             return
+        try:
+            meter = self._open_meter(settings)
+        except NotSealedToThisKey:  # retained before we enrolled again; ours follow
+            log.info("settings version %d are sealed to an earlier key", settings.version)
+            return
+        except SealError as err:
+            log.error("settings version %d not applied: %s", settings.version, err)
+            self.state.count("settings_unreadable")
+            detail = {"version": settings.version, "error": str(err)[:200]}
+            self._report(Event("settings_unreadable", int(time.time()), detail))
+            return
         log.info("applying settings version %d", settings.version)
         self.state.settings = settings
         values = settings.values
-        meter = values.get("meter") or {}
         key = tuple(sorted((k, str(v)) for k, v in meter.items()))
         if self.meter is None or self.meter.key != key:
             await self._stop_meter()
@@ -284,6 +299,18 @@ class GatewayAgent:
         self._settings_arrived.set()
         self._send_now.set()  # the uplink's schedule may have changed: it waited on the old one
         await self._publish_status(client)
+
+    def _open_meter(self, settings: Settings) -> dict[str, Any]:
+        """The meter section with its sealed B-route credentials opened (in memory only;
+        clear ones, from a server older than sealing, are taken as they are)."""
+        meter = dict(settings.values.get("meter") or {})
+        sealed = meter.pop("sealed", None)
+        if sealed is not None:
+            key = self.enrollment.seal_key
+            meter |= key.open(sealed, serial=self.gateway_id, version=settings.version)
+        if meter.get("link") == "wisun" and not {"broute_id", "broute_password"} <= meter.keys():
+            raise SealError("no B-route credentials for the Wi-SUN meter (withheld?)")
+        return meter
 
     @staticmethod
     def _apply_policy(policy: PollPolicy, poll: dict) -> None:

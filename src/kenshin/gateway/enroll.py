@@ -2,6 +2,10 @@
 
 Plain HTTPS with the standard library (one POST pair per start does not justify an HTTP
 client dependency on a small box), run in a thread so the event loop keeps going.
+
+Each enrollment makes a fresh X25519 seal key, kept in memory only (in the returned
+`Enrollment`) and sent signed with the identity key: the server seals the B-route
+credentials of the retained settings to it, so only this running process can read them.
 """
 
 from __future__ import annotations
@@ -14,6 +18,9 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from kenshin.wire.enrollment import b64encode
+from kenshin.wire.sealing import SealKey
 
 from .backoff import Backoff, doubling, full_jitter
 from .identity import Identity
@@ -46,6 +53,7 @@ class MqttAccess:
 class Enrollment:
     gateway_id: str
     mqtt: MqttAccess
+    seal_key: SealKey  # opens what the server sealed to this enrollment (memory only)
 
 
 @dataclass(frozen=True)
@@ -77,10 +85,12 @@ async def enroll_once(identity: Identity, timeout_s: float = 20.0) -> Enrollment
     if status != 200:
         raise EnrollmentError(_problem(status, body), status)
     challenge = body["challenge"]
+    seal_key = SealKey()
     request = {
         "serial": identity.serial,
         "challenge": challenge,
-        "signature": identity.sign_challenge(challenge),
+        "signature": identity.sign_challenge(challenge, seal_key.public_key),
+        "seal_key": b64encode(seal_key.public_key),
     }
     status, body = await asyncio.to_thread(_post, base, request, timeout_s)
     if status == 202:
@@ -99,6 +109,7 @@ async def enroll_once(identity: Identity, timeout_s: float = 20.0) -> Enrollment
             mqtt["password"],
             int(mqtt.get("keepalive_s", 1900)),
         ),
+        seal_key,
     )
 
 

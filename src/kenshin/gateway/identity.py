@@ -1,6 +1,7 @@
 """The one file a gateway keeps: who it is (serial, Ed25519 private key) and where its
 cloud is. Everything else (MQTT credentials, meter settings, B-route credentials) comes
-from the cloud at each start and lives in memory only.
+from the cloud at each start and lives in memory only, as does the key the B-route
+credentials are sealed to (a new one at each enrollment: `kenshin.wire.sealing`).
 
 The factory makes identities in bulk (`kenshin gateway make-identity`): one identity file
 per box, and one CSV row per box for the server's import (serial, model, public key, claim
@@ -42,9 +43,9 @@ class Identity:
         key = Ed25519PrivateKey.from_private_bytes(self.private_key)
         return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
-    def sign_challenge(self, challenge: str) -> str:
+    def sign_challenge(self, challenge: str, seal_key: bytes | None = None) -> str:
         key = Ed25519PrivateKey.from_private_bytes(self.private_key)
-        return b64encode(key.sign(signed_message(self.serial, challenge)))
+        return b64encode(key.sign(signed_message(self.serial, challenge, seal_key)))
 
     @classmethod
     def generate(cls, serial: str, server_url: str, model: str = "kenshin-gw") -> Identity:

@@ -124,7 +124,8 @@ class DeviceService:
     _service_password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     subscribed: asyncio.Event = field(default_factory=asyncio.Event)  # the ingest listens
-    _published: dict[int, int] = field(default_factory=dict)  # gateway id → settings version
+    # gateway id → (settings version, seal key) retained: a new key needs a new seal
+    _published: dict[int, tuple] = field(default_factory=dict)
     _unpushable: dict[int, str] = field(default_factory=dict)  # gateway id → why, told once
     _broker: Any = None
     _client: aiomqtt.Client | None = None
@@ -512,12 +513,12 @@ class DeviceService:
             except UNAVAILABLE as err:  # the database is down: try again at the next round
                 log.warning("cannot prepare settings and commands to push: %s", err)
                 outbox = []
-            for topic, payload, retain, command_id, gateway_id, version in outbox:
+            for topic, payload, retain, command_id, gateway_id, published in outbox:
                 await client.publish(topic, payload, qos=1, retain=retain)
                 if command_id is not None:
                     await asyncio.to_thread(self._mark_sent, command_id)
-                if version is not None:
-                    self._published[gateway_id] = version
+                if published is not None:
+                    self._published[gateway_id] = published
             if time.monotonic() - last_sweep > self.sweep_every_s:
                 last_sweep = time.monotonic()
                 try:
@@ -528,8 +529,9 @@ class DeviceService:
                 await asyncio.wait_for(self._wake.wait(), self.sweep_every_s)
 
     def _prepare_pushes(self) -> list[tuple]:
-        """Settings whose effective version is newer than what we retained, and pending
-        commands, as (topic, payload, retain, command id, gateway id, version). Each gateway
+        """Settings whose effective version or seal key differs from what we retained,
+        sealed for the wire, and pending commands, as (topic, payload, retain, command id,
+        gateway id, (version, seal key)). Each gateway
         and each command is prepared on its own: one that cannot be (a value the wire
         refuses, a key that does not open its credentials) is skipped with an event, and
         every other gateway of every tenant still gets its settings and commands."""
@@ -546,15 +548,21 @@ class DeviceService:
             try:
                 with self.engine.connect() as conn:
                     settings = config.effective_settings(conn, gateway, self.box, now_s=now_s)
-                if settings is None or self._published.get(gateway.id) == settings.version:
+                if settings is None:
                     continue
+                # A restarted agent enrolls with a new key: the same version, sealed again.
+                published = (settings.version, gateway.seal_public_key)
+                if self._published.get(gateway.id) == published:
+                    continue
+                with self.engine.begin() as conn:
+                    settings = config.for_wire(conn, gateway, settings)
                 topic, payload = encode_publish(settings, gateway.serial)
             except UNAVAILABLE:
                 raise
             except Exception as err:
                 self._cannot_push(gateway, "settings", err)
                 continue
-            out.append((topic, payload, True, None, gateway.id, settings.version))
+            out.append((topic, payload, True, None, gateway.id, published))
         for row, serial in pending:
             try:
                 topic, payload = encode_publish(commands.as_message(row), serial)

@@ -270,6 +270,9 @@ gateways = Table(
     Column("state_since", UTCDateTime(), nullable=False, default=utcnow),
     Column("last_seen_at", UTCDateTime(), nullable=True),
     Column("settings_version_applied", Integer(), nullable=True),
+    # The running agent's X25519 key from its latest enrollment: settings secrets are
+    # sealed to it (kenshin.wire.sealing). None: an older agent, which gets none.
+    Column("seal_public_key", LargeBinary(), nullable=True),
     _created_at(),
     ForeignKeyConstraint(["site_id", "tenant_id"], ["sites.id", "sites.tenant_id"]),
     UniqueConstraint("id", "tenant_id"),

@@ -1,6 +1,7 @@
 """The gateway↔cloud protocol over MQTT, shared by both ends, sans-I/O: topics and the
 access rules for devices (`topics`), typed messages (`messages`), compact canonical
-CBOR with every field checked both ways (`codec`). Bytes in, typed messages out; no
+CBOR with every field checked both ways (`codec`), enrollment (`enrollment`) and the
+sealing of settings secrets to the gateway's key (`sealing`). Bytes in, typed messages out; no
 sockets, no broker, no asyncio. See docs/wire.md."""
 
 from .codec import (

@@ -209,8 +209,9 @@ class CommandResult:
 @dataclass(frozen=True, slots=True, repr=False)
 class Settings:
     """A gateway's whole configuration, retained on `k/<gw>/g`: poll intervals, realtime,
-    uplink batch policy, meter link, B-route credentials. It travels only cloud → device
-    over TLS, lives only in the gateway's memory, and its repr masks every secret."""
+    uplink batch policy, meter link, B-route credentials — those only sealed to the
+    running gateway's key (`kenshin.wire.sealing`), since the broker keeps what is
+    retained. It travels only cloud → device, and its repr masks every secret."""
 
     TYPE_CODE: ClassVar[int] = 6
     KIND: ClassVar[Kind] = Kind.SETTINGS

@@ -13,8 +13,11 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import func, or_, select
+
+from kenshin.wire.enrollment import b64decode
+from kenshin.wire.sealing import check_public_key
 
 from .. import listing
 from .. import schema as s
@@ -53,6 +56,16 @@ class EnrollRequest(BaseModel):
     serial: str = Field(max_length=64)
     challenge: str = Field(max_length=200)
     signature: str = Field(max_length=200)
+    seal_key: str | None = Field(
+        None, max_length=64, description="the agent's X25519 public key, base64 (32 bytes)"
+    )
+
+    @field_validator("seal_key")
+    @classmethod
+    def _raw_seal_key(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_public_key(b64decode(value))  # ValueError (SealError): a 422
+        return value
 
 
 @router.post("/enroll/challenge", summary="Step 1 of enrollment: a fresh challenge")
@@ -67,8 +80,9 @@ def enroll_challenge(body: ChallengeRequest, request: Request) -> dict[str, str]
 )
 def enroll(body: EnrollRequest, request: Request, conn: Conn) -> Any:
     try:
+        seal_key = None if body.seal_key is None else b64decode(body.seal_key)
         result = enrollment.enroll(
-            conn, _keys(request), body.serial, body.challenge, body.signature
+            conn, _keys(request), body.serial, body.challenge, body.signature, seal_key
         )
     except enrollment.EnrollmentRefused as err:
         raise Problem(401, f"enrollment refused: {err}") from None

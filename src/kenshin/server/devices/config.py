@@ -6,8 +6,10 @@ tenant's default and its own override — only ever grows, and the heartbeat's a
 version says exactly which change a gateway runs. Changing a meter (its link or B-route
 credentials) writes a new override too, so it reaches the gateway the same way.
 
-The effective settings are what `k/<gw>/g` carries: the merged values, plus the `meter`
-section built from the registry with the B-route credentials opened for the wire.
+The effective settings are the merged values, plus the `meter` section built from the
+registry with the B-route credentials opened (in memory: the API masks them). What
+`k/<gw>/g` carries, retained by the broker, is `for_wire`: the same with the credentials
+sealed to the key of the gateway's running agent (`kenshin.wire.sealing`), never in clear.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import Connection, Row, func, insert, select
 
 from kenshin.wire import Settings
+from kenshin.wire.sealing import seal
 
 from .. import schema as s
 from ..accounts import audit
+from ..events import record_event
 from ..schema import utcnow
 from ..security import CredentialBox
 from .registry import meter_link_settings, meters_of_gateway
@@ -31,6 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "heartbeat_s": 1800,
 }
 MANAGED_KEYS = {"meter"}  # built from the registry, never set directly
+SEALED_KEYS = ("broute_id", "broute_password")  # of the meter section
 
 
 class SettingsError(ValueError):
@@ -168,6 +173,32 @@ def effective_settings(
         values["meter"] = meter_link_settings(meters[0], box)  # one meter per gateway
     version = max((row.version for row in (default, override) if row is not None), default=0)
     return Settings(version, now_s, values)
+
+
+def for_wire(conn: Connection, gateway: Row, settings: Settings) -> Settings:
+    """The settings as retained on `k/<gw>/g`: the meter's B-route credentials only as
+    `meter["sealed"]`, sealed to the gateway's seal key for this serial and version. A
+    gateway that enrolled without a key (an older agent) gets them withheld, and an
+    event says why: a clear copy would sit in the broker's persistence."""
+    meter = settings.values.get("meter") or {}
+    secrets = {key: meter[key] for key in SEALED_KEYS if key in meter}
+    if not secrets:
+        return settings
+    meter = {key: value for key, value in meter.items() if key not in SEALED_KEYS}
+    if gateway.seal_public_key is None:
+        record_event(
+            conn,
+            tenant_id=gateway.tenant_id,
+            gateway_id=gateway.id,
+            code="broute_credentials_withheld",
+            severity="error",
+            detail={"action": "update the gateway's agent: it sent no seal key at enrollment"},
+        )
+    else:
+        meter["sealed"] = seal(
+            gateway.seal_public_key, secrets, serial=gateway.serial, version=settings.version
+        )
+    return Settings(settings.version, settings.issued_s, {**settings.values, "meter": meter})
 
 
 def history(conn: Connection, tenant_id: int, gateway_id: int | None) -> list[Row]:

@@ -3,7 +3,9 @@
 Challenges are stateless: `<expiry>.<random>.<mac>` signed with a server key, so any API
 node can check one and nothing is stored. A valid signature of a fresh challenge by the
 gateway's registered Ed25519 key earns a new random MQTT password (its scrypt hash is
-stored; the old one stops working, so credentials rotate at every start).
+stored; the old one stops working, so credentials rotate at every start). The agent's
+seal key, covered by that signature, replaces the one stored: the settings are sealed
+to the running agent's key alone (None for an older agent that sends none).
 """
 
 from __future__ import annotations
@@ -69,7 +71,12 @@ def check_challenge(key: bytes, serial: str, challenge: str, *, now: float | Non
 
 
 def enroll(
-    conn: Connection, key: bytes, serial: str, challenge: str, signature: str
+    conn: Connection,
+    key: bytes,
+    serial: str,
+    challenge: str,
+    signature: str,
+    seal_key: bytes | None = None,
 ) -> Issued | Unclaimed:
     if not valid_serial(serial):
         raise EnrollmentRefused("malformed serial")
@@ -79,7 +86,7 @@ def enroll(
         raise EnrollmentRefused("unknown gateway")
     try:
         Ed25519PublicKey.from_public_bytes(gateway.public_key).verify(
-            b64decode(signature), signed_message(serial, challenge)
+            b64decode(signature), signed_message(serial, challenge, seal_key)
         )
     except (InvalidSignature, ValueError):
         raise EnrollmentRefused("the signature does not match this gateway's key") from None
@@ -96,6 +103,7 @@ def enroll(
         .values(
             mqtt_username=serial,
             mqtt_password_hash=hash_password(password),
+            seal_public_key=seal_key,
             last_seen_at=now,
         )
     )
