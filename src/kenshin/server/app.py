@@ -46,6 +46,12 @@ from .webhooks import api as webhooks_api
 __all__ = ["API_PREFIX", "create_app"]
 
 
+def _wake(app: FastAPI) -> None:
+    service = app.state.device_service
+    if service is not None:
+        service.wake()
+
+
 def create_app(
     settings: Settings | None = None, *, clock: Callable[[], datetime] | None = None
 ) -> FastAPI:
@@ -72,7 +78,9 @@ def create_app(
                 await anyio.to_thread.run_sync(migrate, engine)
             if settings.jobs:
                 jobs = JobRunner(
-                    engine, server_jobs(settings, app.state.credential_box), clock=clock or utcnow
+                    engine,
+                    server_jobs(settings, app.state.credential_box, wake=lambda: _wake(app)),
+                    clock=clock or utcnow,
                 )
                 await jobs.start()
                 app.state.jobs = jobs

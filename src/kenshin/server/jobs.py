@@ -87,7 +87,10 @@ def _partitions(engine: Engine, now: datetime) -> None:
         ensure_partitions(conn, now)
 
 
-def server_jobs(settings: Settings, box: CredentialBox) -> list[Job]:
+def server_jobs(
+    settings: Settings, box: CredentialBox, wake: Callable[[], None] = lambda: None
+) -> list[Job]:
+    """The server's jobs; `wake` tells the device service there are commands to send."""
     jobs = [
         Job("partitions", 86400.0, _partitions),  # at start, then daily (PostgreSQL only)
         Job("retention", 3600.0, lambda engine, now: apply_retention(engine, now)),
@@ -103,9 +106,12 @@ def server_jobs(settings: Settings, box: CredentialBox) -> list[Job]:
             fleet_max=settings.repair_fleet_max,
             rescan_every_s=settings.repair_rescan_s,
         )
-        jobs.append(
-            Job("gap repair", settings.repair_every_s, lambda e, now: run_repairs(e, now, policy))
-        )
+
+        def repair(engine: Engine, now: datetime) -> None:
+            if run_repairs(engine, now, policy).requested:
+                wake()  # the backfills go out now, not at the pushers' next round
+
+        jobs.append(Job("gap repair", settings.repair_every_s, repair))
     if settings.webhooks:  # sends run in the dispatcher's own threads, past the job's run
         dispatcher = Dispatcher(
             box,
