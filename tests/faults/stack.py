@@ -96,6 +96,7 @@ class FaultStack:
             "KENSHIN_REPAIR_DELAY_S": "900",
             "KENSHIN_REPAIR_GATEWAY_EVERY_S": "300",
             "KENSHIN_REPAIR_RESCAN_S": "1800",
+            "KENSHIN_REPAIR_ANSWER_S": "10",
             "KENSHIN_FORECAST_EVERY_S": "86400",
             "KENSHIN_ALERTS_EVERY_S": "86400",
             "KENSHIN_WEBHOOKS": "false",

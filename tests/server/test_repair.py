@@ -158,3 +158,15 @@ def test_values_gone_after_they_were_stored_are_found_by_the_rescan(engine, mete
     daily = now + timedelta(days=1, hours=1)
     assert run_repairs(engine, daily, POLICY).requested == 1  # the daily rescan sees it
     assert _backfills(engine)[-1].args["from_s"] == int(slots[3].timestamp())
+
+
+def test_a_request_sent_but_never_answered_is_asked_again(engine, meter):
+    """A broker that restarted without the gateway's session dropped the command."""
+    _store(engine, meter.id, [at for i, at in enumerate(_slots(T0, 9)) if i != 3])
+    now = T0 + timedelta(hours=5)
+    run_repairs(engine, now, POLICY)
+    (command,) = _backfills(engine)
+    with engine.begin() as conn:
+        commands.mark_sent(conn, command.id, datetime.now(UTC) - timedelta(seconds=301))
+    assert run_repairs(engine, now, POLICY).requested == 0  # settled: spaced as usual
+    assert run_repairs(engine, now + timedelta(minutes=11), POLICY).requested == 1

@@ -105,6 +105,7 @@ def server_jobs(
             gateway_every_s=settings.repair_gateway_every_s,
             fleet_max=settings.repair_fleet_max,
             rescan_every_s=settings.repair_rescan_s,
+            answer_within_s=settings.repair_answer_s,
         )
 
         def repair(engine: Engine, now: datetime) -> None:

@@ -154,6 +154,9 @@ class Settings(BaseModel):
     repair_fleet_max: int = Field(100, ge=1, description="repair requests per run, fleet-wide")
     quarantine_keep_days: float = Field(30.0, gt=0, description="quarantined messages kept")
     quarantine_max_rows: int = Field(100_000, ge=1, description="at most this many kept")
+    repair_answer_s: float = Field(
+        300.0, gt=0, description="a repair request unanswered this long is asked again"
+    )
     repair_rescan_s: float = Field(
         86400.0, gt=0, description="each meter looked at again from the history's start"
     )

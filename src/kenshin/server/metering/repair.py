@@ -50,6 +50,9 @@ class RepairPolicy:
     fleet_max: int = 100  # requests per run, for the whole fleet
     max_slots: int = 96  # half hours in one request (two days)
     rescan_every_s: float = 86400.0  # look again from the horizon, past the watermark
+    # A request sent but not answered in this long (real seconds) was lost on the way (a
+    # broker that restarted without the gateway's session): ask again when its turn comes.
+    answer_within_s: float = 300.0
 
 
 @dataclass
@@ -189,7 +192,12 @@ def _settled(conn: Connection, meter: Row, state: Row, now: datetime, policy: Re
     after each request that did not fill the hole."""
     command = commands.get(conn, state.command_id, meter.tenant_id)
     if command is not None and command.state in OUTSTANDING:
-        return False
+        sent_at = command.sent_at
+        unanswered = sent_at is not None and (s.utcnow() - sent_at).total_seconds() > (
+            policy.answer_within_s
+        )
+        if not unanswered:
+            return False
     attempts = state.attempts + 1  # back to 0 once the watermark passes the hole
     wait = min(policy.gateway_every_s * 2 ** (attempts - 1), policy.max_retry_s)
     _save(
