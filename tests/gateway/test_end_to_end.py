@@ -32,7 +32,6 @@ from kenshin.wire.enrollment import b64encode
 from tests.support import eventually, free_udp_port, run
 
 ADMIN, OPERATOR, PASSWORD = "root@example.jp", "ops@example.jp", "correct horse battery"
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 SPEED = 300.0  # five simulated minutes a second: a half hour in six seconds
 
 
