@@ -24,12 +24,12 @@ test: $(STAMP)
 	scripts/ensure-services
 	scripts/ensure-chromium
 	$(BIN)/ruff check src tests bench
-	$(BIN)/pytest -n $(WORKERS)
+	$(BIN)/pytest -n $(WORKERS) --dist loadgroup
 
 # Not the slow or browser tests (markers in pyproject.toml); PostgreSQL tests skip
 # themselves where it is not running.
 check: lint
-	$(BIN)/pytest -n $(WORKERS) -m "not slow and not browser"
+	$(BIN)/pytest -n $(WORKERS) --dist loadgroup -m "not slow and not browser"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
