@@ -31,6 +31,8 @@ from kenshin.sim.meter import MeterConfig
 from kenshin.wire.enrollment import b64encode
 from tests.support import eventually, free_udp_port, run
 
+pytestmark = pytest.mark.slow  # the whole stack, in simulated real time
+
 ADMIN, OPERATOR, PASSWORD = "root@example.jp", "ops@example.jp", "correct horse battery"
 SPEED = 300.0  # five simulated minutes a second: a half hour in six seconds
 

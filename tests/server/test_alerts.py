@@ -228,6 +228,7 @@ def _report(engine, gateway_id: int, depth: int) -> None:
         status.on_status(conn, gateway, Status(0, "1.0", 10, LinkState.JOINED, queue_depth=depth))
 
 
+@pytest.mark.slow  # days of a street fed through the ingest
 @pytest.mark.parametrize("rule", sorted(FAULTS))
 def test_each_rule_raises_one_alert_delivers_it_and_resolves(
     rule,
