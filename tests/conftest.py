@@ -8,8 +8,38 @@ so a CI run is repeatable.
 
 import os
 
+import pytest
 from hypothesis import settings
 
 settings.register_profile("kenshin", deadline=None)
 settings.register_profile("ci", deadline=None, derandomize=True, print_blob=True)
 settings.load_profile("ci" if os.environ.get("CI") == "true" else "kenshin")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Markers from what a test uses.
+
+    - `browser`: it uses the `browser` fixture (tests/web), it drives Chromium; `make
+      check` leaves those out, and
+    - `postgresql`: the PostgreSQL half of a test run on both backends (`make check` runs
+      the SQLite half).
+    - `xdist_group`: tests sharing a module-scoped fixture (a panel with its server and
+      fleet, a month of polling) go to one worker under ``--dist loadgroup``, which then
+      builds it once instead of once on every worker that runs one of them.
+    """
+    for item in items:
+        if "browser" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)
+        params = getattr(item, "callspec", None)
+        if params and "postgresql" in (params.params.get("backend"), params.params.get("panel")):
+            item.add_marker(pytest.mark.postgresql)
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None:
+            continue
+        shared = {n for n, defs in info.name2fixturedefs.items() if defs[-1].scope == "module"}
+        if shared:
+            # The module and its module fixtures' parameters (the panel's backend), not
+            # which of them a test uses: they build on one another.
+            chosen = sorted(f"{n}={v}" for n, v in (params.params if params else {}).items())
+            chosen = [c for c in chosen if c.split("=")[0] in shared]
+            item.add_marker(pytest.mark.xdist_group("/".join([item.module.__name__, *chosen])))

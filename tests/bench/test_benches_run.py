@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # each bench is a process of its own, 5-25 s
+
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -88,6 +88,7 @@ def test_a_taken_port_is_explained():
         assert "--port 0" in again.stderr
 
 
+@pytest.mark.slow  # a real minute of the demo
 def test_demo_runs_the_whole_platform(tmp_path):
     result = kenshin(
         # A minute: the month's backfill goes first, and live readings leave a gateway at

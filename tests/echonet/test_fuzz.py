@@ -33,6 +33,8 @@ from kenshin.echonet.edt import JST
 
 from ._strategies import sample_edt, typed_frames
 
+pytestmark = pytest.mark.slow  # fuzzing: many generated examples
+
 VOLUME = 200_000
 MUTATION_KINDS = 12
 ESV_CODES = [int(v) for v in ESV]

@@ -2,33 +2,27 @@
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Iterator
 
 import pytest
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+from tests.server.conftest import PG_ADMIN_URL, PostgresDatabases, _unavailable
 
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for one test, dropped afterwards."""
-    import psycopg
-
-    name = f"kenshin_e2e_{secrets.token_hex(4)}"
+    """A fresh, uniquely named PostgreSQL database for one test (the server tests' server,
+    $KENSHIN_TEST_POSTGRES_URL), dropped afterwards."""
+    databases = PostgresDatabases(PG_ADMIN_URL)
     try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as err:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL is required under CI=true: {err}")
-        pytest.skip(f"PostgreSQL unavailable: {err}")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        databases.check()
+    except Exception as err:  # psycopg.OperationalError
+        _unavailable(str(err).strip().splitlines()[0] if str(err).strip() else repr(err))
+    url = databases.create()
+    try:
+        yield url.set(drivername="postgresql").render_as_string(hide_password=False)
+    finally:
+        databases.drop_all()
 
 
 async def install(

@@ -19,6 +19,9 @@ from kenshin.sim.meter import MeterConfig
 from tests.support import eventually, free_udp_port, run
 
 START = datetime(2026, 6, 1, 0, 0, 30, tzinfo=JST)
+# Asleep on the clock when all is idle: the poller's instant and fixed-time loops, and the
+# meter's half-hourly tick.
+IDLE = 3
 
 
 @contextlib.asynccontextmanager
@@ -35,6 +38,7 @@ async def rig(tmp_path, **policy) -> AsyncIterator[tuple[MeterPoller, SimFleet, 
         poller = MeterPoller(session, queue, "m1", clock=clock, policy=PollPolicy(**policy))
         task = asyncio.create_task(poller.run())
         await eventually(lambda: poller.stats.connected)
+        await asyncio.wait_for(clock.until_sleepers(IDLE), 5)
         try:
             yield poller, fleet, clock
         finally:
@@ -44,14 +48,14 @@ async def rig(tmp_path, **policy) -> AsyncIterator[tuple[MeterPoller, SimFleet, 
 
 
 async def step_minutes(poller: MeterPoller, clock: ManualClock, minutes: int, step: int = 1):
-    """Advance `step` minutes at a time, letting the poller finish each step's reads."""
+    """Advance `step` minutes at a time; each step ends when the poller's loops have done
+    the reads it woke them for (a fixed-time read due in the same minute too) and sleep on
+    the clock again."""
     for _ in range(0, minutes, step):
         before = poller.stats.instant_reads + sum(poller.stats.errors.values())
         clock.advance(timedelta(minutes=step))
-        await eventually(
-            lambda b=before: poller.stats.instant_reads + sum(poller.stats.errors.values()) > b
-        )
-        await asyncio.sleep(0.005)  # a fixed-time read due in the same minute
+        await asyncio.wait_for(clock.until_sleepers(IDLE), 5)
+        assert poller.stats.instant_reads + sum(poller.stats.errors.values()) > before
 
 
 def fixed_values(queue: DurableQueue, direction: int = 0) -> dict[int, tuple[int, int]]:
@@ -108,7 +112,7 @@ def test_a_long_outage_is_refilled_day_by_day(tmp_path):
             meter = fleet.meters[0]
             meter.config.faults.silent = True
             clock.advance(timedelta(days=3))  # three days without the meter
-            await asyncio.sleep(0.2)
+            await asyncio.wait_for(clock.until_sleepers(IDLE), 5)  # its reads failed
             meter.config.faults.silent = False
             await poller.read_fixed()
             values, regs = fixed_values(poller.queue), meter.registers

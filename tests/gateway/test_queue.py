@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from kenshin.gateway.queue import DurableQueue
 
 WRITER = """
@@ -65,6 +67,7 @@ def test_thirty_minute_values_are_idempotent_and_remembered(tmp_path):
     assert reopened.last_fixed_slot("m1") == 3600 and reopened.last_fixed_slot("m2") is None
 
 
+@pytest.mark.slow  # fills a queue to its limit
 def test_a_full_queue_thins_instant_samples_and_never_fixed_values(tmp_path):
     queue = DurableQueue(tmp_path / "q.db", max_instant=100)
     for i in range(1000):

@@ -136,11 +136,18 @@ def test_secrets_stay_secret_and_identities_must_be_proven(tmp_path, caplog):
                             return len(conn.execute(select(s.readings_fixed)).all())
 
                     await eventually(lambda: dongle.joins >= 1, timeout_s=30)
-                    await ops.post(
+                    command = await ops.post(
                         f"/api/v1/gateways/{gateway['id']}/commands",
                         json={"name": "read_property", "args": {"epc": "0xC0"}},
                     )
-                    await asyncio.sleep(2)
+                    url = f"/api/v1/commands/{command.json()['id']}"
+
+                    async def finished() -> bool:  # its result went through the whole path
+                        return (await ops.get(url)).json()["state"] in ("done", "failed")
+
+                    async with asyncio.timeout(30):
+                        while not await finished():
+                            await asyncio.sleep(0.05)
                     for path in (
                         "/api/v1/meters",
                         f"/api/v1/gateways/{gateway['id']}",

@@ -37,6 +37,8 @@ from kenshin.wire import MeterScale, encode_publish
 from tests.server.conftest import udp_meter
 from tests.support import eventually, free_udp_port, run
 
+pytestmark = pytest.mark.slow  # a month of polling
+
 START = datetime(2026, 3, 1, 0, 0, 30, tzinfo=JST)
 DAYS = 30
 SCALE = MeterScale(10, int(EnergyUnit.KWH_0_01), 5)  # a count is 100 Wh; wraps at 10^5

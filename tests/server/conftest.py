@@ -1,9 +1,12 @@
 """Server fixtures: every storage test runs on SQLite and on PostgreSQL.
 
 PostgreSQL is the server at ``$KENSHIN_TEST_POSTGRES_URL`` (default: the local one, user
-postgres, database ``test``). Each test session makes its own uniquely named databases
-there and drops them at the end, so parallel runs never meet. Unreachable, its tests are
-skipped, unless ``CI=true``, where they fail.
+postgres, database ``test``). Each test session (each xdist worker is one) makes its own
+uniquely named databases there and drops them, so parallel runs never meet. Unreachable,
+its tests are skipped, unless ``CI=true``, where they fail.
+
+Migrations run once per session, into a template (a PostgreSQL template database, a
+SQLite file); each test gets a copy, which is much cheaper than migrating again.
 """
 
 from __future__ import annotations
@@ -11,20 +14,22 @@ from __future__ import annotations
 import base64
 import os
 import secrets
+import sqlite3
 from collections.abc import Callable, Iterator
+from contextlib import closing
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, make_url, text
+from sqlalchemy import Engine, make_url
 from sqlalchemy.engine import URL
 
 from kenshin.gateway.identity import Identity, new_claim_code
 from kenshin.server import security
 from kenshin.server.app import create_app
 from kenshin.server.bootstrap import create_tenant, create_user, ensure_admin
-from kenshin.server.db import make_engine, migrate
+from kenshin.server.db import migrate
 from kenshin.server.devices import registry
-from kenshin.server.schema import metadata
 from kenshin.server.settings import Settings
 from kenshin.wire.enrollment import b64encode
 
@@ -59,23 +64,30 @@ class PostgresDatabases:
         with self._admin() as conn:
             conn.execute("SELECT 1")
 
-    def create(self) -> URL:
+    def create(self, template: str | None = None) -> URL:
+        """A new database: empty, or a copy of the database `template`."""
         from psycopg import sql
 
         name = f"{self.prefix}_{len(self.created)}"
+        statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template is not None:
+            statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
         with self._admin() as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            conn.execute(statement)
         self.created.append(name)
         return self.admin_url.set(drivername="postgresql+psycopg", database=name)
 
-    def drop_all(self) -> None:
+    def drop(self, *names: str) -> None:
         from psycopg import sql
 
         with self._admin() as conn:
-            for name in self.created:
+            for name in names:
                 conn.execute(
                     sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
                 )
+
+    def drop_all(self) -> None:
+        self.drop(*self.created)
 
 
 @pytest.fixture(scope="session")
@@ -90,11 +102,24 @@ def postgres() -> Iterator[PostgresDatabases]:
 
 
 @pytest.fixture(scope="session")
-def postgres_migrated(postgres: PostgresDatabases) -> str:
-    """One migrated database for the session; tests empty it before use."""
-    url = postgres.create().render_as_string(hide_password=False)
-    migrate(url)
-    return url
+def postgres_template(postgres: PostgresDatabases) -> str:
+    """The name of a database migrated once for the session, copied by each test."""
+    url = postgres.create()
+    migrate(url.render_as_string(hide_password=False))  # disposes its engine: copyable
+    return url.database
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "kenshin.db"
+    migrate(f"sqlite:///{path}")
+    return path
+
+
+def copy_sqlite(source: Path, target: Path) -> None:
+    """SQLite's own backup: a consistent copy, whatever is still in the WAL file."""
+    with closing(sqlite3.connect(source)) as src, closing(sqlite3.connect(target)) as dst:
+        src.backup(dst)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -112,21 +137,16 @@ def empty_database_url(backend: str, tmp_path, request: pytest.FixtureRequest) -
 
 
 @pytest.fixture
-def database_url(backend: str, tmp_path, request: pytest.FixtureRequest) -> str:
-    """A migrated database with no rows."""
+def database_url(backend: str, tmp_path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A migrated database with no rows, the test's own: a copy of the template."""
     if backend == "sqlite":
-        url = f"sqlite:///{tmp_path / 'kenshin.db'}"
-        migrate(url)
-        return url
-    url = request.getfixturevalue("postgres_migrated")
-    engine = make_engine(url)
-    try:
-        with engine.begin() as conn:
-            tables = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
-            conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-    finally:
-        engine.dispose()
-    return url
+        copy_sqlite(request.getfixturevalue("sqlite_template"), tmp_path / "kenshin.db")
+        yield f"sqlite:///{tmp_path / 'kenshin.db'}"
+        return
+    postgres: PostgresDatabases = request.getfixturevalue("postgres")
+    url = postgres.create(template=request.getfixturevalue("postgres_template"))
+    yield url.render_as_string(hide_password=False)
+    postgres.drop(url.database)  # now, not at the end: hundreds of copies add up
 
 
 @pytest.fixture(autouse=True)

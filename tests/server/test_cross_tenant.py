@@ -523,6 +523,7 @@ def _assert_walled(caller: Caller, theirs: Fleet, op: Operation, answer: Respons
         assert answer.status_code in (403, 404), where
 
 
+@pytest.mark.slow  # every endpoint, every principal
 def test_another_tenants_rows_never_reach_any_principal(matrix: Matrix):
     calls = 0
     for caller in matrix.callers:
@@ -603,6 +604,7 @@ def _tenant_wide_series_count_only_the_tenants_own_meters(matrix: Matrix) -> Non
         assert {row.split(",")[2] for row in rows} == {f"{fleet.tag}-CUSTOMER-7731"}, caller.name
 
 
+@pytest.mark.slow  # every endpoint, every role
 def test_each_role_reaches_exactly_its_operations(matrix: Matrix):
     calls = 0
     for caller in matrix.callers:

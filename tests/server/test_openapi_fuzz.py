@@ -30,6 +30,8 @@ from kenshin.server.settings import Settings
 from .conftest import PASSWORD, login
 from .test_cross_tenant import Fleet, build_fleet, weather_file
 
+pytestmark = pytest.mark.slow  # generated requests, 10-50 s an operation set
+
 # Examples per operation: every run the same (derandomized, seeded), about a minute each.
 EXAMPLES = {GenerationMode.POSITIVE: 12, GenerationMode.NEGATIVE: 8}
 

@@ -15,6 +15,8 @@ from kenshin.sim.clock import JST, ScaledClock  # noqa: E402
 from kenshin.sim.dongle import DongleEmulator, DongleModel  # noqa: E402
 from kenshin.sim.meter import MeterConfig, SimulatedMeter  # noqa: E402
 
+pytestmark = pytest.mark.slow  # a third-party library through the emulated dongle
+
 RBID = "00112233445566778899AABBCCDDEEFF"
 PWD = "0123456789AB"
 

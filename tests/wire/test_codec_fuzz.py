@@ -40,6 +40,8 @@ from kenshin.wire import (
 
 from .test_messages import messages
 
+pytestmark = pytest.mark.slow  # fuzzing: many generated examples
+
 VOLUME = 100_000
 T0 = 1_717_210_800
 

@@ -301,6 +301,7 @@ def test_coded_columns_round_trip_any_values(values) -> None:
         assert decode(as_version_2(batch)) == batch  # version 2 still read
 
 
+@pytest.mark.slow  # every value on a grid of columns
 @given(
     st.integers(1, 300),
     st.integers(1, 12),

@@ -39,6 +39,8 @@ from kenshin.wisun import (
     Version,
 )
 
+pytestmark = pytest.mark.slow  # fuzzing: many generated examples
+
 ITEM_TYPES = (
     Echo, Ok, Fail, Event, PanDescriptor, ReceivedUdp, Version, AppVersion, Info, LinkLocal,
     Unknown, Garbled,

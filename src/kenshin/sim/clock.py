@@ -79,6 +79,7 @@ class ManualClock:
         self._now = _aware(start)
         self._sleepers: list[tuple[datetime, int, asyncio.Future[None]]] = []
         self._order = itertools.count()  # ties wake in the order they slept
+        self._watchers: list[asyncio.Future[None]] = []  # woken whenever one falls asleep
 
     def now(self) -> datetime:
         return self._now
@@ -100,6 +101,20 @@ class ManualClock:
             if not future.done():
                 future.set_result(None)
 
+    @property
+    def sleepers(self) -> int:
+        """How many tasks sleep on this clock now."""
+        return sum(not future.done() for _, _, future in self._sleepers)
+
+    async def until_sleepers(self, count: int) -> None:
+        """Return once `count` tasks sleep on this clock: a test that moved the clock knows
+        the tasks it woke have done their work and wait for the next moment, without
+        polling or sleeping a guessed while. Bound it with a timeout."""
+        while self.sleepers < count:
+            watcher = asyncio.get_running_loop().create_future()
+            self._watchers.append(watcher)
+            await watcher
+
     async def sleep(self, seconds: float) -> None:
         await self.sleep_until(self._now + timedelta(seconds=seconds))
 
@@ -109,4 +124,8 @@ class ManualClock:
             return
         future = asyncio.get_running_loop().create_future()
         heapq.heappush(self._sleepers, (moment, next(self._order), future))
+        watchers, self._watchers = self._watchers, []
+        for watcher in watchers:
+            if not watcher.done():
+                watcher.set_result(None)
         await future
