@@ -389,10 +389,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gateways", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="200 gateways, one round")
+    parser.add_argument("--quick", action="store_true", help="100 gateways, one round")
     args = parser.parse_args(argv)
     if args.quick:
-        args.gateways, args.rounds = 200, 1
+        args.gateways, args.rounds = 100, 1
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # children inherit it
     if args.gateways > hard - 100:

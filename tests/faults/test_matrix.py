@@ -25,6 +25,7 @@ from .postgres import OwnPostgres
 from .stack import FaultStack
 
 BROKERS = ("mosquitto", "embedded")
+pytestmark = pytest.mark.slow  # each runs the platform for simulated hours (30-100 s)
 
 
 def _scenario(tmp_path, database_url, fault, *, broker="mosquitto", homes=1, tenants=1,
