@@ -49,7 +49,8 @@ def test_platform_administrators_see_it_and_nobody_else(engine, client, new_clie
     assert listed["total"] == 3
     assert [item["reason"] for item in listed["items"]] == ["reason 2", "reason 1"]
     assert listed["items"][0]["size"] == 3 and listed["items"][0]["payload_b64"] == "AgIC"
-    older = root.get("/api/v1/quarantine", params={"before_id": listed["items"][1]["id"]})
-    assert [item["reason"] for item in older.json()["items"]] == ["reason 0"]
+    older = root.get("/api/v1/quarantine", params={"cursor": listed["next_cursor"]}).json()
+    assert [item["reason"] for item in older["items"]] == ["reason 0"]
+    assert older["next_cursor"] is None
     tenant_admin = login(new_client(), "admin@a.test")
     assert_problem(tenant_admin.get("/api/v1/quarantine"), 403)

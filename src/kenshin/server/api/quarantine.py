@@ -33,8 +33,9 @@ class QuarantinedOut(BaseModel):
 
 
 class QuarantineList(BaseModel):
-    total: int
     items: list[QuarantinedOut]
+    next_cursor: str | None  # the next page: pass it as `cursor`
+    total: int
 
 
 @router.get("", summary="The newest quarantined messages (platform administrators)")
@@ -42,12 +43,12 @@ def list_quarantine(
     conn: Conn,
     _: PlatformAdmin,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    before_id: Annotated[int | None, Query(ge=1)] = None,
+    cursor: Annotated[str | None, Query(pattern=r"^[1-9][0-9]{0,18}$")] = None,
 ) -> QuarantineList:
     q = s.quarantine
     query = select(q).order_by(q.c.id.desc()).limit(limit)
-    if before_id is not None:
-        query = query.where(q.c.id < before_id)
+    if cursor is not None:  # newest first: the next page is below the last id shown
+        query = query.where(q.c.id < int(cursor))
     items = [
         QuarantinedOut(
             id=row.id,
@@ -60,4 +61,5 @@ def list_quarantine(
         for row in conn.execute(query)
     ]
     total = conn.execute(select(func.count()).select_from(q)).scalar_one()
-    return QuarantineList(total=total, items=items)
+    next_cursor = str(items[-1].id) if len(items) == limit else None
+    return QuarantineList(items=items, next_cursor=next_cursor, total=total)
