@@ -6,6 +6,7 @@ packet over 64 KiB is refused; the credentials in use survive a restart of the b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from pathlib import Path
 
@@ -28,6 +29,18 @@ def _service(engine, tmp_path: Path) -> DeviceService:
     )
 
 
+@contextlib.asynccontextmanager
+async def _running(engine, tmp_path: Path):
+    """The managed Mosquitto and the service's session, ready; stopped after."""
+    service = _service(engine, tmp_path)
+    await service.start()
+    try:
+        await asyncio.wait_for(service.subscribed.wait(), 10)
+        yield service
+    finally:
+        await service.stop()
+
+
 async def _connects(port: int, username: str, password: str, client_id: str) -> bool:
     try:
         async with aiomqtt.Client(
@@ -48,10 +61,7 @@ def test_new_rotated_and_revoked_credentials_take_effect_without_a_reload(
     engine, world, fleet, tmp_path
 ):
     async def scenario():
-        service = _service(engine, tmp_path)
-        await service.start()
-        try:
-            await asyncio.wait_for(service.subscribed.wait(), 10)
+        async with _running(engine, tmp_path) as service:
             port, pid = service.endpoint.port, service._broker.pid
             assert not await _connects(port, "GW-A", "first", "GW-A")
             await asyncio.to_thread(service.credential_issued, "GW-A", "first")
@@ -72,8 +82,6 @@ def test_new_rotated_and_revoked_credentials_take_effect_without_a_reload(
             assert "Reloading config" not in _log(tmp_path)
             assert "mosquitto version 2.0" in _log(tmp_path)
             assert _log(tmp_path).count(" starting") == 1  # never restarted
-        finally:
-            await service.stop()
 
     run(scenario(), timeout_s=60)
 
@@ -81,10 +89,7 @@ def test_new_rotated_and_revoked_credentials_take_effect_without_a_reload(
 @pytest.mark.parametrize("backend", ["sqlite"])
 def test_another_gateways_client_id_and_topics_are_refused(engine, world, fleet, tmp_path):
     async def scenario():
-        service = _service(engine, tmp_path)
-        await service.start()
-        try:
-            await asyncio.wait_for(service.subscribed.wait(), 10)
+        async with _running(engine, tmp_path) as service:
             port = service.endpoint.port
             for serial in ("GW-A", "GW-B"):
                 await asyncio.to_thread(service.credential_issued, serial, f"{serial} pw")
@@ -120,8 +125,6 @@ def test_another_gateways_client_id_and_topics_are_refused(engine, world, fleet,
                     assert got_b == ["k/GW-B/c"] and messages == []
                     for tap in taps:
                         tap.cancel()
-        finally:
-            await service.stop()
 
     run(scenario(), timeout_s=60)
 
@@ -134,10 +137,7 @@ async def _until(condition) -> None:
 @pytest.mark.parametrize("backend", ["sqlite"])
 def test_a_megabyte_publish_is_refused_by_the_broker(engine, world, fleet, tmp_path):
     async def scenario():
-        service = _service(engine, tmp_path)
-        await service.start()
-        try:
-            await asyncio.wait_for(service.subscribed.wait(), 10)
+        async with _running(engine, tmp_path) as service:
             port = service.endpoint.port
             await asyncio.to_thread(service.credential_issued, "GW-A", "pw")
             async with aiomqtt.Client(
@@ -149,8 +149,6 @@ def test_a_megabyte_publish_is_refused_by_the_broker(engine, world, fleet, tmp_p
             assert "disconnected due to" in _log(tmp_path) or "exceeded" in _log(tmp_path)
             assert await _connects(port, "GW-A", "pw", "GW-A")  # refused the packet, not her
             assert service.counters.get("quarantined", 0) == 0
-        finally:
-            await service.stop()
 
     run(scenario(), timeout_s=60)
 
@@ -169,13 +167,8 @@ def test_the_credentials_in_the_database_are_the_brokers_after_a_restart(
         )
 
     async def scenario():
-        service = _service(engine, tmp_path)
-        await service.start()
-        try:
-            await asyncio.wait_for(service.subscribed.wait(), 10)
+        async with _running(engine, tmp_path) as service:
             assert await _connects(service.endpoint.port, "GW-A", "stored pw", "GW-A")
-        finally:
-            await service.stop()
 
     run(scenario(), timeout_s=60)
     state = (tmp_path / "mosquitto" / "dynamic-security.json").read_text()
@@ -188,10 +181,7 @@ def test_an_enrollment_storm_is_taken_in_batches(engine, world, fleet, tmp_path)
     far fewer messages than fifty (it saves its whole state after each)."""
 
     async def scenario():
-        service = _service(engine, tmp_path)
-        await service.start()
-        try:
-            await asyncio.wait_for(service.subscribed.wait(), 10)
+        async with _running(engine, tmp_path) as service:
             sent = []
             publish = service._client.publish
 
@@ -207,7 +197,5 @@ def test_an_enrollment_storm_is_taken_in_batches(engine, world, fleet, tmp_path)
             assert 1 <= sent.count("$CONTROL/dynamic-security/v1") < 25
             for serial in serials[::7]:
                 assert await _connects(service.endpoint.port, serial, f"{serial} pw", serial)
-        finally:
-            await service.stop()
 
     run(scenario(), timeout_s=60)
