@@ -537,17 +537,33 @@ class DeviceService:
         every other gateway of every tenant still gets its settings and commands."""
         out = []
         now_s = int(time.time())
-        with self.engine.connect() as conn:
-            gateways = conn.execute(
+        with self.engine.connect() as reading:  # one connection for the round's reads
+            gateways = reading.execute(
                 select(s.gateways).where(
                     s.gateways.c.tenant_id.is_not(None), s.gateways.c.mqtt_username.is_not(None)
                 )
             ).all()
-            pending = commands.pending(conn)
+            pending = commands.pending(reading)
+            reading.rollback()
+            out += self._prepare_settings(reading, gateways, now_s)
+        for row, serial in pending:
+            try:
+                topic, payload = encode_publish(commands.as_message(row), serial)
+            except Exception as err:
+                with self.engine.begin() as conn:
+                    commands.fail(conn, row.id, f"cannot be sent: {err}")
+                continue
+            out.append((topic, payload, False, row.id, row.gateway_id, None))
+        return out
+
+    def _prepare_settings(self, reading: Any, gateways: list, now_s: int) -> list[tuple]:
+        """Each gateway's settings to retain, where they changed; one that fails is
+        skipped (its reads rolled back, so the connection serves the next one)."""
+        out = []
         for gateway in gateways:
             try:
-                with self.engine.connect() as conn:
-                    settings = config.effective_settings(conn, gateway, self.box, now_s=now_s)
+                settings = config.effective_settings(reading, gateway, self.box, now_s=now_s)
+                reading.rollback()
                 if settings is None:
                     continue
                 # A restarted agent enrolls with a new key: the same version, sealed again.
@@ -560,17 +576,10 @@ class DeviceService:
             except UNAVAILABLE:
                 raise
             except Exception as err:
+                reading.rollback()
                 self._cannot_push(gateway, "settings", err)
                 continue
             out.append((topic, payload, True, None, gateway.id, published))
-        for row, serial in pending:
-            try:
-                topic, payload = encode_publish(commands.as_message(row), serial)
-            except Exception as err:
-                with self.engine.begin() as conn:
-                    commands.fail(conn, row.id, f"cannot be sent: {err}")
-                continue
-            out.append((topic, payload, False, row.id, row.gateway_id, None))
         return out
 
     def _cannot_push(self, gateway: Any, what: str, err: Exception) -> None:
