@@ -75,6 +75,13 @@ def run(
             "process runs the MQTT side and the jobs.",
         ),
     ] = None,
+    role: Annotated[
+        str | None,
+        typer.Option(
+            help="What this process runs: all (default), or one role of a scaled-out server: "
+            "api, ingest or jobs (these need an external broker; see docs/scaling.md).",
+        ),
+    ] = None,
 ) -> None:
     """Run the server until Ctrl-C; print its URL once it listens."""
     import uvicorn
@@ -83,7 +90,7 @@ def run(
     from kenshin.server.app import create_app
     from kenshin.server.security import SecretKeyError
 
-    settings = _settings(config, host=host, port=port, workers=workers)
+    settings = _settings(config, host=host, port=port, workers=workers, role=role)
     _configure_logging(settings.log_level)
     if settings.workers > 1:
         _run_workers(settings)
@@ -98,7 +105,7 @@ def run(
             f"Generated a new secret key in {application.state.secret_key_source}: keep it "
             "with the database; without it stored B-route credentials cannot be read."
         )
-    if settings.devices and settings.broker == "embedded" and settings.mqtt_port:
+    if settings.runs_devices and settings.broker == "embedded" and settings.mqtt_port:
         try:  # before anything starts: a clear line, not a failed startup's traceback
             require_free_tcp_port(settings.mqtt_host, settings.mqtt_port, "MQTT")
         except PortTaken as err:
@@ -135,7 +142,10 @@ def run(
 
 
 def _banner(url: str, settings, service) -> None:
-    typer.echo(f"Kenshin server listening on {url}  (API docs: {url}/api/v1/docs)")
+    if settings.role == "all":
+        typer.echo(f"Kenshin server listening on {url}  (API docs: {url}/api/v1/docs)")
+    else:
+        typer.echo(f"Kenshin server, role {settings.role}, listening on {url}")
     if service is not None and service.endpoint is not None:
         endpoint = service.endpoint
         typer.echo(f"MQTT broker ({service.mode}) on {endpoint.host}:{endpoint.port}")
@@ -183,7 +193,7 @@ def _run_workers(settings) -> None:
     spawn = multiprocessing.get_context("spawn")  # uvicorn's workers are spawned too
     background = None
     relayed = None
-    if settings.devices or settings.jobs:
+    if settings.runs_devices or settings.runs_jobs:
         ours, theirs = spawn.Pipe(duplex=False)
         background = spawn.Process(
             target=workers.run_background,

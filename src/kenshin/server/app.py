@@ -37,7 +37,7 @@ from .jobs import JobRunner, server_jobs
 from .metering import api as metering_api
 from .metering import live as metering_live
 from .problems import PROBLEM_RESPONSES, install_problem_handlers
-from .runtime import device_service
+from .runtime import broker_link, device_service
 from .schema import utcnow
 from .security import CredentialBox, load_secret_key
 from .settings import Settings, load_settings
@@ -76,7 +76,7 @@ def create_app(
         try:
             if settings.auto_migrate:
                 await anyio.to_thread.run_sync(migrate, engine)
-            if settings.jobs:
+            if settings.runs_jobs:
                 jobs = JobRunner(
                     engine,
                     server_jobs(settings, app.state.credential_box, wake=lambda: _wake(app)),
@@ -84,8 +84,11 @@ def create_app(
                 )
                 await jobs.start()
                 app.state.jobs = jobs
-            if settings.devices:
+            if settings.runs_devices:
                 service = device_service(settings, engine, app.state.credential_box)
+            elif settings.role == "api":  # the broker's door for enrollments (broker/link.py)
+                service = broker_link(settings, engine)
+            if service is not None:
                 await service.start()
                 app.state.device_service = service
             # What imports and startup built lives as long as the process: out of the
@@ -125,6 +128,13 @@ def create_app(
     app.state.weather = CsvWeather(settings.weather_csv) if settings.weather_csv else None
     install_problem_handlers(app)
     app.include_router(health_router)
+    if settings.runs_api:
+        _serve_api(app)
+    return app
+
+
+def _serve_api(app: FastAPI) -> None:
+    """The REST API and the panel (roles 'all' and 'api'; the others answer health only)."""
     app.include_router(api_router())
     app.include_router(devices_api.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
     app.include_router(metering_api.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
@@ -135,4 +145,3 @@ def create_app(
     app.include_router(notices.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
     app.include_router(web.router)  # the control panel's pages
     app.mount(web.STATIC_PREFIX, web.static_app(), name="static")
-    return app

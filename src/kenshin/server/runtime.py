@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import secrets
@@ -37,11 +36,12 @@ from kenshin.ports import require_free_tcp_port
 from kenshin.wire import encode_publish
 from kenshin.wire.topics import Kind
 
-from . import ingest
+from . import ingest, wakeups
 from . import schema as s
 from .broker import dynsec
 from .broker.access import Account, Principal, PrincipalKind, StaticCredentials, verify_password
 from .broker.access import hash_password as mqtt_hash
+from .broker.control import RESPONSE_TOPIC, DynsecControl
 from .devices import commands, config, status
 from .events import record_event
 from .security import CredentialBox
@@ -52,8 +52,6 @@ SERVICE_USER = "kenshin-service"
 GROUP_MAX = 2000  # messages committed together at most
 NODE_LEASE_S = 90.0  # an ingest node name whose holder is silent this long is free
 HOLDER = f"{socket.gethostname()}:{os.getpid()}"
-CONTROL_BATCH_S = 0.02  # credential changes gathered into one message to the broker
-CONTROL_TIMEOUT_S = 10.0
 # What says the database (or the way to it) is in trouble, rather than the message: the
 # message is held and tried again, never quarantined for it.
 UNAVAILABLE = (exc.OperationalError, exc.InterfaceError, psycopg.OperationalError,
@@ -110,6 +108,13 @@ class BrokerEndpoint:
     tls: bool = False
 
 
+def told_endpoint(endpoint: BrokerEndpoint | None, public_host: str | None):
+    """`endpoint` with the host gateways reach it by (`mqtt_public_host`), where one is set."""
+    if endpoint is None or not public_host:
+        return endpoint
+    return BrokerEndpoint(public_host, endpoint.port, endpoint.tls)
+
+
 @dataclass
 class DeviceService:
     engine: Engine
@@ -133,14 +138,24 @@ class DeviceService:
     _dir_lock: int | None = None
     public_host: str | None = None  # told to gateways; default: the broker's address
     node_name: str = "1"
+    broker_auth: str = "dynsec"  # an external broker's: dynsec ($CONTROL) | http (asks us)
     mosquitto_dir: Path | None = None
     service_login: tuple[str, str] | None = None  # external broker: the service's account
     supervisor: Supervisor = field(default_factory=Supervisor)
     _oldest_unacked: float | None = None  # monotonic arrival of the oldest message not acked
-    _control_waiting: dict[str, tuple[asyncio.Future, int]] = field(default_factory=dict)
-    _control_got: dict[str, list[dict]] = field(default_factory=dict)
-    _control_batch: list[tuple[list[dict], asyncio.Future]] = field(default_factory=list)
-    _control_sender: asyncio.Task | None = None
+    _control: DynsecControl = field(default_factory=DynsecControl)
+
+    @property
+    def gateway_endpoint(self) -> BrokerEndpoint | None:
+        """The broker as gateways are told of it at enrollment."""
+        return told_endpoint(self.endpoint, self.public_host)
+
+    @property
+    def dynsec(self) -> bool:
+        """Credentials go to the broker through Mosquitto's dynamic-security API."""
+        return self.mode == "mosquitto" or (
+            self.mode == "external" and self.broker_auth == "dynsec"
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -164,15 +179,13 @@ class DeviceService:
             self.supervisor.start("broker", self._keep_mosquitto)
         elif self.mode == "external":
             assert self.endpoint is not None and self.service_login is not None
-            log.info(
-                "external broker: its password/ACL files come from `kenshin server "
-                "mosquitto-files`; reload it after gateways enroll"
-            )
         else:
             raise ValueError(f"unknown broker mode {self.mode!r}")
         log.info("MQTT broker (%s) on %s:%d", self.mode, self.endpoint.host, self.endpoint.port)
         self._loop = asyncio.get_running_loop()
         self.supervisor.start("ingest", self._serve_once)
+        if self.engine.dialect.name == "postgresql":  # API-only processes tell us of changes
+            self.supervisor.start("wakeups", lambda: wakeups.listen(self.engine, self._wake))
 
     async def stop(self) -> None:
         await self.supervisor.stop()
@@ -302,65 +315,14 @@ class DeviceService:
         self._control_threadsafe(dynsec.revoke_device(username), timeout_s)
 
     def _control_threadsafe(self, commands: list[dict], timeout_s: float) -> None:
-        if self.mode != "mosquitto" or self._broker is None:
-            return
-        if not self._broker.running:
+        if not self.dynsec:
+            return  # the embedded broker and an HTTP-auth broker ask the database
+        if self.mode == "mosquitto" and not (self._broker and self._broker.running):
             return  # the supervisor restarts it from the database, which has the change
-        future = asyncio.run_coroutine_threadsafe(self._control(commands, timeout_s), self._loop)
+        future = asyncio.run_coroutine_threadsafe(
+            self._control.send(commands, timeout_s), self._loop
+        )
         future.result(timeout_s + 1)
-
-    async def _control(self, commands: list[dict], timeout_s: float) -> None:
-        """Send dynamic-security commands and wait for their answers; a refused create is an
-        error (deleting what does not exist is not)."""
-        await asyncio.wait_for(self.subscribed.wait(), timeout_s)
-        tag = secrets.token_hex(8)
-        tagged = [{**c, "correlationData": f"{tag}:{i}"} for i, c in enumerate(commands)]
-        answered = self._loop.create_future()
-        self._control_waiting[tag] = (answered, len(tagged))
-        try:
-            self._control_batch.append((tagged, answered))
-            if self._control_sender is None or self._control_sender.done():
-                self._control_sender = asyncio.create_task(self._send_control_batches())
-            responses = await asyncio.wait_for(answered, timeout_s)
-        finally:
-            self._control_waiting.pop(tag, None)
-        failed = [
-            r for r in responses if r.get("error") and not r.get("command", "").startswith("delete")
-        ]
-        if failed:
-            raise RuntimeError(f"the broker refused {failed[0]['command']}: {failed[0]['error']}")
-
-    async def _send_control_batches(self) -> None:
-        """One message at a time for the commands of every enrollment that came meanwhile:
-        the plugin saves its whole state after each message, so while it saves, the next
-        enrollments gather, and a storm costs a save per batch, not per gateway."""
-        while True:
-            await asyncio.sleep(CONTROL_BATCH_S)
-            batch, self._control_batch = self._control_batch, []
-            if not batch or self._client is None:
-                return
-            commands = [c for tagged, _ in batch for c in tagged]
-            await self._client.publish(
-                dynsec.CONTROL_TOPIC, json.dumps({"commands": commands}), qos=1
-            )
-            await asyncio.wait([answered for _, answered in batch], timeout=CONTROL_TIMEOUT_S)
-
-    def _control_answered(self, payload: bytes) -> None:
-        try:
-            responses = json.loads(payload)["responses"]
-        except (ValueError, KeyError, TypeError):
-            log.warning("an unreadable answer from the broker's control API")
-            return
-        for response in responses:
-            tag = str(response.get("correlationData", "")).split(":")[0]
-            waiting = self._control_waiting.get(tag)
-            if waiting is None:
-                continue
-            future, count = waiting
-            got = self._control_got.setdefault(tag, [])
-            got.append(response)
-            if len(got) == count and not future.done():
-                future.set_result(self._control_got.pop(tag))
 
     # -- the service client ------------------------------------------------------------------
 
@@ -396,8 +358,9 @@ class DeviceService:
                 shared = "" if self.mode == "embedded" else "$share/ingest/"
                 for kind in (Kind.READINGS, Kind.STATUS, Kind.EVENT, Kind.RESULT):
                     await client.subscribe(f"{shared}k/+/{kind.value}", qos=1)
-                if self.mode == "mosquitto":  # the answers of its dynamic-security API
-                    await client.subscribe(dynsec.RESPONSE_TOPIC, qos=0)
+                if self.dynsec:  # the answers of its dynamic-security API
+                    await client.subscribe(RESPONSE_TOPIC, qos=0)
+                    self._control.attach(client)
                 self.subscribed.set()
                 self._published.clear()  # the broker may have lost retained settings
                 try:
@@ -408,6 +371,7 @@ class DeviceService:
                     raise errors.exceptions[0] from None
         finally:
             self._client = None
+            self._control.detach()
             self._oldest_unacked = None  # unacked messages come again on the next session
             self.subscribed.clear()
 
@@ -424,8 +388,8 @@ class DeviceService:
         async def receive() -> None:
             async for message in client.messages:
                 topic, payload, now = str(message.topic), bytes(message.payload), time.monotonic()
-                if topic == dynsec.RESPONSE_TOPIC:
-                    self._control_answered(payload)
+                if topic == RESPONSE_TOPIC:
+                    self._control.answered(payload)
                     continue
                 arrived.append((message, topic, payload, now))
                 if self._oldest_unacked is None:
@@ -665,9 +629,24 @@ def device_service(settings: Any, engine: Engine, box: CredentialBox) -> DeviceS
         engine,
         box,
         mode="external",
+        broker_auth=settings.broker_auth,
         node_name=settings.node_name,
         heartbeat_s=settings.heartbeat_s,
         endpoint=BrokerEndpoint(external.host, external.port, external.tls),
         service_login=(external.username or SERVICE_USER, external.password or ""),
+        public_host=settings.mqtt_public_host,
+    )
+
+
+def broker_link(settings: Any, engine: Engine):
+    """An API-only process's link to the external broker (see broker/link.py)."""
+    from .broker.link import BrokerLink
+
+    external = settings.broker_endpoint
+    return BrokerLink(
+        engine,
+        BrokerEndpoint(external.host, external.port, external.tls),
+        settings.broker_auth,
+        (external.username or SERVICE_USER, external.password or ""),
         public_host=settings.mqtt_public_host,
     )

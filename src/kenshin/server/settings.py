@@ -28,7 +28,15 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from sqlalchemy import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -103,6 +111,18 @@ class Settings(BaseModel):
         "embedded",
         description="'embedded' (amqtt in this process), 'mosquitto' (a Mosquitto child process "
         "with generated password/ACL files) or an external mqtt[s]://user:pass@host:port",
+    )
+    broker_auth: Literal["dynsec", "http"] = Field(
+        "dynsec",
+        description="an external broker's gateway logins: 'dynsec' (Mosquitto's dynamic-security "
+        "plugin, told each credential over $CONTROL by the service account) or 'http' (the broker "
+        "asks the server: RabbitMQ's HTTP auth backend, see docs/scaling.md)",
+    )
+    role: Literal["all", "api", "ingest", "jobs"] = Field(
+        "all",
+        description="what this process runs: 'all' (one process, the default), or one role of a "
+        "scaled-out server: 'api' (HTTP), 'ingest' (MQTT ingest and pushers), 'jobs' (periodic "
+        "jobs); split roles need an external broker and PostgreSQL",
     )
     mqtt_host: str = Field("127.0.0.1", description="address the embedded/managed broker binds")
     mqtt_port: int = Field(
@@ -241,6 +261,29 @@ class Settings(BaseModel):
         if url.get_backend_name() not in ("sqlite", "postgresql", "postgres"):
             raise ValueError("the database must be SQLite or PostgreSQL")
         return value
+
+    @model_validator(mode="after")
+    def _roles_need_an_external_broker(self) -> Settings:
+        if self.role != "all" and self.broker in ("embedded", "mosquitto"):
+            raise ValueError(
+                f"role {self.role!r}: a split server needs an external broker that every role "
+                "reaches (broker = 'mqtt://user:pass@host:port'); 'embedded' and 'mosquitto' "
+                "live inside one process (use role 'all')"
+            )
+        return self
+
+    @property
+    def runs_api(self) -> bool:
+        return self.role in ("all", "api")
+
+    @property
+    def runs_devices(self) -> bool:
+        """The MQTT side: broker (embedded or managed), ingest, pushers."""
+        return self.devices and self.role in ("all", "ingest")
+
+    @property
+    def runs_jobs(self) -> bool:
+        return self.jobs and self.role in ("all", "jobs")
 
     @property
     def broker_endpoint(self) -> BrokerEndpoint | None:

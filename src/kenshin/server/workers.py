@@ -52,10 +52,11 @@ BACKGROUND_NAME = "kenshin-bg"  # the background process's name (15 characters a
 class RelayedDeviceService:
     """The device service as an API worker sees it: it runs in the background process."""
 
-    endpoint: Any  # the broker gateways are told of (runtime.BrokerEndpoint), or None
+    endpoint: Any  # the broker (runtime.BrokerEndpoint), or None
     mode: str
     relay_port: int
     key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    gateway_endpoint: Any = None  # as gateways are told of it
 
     def __getstate__(self) -> dict[str, Any]:  # pickled to the workers, without a socket
         return {k: v for k, v in self.__dict__.items() if k != "_sock"}
@@ -164,6 +165,7 @@ async def _background(settings: Settings, ready: Connection) -> None:
             )
             relay_port = transport.get_extra_info("sockname")[1]
             relayed = RelayedDeviceService(service.endpoint, service.mode, relay_port, key)
+            relayed.gateway_endpoint = service.gateway_endpoint
             ready.send(relayed)
         else:
             ready.send(None)

@@ -89,7 +89,7 @@ def enroll(body: EnrollRequest, request: Request, conn: Conn) -> Any:
     if isinstance(result, enrollment.Unclaimed):
         return JSONResponse({"status": "unclaimed", "retry_after_s": result.retry_after_s}, 202)
     service = getattr(request.app.state, "device_service", None)
-    endpoint = service.endpoint if service is not None else None
+    endpoint = getattr(service, "gateway_endpoint", None) if service is not None else None
     conn.commit()  # the broker asks the database for this password: it must be there first
     if service is not None:
         try:
