@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -56,15 +57,21 @@ class FaultStack:
 
     def __init__(
         self, tmp_path: Path, database_url: str, *, broker: str = "mosquitto", homes: int = 1,
-        tenants: int = 1,
+        tenants: int = 1, roles: tuple[str, ...] = (),
     ) -> None:  # fmt: skip
+        """`roles`: a scaled-out server, one process per entry (``"ingest-b"`` is role
+        ingest, node b), on an external Mosquitto set up by `kenshin server
+        mosquitto-config`; the first must be ``"api"``. Default: one process, all roles."""
         self.tmp, self.database_url, self.broker = tmp_path, database_url, broker
         self.homes, self.tenant_count = homes, tenants
+        self.roles = roles or ("all",)
+        self.servers: dict[str, subprocess.Popen] = {}
+        self.role_ports = {name: free_tcp_port() for name in self.roles[1:]}
+        self.external_broker = None
         self.origin = time.time()
         self.clock = ScaledClock(START, speed=SPEED, origin=self.origin)
         self.http_port, self.mqtt_port = free_tcp_port(), free_tcp_port()
         self.base = f"http://127.0.0.1:{self.http_port}"
-        self.server: subprocess.Popen | None = None
         self.agents: dict[int, subprocess.Popen] = {}
         self.identities: list[Path] = []
         self.tenants: list[Tenant] = []
@@ -83,11 +90,15 @@ class FaultStack:
         self._logs.append(handle)
         return handle
 
-    def server_env(self) -> dict[str, str]:
+    def server_env(self, name: str = "all") -> dict[str, str]:
+        role, _, node = name.partition("-")
         env = {
             "KENSHIN_DATABASE_URL": self.database_url,
-            "KENSHIN_PORT": str(self.http_port),
+            "KENSHIN_PORT": str(self.role_ports.get(name, self.http_port)),
+            "KENSHIN_ROLE": role,
+            "KENSHIN_NODE_NAME": node or "1",
             "KENSHIN_BROKER": self.broker,
+            "KENSHIN_BROKER_AUTH": "dynsec",
             "KENSHIN_MQTT_PORT": str(self.mqtt_port),
             "KENSHIN_MOSQUITTO_DIR": str(self.tmp / "mosquitto"),
             "KENSHIN_SECRET_KEY_FILE": str(self.tmp / "secret.key"),
@@ -103,29 +114,56 @@ class FaultStack:
         }
         return {**os.environ, **env, "PYTHONPATH": str(ROOT)}
 
-    async def start_server(self) -> None:
-        self.server = subprocess.Popen(
-            [sys.executable, "-m", "tests.faults.server_runner", START.isoformat(),
-             str(SPEED), str(self.origin)],
-            cwd=ROOT, env=self.server_env(), stdout=self._log("server"),
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        await self.until(lambda: self.ready(), "the server is ready", timeout_s=60)
+    @property
+    def server(self) -> subprocess.Popen | None:
+        """The process serving the API."""
+        return self.servers.get(self.roles[0])
 
-    def kill_server(self) -> None:
-        self.server.send_signal(signal.SIGKILL)
-        self.server.wait()
+    async def start_server(self, *names: str) -> None:
+        """Start the server's processes (all of them, or those named)."""
+        for name in names or self.roles:
+            self.servers[name] = subprocess.Popen(
+                [sys.executable, "-m", "tests.faults.server_runner", START.isoformat(),
+                 str(SPEED), str(self.origin)],
+                cwd=ROOT, env=self.server_env(name), stdout=self._log(f"server-{name}"),
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        await self.until(lambda: self.ready(*names), "the server is ready", timeout_s=60)
 
-    def ready(self) -> bool:
-        if self.server is not None and self.server.poll() is not None:
-            raise AssertionError(f"the server exited: {self.server.returncode}; {self.logs()}")
+    def kill_server(self, *names: str) -> None:
+        for name in names or self.roles:
+            self.servers[name].send_signal(signal.SIGKILL)
+            self.servers[name].wait()
+
+    def ready(self, *names: str) -> bool:
+        return all(self._ready(name) for name in names or self.roles)
+
+    def _ready(self, name: str) -> bool:
+        process = self.servers.get(name)
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"server {name} exited: {process.returncode}; {self.logs()}")
         try:
-            return httpx.get(f"{self.base}/readyz", timeout=2).status_code == 200
+            return self.readyz(name, timeout_s=2).status_code == 200
         except httpx.HTTPError:
             return False
 
-    def readyz(self) -> httpx.Response:
-        return httpx.get(f"{self.base}/readyz", timeout=5)
+    async def _start_external_broker(self) -> None:
+        """A Mosquitto of its own, as `kenshin server mosquitto-config` sets one up."""
+        from kenshin.server.broker.mosquitto import MosquittoProcess
+
+        directory = self.tmp / "mosquitto"
+        made = subprocess.run(
+            [sys.executable, "-m", "kenshin", "server", "mosquitto-config", str(directory),
+             "--port", str(self.mqtt_port), "--json"],
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        self.broker = json.loads(made.stdout)["broker"]
+        self.external_broker = MosquittoProcess(directory, self.mqtt_port)
+        await self.external_broker.start()
+
+    def readyz(self, name: str | None = None, timeout_s: float = 5) -> httpx.Response:
+        port = self.role_ports.get(name or self.roles[0], self.http_port)
+        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=timeout_s)
 
     def broker_pid(self) -> int:
         return int((self.tmp / "mosquitto" / "mosquitto.pid").read_text())
@@ -152,6 +190,8 @@ class FaultStack:
 
     async def __aenter__(self) -> FaultStack:
         await self.fleet.__aenter__()
+        if self.roles != ("all",):
+            await self._start_external_broker()
         await self.start_server()
         self.engine = make_engine(self.database_url)
         ensure_admin(self.engine, ADMIN, PASSWORD)
@@ -214,13 +254,17 @@ class FaultStack:
             with contextlib.suppress(ProcessLookupError):
                 agent.kill()
             agent.wait()
-        if self.server is not None and self.server.poll() is None:
-            self.server.send_signal(signal.SIGTERM)
+        for server in self.servers.values():
+            if server.poll() is None:
+                server.send_signal(signal.SIGTERM)
+        for server in self.servers.values():
             try:
-                self.server.wait(20)
+                server.wait(20)
             except subprocess.TimeoutExpired:
-                self.server.kill()
-                self.server.wait()
+                server.kill()
+                server.wait()
+        if self.external_broker is not None:
+            await self.external_broker.stop()
         if self.engine is not None:
             self.engine.dispose()
         await self.fleet.__aexit__(*exc)

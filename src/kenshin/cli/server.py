@@ -358,3 +358,73 @@ def retention_command(
     rows = ", ".join(f"{n:,} from {t}" for t, n in sorted(report.deleted.items())) or "no rows"
     typer.echo(f"{verb} {rows}")
     typer.echo(f"partitions dropped: {', '.join(report.dropped) or 'none'}; made: {len(made)}")
+
+
+@app.command("mosquitto-config")
+def mosquitto_config(
+    directory: Annotated[Path, typer.Argument(help="Where to write mosquitto.conf and its state.")],
+    port: Annotated[int, typer.Option(min=1, max=65535, help="The broker's port.")] = 1883,
+    host: Annotated[str, typer.Option(help="The address it listens on.")] = "127.0.0.1",
+    public_host: Annotated[
+        str | None, typer.Option(help="The host the servers reach it by (default: --host).")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing state (its gateways re-enroll).")
+    ] = False,
+    user: Annotated[
+        str | None,
+        typer.Option(
+            help="The account Mosquitto runs as when started by root (default: this one)."
+        ),
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="The result as JSON.")] = False,
+) -> None:
+    """Set up an external Mosquitto for a scaled-out server: a config with the
+    dynamic-security plugin and a state holding the server's service account. Run Mosquitto
+    with `mosquitto -c DIRECTORY/mosquitto.conf`; give every server role the printed broker
+    setting and broker_auth = "dynsec". Gateways' credentials then reach the broker one by
+    one through its $CONTROL API: no file rewrites, no reloads."""
+    import json
+    import os
+    import pwd
+    import secrets
+
+    from kenshin.server.broker import dynsec
+    from kenshin.server.broker.access import Account, PrincipalKind, hash_password
+    from kenshin.server.broker.mosquitto import (
+        DYNSEC_FILE_NAME,
+        MosquittoListener,
+        write_mosquitto_config,
+    )
+    from kenshin.server.runtime import SERVICE_USER
+
+    if (directory / DYNSEC_FILE_NAME).exists() and not force:
+        typer.echo(
+            f"error: {directory / DYNSEC_FILE_NAME} exists and holds the gateways' broker "
+            "credentials; pass --force to start it over (every gateway then enrolls again)",
+            err=True,
+        )
+        raise typer.Exit(1)
+    try:
+        dynsec.find_plugin()
+    except FileNotFoundError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from None
+    password = secrets.token_urlsafe(24)
+    service = Account(SERVICE_USER, hash_password(password), PrincipalKind.SERVICE)
+    files = write_mosquitto_config(
+        directory,
+        [service],
+        [MosquittoListener(port, host=host)],
+        user=user or (pwd.getpwuid(os.geteuid()).pw_name if os.geteuid() == 0 else None),
+        dynamic_security=True,
+    )
+    url = f"mqtt://{SERVICE_USER}:{password}@{public_host or host}:{port}"
+    if json_output:
+        typer.echo(
+            json.dumps({"config": str(files.config), "broker": url, "broker_auth": "dynsec"})
+        )
+        return
+    typer.echo(f"wrote {files.config} and {directory / DYNSEC_FILE_NAME}")
+    typer.echo(f"start it:   mosquitto -c {files.config}")
+    typer.echo(f'servers:    broker = "{url}"  broker_auth = "dynsec"  (keep it secret)')
