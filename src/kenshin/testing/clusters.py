@@ -1,0 +1,557 @@
+"""Three-node MQTT broker clusters on this one machine, for tests and benches.
+
+:class:`RabbitCluster` (RabbitMQ 3.10 with its MQTT plugin) and :class:`NatsCluster`
+(nats-server 2.9 with JetStream and its MQTT listener). Everything lives under ``base_dir``:
+data, logs, configuration, and for RabbitMQ a private Erlang cookie; every port is a free one
+on 127.0.0.1 and every node name is unique, so a cluster never meets the machine's own
+RabbitMQ (``rabbit@localhost``, 5672) or NATS (4222), nor another cluster of a parallel test.
+epmd (4369) is shared, which is fine: it only maps distinct node names to ports.
+
+    with RabbitCluster(tmp_path) as cluster:
+        host, port = "127.0.0.1", cluster.mqtt_ports[0]
+        cluster.kill_node(2)      # SIGKILL to the node's whole process group
+        cluster.start_node(2)     # restarted on its own data dir: it is a member again
+
+How a RabbitMQ node is run (3.10.8, Debian's package):
+
+* ``/usr/lib/rabbitmq/bin/rabbitmq-server``, not ``/usr/sbin/rabbitmq-server``: as root the
+  latter does ``su rabbitmq``, which resets ``HOME`` (so the machine's cookie would be used).
+  The script stays in the foreground and execs ``erl`` in a child; it is started in a
+  session of its own, so ``kill_node`` kills the script, ``beam.smp``, ``erl_child_setup``
+  and ``inet_gethost`` at once (``os.killpg``).
+* ``RABBITMQ_CONF_ENV_FILE`` points at a file of our own: the machine's
+  ``/etc/rabbitmq/rabbitmq-env.conf`` sets ``NODENAME=rabbit@localhost``.
+* The cookie: ``HOME`` is ``base_dir/home`` with ``.erlang.cookie`` (mode 0400), for the
+  nodes and for every ``rabbitmqctl`` call. (3.10 also reads ``RABBITMQ_ERLANG_COOKIE``, but
+  logs it as deprecated; ``HOME`` works for the server and the CLI alike.)
+* The admin user is ``default_user``/``default_pass`` in ``rabbitmq.conf``: a fresh node
+  creates it instead of ``guest``, so there is no ``guest`` at all and no CLI call is needed.
+* Start: the nodes boot in parallel; then nodes 2..n each ``stop_app``, ``join_cluster``
+  node 1, ``start_app``. A killed node restarted with :meth:`RabbitCluster.start_node`
+  finds its membership in its own Mnesia directory and rejoins by itself.
+
+NATS: the nodes route to each other (``cluster.routes``); a node counts as started once it is
+healthy, routed to every other live node and a JetStream meta leader is known, and MQTT's
+streams get ``stream_replicas: 3`` (else the first MQTT client creates them with as many
+replicas as servers it knows of then, possibly 2, and a killed node can stall them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import secrets
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from kenshin.ports import free_tcp_port
+
+RABBITMQ_BIN = Path("/usr/lib/rabbitmq/bin")
+RABBITMQ_PLUGINS_DIR = Path("/usr/lib/rabbitmq/lib/rabbitmq_server-3.10.8/plugins")
+NATS_SERVER = "nats-server"
+HOST = "127.0.0.1"
+
+
+class ClusterError(RuntimeError):
+    """A node did not start, or a cluster command failed; the message ends with the log."""
+
+
+def raise_open_files_limit() -> int:
+    """The soft limit of open files raised to the hard one (children inherit it)."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return f"(no log at {path})"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((HOST, port)) == 0
+
+
+def _group_pids(pgid: int) -> list[tuple[int, str]]:
+    """(pid, command name) of every live process in a process group."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            found.append((int(entry.name), name))
+    return found
+
+
+def rss_kib(pid: int) -> int:
+    """VmRSS of a process, KiB (0 once it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class _Node:
+    """One broker process in a session (process group) of its own."""
+
+    def __init__(self, index: int, directory: Path) -> None:
+        self.index = index
+        self.dir = directory
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def log(self) -> Path:
+        return self.dir / "console.log"
+
+    def spawn(self, argv: Sequence[str], env: dict[str, str]) -> None:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                list(argv),
+                env=env,
+                cwd=self.dir,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL to the whole process group; returns once the leader is reaped."""
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        # children still dying (beam.smp after the script): wait until the group is empty
+        deadline = time.monotonic() + 10
+        while _group_pids(self.process.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.process = None
+
+    def terminate(self, grace_s: float) -> None:
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(grace_s)
+        self.kill()
+
+    def pids(self) -> list[tuple[int, str]]:
+        return _group_pids(self.process.pid) if self.process is not None else []
+
+
+class _Cluster:
+    """What both clusters share: nodes, ports, context manager."""
+
+    kind = "cluster"
+    server_process_name = ""
+
+    def __init__(self, base_dir: str | os.PathLike, nodes: int) -> None:
+        if nodes < 1:
+            raise ValueError("nodes must be at least 1")
+        self.base_dir = Path(base_dir)
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        self.tag = secrets.token_hex(3)  # node names unique among parallel clusters
+        self.nodes: list[_Node] = []
+        self.mqtt_ports: list[int] = []
+        self.verbose = False
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def _say(self, text: str) -> None:
+        if self.verbose:
+            print(f"[{self.kind}] {text}", flush=True)
+
+    def _wait_for(self, node: _Node, ready, timeout_s: float, what: str) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not node.alive:
+                raise ClusterError(
+                    f"{self.kind} node {node.index + 1} exited while {what}:\n"
+                    f"{self.log_tail(node.index)}"
+                )
+            if ready():
+                return
+            time.sleep(0.1)
+        raise ClusterError(
+            f"{self.kind} node {node.index + 1}: not {what} after {timeout_s:.0f} s:\n"
+            f"{self.log_tail(node.index)}"
+        )
+
+    def log_tail(self, i: int, lines: int = 40) -> str:
+        return _tail(self.nodes[i].log, lines)
+
+    def kill_node(self, i: int) -> None:
+        """SIGKILL to node i (0-based) and everything it started."""
+        self.nodes[i].kill()
+
+    def alive(self, i: int) -> bool:
+        return self.nodes[i].alive
+
+    def server_pids(self) -> list[int]:
+        """The broker processes proper (beam.smp, nats-server) of the live nodes: for RSS."""
+        return [
+            pid
+            for node in self.nodes
+            for pid, name in node.pids()
+            if name.startswith(self.server_process_name)
+        ]
+
+    def rss_kib(self) -> int:
+        """Resident memory of all live nodes' broker processes, KiB."""
+        return sum(rss_kib(pid) for pid in self.server_pids())
+
+    def stop(self) -> None:
+        with ThreadPoolExecutor(len(self.nodes) or 1) as pool:
+            list(pool.map(lambda n: n.terminate(15), self.nodes))
+
+
+class RabbitCluster(_Cluster):
+    """RabbitMQ nodes ``kenshin-<tag>-r<i>@localhost`` clustered with node 1.
+
+    ``config_extra``: lines appended to every node's ``rabbitmq.conf``; a key given there
+    replaces the same key of the defaults below (``mqtt.allow_anonymous = false``,
+    ``auth_backends.1 = http``, ``auth_http.user_path = ...``). ``username``/``password``:
+    the administrator (tags ``administrator``, all permissions on ``/``).
+    """
+
+    kind = "rabbitmq"
+    server_process_name = "beam.smp"
+
+    def __init__(
+        self,
+        base_dir: str | os.PathLike,
+        nodes: int = 3,
+        plugins: Iterable[str] = ("rabbitmq_mqtt", "rabbitmq_management"),
+        config_extra: str = "",
+        *,
+        username: str = "kenshin",
+        password: str = "kenshin-admin",
+        start_timeout_s: float = 120,
+    ) -> None:
+        super().__init__(base_dir, nodes)
+        self.plugins = tuple(plugins)
+        self.config_extra = config_extra
+        self.username, self.password = username, password
+        self.start_timeout_s = start_timeout_s
+        self.home = self.base_dir / "home"
+        self.node_names = [f"kenshin-{self.tag}-r{i + 1}@localhost" for i in range(nodes)]
+        self.amqp_ports = [free_tcp_port() for _ in range(nodes)]
+        self.mqtt_ports = [free_tcp_port() for _ in range(nodes)]
+        self.management_ports = [free_tcp_port() for _ in range(nodes)]
+        self.dist_ports = [free_tcp_port() for _ in range(nodes)]
+        self.nodes = [_Node(i, self.base_dir / f"r{i + 1}") for i in range(nodes)]
+        self._write_files()
+
+    @property
+    def management_urls(self) -> list[str]:
+        return [f"http://{HOST}:{port}" for port in self.management_ports]
+
+    # -- files ---------------------------------------------------------------------------
+
+    def _config(self, i: int) -> str:
+        settings = {
+            "listeners.tcp.default": f"{HOST}:{self.amqp_ports[i]}",
+            "mqtt.listeners.tcp.default": f"{HOST}:{self.mqtt_ports[i]}",
+            "management.tcp.port": str(self.management_ports[i]),
+            "management.tcp.ip": HOST,
+            "default_user": self.username,
+            "default_pass": self.password,
+            "default_user_tags.administrator": "true",
+            "default_permissions.configure": ".*",
+            "default_permissions.read": ".*",
+            "default_permissions.write": ".*",
+            "mqtt.allow_anonymous": "false",
+            "log.file.level": "info",
+            "log.console": "false",
+        }
+        extra: list[str] = []
+        for line in self.config_extra.splitlines():
+            key, sep, value = line.partition("=")
+            if sep and not line.lstrip().startswith("#"):
+                settings[key.strip()] = value.strip()
+            elif line.strip():
+                extra.append(line)
+        body = "".join(f"{key} = {value}\n" for key, value in settings.items())
+        return body + "".join(f"{line}\n" for line in extra)
+
+    def _write_files(self) -> None:
+        self.home.mkdir(exist_ok=True)
+        cookie = self.home / ".erlang.cookie"
+        if not cookie.exists():
+            cookie.write_text(secrets.token_hex(16).upper())
+            cookie.chmod(0o400)
+        for i, node in enumerate(self.nodes):
+            node.dir.mkdir(exist_ok=True)
+            (node.dir / "rabbitmq.conf").write_text(self._config(i))
+            (node.dir / "enabled_plugins").write_text(f"[{','.join(self.plugins)}].\n")
+            (node.dir / "advanced.config").write_text("[].\n")
+            (node.dir / "rabbitmq-env.conf").write_text("")
+
+    def _env(self, i: int) -> dict[str, str]:
+        d = self.nodes[i].dir
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("RABBITMQ_", "ERL_"))
+        }
+        env.update(
+            HOME=str(self.home),
+            RABBITMQ_CONF_ENV_FILE=str(d / "rabbitmq-env.conf"),
+            RABBITMQ_NODENAME=self.node_names[i],
+            RABBITMQ_NODE_IP_ADDRESS=HOST,
+            RABBITMQ_NODE_PORT=str(self.amqp_ports[i]),
+            RABBITMQ_DIST_PORT=str(self.dist_ports[i]),
+            RABBITMQ_CONFIG_FILE=str(d / "rabbitmq.conf"),
+            RABBITMQ_ADVANCED_CONFIG_FILE=str(d / "advanced.config"),
+            RABBITMQ_ENABLED_PLUGINS_FILE=str(d / "enabled_plugins"),
+            RABBITMQ_PLUGINS_DIR=str(RABBITMQ_PLUGINS_DIR),
+            RABBITMQ_MNESIA_BASE=str(d / "mnesia"),
+            RABBITMQ_LOG_BASE=str(d / "log"),
+            RABBITMQ_PID_FILE=str(d / "rabbitmq.pid"),
+            RABBITMQ_LOGS=str(d / "log" / "rabbit.log"),
+            RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}",
+            ERL_EPMD_ADDRESS=HOST,
+        )
+        return env
+
+    def log_tail(self, i: int, lines: int = 40) -> str:
+        log = self.nodes[i].dir / "log" / "rabbit.log"
+        return f"{_tail(self.nodes[i].log, 15)}\n--- {log}:\n{_tail(log, lines)}"
+
+    # -- commands ------------------------------------------------------------------------
+
+    def rabbitmqctl(self, i: int, *args: str, timeout_s: float = 120, check: bool = True) -> str:
+        """``rabbitmqctl -n <node i> args...`` (0-based i); its output. Raises ClusterError
+        with the node's log tail when it fails and ``check``."""
+        result = subprocess.run(
+            [str(RABBITMQ_BIN / "rabbitmqctl"), "-q", "-n", self.node_names[i], *args],
+            env=self._env(i),
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise ClusterError(
+                f"rabbitmqctl -n {self.node_names[i]} {' '.join(args)}: exit "
+                f"{result.returncode}\n{result.stdout}{result.stderr}\n{self.log_tail(i)}"
+            )
+        return result.stdout
+
+    def _launch(self, i: int) -> None:
+        node = self.nodes[i]
+        (node.dir / "log").mkdir(exist_ok=True)
+        node.spawn([str(RABBITMQ_BIN / "rabbitmq-server")], self._env(i))
+
+    def _await(self, i: int, await_startup: bool = True) -> None:
+        """Until node i's listeners accept (the plugins' listeners open last), then
+        ``await_startup`` (one CLI call)."""
+        node = self.nodes[i]
+        ports = [self.amqp_ports[i], self.mqtt_ports[i]]
+        if "rabbitmq_management" in self.plugins:
+            ports.append(self.management_ports[i])
+        self._wait_for(node, lambda: all(map(_port_open, ports)), self.start_timeout_s, "listening")
+        if await_startup:
+            self.rabbitmqctl(i, "await_startup", "--timeout", "60")
+
+    def _join(self, i: int) -> None:
+        """``stop_app``, ``join_cluster`` node 1, ``start_app``: what the three CLI commands
+        call, in one ``eval`` (each CLI call boots an Erlang VM: about a second here)."""
+        self.rabbitmqctl(
+            i,
+            "eval",
+            f"ok = rabbit:stop(), "
+            f"ok = rabbit_mnesia:join_cluster('{self.node_names[0]}', disc), "
+            f"ok = rabbit:start().",
+        )
+
+    def start(self) -> None:
+        """All nodes booted in parallel, then nodes 2..n joined to node 1."""
+        raise_open_files_limit()
+        started = time.monotonic()
+        try:
+            for i in range(len(self.nodes)):
+                self._launch(i)
+            with ThreadPoolExecutor(len(self.nodes)) as pool:
+                # nodes 2..n are stopped and joined next: their listeners are enough
+                first_only = [i == 0 for i in range(len(self.nodes))]
+                list(pool.map(self._await, range(len(self.nodes)), first_only))
+            self._say(f"booted in {time.monotonic() - started:.1f} s")
+            with ThreadPoolExecutor(len(self.nodes)) as pool:
+                list(pool.map(self._join, range(1, len(self.nodes))))
+            self._say(f"clustered in {time.monotonic() - started:.1f} s")
+        except BaseException:
+            self.stop()
+            raise
+
+    def start_node(self, i: int) -> None:
+        """Start node i again (after :meth:`kill_node`); it rejoins from its own data."""
+        if self.nodes[i].alive:
+            raise ClusterError(f"rabbitmq node {i + 1} is running")
+        self._launch(i)
+        try:
+            self._await(i)
+        except BaseException:
+            self.nodes[i].kill()
+            raise
+
+    def running_nodes(self, i: int = 0) -> list[str]:
+        """Node names that node i sees running in its cluster."""
+        import json
+
+        status = json.loads(self.rabbitmqctl(i, "cluster_status", "--formatter", "json"))
+        return sorted(status["running_nodes"])
+
+
+class NatsCluster(_Cluster):
+    """nats-server nodes with JetStream (a store each), routes between them, and an MQTT
+    listener on each (NATS MQTT needs ``server_name`` and JetStream).
+
+    ``config_extra``: text appended to every node's configuration (e.g. an ``accounts``
+    block, or ``mqtt { ... }`` settings are better passed as ``mqtt_extra``).
+    """
+
+    kind = "nats"
+    server_process_name = "nats-server"
+
+    def __init__(
+        self,
+        base_dir: str | os.PathLike,
+        nodes: int = 3,
+        config_extra: str = "",
+        mqtt_extra: str = "",
+        *,
+        start_timeout_s: float = 60,
+    ) -> None:
+        super().__init__(base_dir, nodes)
+        self.config_extra, self.mqtt_extra = config_extra, mqtt_extra
+        self.start_timeout_s = start_timeout_s
+        self.client_ports = [free_tcp_port() for _ in range(nodes)]
+        self.cluster_ports = [free_tcp_port() for _ in range(nodes)]
+        self.monitor_ports = [free_tcp_port() for _ in range(nodes)]
+        self.mqtt_ports = [free_tcp_port() for _ in range(nodes)]
+        self.server_names = [f"kenshin-{self.tag}-n{i + 1}" for i in range(nodes)]
+        self.nodes = [_Node(i, self.base_dir / f"n{i + 1}") for i in range(nodes)]
+        for i, node in enumerate(self.nodes):
+            node.dir.mkdir(exist_ok=True)
+            (node.dir / "nats.conf").write_text(self._config(i))
+
+    @property
+    def monitor_urls(self) -> list[str]:
+        return [f"http://{HOST}:{port}" for port in self.monitor_ports]
+
+    def _config(self, i: int) -> str:
+        routes = ", ".join(
+            f"nats-route://{HOST}:{port}" for j, port in enumerate(self.cluster_ports) if j != i
+        )
+        cluster = (
+            f"cluster {{\n  name: kenshin-{self.tag}\n  listen: {HOST}:{self.cluster_ports[i]}\n"
+            f"  routes: [{routes}]\n}}\n"
+            if len(self.nodes) > 1
+            else ""
+        )
+        store = self.nodes[i].dir / "jetstream"
+        return (
+            f"server_name: {self.server_names[i]}\n"
+            f"listen: {HOST}:{self.client_ports[i]}\n"
+            f"http: {HOST}:{self.monitor_ports[i]}\n"
+            f"jetstream {{\n  store_dir: {str(store)!r}\n  max_memory_store: 1G\n"
+            f"  max_file_store: 10G\n}}\n"
+            f"{cluster}"
+            f"mqtt {{\n  listen: {HOST}:{self.mqtt_ports[i]}\n"
+            f"  stream_replicas: {min(3, len(self.nodes))}\n{self.mqtt_extra}\n}}\n"
+            f"{self.config_extra}\n"
+        )
+
+    def _launch(self, i: int) -> None:
+        node = self.nodes[i]
+        node.spawn(
+            [NATS_SERVER, "-c", str(node.dir / "nats.conf"), "-l", str(node.log)],
+            {**os.environ},
+        )
+
+    def monitor(self, i: int, path: str) -> dict | None:
+        """A monitoring endpoint's JSON (``varz``, ``routez``, ``jsz``...), None if it fails."""
+        import json
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"{self.monitor_urls[i]}/{path}", timeout=1) as answer:
+                return json.load(answer)
+        except (urllib.error.URLError, OSError, ValueError):
+            return None
+
+    def _healthy(self, i: int) -> bool:
+        """Healthy, routed to every other live node, and a JetStream meta leader known
+        (before that, the first MQTT client creates its streams with fewer replicas)."""
+        if (self.monitor(i, "healthz") or {}).get("status") != "ok":
+            return False
+        others = sum(node.alive for node in self.nodes) - 1
+        routes = {r.get("remote_id") for r in (self.monitor(i, "routez") or {}).get("routes", [])}
+        if len(routes) < others:
+            return False
+        meta = (self.monitor(i, "jsz") or {}).get("meta_cluster") or {}
+        return bool(meta.get("leader"))
+
+    def _await(self, i: int) -> None:
+        self._wait_for(
+            self.nodes[i],
+            lambda: self._healthy(i) and _port_open(self.mqtt_ports[i]),
+            self.start_timeout_s,
+            "healthy",
+        )
+
+    def start(self) -> None:
+        raise_open_files_limit()
+        started = time.monotonic()
+        try:
+            for i in range(len(self.nodes)):
+                self._launch(i)
+            for i in range(len(self.nodes)):
+                self._await(i)
+            self._say(f"healthy in {time.monotonic() - started:.1f} s")
+        except BaseException:
+            self.stop()
+            raise
+
+    def start_node(self, i: int) -> None:
+        if self.nodes[i].alive:
+            raise ClusterError(f"nats node {i + 1} is running")
+        self._launch(i)
+        try:
+            self._await(i)
+        except BaseException:
+            self.nodes[i].kill()
+            raise
