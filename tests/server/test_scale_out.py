@@ -64,3 +64,24 @@ def test_a_dead_holder_on_this_host_gives_the_name_up_at_once(engine, monkeypatc
     DeviceService(engine, CredentialBox(KEY), node_name="7")._hold_node_name()
     monkeypatch.undo()
     DeviceService(engine, CredentialBox(KEY), node_name="7")._hold_node_name()  # taken over
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_one_process_pushes_and_another_takes_over_when_it_dies(engine):
+    """The pushers' lock: one holder; its session ended (a killed process), the next try
+    of another takes it at once."""
+    from sqlalchemy import func, select
+
+    from kenshin.server.leader import Leadership
+
+    first, second = Leadership(engine, "pushers"), Leadership(engine, "pushers")
+    assert first.held() and first.held()
+    assert not second.held()
+    with engine.connect() as conn:  # as if the first process were killed
+        pid = first._conn.connection.dbapi_connection.info.backend_pid
+        conn.execute(select(func.pg_terminate_backend(pid)))
+    assert second.held()
+    assert not first.held()  # it notices its session is gone, and the lock is taken
+    second.release()
+    assert first.held()
+    first.release()

@@ -44,12 +44,14 @@ from .broker.access import hash_password as mqtt_hash
 from .broker.control import RESPONSE_TOPIC, DynsecControl
 from .devices import commands, config, status
 from .events import record_event
+from .leader import Leadership
 from .security import CredentialBox
 from .supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 SERVICE_USER = "kenshin-service"
 GROUP_MAX = 2000  # messages committed together at most
+FOLLOWER_RETRY_S = 5.0  # an ingest process that does not push tries for the lock this often
 NODE_LEASE_S = 90.0  # an ingest node name whose holder is silent this long is free
 HOLDER = f"{socket.gethostname()}:{os.getpid()}"
 # What says the database (or the way to it) is in trouble, rather than the message: the
@@ -144,6 +146,10 @@ class DeviceService:
     supervisor: Supervisor = field(default_factory=Supervisor)
     _oldest_unacked: float | None = None  # monotonic arrival of the oldest message not acked
     _control: DynsecControl = field(default_factory=DynsecControl)
+    _pushing: Leadership = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._pushing = Leadership(self.engine, "pushers")
 
     @property
     def gateway_endpoint(self) -> BrokerEndpoint | None:
@@ -189,6 +195,8 @@ class DeviceService:
 
     async def stop(self) -> None:
         await self.supervisor.stop()
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(self._pushing.release)
         with contextlib.suppress(Exception):  # the database may be gone: the lease expires
             await asyncio.to_thread(self._release_node_name)
         if self._broker is not None:
@@ -469,14 +477,21 @@ class DeviceService:
         self.counters[name] = self.counters.get(name, 0) + 1
 
     async def _push_loop(self, client: aiomqtt.Client) -> None:
+        """Settings and commands out to gateways, by one ingest process of many (the
+        holder of the pushers' lock, server/leader.py): the others stand by and take over
+        within FOLLOWER_RETRY_S of its death."""
         last_sweep = 0.0
         while True:
             self._wake.clear()  # before looking: a change made while we push wakes us again
+            outbox, leading = [], False
             try:
-                outbox = await asyncio.to_thread(self._prepare_pushes)
+                leading = await asyncio.to_thread(self._pushing.held)
+                if leading:
+                    outbox = await asyncio.to_thread(self._prepare_pushes)
+                else:
+                    self._published.clear()  # another pushes; taking over, we push all anew
             except UNAVAILABLE as err:  # the database is down: try again at the next round
                 log.warning("cannot prepare settings and commands to push: %s", err)
-                outbox = []
             for topic, payload, retain, command_id, gateway_id, published in outbox:
                 await client.publish(topic, payload, qos=1, retain=retain)
                 if command_id is not None:
@@ -490,7 +505,8 @@ class DeviceService:
                 except Exception as err:
                     log.warning("status sweep failed: %s", err)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.sweep_every_s)
+                wait_s = self.sweep_every_s if leading else FOLLOWER_RETRY_S
+                await asyncio.wait_for(self._wake.wait(), wait_s)
 
     def _prepare_pushes(self) -> list[tuple]:
         """Settings whose effective version or seal key differs from what we retained,
