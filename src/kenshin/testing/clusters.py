@@ -513,10 +513,16 @@ class NatsCluster(_Cluster):
         except (urllib.error.URLError, OSError, ValueError):
             return None
 
-    def _healthy(self, i: int) -> bool:
+    def _healthy(self, i: int, full: bool = True) -> bool:
         """Healthy, routed to every other live node, and a JetStream meta leader known
-        (before that, the first MQTT client creates its streams with fewer replicas)."""
-        if (self.monitor(i, "healthz") or {}).get("status") != "ok":
+        (before that, the first MQTT client creates its streams with fewer replicas).
+
+        ``full=False`` (a restarted node): only ``healthz?js-enabled-only=true``. 2.9.10's
+        full health check of a node restarted after SIGKILL can fail for minutes on
+        "JetStream consumer '$G > $MQTT_rmsgs > $MQTT_rmsgs_<id>' is not current" (the
+        retained-message consumer of its former life) while it already serves MQTT."""
+        health = "healthz" if full else "healthz?js-enabled-only=true"
+        if (self.monitor(i, health) or {}).get("status") != "ok":
             return False
         others = sum(node.alive for node in self.nodes) - 1
         routes = {r.get("remote_id") for r in (self.monitor(i, "routez") or {}).get("routes", [])}
@@ -525,10 +531,10 @@ class NatsCluster(_Cluster):
         meta = (self.monitor(i, "jsz") or {}).get("meta_cluster") or {}
         return bool(meta.get("leader"))
 
-    def _await(self, i: int) -> None:
+    def _await(self, i: int, full: bool = True) -> None:
         self._wait_for(
             self.nodes[i],
-            lambda: self._healthy(i) and _port_open(self.mqtt_ports[i]),
+            lambda: self._healthy(i, full) and _port_open(self.mqtt_ports[i]),
             self.start_timeout_s,
             "healthy",
         )
@@ -551,7 +557,7 @@ class NatsCluster(_Cluster):
             raise ClusterError(f"nats node {i + 1} is running")
         self._launch(i)
         try:
-            self._await(i)
+            self._await(i, full=False)
         except BaseException:
             self.nodes[i].kill()
             raise
