@@ -30,6 +30,31 @@ How a RabbitMQ node is run (3.10.8, Debian's package):
   node 1, ``start_app``. A killed node restarted with :meth:`RabbitCluster.start_node`
   finds its membership in its own Mnesia directory and rejoins by itself.
 
+What the MQTT plugin of 3.10.8 does in a cluster, measured on these nodes (a subscriber
+``clean_session=false`` at QoS 1 on node 2, a publisher on node 1; see docs/brokers.md):
+
+* A QoS 1 subscription of a persistent session is a durable queue
+  ``mqtt-subscription-<client id>qos1`` with ``x-expires`` = ``mqtt.subscription_ttl``
+  (default 86,400,000 ms). By default it is a **classic** queue on the node the client was
+  connected to when it subscribed: kill that node and the queue is ``down``; the client,
+  reconnected to another node, gets nothing until the node is back (its messages were on
+  disk: all 5 queued ones were there after the restart).
+* ``mqtt.durable_queue_type = quorum`` **exists in 3.10** (schema: ``classic | quorum``) and
+  works: the queue is a quorum queue with the three nodes as members; after the leader's
+  node was killed a new leader was elected within seconds and the client, reconnected to
+  node 3, received all 5 messages published while it was offline. It applies to queues
+  created after the setting (an existing classic queue stays classic).
+* Retained messages are **node-local**: ``mqtt.retained_message_store`` defaults to
+  ``rabbit_mqtt_retained_msg_store_dets``, one store per vhost per node. A message retained
+  through node 1 is delivered to new subscribers on node 1 only; node 2 and 3 have none.
+* Client ids are tracked cluster-wide (a Ra cluster ``mqtt_node``, module ``mqtt_machine``),
+  so a second connection with the same client id on another node takes the session over.
+* The HTTP auth backend (``rabbitmq_auth_backend_http``, ``auth_http.http_method = post``)
+  receives the MQTT client id: ``user_path`` gets ``username, password, vhost, client_id``;
+  ``vhost_path`` and ``resource_path`` get ``client_id`` too; ``topic_path`` gets
+  ``variable_map.client_id`` (and ``variable_map.username``) with the routing key in AMQP
+  form (``k.gw-1.c`` for the MQTT topic ``k/gw-1/c``) on exchange ``amq.topic``.
+
 NATS: the nodes route to each other (``cluster.routes``); a node counts as started once it is
 healthy, routed to every other live node and a JetStream meta leader is known, and MQTT's
 streams get ``stream_replicas: 3`` (else the first MQTT client creates them with as many
