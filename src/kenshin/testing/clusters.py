@@ -42,13 +42,13 @@ What the MQTT plugin of 3.10.8 does in a cluster, measured on these nodes (a sub
 * ``mqtt.durable_queue_type = quorum`` **exists in 3.10** (schema: ``classic | quorum``) and
   works: the queue is a quorum queue with the three nodes as members; after the leader's
   node was killed a new leader was elected within seconds and the client, reconnected to
-  node 3, received all 5 messages published while it was offline. It applies to queues
-  created after the setting (an existing classic queue stays classic).
+  node 3, received all 5 messages published while it was offline.
 * Retained messages are **node-local**: ``mqtt.retained_message_store`` defaults to
   ``rabbit_mqtt_retained_msg_store_dets``, one store per vhost per node. A message retained
   through node 1 is delivered to new subscribers on node 1 only; node 2 and 3 have none.
-* Client ids are tracked cluster-wide (a Ra cluster ``mqtt_node``, module ``mqtt_machine``),
-  so a second connection with the same client id on another node takes the session over.
+* Client ids are tracked cluster-wide in a Ra (Raft) cluster of the plugin's own
+  (``mqtt_node``/``mqtt_machine``): every CONNECT writes to it, so connecting needs a
+  majority of the nodes (not measured separately; see the bench's connect rate).
 * The HTTP auth backend (``rabbitmq_auth_backend_http``, ``auth_http.http_method = post``)
   receives the MQTT client id: ``user_path`` gets ``username, password, vhost, client_id``;
   ``vhost_path`` and ``resource_path`` get ``client_id`` too; ``topic_path`` gets
