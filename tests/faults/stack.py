@@ -68,6 +68,8 @@ class FaultStack:
         self.servers: dict[str, subprocess.Popen] = {}
         self.role_ports = {name: free_tcp_port() for name in self.roles[1:]}
         self.external_broker = None
+        self.cluster = None  # broker "rabbitmq": kenshin.testing.clusters.RabbitCluster
+        self.broker_env: dict[str, str] = {}
         self.origin = time.time()
         self.clock = ScaledClock(START, speed=SPEED, origin=self.origin)
         self.http_port, self.mqtt_port = free_tcp_port(), free_tcp_port()
@@ -112,7 +114,7 @@ class FaultStack:
             "KENSHIN_ALERTS_EVERY_S": "86400",
             "KENSHIN_WEBHOOKS": "false",
         }
-        return {**os.environ, **env, "PYTHONPATH": str(ROOT)}
+        return {**os.environ, **env, **self.broker_env, "PYTHONPATH": str(ROOT)}
 
     @property
     def server(self) -> subprocess.Popen | None:
@@ -146,6 +148,30 @@ class FaultStack:
             return self.readyz(name, timeout_s=2).status_code == 200
         except httpx.HTTPError:
             return False
+
+    def _start_rabbitmq(self) -> None:
+        """A 3-node RabbitMQ cluster asking the API process who may connect."""
+        from kenshin.server.broker.rabbitmq import auth_config
+        from kenshin.testing.clusters import RabbitCluster
+
+        plugins = ("rabbitmq_mqtt", "rabbitmq_management", "rabbitmq_auth_backend_http",
+                   "rabbitmq_auth_backend_cache")  # fmt: skip
+        self.cluster = RabbitCluster(
+            self.tmp / "rabbitmq", plugins=plugins, config_extra=auth_config(self.base)
+        )
+        self.cluster.start()
+        self.mqtt_port = self.cluster.mqtt_ports[0]
+        login = "kenshin-service:service-secret"
+        self.broker = f"mqtt://{login}@127.0.0.1:{self.mqtt_port}"
+        others = ",".join(f"127.0.0.1:{p}" for p in self.cluster.mqtt_ports[1:])
+        amqp = ",".join(f"amqp://{login}@127.0.0.1:{p}/" for p in self.cluster.amqp_ports)
+        admin = f"{self.cluster.username}:{self.cluster.password}"
+        self.broker_env = {
+            "KENSHIN_BROKER_AUTH": "http",
+            "KENSHIN_BROKER_NODES": others,
+            "KENSHIN_BROKER_AMQP": amqp,
+            "KENSHIN_BROKER_MANAGEMENT": f"http://{admin}@127.0.0.1:{self.cluster.management_ports[0]}",
+        }
 
     async def _start_external_broker(self) -> None:
         """A Mosquitto of its own, as `kenshin server mosquitto-config` sets one up."""
@@ -190,7 +216,9 @@ class FaultStack:
 
     async def __aenter__(self) -> FaultStack:
         await self.fleet.__aenter__()
-        if self.roles != ("all",):
+        if self.broker == "rabbitmq":
+            await asyncio.to_thread(self._start_rabbitmq)
+        elif self.roles != ("all",):
             await self._start_external_broker()
         await self.start_server()
         self.engine = make_engine(self.database_url)
@@ -265,6 +293,8 @@ class FaultStack:
                 server.wait()
         if self.external_broker is not None:
             await self.external_broker.stop()
+        if self.cluster is not None:
+            await asyncio.to_thread(self.cluster.stop)
         if self.engine is not None:
             self.engine.dispose()
         await self.fleet.__aexit__(*exc)

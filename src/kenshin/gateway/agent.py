@@ -75,6 +75,7 @@ MAX_PENDING_EVENTS = 16
 
 
 # What ends a connection (and is handled by reconnecting), not a bug of ours.
+SETTINGS_ASK_S = 30.0  # a status this often while no settings have arrived
 LINK_ERRORS = (aiomqtt.MqttError, OSError)
 # CONNACK "bad user name or password" / "not authorized", as MQTT 3.1.1 codes and as the
 # MQTT 5 reason codes paho reports them with.
@@ -147,6 +148,7 @@ class GatewayAgent:
         self._settings_arrived = asyncio.Event()
         self._events: list[Event] = []  # to send with the next flush (the uplink may be down)
         self._reconnect = Backoff(options.reconnect_backoff_s)
+        self._node_attempt = 0  # which of the broker's nodes (a cluster) to try next
 
     @property
     def gateway_id(self) -> str:
@@ -175,9 +177,11 @@ class GatewayAgent:
                         log.warning("the broker refused our credential; enrolling again")
                         self.state.count("credential_refused")
                         self.enrollment = None
-                    elif self._reconnect.failures + 1 == self.options.reenroll_after_failures:
-                        log.warning("the broker is still unreachable; asking the server again")
-                        self.enrollment = None
+                    else:
+                        self._node_attempt += 1  # a cluster's next node, where there are several
+                        if self._reconnect.failures + 1 == self.options.reenroll_after_failures:
+                            log.warning("the broker is still unreachable; asking the server again")
+                            self.enrollment = None
                     delay = self._reconnect.next_delay()
                     log.warning("uplink lost (%s); again in %.1f s", err, delay)
                     await asyncio.sleep(delay)
@@ -191,9 +195,10 @@ class GatewayAgent:
         will_topic, will_payload = encode_publish(
             Event("offline", int(time.time()), {"reason": "connection lost"}), self.gateway_id
         )
+        host, port = mqtt.node(self._node_attempt)
         async with aiomqtt.Client(
-            mqtt.host,
-            mqtt.port,
+            host,
+            port,
             username=mqtt.username,
             password=mqtt.password,
             identifier=self.gateway_id,
@@ -472,6 +477,13 @@ class GatewayAgent:
     async def _heartbeat(self, client: aiomqtt.Client) -> None:
         """A status when something in it changed, else at most every `status_max_s`: every
         message is a sign of life to the server already, and heartbeats are billed."""
+        # Without settings yet: say so now and then. On a cluster, the retained copy may be
+        # on a node we are not connected to; the server pushes again to a gateway it hears
+        # from without them.
+        while not self._settings_arrived.is_set():
+            await self._publish_status(client)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._settings_arrived.wait(), SETTINGS_ASK_S)
         while True:
             await asyncio.sleep(float(self._setting("heartbeat_s", None, 1800)))
             status = self.status()

@@ -44,6 +44,12 @@ class MqttAccess:
     username: str
     password: str
     keepalive_s: int = 1900  # past the 30-minute batches: data messages replace pings
+    alternates: tuple[tuple[str, int], ...] = ()  # a cluster's other nodes, tried in turn
+
+    def node(self, index: int) -> tuple[str, int]:
+        """The broker node to try at the `index`-th attempt (round robin)."""
+        nodes = [(self.host, self.port), *self.alternates]
+        return nodes[index % len(nodes)]
 
     def __repr__(self) -> str:
         return f"MqttAccess({self.host}:{self.port}, tls={self.tls}, user={self.username})"
@@ -108,6 +114,7 @@ async def enroll_once(identity: Identity, timeout_s: float = 20.0) -> Enrollment
             mqtt["username"],
             mqtt["password"],
             int(mqtt.get("keepalive_s", 1900)),
+            tuple((str(a["host"]), int(a["port"])) for a in mqtt.get("alternates") or ()),
         ),
         seal_key,
     )

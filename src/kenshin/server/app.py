@@ -130,6 +130,10 @@ def create_app(
     app.include_router(health_router)
     if settings.runs_api:
         _serve_api(app)
+        if settings.broker_auth == "http" and settings.broker_endpoint is not None:
+            from .broker import rabbitmq  # the broker asks who may connect (docs/scaling.md)
+
+            app.include_router(rabbitmq.router)
     return app
 
 

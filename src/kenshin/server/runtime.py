@@ -24,6 +24,7 @@ import secrets
 import socket
 import tempfile
 import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,11 +52,13 @@ from .supervisor import Supervisor
 log = logging.getLogger(__name__)
 SERVICE_USER = "kenshin-service"
 GROUP_MAX = 2000  # messages committed together at most
+REPUSH_S = 20.0  # a gateway active this long after its settings went out without them
 FOLLOWER_RETRY_S = 5.0  # an ingest process that does not push tries for the lock this often
 NODE_LEASE_S = 90.0  # an ingest node name whose holder is silent this long is free
 HOLDER = f"{socket.gethostname()}:{os.getpid()}"
 # What says the database (or the way to it) is in trouble, rather than the message: the
 # message is held and tried again, never quarantined for it.
+Arrival = tuple[str, bytes, Callable[[], Any]]  # topic, payload, acknowledge after the commit
 UNAVAILABLE = (exc.OperationalError, exc.InterfaceError, psycopg.OperationalError,
                psycopg.InterfaceError)  # fmt: skip
 
@@ -110,6 +113,19 @@ class BrokerEndpoint:
     tls: bool = False
 
 
+def end_connections(management_url: str | None, username: str, timeout_s: float) -> None:
+    """A RabbitMQ cluster: close the revoked gateway's connections (its next login is
+    refused by the database)."""
+    if management_url:
+        import threading
+
+        from .broker.rabbitmq import close_connections
+
+        threading.Thread(
+            target=close_connections, args=(management_url, username, timeout_s), daemon=True
+        ).start()
+
+
 def told_endpoint(endpoint: BrokerEndpoint | None, public_host: str | None):
     """`endpoint` with the host gateways reach it by (`mqtt_public_host`), where one is set."""
     if endpoint is None or not public_host:
@@ -147,6 +163,11 @@ class DeviceService:
     _oldest_unacked: float | None = None  # monotonic arrival of the oldest message not acked
     _control: DynsecControl = field(default_factory=DynsecControl)
     _pushing: Leadership = field(init=False)
+    alternates: list[BrokerEndpoint] = field(default_factory=list)  # a cluster's other nodes
+    amqp_urls: list[str] = field(default_factory=list)  # its replicated ingest queue
+    management_url: str | None = None  # its management API (revoking ends connections)
+    _node_index: int = 0
+    _pushed_at: dict[int, Any] = field(default_factory=dict)  # gateway id → settings pushed
 
     def __post_init__(self) -> None:
         self._pushing = Leadership(self.engine, "pushers")
@@ -318,9 +339,10 @@ class DeviceService:
         self._control_threadsafe(dynsec.grant_device(username, password), timeout_s)
 
     def credential_revoked(self, username: str, timeout_s: float = 10.0) -> None:
-        """The gateway's MQTT access ends now: its broker client is deleted, which also
-        ends its connection."""
+        """The gateway's MQTT access ends now: its broker client is deleted (dynamic
+        security) or its connections closed (RabbitMQ), which ends its session."""
         self._control_threadsafe(dynsec.revoke_device(username), timeout_s)
+        end_connections(self.management_url, username, timeout_s)
 
     def _control_threadsafe(self, commands: list[dict], timeout_s: float) -> None:
         if not self.dynsec:
@@ -342,16 +364,19 @@ class DeviceService:
 
     async def _serve_once(self) -> None:
         """One session of the service client (supervised: a lost connection or a bug ends
-        it, and the supervisor starts another after a jittered back-off)."""
+        it, and the supervisor starts another after a jittered back-off, on the next of
+        the broker's nodes when it has several)."""
         # An external broker knows the account we were configured with; a broker we run
         # ourselves, the one made for this process.
         username, password = self.service_login or (SERVICE_USER, self._service_password)
         await asyncio.to_thread(self._hold_node_name)
+        nodes = [self.endpoint, *self.alternates]
+        endpoint = nodes[self._node_index % len(nodes)]
         try:
             async with mqtt_ack.manual(  # acknowledge only after the commit (module doc)
                 aiomqtt.Client(
-                    self.endpoint.host,
-                    self.endpoint.port,
+                    endpoint.host,
+                    endpoint.port,
                     username=username,
                     password=password,
                     # A stable id: after a restart this session's queue (messages that arrived
@@ -361,45 +386,63 @@ class DeviceService:
                 )
             ) as client:
                 self._client = client
-                # N ingest workers split the fleet's messages (the embedded broker, one
-                # process by design, has no shared subscriptions).
-                shared = "" if self.mode == "embedded" else "$share/ingest/"
-                for kind in (Kind.READINGS, Kind.STATUS, Kind.EVENT, Kind.RESULT):
-                    await client.subscribe(f"{shared}k/+/{kind.value}", qos=1)
+                if self.amqp_urls:  # the uplink comes from the cluster's replicated queue
+                    source = self._from_queue()
+                else:
+                    source = self._from_mqtt(client)
+                    # N ingest workers split the fleet's messages (the embedded broker, one
+                    # process by design, has no shared subscriptions).
+                    shared = "" if self.mode == "embedded" else "$share/ingest/"
+                    for kind in (Kind.READINGS, Kind.STATUS, Kind.EVENT, Kind.RESULT):
+                        await client.subscribe(f"{shared}k/+/{kind.value}", qos=1)
+                    self.subscribed.set()
                 if self.dynsec:  # the answers of its dynamic-security API
                     await client.subscribe(RESPONSE_TOPIC, qos=0)
                     self._control.attach(client)
-                self.subscribed.set()
                 self._published.clear()  # the broker may have lost retained settings
                 try:
                     async with asyncio.TaskGroup() as group:
-                        group.create_task(self._consume(client))
+                        group.create_task(self._consume(source))
                         group.create_task(self._push_loop(client))
                 except* Exception as errors:  # the first cause, not the group, in the log
                     raise errors.exceptions[0] from None
+        except Exception:
+            self._node_index += 1  # the next node of a cluster, at the next session
+            raise
         finally:
             self._client = None
             self._control.detach()
             self._oldest_unacked = None  # unacked messages come again on the next session
             self.subscribed.clear()
 
-    async def _consume(self, client: aiomqtt.Client) -> None:
+    async def _from_mqtt(self, client: aiomqtt.Client) -> AsyncIterator[Arrival]:
+        async for message in client.messages:
+            topic, payload = str(message.topic), bytes(message.payload)
+            if topic == RESPONSE_TOPIC:
+                self._control.answered(payload)
+                continue
+            yield topic, payload, lambda message=message: mqtt_ack.ack(client, message)
+
+    async def _from_queue(self) -> AsyncIterator[Arrival]:
+        from .broker.rabbitmq import AmqpSource
+
+        async for delivery in AmqpSource(self.amqp_urls, GROUP_MAX).deliveries(self.subscribed.set):
+            yield delivery.topic, delivery.payload, delivery.ack
+
+    async def _consume(self, source: AsyncIterator[Arrival]) -> None:
         """Two stages: messages are taken off the connection as they arrive while the
         previous group is decoded and written in a thread; then everything that arrived
         meanwhile goes into one transaction (one commit for many is most of the ingest's
         speed under load) and is acknowledged after its commit. Decoding stays off this
         loop: in one process with the embedded broker and the web server (the demo), a
         backfill's worth of decoding here would stall them all."""
-        arrived: list[tuple[aiomqtt.Message, str, bytes, float]] = []
+        arrived: list[tuple[Callable, str, bytes, float]] = []
         waiting = asyncio.Event()
 
         async def receive() -> None:
-            async for message in client.messages:
-                topic, payload, now = str(message.topic), bytes(message.payload), time.monotonic()
-                if topic == RESPONSE_TOPIC:
-                    self._control.answered(payload)
-                    continue
-                arrived.append((message, topic, payload, now))
+            async for topic, payload, ack in source:
+                now = time.monotonic()
+                arrived.append((ack, topic, payload, now))
                 if self._oldest_unacked is None:
                     self._oldest_unacked = now
                 waiting.set()
@@ -419,8 +462,10 @@ class DeviceService:
                 while (outcomes := await asyncio.to_thread(self.commit_group, work)) is None:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 15.0)
-                for (message, *_), outcome in zip(group, outcomes, strict=True):
-                    mqtt_ack.ack(client, message)  # committed (or quarantined)
+                for (ack, *_), outcome in zip(group, outcomes, strict=True):
+                    done = ack()  # committed (or quarantined)
+                    if done is not None:
+                        await done
                     self._count(outcome.kind)
                 self._oldest_unacked = arrived[0][3] if arrived else None
 
@@ -498,6 +543,7 @@ class DeviceService:
                     await asyncio.to_thread(self._mark_sent, command_id)
                 if published is not None:
                     self._published[gateway_id] = published
+                    self._pushed_at[gateway_id] = s.utcnow()
             if time.monotonic() - last_sweep > self.sweep_every_s:
                 last_sweep = time.monotonic()
                 try:
@@ -548,7 +594,9 @@ class DeviceService:
                     continue
                 # A restarted agent enrolls with a new key: the same version, sealed again.
                 published = (settings.version, gateway.seal_public_key)
-                if self._published.get(gateway.id) == published:
+                if self._published.get(gateway.id) == published and not self._missed(
+                    gateway, settings.version
+                ):
                     continue
                 with self.engine.begin() as conn:
                     settings = config.for_wire(conn, gateway, settings)
@@ -561,6 +609,18 @@ class DeviceService:
                 continue
             out.append((topic, payload, True, None, gateway.id, published))
         return out
+
+    def _missed(self, gateway: Any, version: int) -> bool:
+        """Heard from well after our push, yet still on other settings: the retained copy
+        did not reach it (a cluster's node keeps retained messages to itself, and the
+        gateway connected to another). Pushed again, once per REPUSH_S of its activity."""
+        pushed = self._pushed_at.get(gateway.id)
+        return (
+            pushed is not None
+            and gateway.last_seen_at is not None
+            and gateway.settings_version_applied != version
+            and (gateway.last_seen_at - pushed).total_seconds() > REPUSH_S
+        )
 
     def _cannot_push(self, gateway: Any, what: str, err: Exception) -> None:
         """Recorded once per gateway and cause, not at every round of the push loop."""
@@ -646,6 +706,9 @@ def device_service(settings: Any, engine: Engine, box: CredentialBox) -> DeviceS
         box,
         mode="external",
         broker_auth=settings.broker_auth,
+        alternates=[BrokerEndpoint(h, p, external.tls) for h, p in settings.broker_alternates],
+        amqp_urls=[u.strip() for u in (settings.broker_amqp or "").split(",") if u.strip()],
+        management_url=settings.broker_management,
         node_name=settings.node_name,
         heartbeat_s=settings.heartbeat_s,
         endpoint=BrokerEndpoint(external.host, external.port, external.tls),
@@ -665,4 +728,6 @@ def broker_link(settings: Any, engine: Engine):
         settings.broker_auth,
         (external.username or SERVICE_USER, external.password or ""),
         public_host=settings.mqtt_public_host,
+        alternates=[BrokerEndpoint(h, p, external.tls) for h, p in settings.broker_alternates],
+        management_url=settings.broker_management,
     )

@@ -118,6 +118,21 @@ class Settings(BaseModel):
         "plugin, told each credential over $CONTROL by the service account) or 'http' (the broker "
         "asks the server: RabbitMQ's HTTP auth backend, see docs/scaling.md)",
     )
+    broker_nodes: str | None = Field(
+        None,
+        description="an external broker's other nodes, 'host:port,host:port' (a cluster): the "
+        "server and the gateways (told at enrollment) go to the next when one is unreachable",
+    )
+    broker_amqp: str | None = Field(
+        None,
+        description="RabbitMQ: 'amqp://user:pass@host:port/,amqp://...' of its nodes; the "
+        "ingest then consumes the fleet's uplink from a replicated quorum queue",
+    )
+    broker_management: str | None = Field(
+        None,
+        description="RabbitMQ: its management API, 'http://user:pass@host:15672' (revoking a "
+        "gateway's credential also closes its connection)",
+    )
     role: Literal["all", "api", "ingest", "jobs"] = Field(
         "all",
         description="what this process runs: 'all' (one process, the default), or one role of a "
@@ -284,6 +299,25 @@ class Settings(BaseModel):
     @property
     def runs_jobs(self) -> bool:
         return self.jobs and self.role in ("all", "jobs")
+
+    @property
+    def broker_alternates(self) -> list[tuple[str, int]]:
+        """`broker_nodes` as (host, port) pairs."""
+        found = []
+        for item in (self.broker_nodes or "").split(","):
+            host, _, port = item.strip().rpartition(":")
+            if item.strip():
+                found.append((host.strip("[]"), int(port)))
+        return found
+
+    @field_validator("broker_nodes")
+    @classmethod
+    def _check_nodes(cls, value: str | None) -> str | None:
+        for item in (value or "").split(","):
+            host, _, port = item.strip().rpartition(":")
+            if item.strip() and not (host and port.isdigit() and 0 < int(port) < 65536):
+                raise ValueError(f"{item.strip()!r} is not host:port")
+        return value
 
     @property
     def broker_endpoint(self) -> BrokerEndpoint | None:

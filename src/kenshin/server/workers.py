@@ -57,6 +57,7 @@ class RelayedDeviceService:
     relay_port: int
     key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
     gateway_endpoint: Any = None  # as gateways are told of it
+    alternates: list = field(default_factory=list)  # a cluster's other nodes
 
     def __getstate__(self) -> dict[str, Any]:  # pickled to the workers, without a socket
         return {k: v for k, v in self.__dict__.items() if k != "_sock"}
@@ -166,6 +167,7 @@ async def _background(settings: Settings, ready: Connection) -> None:
             relay_port = transport.get_extra_info("sockname")[1]
             relayed = RelayedDeviceService(service.endpoint, service.mode, relay_port, key)
             relayed.gateway_endpoint = service.gateway_endpoint
+            relayed.alternates = list(getattr(service, "alternates", []))
             ready.send(relayed)
         else:
             ready.send(None)

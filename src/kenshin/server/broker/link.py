@@ -39,6 +39,8 @@ class BrokerLink:
     broker_auth: str  # dynsec | http
     login: tuple[str, str]  # the service account on the broker
     public_host: str | None = None  # told to gateways; default: the broker's address
+    alternates: list = field(default_factory=list)  # a cluster's other nodes (BrokerEndpoint)
+    management_url: str | None = None  # RabbitMQ's: revoking closes connections
     mode: str = "external"
     supervisor: Supervisor = field(default_factory=Supervisor)
     _control: DynsecControl = field(default_factory=DynsecControl)
@@ -94,7 +96,10 @@ class BrokerLink:
         self._control_threadsafe(dynsec.grant_device(username, password), timeout_s)
 
     def credential_revoked(self, username: str, timeout_s: float = 10.0) -> None:
+        from ..runtime import end_connections
+
         self._control_threadsafe(dynsec.revoke_device(username), timeout_s)
+        end_connections(self.management_url, username, timeout_s)
 
     def _control_threadsafe(self, commands: list[dict], timeout_s: float) -> None:
         if self.broker_auth != "dynsec":

@@ -109,6 +109,10 @@ def enroll(body: EnrollRequest, request: Request, conn: Conn) -> Any:
             "tls": bool(endpoint and endpoint.tls),
             "username": result.username,
             "password": result.password,
+            # a cluster's other nodes, tried in turn when one is unreachable
+            "alternates": [
+                {"host": a.host, "port": a.port} for a in getattr(service, "alternates", None) or []
+            ],
         },
     }
 

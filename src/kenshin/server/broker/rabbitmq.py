@@ -1,0 +1,237 @@
+"""A RabbitMQ cluster (3.10+, plugins rabbitmq_mqtt, rabbitmq_auth_backend_http,
+rabbitmq_auth_backend_cache) as the fleet's broker: why and how in docs/scaling.md.
+
+* **Who may connect, and to what**: the broker asks the server (`router`, served by the
+  API). A gateway logs in with its enrolled credential and a client id equal to its
+  username (the broker passes the client id along), so nobody takes over another
+  gateway's session; it may publish only on its own uplink topics and receive only its
+  own downlink. A new, rotated or revoked credential is in the database the moment the API
+  commits it: the next login is judged by it, and nothing in the broker is rewritten or
+  reloaded. Logins are never cached; the answers on queues and topics, which depend on
+  the username alone, are cached by the broker (`auth_config`).
+* **Revoking** also ends the gateway's open connection, through the management API
+  (`close_connections`).
+* **The ingest** consumes from one durable quorum queue, replicated on every node,
+  that collects every gateway's uplink from `amq.topic` (`AmqpSource`): several ingest
+  processes are competing consumers on it, a message is acknowledged after its commit,
+  and a killed node loses nothing that was confirmed to a gateway (RabbitMQ's MQTT
+  plugin sends the PUBACK only after the queue confirmed the message).
+
+RabbitMQ maps MQTT topics to routing keys with `.` for `/` (`k/GW-1/d` is `k.GW-1.d`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import re
+import time
+import urllib.parse
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from fastapi import APIRouter, Request
+from fastapi.responses import PlainTextResponse
+from sqlalchemy import select
+
+from .. import schema as s
+from .access import DOWNLINK_CHANNELS, TOPIC_ROOT, UPLINK_CHANNELS, verify_password
+
+__all__ = ["INGEST_QUEUE", "AmqpSource", "auth_config", "close_connections", "router"]
+
+log = logging.getLogger(__name__)
+INGEST_QUEUE = "kenshin.ingest"
+AUTH_PREFIX = "/broker/auth"
+router = APIRouter(prefix=AUTH_PREFIX, include_in_schema=False)
+_ALLOW, _DENY = PlainTextResponse("allow"), PlainTextResponse("deny")
+
+
+def auth_config(server_url: str, cache_ttl_s: int = 300) -> str:
+    """The rabbitmq.conf lines that make a node ask the server at `server_url` (an API
+    process, on a network only the brokers reach). The node's own admin account (internal
+    database) stays for the management API."""
+    base = server_url.rstrip("/") + AUTH_PREFIX
+    return "\n".join(
+        [
+            "auth_backends.1.authn = http",  # logins: never cached (a revoked one ends at once)
+            "auth_backends.1.authz = cache",  # queues, topics: by username alone, cached
+            "auth_backends.2 = internal",
+            "auth_cache.cached_backend = http",
+            f"auth_cache.cache_ttl = {cache_ttl_s * 1000}",
+            "auth_http.http_method = post",
+            f"auth_http.user_path = {base}/user",
+            f"auth_http.vhost_path = {base}/vhost",
+            f"auth_http.resource_path = {base}/resource",
+            f"auth_http.topic_path = {base}/topic",
+            "mqtt.allow_anonymous = false",
+            # A gateway's persistent session (its commands while it is away) in a queue
+            # replicated on the nodes: a classic one lives on the node the gateway first
+            # used, and while that node is down the gateway cannot subscribe anywhere.
+            "mqtt.durable_queue_type = quorum",
+        ]
+    )
+
+
+# -- the broker asks ---------------------------------------------------------------------
+
+
+async def _form(request: Request) -> dict[str, str]:
+    body = (await request.body())[:4096]
+    return {k: v[0] for k, v in urllib.parse.parse_qs(body.decode(errors="replace")).items()}
+
+
+def _service_login(request: Request) -> tuple[str, str] | None:
+    endpoint = request.app.state.settings.broker_endpoint
+    return None if endpoint is None else (endpoint.username or "", endpoint.password or "")
+
+
+def _is_service(request: Request, username: str) -> bool:
+    login = _service_login(request)
+    return login is not None and hmac.compare_digest(username, login[0])
+
+
+def _gateway_password_hash(request: Request, username: str) -> str | None:
+    with request.app.state.engine.connect() as conn:
+        return conn.execute(
+            select(s.gateways.c.mqtt_password_hash).where(s.gateways.c.mqtt_username == username)
+        ).scalar()
+
+
+@router.post("/user")
+async def user(request: Request) -> PlainTextResponse:
+    form = await _form(request)
+    username, password = form.get("username", ""), form.get("password", "")
+    login = _service_login(request)
+    if login is not None and hmac.compare_digest(username, login[0]):
+        return _ALLOW if hmac.compare_digest(password, login[1]) else _DENY
+    client_id = form.get("client_id")
+    if client_id is not None and client_id != username:
+        log.info("broker login refused: %s with the client id %r", username, client_id)
+        return _DENY  # another gateway's session is not to be had
+    stored = await asyncio.to_thread(_gateway_password_hash, request, username)
+    return _ALLOW if stored and verify_password(password, stored) else _DENY
+
+
+@router.post("/vhost")
+async def vhost(request: Request) -> PlainTextResponse:
+    form = await _form(request)
+    return _ALLOW if form.get("vhost") == "/" else _DENY
+
+
+@router.post("/resource")
+async def resource(request: Request) -> PlainTextResponse:
+    form = await _form(request)
+    username, kind, name = form.get("username", ""), form.get("resource"), form.get("name", "")
+    if _is_service(request, username):
+        return _ALLOW
+    if kind == "exchange" and name == "amq.topic":
+        return _ALLOW if form.get("permission") in ("read", "write") else _DENY
+    own_queue = re.fullmatch(rf"mqtt-subscription-{re.escape(username)}qos[01]", name)
+    return _ALLOW if kind == "queue" and own_queue else _DENY
+
+
+@router.post("/topic")
+async def topic(request: Request) -> PlainTextResponse:
+    form = await _form(request)
+    username = form.get("username", "")
+    if _is_service(request, username):
+        return _ALLOW
+    channels = UPLINK_CHANNELS if form.get("permission") == "write" else DOWNLINK_CHANNELS
+    key = form.get("routing_key", "")
+    own = [f"{TOPIC_ROOT}.{username}.{channel}" for channel in channels]
+    return _ALLOW if form.get("name") == "amq.topic" and key in own else _DENY
+
+
+# -- revoking ------------------------------------------------------------------------------
+
+
+STATS_INTERVAL_S = 5.0  # the management API lists a new connection after up to this
+
+
+def close_connections(management_url: str, username: str, timeout_s: float = 10.0) -> int:
+    """Close every connection `username` has on the cluster (any node answers for all),
+    looking twice: a connection made in the last few seconds is not listed yet. The number
+    closed; errors are logged (the login is refused anyway)."""
+    url = httpx.URL(management_url)
+    auth = (url.username, url.password) if url.username else None
+    base = str(url.copy_with(username=None, password=None)).rstrip("/")
+    closed = 0
+    try:
+        with httpx.Client(auth=auth, timeout=timeout_s) as client:
+            for attempt in range(2):
+                if attempt:
+                    time.sleep(STATS_INTERVAL_S + 1)
+                found = client.get(f"{base}/api/connections", params={"columns": "name,user"})
+                found.raise_for_status()
+                for connection in found.json():
+                    if connection.get("user") != username:
+                        continue
+                    client.delete(
+                        f"{base}/api/connections/{urllib.parse.quote(connection['name'], safe='')}",
+                        headers={"X-Reason": "credential revoked"},
+                    )
+                    closed += 1
+    except httpx.HTTPError as err:
+        log.warning("could not close %s's broker connections: %s", username, err)
+    return closed
+
+
+# -- the ingest's queue --------------------------------------------------------------------
+
+
+@dataclass
+class Delivery:
+    topic: str
+    payload: bytes
+    ack: Callable[[], Awaitable[None]]
+
+
+@dataclass
+class AmqpSource:
+    """The uplink of every gateway, from the replicated queue; tries the nodes in turn."""
+
+    urls: list[str]
+    prefetch: int = 2000
+
+    async def deliveries(self, connected: Callable[[], Any]) -> AsyncIterator[Delivery]:
+        import aio_pika
+
+        connection = await self._connect(aio_pika)
+        try:
+            channel = await connection.channel()
+            await channel.set_qos(prefetch_count=self.prefetch)
+            queue = await channel.declare_queue(
+                INGEST_QUEUE, durable=True, arguments={"x-queue-type": "quorum"}
+            )
+            exchange = await channel.get_exchange("amq.topic")
+            for channel_letter in sorted(UPLINK_CHANNELS):
+                await queue.bind(exchange, routing_key=f"{TOPIC_ROOT}.*.{channel_letter}")
+            connected()
+            async with queue.iterator() as messages:
+                async for message in messages:
+                    topic = (message.routing_key or "").replace(".", "/")
+                    yield Delivery(topic, message.body, message.ack)
+        finally:
+            await connection.close()
+
+    async def _connect(self, aio_pika: Any):
+        errors = []
+        started = time.monotonic()
+        for url in self.urls:
+            try:
+                return await aio_pika.connect(url, timeout=10)
+            except Exception as err:  # the next node
+                errors.append(f"{_redact(url)}: {err}")
+        raise ConnectionError(
+            f"no RabbitMQ node reachable in {time.monotonic() - started:.0f} s: "
+            + "; ".join(errors)
+        )
+
+
+def _redact(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    return f"{parts.scheme}://{host}:{parts.port}"
