@@ -8,6 +8,7 @@ import itertools
 import socket
 import subprocess
 import time
+import uuid
 
 import pytest
 
@@ -74,7 +75,8 @@ def test_one_process_pushes_and_another_takes_over_when_it_dies(engine):
 
     from kenshin.server.leader import Leadership
 
-    first, second = Leadership(engine, "pushers"), Leadership(engine, "pushers")
+    name = f"pushers {uuid.uuid4()}"  # not the lock of a server another test runs here
+    first, second = Leadership(engine, name), Leadership(engine, name)
     assert first.held() and first.held()
     assert not second.held()
     with engine.connect() as conn:  # as if the first process were killed
