@@ -151,13 +151,13 @@ class FaultStack:
 
     def _start_rabbitmq(self) -> None:
         """A 3-node RabbitMQ cluster asking the API process who may connect."""
-        from kenshin.server.broker.rabbitmq import auth_config
+        from kenshin.server.broker.rabbitmq import node_config
         from kenshin.testing.clusters import RabbitCluster
 
         plugins = ("rabbitmq_mqtt", "rabbitmq_management", "rabbitmq_auth_backend_http",
                    "rabbitmq_auth_backend_cache")  # fmt: skip
         self.cluster = RabbitCluster(
-            self.tmp / "rabbitmq", plugins=plugins, config_extra=auth_config(self.base)
+            self.tmp / "rabbitmq", plugins=plugins, config_extra=node_config(self.base)
         )
         self.cluster.start()
         self.mqtt_port = self.cluster.mqtt_ports[0]

@@ -4,6 +4,7 @@ node killed mid-stream costs no reading and no enrollment."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import timedelta
 
@@ -18,6 +19,7 @@ from .stack import FaultStack
 
 pytestmark = pytest.mark.slow
 ROLES = ("api", "ingest-a", "ingest-b", "jobs-a")
+BROUTE_ID, BROUTE_PASSWORD = "0" * 28 + "CAFE", "PW-9Z7Q-SEAL"
 
 
 def test_a_killed_node_costs_no_reading_and_no_enrollment(tmp_path, postgres_url):
@@ -63,6 +65,10 @@ def test_credentials_take_effect_at_once_and_client_ids_are_owned(tmp_path, post
             other = Identity.load(stack.identities[1]).serial
             assert _login(node2, second.mqtt.username, second.mqtt.password, other) != 0
 
+            # A 1 MB publish is refused (not acknowledged); a batch-sized one is taken.
+            assert not _publish(node2, second.mqtt.username, second.mqtt.password, b"x" * 2**20)
+            assert _publish(node2, second.mqtt.username, second.mqtt.password, b"x" * 300)
+
             connected = _connect(node2, second.mqtt.username, second.mqtt.password)
             try:
                 gateway_id = stack.tenants[0].gateways[0]["id"]
@@ -76,6 +82,30 @@ def test_credentials_take_effect_at_once_and_client_ids_are_owned(tmp_path, post
             finally:
                 connected.loop_stop()
             assert _login(node2, second.mqtt.username, second.mqtt.password) != 0
+
+            # B-route credentials travel sealed: in no node's files (retained store, queues).
+            gateway = stack.tenants[0].gateways[1]
+            async with stack.operator(stack.tenants[0]) as ops:
+                sites = (await ops.get("/api/v1/sites")).json()["items"]
+                site = next(x for x in sites if x["id"] != gateway.get("site_id"))
+                answer = await ops.post(
+                    "/api/v1/meters",
+                    json={"site_id": site["id"], "gateway_id": gateway["id"], "link": "wisun",
+                          "device": "/dev/ttyUSB9", "broute_id": BROUTE_ID,
+                          "broute_password": BROUTE_PASSWORD},
+                )  # fmt: skip
+                assert answer.status_code == 201, answer.text
+            applied = (tmp_path / "agent1.log").read_text().count("applying settings")
+            await stack.until(
+                lambda: (tmp_path / "agent1.log").read_text().count("applying settings") > applied,
+                "gateway 1 took its new settings",
+            )
+            await asyncio.to_thread(stack.cluster.stop)  # everything written out
+            files = [p for p in (tmp_path / "rabbitmq").rglob("*") if p.is_file()]
+            assert len(files) > 50
+            for path in files:
+                data = path.read_bytes()
+                assert BROUTE_ID.encode() not in data and BROUTE_PASSWORD.encode() not in data, path
 
     run(scenario(), timeout_s=240)
 
@@ -108,3 +138,17 @@ def _connect(port: int, username: str, password: str) -> mqtt.Client:
         time.sleep(0.05)
     assert client.is_connected()
     return client
+
+
+def _publish(port: int, username: str, password: str, payload: bytes) -> bool:
+    """Whether the broker acknowledged a QoS 1 publish on the gateway's readings topic."""
+    client = _connect(port, username, password)
+    try:
+        info = client.publish(f"k/{username}/d", payload, qos=1)
+        deadline = time.monotonic() + 5
+        while not info.is_published() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return info.is_published()
+    finally:
+        client.disconnect()
+        client.loop_stop()

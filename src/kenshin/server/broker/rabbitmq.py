@@ -8,7 +8,7 @@ rabbitmq_auth_backend_cache) as the fleet's broker: why and how in docs/scaling.
   own downlink. A new, rotated or revoked credential is in the database the moment the API
   commits it: the next login is judged by it, and nothing in the broker is rewritten or
   reloaded. Logins are never cached; the answers on queues and topics, which depend on
-  the username alone, are cached by the broker (`auth_config`).
+  the username alone, are cached by the broker (`node_config`).
 * **Revoking** also ends the gateway's open connection, through the management API
   (`close_connections`).
 * **The ingest** consumes from one durable quorum queue, replicated on every node,
@@ -40,16 +40,17 @@ from sqlalchemy import select
 from .. import schema as s
 from .access import DOWNLINK_CHANNELS, TOPIC_ROOT, UPLINK_CHANNELS, verify_password
 
-__all__ = ["INGEST_QUEUE", "AmqpSource", "auth_config", "close_connections", "router"]
+__all__ = ["INGEST_QUEUE", "AmqpSource", "close_connections", "node_config", "router"]
 
 log = logging.getLogger(__name__)
 INGEST_QUEUE = "kenshin.ingest"
+MAX_MESSAGE_SIZE = 64 * 1024
 AUTH_PREFIX = "/broker/auth"
 router = APIRouter(prefix=AUTH_PREFIX, include_in_schema=False)
 _ALLOW, _DENY = PlainTextResponse("allow"), PlainTextResponse("deny")
 
 
-def auth_config(server_url: str, cache_ttl_s: int = 300) -> str:
+def node_config(server_url: str, cache_ttl_s: int = 300) -> str:
     """The rabbitmq.conf lines that make a node ask the server at `server_url` (an API
     process, on a network only the brokers reach). The node's own admin account (internal
     database) stays for the management API."""
@@ -67,6 +68,9 @@ def auth_config(server_url: str, cache_ttl_s: int = 300) -> str:
             f"auth_http.resource_path = {base}/resource",
             f"auth_http.topic_path = {base}/topic",
             "mqtt.allow_anonymous = false",
+            # A batch is a few hundred bytes, a command result a few kB: anything far
+            # larger is refused (not acknowledged, not routed) before it costs memory.
+            f"max_message_size = {MAX_MESSAGE_SIZE}",
             # A gateway's persistent session (its commands while it is away) in a queue
             # replicated on the nodes: a classic one lives on the node the gateway first
             # used, and while that node is down the gateway cannot subscribe anywhere.
