@@ -39,7 +39,7 @@ from kenshin.wire.topics import Kind
 
 from . import ingest
 from . import schema as s
-from .broker import dynsec
+from .broker import dynsec, mqtt_ack
 from .broker.access import Account, Principal, PrincipalKind, StaticCredentials, verify_password
 from .broker.access import hash_password as mqtt_hash
 from .devices import commands, config, status
@@ -378,18 +378,18 @@ class DeviceService:
         username, password = self.service_login or (SERVICE_USER, self._service_password)
         await asyncio.to_thread(self._hold_node_name)
         try:
-            async with aiomqtt.Client(
-                self.endpoint.host,
-                self.endpoint.port,
-                username=username,
-                password=password,
-                # A stable id: after a restart this session's queue (messages that arrived
-                # while we were down) is ours again.
-                identifier=f"kenshin-ingest-{self.node_name}",
-                clean_session=False,
+            async with mqtt_ack.manual(  # acknowledge only after the commit (module doc)
+                aiomqtt.Client(
+                    self.endpoint.host,
+                    self.endpoint.port,
+                    username=username,
+                    password=password,
+                    # A stable id: after a restart this session's queue (messages that arrived
+                    # while we were down) is ours again.
+                    identifier=f"kenshin-ingest-{self.node_name}",
+                    clean_session=False,
+                )
             ) as client:
-                # Acknowledge only after the commit (see the module doc).
-                client._client.manual_ack_set(True)
                 self._client = client
                 # N ingest workers split the fleet's messages (the embedded broker, one
                 # process by design, has no shared subscriptions).
@@ -448,7 +448,7 @@ class DeviceService:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 15.0)
                 for (message, *_), outcome in zip(group, outcomes, strict=True):
-                    client._client.ack(message.mid, message.qos)  # committed (or quarantined)
+                    mqtt_ack.ack(client, message)  # committed (or quarantined)
                     self._count(outcome.kind)
                 self._oldest_unacked = arrived[0][3] if arrived else None
 
