@@ -37,7 +37,7 @@ from kenshin.ports import require_free_tcp_port
 from kenshin.wire import encode_publish
 from kenshin.wire.topics import Kind
 
-from . import ingest
+from . import ingest, metrics
 from . import schema as s
 from .broker import dynsec, mqtt_ack
 from .broker.access import Account, Principal, PrincipalKind, StaticCredentials, verify_password
@@ -450,6 +450,7 @@ class DeviceService:
                 for (message, *_), outcome in zip(group, outcomes, strict=True):
                     mqtt_ack.ack(client, message)  # committed (or quarantined)
                     self._count(outcome.kind)
+                    metrics.ingested(outcome)
                 self._oldest_unacked = arrived[0][3] if arrived else None
 
         async with asyncio.TaskGroup() as stages:

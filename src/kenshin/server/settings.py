@@ -129,6 +129,16 @@ class Settings(BaseModel):
         120.0, gt=0, description="/readyz fails while readings wait longer to be stored"
     )
     log_level: LogLevel = "info"
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="log lines as text, or one JSON object each (time, level, logger, message, "
+        "request_id, fields) for a log collector",
+    )
+    access_log: bool = Field(True, description="one log line per HTTP request (kenshin.access)")
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="bearer token that GET /metrics (Prometheus) asks for; none: /metrics is off",
+    )
     auto_migrate: bool = Field(True, description="apply database migrations at start")
     session_hours: float = Field(12.0, gt=0, description="lifetime of a login session")
     session_cookie_secure: bool = Field(

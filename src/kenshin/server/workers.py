@@ -104,7 +104,9 @@ def _verified(key: bytes, datagram: bytes) -> bytes | None:
 def api_worker_app(settings: Settings, relayed: RelayedDeviceService | None):
     """An API worker's application (uvicorn calls this in each worker process)."""
     from .app import create_app
+    from .logs import configure
 
+    configure(settings.log_level, settings.log_format)  # a spawned process starts bare
     app = create_app(
         settings.model_copy(update={"devices": False, "jobs": False, "auto_migrate": False})
     )
@@ -180,6 +182,7 @@ def run_background(settings: Settings, ready: Connection, log_level: str) -> Non
     `RelayedDeviceService` for the workers (None with devices off) once it runs."""
     with contextlib.suppress(OSError):  # `ps -o comm` tells it from the workers (Linux)
         Path("/proc/self/comm").write_text(BACKGROUND_NAME)
-    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    from .logs import configure
+
+    configure(log_level, settings.log_format)
     asyncio.run(_background(settings, ready))
