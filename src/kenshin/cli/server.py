@@ -335,7 +335,9 @@ def retention_command(
         if not dry_run:
             with engine.begin() as conn:
                 made = ensure_partitions(conn, now)
-        report = apply_retention(engine, now, dry_run=dry_run)
+        report = apply_retention(
+            engine, now, dry_run=dry_run, audit_keep_days=settings.audit_keep_days
+        )
     except SQLAlchemyError as err:
         typer.echo(f"error: {_redacted(settings.database_url)}: {err}", err=True)
         raise typer.Exit(1) from None

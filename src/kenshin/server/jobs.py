@@ -95,7 +95,13 @@ def server_jobs(
     """The server's jobs; `wake` tells the device service there are commands to send."""
     jobs = [
         Job("partitions", 86400.0, _partitions),  # at start, then daily (PostgreSQL only)
-        Job("retention", 3600.0, lambda engine, now: apply_retention(engine, now)),
+        Job(
+            "retention",
+            3600.0,
+            lambda engine, now: apply_retention(
+                engine, now, audit_keep_days=settings.audit_keep_days
+            ),
+        ),
         Job("quarantine", 3600.0, _trim_quarantine(settings)),
         Job("forecasts", settings.forecast_every_s, _each_tenant(_forecast_then_imbalance)),
         Job("alerts", settings.alerts_every_s, _each_tenant(run_rules)),

@@ -139,6 +139,11 @@ class Settings(BaseModel):
         None,
         description="bearer token that GET /metrics (Prometheus) asks for; none: /metrics is off",
     )
+    audit_keep_days: float = Field(
+        730.0,
+        ge=0,
+        description="audit log entries kept this long by the retention job (0: forever)",
+    )
     auto_migrate: bool = Field(True, description="apply database migrations at start")
     session_hours: float = Field(12.0, gt=0, description="lifetime of a login session")
     session_cookie_secure: bool = Field(
