@@ -113,7 +113,17 @@ class Settings(BaseModel):
         "one, kept in mosquitto_dir so that a restart serves the same",
     )
     mqtt_public_host: str | None = Field(
-        None, description="broker host told to gateways at enrollment (default: mqtt_host)"
+        None,
+        description="broker host told to gateways at enrollment (default: the host the "
+        "server's ingest connects to)",
+    )
+    mqtt_public_port: int | None = Field(
+        None, ge=1, le=65535, description="broker port told to gateways (default: the ingest's)"
+    )
+    mqtt_public_tls: bool | None = Field(
+        None,
+        description="whether gateways use TLS to the broker (default: as the ingest does); "
+        "e.g. Mosquitto's TLS listener for gateways, a loopback one for the ingest",
     )
     devices: bool = Field(True, description="run the MQTT side: broker, ingest, pushers")
     mosquitto_dir: Path | None = Field(
