@@ -7,15 +7,33 @@ WORKERS ?= 4
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# The exact versions `make` installs (and CI tests): requirements/*.lock, made from
+# pyproject.toml's ranges by `make lock`, on purpose, never as a side effect.
+LOCK   := requirements/dev.lock
+EXTRAS := dev gateway server
+COMPILE = $(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 --quiet \
+          --custom-compile-command "make lock"
 
-.PHONY: demo test check lint bench clean
+.PHONY: demo test check lint bench clean lock
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (3.11 or newer)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,gateway,server]'
+	$(BIN)/python -m pip install --quiet -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
+
+# Renew the lock files from pyproject.toml: the newest versions its ranges allow. Commit
+# them with the change that needed them (a new dependency, a raised floor), or on their
+# own as "update locked dependencies" after `make test` passed on them.
+# requirements/server.lock and gateway.lock are what a production install takes
+# (docs/deploy.md).
+lock: $(STAMP)
+	$(COMPILE) $(addprefix --extra ,$(EXTRAS)) -o $(LOCK)
+	$(COMPILE) --extra server -o requirements/server.lock
+	$(COMPILE) --extra gateway -o requirements/gateway.lock
+	$(BIN)/python -m pip install --quiet -r $(LOCK)
 
 demo: $(STAMP)
 	$(BIN)/kenshin demo

@@ -54,6 +54,7 @@ ROLES = {
     "PATCH /api/v1/users/{user_id}": "admin",
     "POST /api/v1/api-keys": "admin",
     "GET /api/v1/api-keys": "admin",
+    "GET /api/v1/audit": "admin",
     "GET /api/v1/api-keys/{key_id}": "admin",
     "DELETE /api/v1/api-keys/{key_id}": "admin",
     "POST /api/v1/enroll/challenge": "public",

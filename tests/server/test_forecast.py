@@ -42,6 +42,36 @@ def test_weekends_and_holidays_keep_their_own_level():
     assert day_type(date(2026, 11, 23)) == "holiday"  # 勤労感謝の日, a Monday
 
 
+# The weekday holidays 2025-2027 the forecast used to list by hand: still holidays.
+_LISTED = """
+2025-01-01 2025-01-13 2025-02-11 2025-02-24 2025-03-20 2025-04-29 2025-05-05 2025-05-06
+2025-07-21 2025-08-11 2025-09-15 2025-09-23 2025-10-13 2025-11-03 2025-11-24
+2026-01-01 2026-01-12 2026-02-11 2026-02-23 2026-03-20 2026-04-29 2026-05-04 2026-05-05
+2026-05-06 2026-07-20 2026-08-11 2026-09-21 2026-09-22 2026-09-23 2026-10-12 2026-11-03
+2026-11-23 2027-01-01 2027-01-11 2027-02-11 2027-02-23 2027-03-22 2027-04-29 2027-05-03
+2027-05-04 2027-05-05 2027-07-19 2027-08-11 2027-09-20 2027-09-23 2027-10-11 2027-11-03
+2027-11-23
+"""
+
+
+def test_holidays_come_from_the_calendar_for_any_year():
+    listed = {date.fromisoformat(d) for d in _LISTED.split()}
+    for day in listed:
+        assert day_type(day) == "holiday", day
+        assert day_type(day, holidays=False) == "weekday", day
+    # Every other weekday of those years is still a working day.
+    day = date(2025, 1, 1)
+    while day.year < 2028:
+        if day.weekday() < 5 and day not in listed:
+            assert day_type(day) == "weekday", day
+        day += timedelta(days=1)
+    # Past the old list's end: 春分の日 2028 (a Monday, by the equinox) and a substitute
+    # holiday (振替休日) of 2029 (建国記念の日 on a Sunday).
+    assert day_type(date(2028, 3, 20)) == "holiday"
+    assert day_type(date(2029, 2, 12)) == "holiday"
+    assert day_type(date(2028, 3, 21)) == "weekday"
+
+
 def test_a_seasonal_trend_is_followed_not_lagged():
     history = _history(lambda d: 1.0 + 0.01 * (d - TARGET).days)  # +1 % a day
     ours = sum(kenshin(history, TARGET))

@@ -175,3 +175,31 @@ def test_the_seal_key_is_signed_and_stored_at_enrollment(engine, world, client):
         json={"serial": "GW-S", "challenge": "c", "signature": "s", "seal_key": "c2hvcnQ"},
     )
     assert answer.status_code == 422, answer.text
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_gateways_are_told_the_public_broker_address(engine, world, app, client):
+    """The ingest may use a loopback listener; gateways get the address, port and TLS of
+    the one for the Internet (settings mqtt_public_*), not the ingest's."""
+    identity = Identity.generate("GW-P", "http://x")
+    csv = f"serial,model,public_key,claim_code\nGW-P,m,{b64encode(identity.public_key)},\n"
+    key = app.state.device_key
+    with engine.begin() as conn:
+        registry.import_identities(conn, csv, key, "system")
+        registry.claim_gateway(conn, world.tenant_a, key=key, actor="system", serial="GW-P")
+
+    def told() -> dict:
+        challenge = enrollment.new_challenge(key, "GW-P")
+        body = {"serial": "GW-P", "challenge": challenge,
+                "signature": identity.sign_challenge(challenge)}  # fmt: skip
+        answer = client.post("/api/v1/enroll", json=body)
+        assert answer.status_code == 200, answer.text
+        return answer.json()["mqtt"]
+
+    assert (told()["port"], told()["tls"]) == (1883, False)  # no broker here, nothing set
+    app.state.settings = app.state.settings.model_copy(
+        update={"mqtt_public_host": "mqtt.example.jp", "mqtt_public_port": 8883,
+                "mqtt_public_tls": True}
+    )  # fmt: skip
+    mqtt = told()
+    assert (mqtt["host"], mqtt["port"], mqtt["tls"]) == ("mqtt.example.jp", 8883, True)

@@ -7,7 +7,6 @@ Exit codes: 0 done, 1 failed, 2 bad settings or usage.
 
 from __future__ import annotations
 
-import logging
 import socket
 from pathlib import Path
 from typing import Annotated, Any
@@ -41,10 +40,10 @@ def _settings(config: Path | None, **overrides: Any):
         raise typer.Exit(2) from None
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    # Alembic's own chatter; kenshin.server.db logs the migrations it applies.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+def _configure_logging(level: str, fmt: str = "text") -> None:
+    from kenshin.server.logs import configure
+
+    configure(level, fmt)  # text or JSON lines, with the request id (kenshin.server.logs)
 
 
 def _redacted(url: str) -> str:
@@ -91,7 +90,7 @@ def run(
     from kenshin.server.security import SecretKeyError
 
     settings = _settings(config, host=host, port=port, workers=workers, role=role)
-    _configure_logging(settings.log_level)
+    _configure_logging(settings.log_level, settings.log_format)
     if settings.workers > 1:
         _run_workers(settings)
         return
@@ -164,6 +163,7 @@ def _run_workers(settings) -> None:
 
     from kenshin.server import workers
     from kenshin.server.db import migrate
+    from kenshin.server.metrics import use_multiprocess_dir
     from kenshin.server.security import SecretKeyError, load_secret_key
 
     try:  # the key made once here, not raced for by every process
@@ -190,6 +190,8 @@ def _run_workers(settings) -> None:
         typer.echo(f"error: cannot listen on {settings.host}:{settings.port}: {err}", err=True)
         raise typer.Exit(1) from None
     url = _url(settings.host, sock.getsockname()[1])
+    # One directory for every process's metrics, so any worker's /metrics tells them all.
+    metrics_dir = use_multiprocess_dir()  # noqa: F841  (removed when the server ends)
     spawn = multiprocessing.get_context("spawn")  # uvicorn's workers are spawned too
     background = None
     relayed = None
@@ -343,7 +345,9 @@ def retention_command(
         if not dry_run:
             with engine.begin() as conn:
                 made = ensure_partitions(conn, now)
-        report = apply_retention(engine, now, dry_run=dry_run)
+        report = apply_retention(
+            engine, now, dry_run=dry_run, audit_keep_days=settings.audit_keep_days
+        )
     except SQLAlchemyError as err:
         typer.echo(f"error: {_redacted(settings.database_url)}: {err}", err=True)
         raise typer.Exit(1) from None

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from . import logs
 from . import schema as s
 from .security import NewApiKey, generate_api_key, hash_password, hash_token, new_session_token
 
@@ -51,9 +52,20 @@ def audit(
     tenant_id: int | None = None,
     detail: dict[str, Any] | None = None,
 ) -> None:
+    """The one way to write the audit log: `actor` (``user:3``, ``api_key:7``, ``system``
+    or ``anonymous``) did `action` (``user.create``...) to `target` (``user:12``...) in
+    tenant `tenant_id` (None: the platform's). When and from where (the client's address
+    and the request's id, from the request's context: `logs`) are added here. It is part
+    of the caller's transaction: what is rolled back was not done, and is not logged."""
     conn.execute(
         insert(s.audit_log).values(
-            tenant_id=tenant_id, actor=actor, action=action, target=target, detail=detail
+            tenant_id=tenant_id,
+            actor=actor,
+            action=action,
+            target=target,
+            detail=detail,
+            client=(logs.client_address.get() or "")[:64] or None,
+            request_id=logs.request_id.get(),
         )
     )
 

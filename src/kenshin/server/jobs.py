@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from datetime import datetime
 import anyio.to_thread
 from sqlalchemy import Engine, func, insert, select, update
 
+from . import metrics
 from . import schema as s
 from .alerts.engine import run_rules
 from .alerts.notify import SmtpConfig
@@ -93,7 +95,13 @@ def server_jobs(
     """The server's jobs; `wake` tells the device service there are commands to send."""
     jobs = [
         Job("partitions", 86400.0, _partitions),  # at start, then daily (PostgreSQL only)
-        Job("retention", 3600.0, lambda engine, now: apply_retention(engine, now)),
+        Job(
+            "retention",
+            3600.0,
+            lambda engine, now: apply_retention(
+                engine, now, audit_keep_days=settings.audit_keep_days
+            ),
+        ),
         Job("quarantine", 3600.0, _trim_quarantine(settings)),
         Job("forecasts", settings.forecast_every_s, _each_tenant(_forecast_then_imbalance)),
         Job("alerts", settings.alerts_every_s, _each_tenant(run_rules)),
@@ -190,14 +198,19 @@ class JobRunner:
 
     async def _loop(self, job: Job) -> None:
         while True:
+            began: float | None = None
             try:
                 if await anyio.to_thread.run_sync(self._claim, job):
+                    began = time.perf_counter()
                     await anyio.to_thread.run_sync(job.run, self.engine, self.clock())
                     self.runs[job.name] = self.runs.get(job.name, 0) + 1
+                    metrics.job_ran(job.name, time.perf_counter() - began, failed=False)
                 else:
                     self.skipped[job.name] = self.skipped.get(job.name, 0) + 1
             except Exception as err:
                 self.failures[job.name] = self.failures.get(job.name, 0) + 1
                 self.last_error[job.name] = f"{type(err).__name__}: {err}"[:300]
+                took = 0.0 if began is None else time.perf_counter() - began
+                metrics.job_ran(job.name, took, failed=True)  # a failed claim counts too
                 log.exception("job %s failed; it runs again in %.0f s", job.name, job.every_s)
             await asyncio.sleep(job.every_s)

@@ -37,7 +37,7 @@ from kenshin.ports import require_free_tcp_port
 from kenshin.wire import encode_publish
 from kenshin.wire.topics import Kind
 
-from . import ingest, wakeups
+from . import ingest, metrics, wakeups
 from . import schema as s
 from .broker import dynsec, mqtt_ack
 from .broker.access import Account, Principal, PrincipalKind, StaticCredentials, verify_password
@@ -126,13 +126,6 @@ def end_connections(management_url: str | None, username: str, timeout_s: float)
         ).start()
 
 
-def told_endpoint(endpoint: BrokerEndpoint | None, public_host: str | None):
-    """`endpoint` with the host gateways reach it by (`mqtt_public_host`), where one is set."""
-    if endpoint is None or not public_host:
-        return endpoint
-    return BrokerEndpoint(public_host, endpoint.port, endpoint.tls)
-
-
 @dataclass
 class DeviceService:
     engine: Engine
@@ -154,7 +147,6 @@ class DeviceService:
     _client: aiomqtt.Client | None = None
     _mosquitto_dir: Path | None = None
     _dir_lock: int | None = None
-    public_host: str | None = None  # told to gateways; default: the broker's address
     node_name: str = "1"
     broker_auth: str = "dynsec"  # an external broker's: dynsec ($CONTROL) | http (asks us)
     mosquitto_dir: Path | None = None
@@ -171,11 +163,6 @@ class DeviceService:
 
     def __post_init__(self) -> None:
         self._pushing = Leadership(self.engine, "pushers")
-
-    @property
-    def gateway_endpoint(self) -> BrokerEndpoint | None:
-        """The broker as gateways are told of it at enrollment."""
-        return told_endpoint(self.endpoint, self.public_host)
 
     @property
     def dynsec(self) -> bool:
@@ -467,6 +454,7 @@ class DeviceService:
                     if done is not None:
                         await done
                     self._count(outcome.kind)
+                    metrics.ingested(outcome)
                 self._oldest_unacked = arrived[0][3] if arrived else None
 
         async with asyncio.TaskGroup() as stages:
@@ -699,7 +687,6 @@ def device_service(settings: Any, engine: Engine, box: CredentialBox) -> DeviceS
             host=settings.mqtt_host,
             port=settings.mqtt_port,
             heartbeat_s=settings.heartbeat_s,
-            public_host=settings.mqtt_public_host,
         )
     return DeviceService(
         engine,
@@ -713,7 +700,6 @@ def device_service(settings: Any, engine: Engine, box: CredentialBox) -> DeviceS
         heartbeat_s=settings.heartbeat_s,
         endpoint=BrokerEndpoint(external.host, external.port, external.tls),
         service_login=(external.username or SERVICE_USER, external.password or ""),
-        public_host=settings.mqtt_public_host,
     )
 
 
@@ -727,7 +713,6 @@ def broker_link(settings: Any, engine: Engine):
         BrokerEndpoint(external.host, external.port, external.tls),
         settings.broker_auth,
         (external.username or SERVICE_USER, external.password or ""),
-        public_host=settings.mqtt_public_host,
         alternates=[BrokerEndpoint(h, p, external.tls) for h, p in settings.broker_alternates],
         management_url=settings.broker_management,
     )

@@ -346,7 +346,13 @@ audit_log = Table(
     Column("target", String(128), nullable=True),  # "user:12", "tenant:2", ...
     Column("detail", JSONDoc, nullable=True),
     Column("at", UTCDateTime(), nullable=False, default=utcnow),
+    # Where from: the client's address as the server saw it (behind a proxy: what the
+    # proxy forwarded, if it is trusted), and the request's X-Request-ID (logs.py).
+    Column("client", String(64), nullable=True),
+    Column("request_id", String(128), nullable=True),
     Index(None, "tenant_id", "at"),
+    Index(None, "tenant_id", "actor", "at"),
+    Index(None, "at"),  # the retention job's cut, across tenants
 )
 
 events = Table(

@@ -148,7 +148,17 @@ class Settings(BaseModel):
         "one, kept in mosquitto_dir so that a restart serves the same",
     )
     mqtt_public_host: str | None = Field(
-        None, description="broker host told to gateways at enrollment (default: mqtt_host)"
+        None,
+        description="broker host told to gateways at enrollment (default: the host the "
+        "server's ingest connects to)",
+    )
+    mqtt_public_port: int | None = Field(
+        None, ge=1, le=65535, description="broker port told to gateways (default: the ingest's)"
+    )
+    mqtt_public_tls: bool | None = Field(
+        None,
+        description="whether gateways use TLS to the broker (default: as the ingest does); "
+        "e.g. Mosquitto's TLS listener for gateways, a loopback one for the ingest",
     )
     devices: bool = Field(True, description="run the MQTT side: broker, ingest, pushers")
     mosquitto_dir: Path | None = Field(
@@ -164,6 +174,21 @@ class Settings(BaseModel):
         120.0, gt=0, description="/readyz fails while readings wait longer to be stored"
     )
     log_level: LogLevel = "info"
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="log lines as text, or one JSON object each (time, level, logger, message, "
+        "request_id, fields) for a log collector",
+    )
+    access_log: bool = Field(True, description="one log line per HTTP request (kenshin.access)")
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="bearer token that GET /metrics (Prometheus) asks for; none: /metrics is off",
+    )
+    audit_keep_days: float = Field(
+        730.0,
+        ge=0,
+        description="audit log entries kept this long by the retention job (0: forever)",
+    )
     auto_migrate: bool = Field(True, description="apply database migrations at start")
     session_hours: float = Field(12.0, gt=0, description="lifetime of a login session")
     session_cookie_secure: bool = Field(

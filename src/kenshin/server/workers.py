@@ -56,7 +56,6 @@ class RelayedDeviceService:
     mode: str
     relay_port: int
     key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
-    gateway_endpoint: Any = None  # as gateways are told of it
     alternates: list = field(default_factory=list)  # a cluster's other nodes
 
     def __getstate__(self) -> dict[str, Any]:  # pickled to the workers, without a socket
@@ -106,7 +105,9 @@ def _verified(key: bytes, datagram: bytes) -> bytes | None:
 def api_worker_app(settings: Settings, relayed: RelayedDeviceService | None):
     """An API worker's application (uvicorn calls this in each worker process)."""
     from .app import create_app
+    from .logs import configure
 
+    configure(settings.log_level, settings.log_format)  # a spawned process starts bare
     app = create_app(
         settings.model_copy(update={"devices": False, "jobs": False, "auto_migrate": False})
     )
@@ -166,7 +167,6 @@ async def _background(settings: Settings, ready: Connection) -> None:
             )
             relay_port = transport.get_extra_info("sockname")[1]
             relayed = RelayedDeviceService(service.endpoint, service.mode, relay_port, key)
-            relayed.gateway_endpoint = service.gateway_endpoint
             relayed.alternates = list(getattr(service, "alternates", []))
             ready.send(relayed)
         else:
@@ -184,6 +184,7 @@ def run_background(settings: Settings, ready: Connection, log_level: str) -> Non
     `RelayedDeviceService` for the workers (None with devices off) once it runs."""
     with contextlib.suppress(OSError):  # `ps -o comm` tells it from the workers (Linux)
         Path("/proc/self/comm").write_text(BACKGROUND_NAME)
-    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    from .logs import configure
+
+    configure(log_level, settings.log_format)
     asyncio.run(_background(settings, ready))

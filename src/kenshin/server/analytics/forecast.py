@@ -35,6 +35,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+import jpholiday
+
 SLOTS = 48
 Day = Sequence[float | None]
 History = Mapping[date, Day]
@@ -51,28 +53,14 @@ __all__ = [
     "update_intraday",
 ]
 
-# Japanese public holidays (and the substitute holidays) that fall on weekdays, 2025-2027:
-# demand on them looks like a Sunday's.
-_HOLIDAYS = {
-    date(2025, 1, 1), date(2025, 1, 13), date(2025, 2, 11), date(2025, 2, 24),
-    date(2025, 3, 20), date(2025, 4, 29), date(2025, 5, 5), date(2025, 5, 6),
-    date(2025, 7, 21), date(2025, 8, 11), date(2025, 9, 15), date(2025, 9, 23),
-    date(2025, 10, 13), date(2025, 11, 3), date(2025, 11, 24),
-    date(2026, 1, 1), date(2026, 1, 12), date(2026, 2, 11), date(2026, 2, 23),
-    date(2026, 3, 20), date(2026, 4, 29), date(2026, 5, 4), date(2026, 5, 5),
-    date(2026, 5, 6), date(2026, 7, 20), date(2026, 8, 11), date(2026, 9, 21),
-    date(2026, 9, 22), date(2026, 9, 23), date(2026, 10, 12), date(2026, 11, 3),
-    date(2026, 11, 23),
-    date(2027, 1, 1), date(2027, 1, 11), date(2027, 2, 11), date(2027, 2, 23),
-    date(2027, 3, 22), date(2027, 4, 29), date(2027, 5, 3), date(2027, 5, 4),
-    date(2027, 5, 5), date(2027, 7, 19), date(2027, 8, 11), date(2027, 9, 20),
-    date(2027, 9, 23), date(2027, 10, 11), date(2027, 11, 3), date(2027, 11, 23),
-}  # fmt: skip
+# Japanese public holidays, substitute holidays (振替休日) and the days between two holidays
+# (国民の休日), from jpholiday, which derives them by the law's rules (the equinoxes
+# included) for any year: demand on them looks like a Sunday's.
 
 
 def day_type(day: date, *, holidays: bool = True) -> str:
     """ "weekday" or "holiday" (weekends and, unless told otherwise, public holidays)."""
-    if day.weekday() >= 5 or (holidays and day in _HOLIDAYS):
+    if day.weekday() >= 5 or (holidays and jpholiday.is_holiday(day)):
         return "holiday"
     return "weekday"
 

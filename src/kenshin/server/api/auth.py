@@ -46,6 +46,13 @@ def login(
     # Verify even for an unknown email, so the answer takes as long either way.
     ok = verify_password(body.password, user.password_hash if user else dummy_password_hash())
     if user is None or not ok or user.disabled:
+        why = "unknown email" if user is None else "disabled" if ok else "wrong password"
+        # Its own transaction: the request's is rolled back with the 401.
+        with request.app.state.engine.begin() as own:
+            accounts.audit(
+                own, "anonymous", "auth.login_failed", target=user and f"user:{user.id}",
+                tenant_id=user and user.tenant_id, detail={"email": email, "reason": why},
+            )  # fmt: skip
         raise Problem(401, "wrong email or password")
     if password_needs_rehash(user.password_hash):
         conn.execute(

@@ -38,19 +38,12 @@ class BrokerLink:
     endpoint: Any  # runtime.BrokerEndpoint: told to gateways
     broker_auth: str  # dynsec | http
     login: tuple[str, str]  # the service account on the broker
-    public_host: str | None = None  # told to gateways; default: the broker's address
     alternates: list = field(default_factory=list)  # a cluster's other nodes (BrokerEndpoint)
     management_url: str | None = None  # RabbitMQ's: revoking closes connections
     mode: str = "external"
     supervisor: Supervisor = field(default_factory=Supervisor)
     _control: DynsecControl = field(default_factory=DynsecControl)
     _connected: asyncio.Event = field(default_factory=asyncio.Event)
-
-    @property
-    def gateway_endpoint(self) -> Any:
-        from ..runtime import told_endpoint
-
-        return told_endpoint(self.endpoint, self.public_host)
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()

@@ -89,7 +89,7 @@ def enroll(body: EnrollRequest, request: Request, conn: Conn) -> Any:
     if isinstance(result, enrollment.Unclaimed):
         return JSONResponse({"status": "unclaimed", "retry_after_s": result.retry_after_s}, 202)
     service = getattr(request.app.state, "device_service", None)
-    endpoint = getattr(service, "gateway_endpoint", None) if service is not None else None
+    endpoint = service.endpoint if service is not None else None
     conn.commit()  # the broker asks the database for this password: it must be there first
     if service is not None:
         try:
@@ -100,13 +100,17 @@ def enroll(body: EnrollRequest, request: Request, conn: Conn) -> Any:
                 503, "the broker is not reachable; try again", headers={"Retry-After": "30"}
             ) from None
         service.wake()
+    # Where gateways reach the broker: the settings' public address, where it differs from
+    # the one the ingest uses (a loopback listener beside a TLS one for the Internet).
+    public = request.app.state.settings
+    tls = public.mqtt_public_tls
     return {
         "status": "enrolled",
         "gateway_id": result.gateway_id,
         "mqtt": {
-            "host": endpoint.host if endpoint else None,
-            "port": endpoint.port if endpoint else 1883,
-            "tls": bool(endpoint and endpoint.tls),
+            "host": public.mqtt_public_host or (endpoint.host if endpoint else None),
+            "port": public.mqtt_public_port or (endpoint.port if endpoint else 1883),
+            "tls": tls if tls is not None else bool(endpoint and endpoint.tls),
             "username": result.username,
             "password": result.password,
             # a cluster's other nodes, tried in turn when one is unreachable

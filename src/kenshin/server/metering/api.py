@@ -7,6 +7,7 @@ beyond them) live in `series` and are stated in each route's OpenAPI description
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Annotated, Literal
@@ -14,9 +15,11 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
 
 from kenshin.echonet.edt import JST
 
+from .. import accounts
 from .. import schema as s
 from ..deps import Conn, Principal, RowId, TenantId, require_role
 from ..jsonout import json_response
@@ -25,8 +28,25 @@ from . import current, series
 from .csvout import CSV_RESPONSE, CsvStream, csv_response, jst_text
 from .series import MAX_DAYS, MAX_POWER_DAYS, MAX_POWER_POINTS, MAX_TENANT_CSV_DAYS
 
-router = APIRouter(tags=["metering"])
 Viewer = Annotated[Principal, Depends(require_role("viewer"))]
+
+
+async def _audit_export(
+    request: Request, conn: Conn, principal: Viewer, tenant_id: TenantId
+) -> AsyncIterator[None]:
+    """A CSV export is in the audit log (who took which data out): written once the handler
+    has answered, in the request's transaction, so a refused export is not logged."""
+    yield
+    if request.query_params.get("format") == "csv" or request.url.path.endswith(".csv"):
+        meter_id = request.path_params.get("meter_id")
+        await run_in_threadpool(
+            accounts.audit, conn, principal.actor, "export.csv",
+            target=f"meter:{meter_id}" if meter_id else None, tenant_id=tenant_id,
+            detail={"path": request.url.path, "query": dict(request.query_params)},
+        )  # fmt: skip
+
+
+router = APIRouter(tags=["metering"], dependencies=[Depends(_audit_export, scope="function")])
 DIRECTIONS = {"normal": 0, "reverse": 1}
 Direction = Annotated[
     Literal["normal", "reverse"], Query(description="normal: bought; reverse: sold")

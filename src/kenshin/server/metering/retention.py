@@ -1,4 +1,5 @@
 """Retention: how long each tenant's data is kept, and the job that enforces it.
+The audit log is kept `audit_keep_days` (a server setting), whoever it belongs to.
 
 `tenants.instant_retention_days` covers instant power (and the daily peaks drawn from it);
 `energy_retention_days` the 30-minute values and everything derived from them. NULL keeps
@@ -12,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, and_, delete, func, select
+from sqlalchemy import Connection, Engine, and_, delete, func, select, true
 
 from .. import schema as s
 from .partitions import drop_months_before
@@ -59,8 +60,22 @@ def _delete_chunked(engine: Engine, table, column: str, owner_filter, cutoff: da
             total += len(rows)
 
 
-def apply_retention(engine: Engine, now: datetime, *, dry_run: bool = False) -> RetentionReport:
+def apply_retention(
+    engine: Engine, now: datetime, *, dry_run: bool = False, audit_keep_days: float = 0
+) -> RetentionReport:
+    """`audit_keep_days` (0: forever): the audit log's entries older than that go too,
+    every tenant's and the platform's alike (setting `audit_keep_days`)."""
     report = RetentionReport()
+    if audit_keep_days > 0:
+        cutoff = now - timedelta(days=audit_keep_days)
+        if dry_run:
+            with engine.connect() as conn:
+                old = select(func.count()).select_from(s.audit_log)
+                n = conn.execute(old.where(s.audit_log.c.at < cutoff)).scalar_one()
+        else:
+            n = _delete_chunked(engine, s.audit_log, "at", true(), cutoff)
+        if n:
+            report.deleted["audit_log"] = n
     with engine.connect() as conn:
         tenants = conn.execute(select(s.tenants)).all()
     for setting, covered in COVERS.items():
