@@ -1,26 +1,29 @@
 """A fleet against the real server: `.venv/bin/python bench/fleet.py --gateways 5000`.
 
-`kenshin server run` (PostgreSQL, its managed Mosquitto with the dynamic-security plugin,
-jobs off) in a process of its own; N simulated gateways in worker processes, each a lean
-asyncio MQTT 3.1.1 client speaking the real protocols: HTTP enrollment with its own
-Ed25519 identity (challenge, signature, broker credential), CONNECT with that credential
-and its serial as client id, its two subscriptions (retained settings are acknowledged),
-and real `ReadingsBatch` payloads from `kenshin.wire` at QoS 1, one per simulated half hour
-(a 30-minute value and two instant readings).
+`kenshin server run` (PostgreSQL, jobs off; its managed Mosquitto with the dynamic-security
+plugin, or a RabbitMQ cluster) in a process of its own; N simulated gateways in worker
+processes, each a lean asyncio MQTT 3.1.1 client speaking the real protocols: HTTP
+enrollment with its own Ed25519 identity (challenge, signature, broker credential),
+CONNECT with that credential and its serial as client id, its two subscriptions (retained
+settings are acknowledged), and real `ReadingsBatch` payloads from `kenshin.wire` at QoS 1,
+one per simulated half hour (a 30-minute value and two instant readings).
 
 Phases: enroll all; connect all; steady state (rounds of one batch per gateway); the
-broker restarted (SIGTERM to the managed Mosquitto: the server's supervisor starts it
-again); recovery (gateways reconnect with full jitter, reusing the credential they hold:
-an enrollment now would be a bug); two more rounds. It prints a table and ends with
-`fleet: gateways N, reconnected in T s, enrollments E, lost L` (lost: batches the broker
-acknowledged whose 30-minute value is not stored).
+fault: Mosquitto restarted (SIGTERM to the managed broker: the server's supervisor starts
+it again), or with `--broker rabbitmq` one node of a 3-node RabbitMQ cluster killed
+(SIGKILL; the gateways were spread over the nodes and move to the next they were told
+of); recovery (gateways reconnect with full jitter, reusing the credential they hold: an
+enrollment now would be a bug); two more rounds. It prints a table (a column per broker)
+and per broker `fleet: gateways N, reconnected in T s, enrollments E, lost L` (lost:
+batches the broker acknowledged whose 30-minute value is not stored).
 
 This machine's limit: every process may hold at most 20,000 open files (hard limit, no
 CAP_SYS_RESOURCE to raise it), so one Mosquitto process can hold about 19,900 connections;
 the gateways are spread over worker processes of at most 9,000 each.
 
     --gateways N     (default 2000)      --rounds R (steady rounds, default 3)
-    --quick          a few hundred gateways: the smoke test's
+    --broker B       mosquitto (default), rabbitmq, or both
+    --quick          100 gateways, one round: the smoke test's
 """
 
 from __future__ import annotations
@@ -118,6 +121,8 @@ class LeanGateway:
     private_key: bytes
     source_ip: str
     credential: tuple[str, int, str, str] | None = None  # host, port, username, password
+    nodes: list[tuple[str, int]] = field(default_factory=list)  # the broker's, as told
+    attempt: int = 0  # which node to try next (a cluster: spread, then round robin)
     connected: asyncio.Event = field(default_factory=asyncio.Event)
     writer: asyncio.StreamWriter | None = None
     acked: set[int] = field(default_factory=set)  # packet ids (= batch numbers) PUBACKed
@@ -149,10 +154,14 @@ class LeanGateway:
         answer.raise_for_status()
         mqtt = answer.json()["mqtt"]
         self.credential = (mqtt["host"], mqtt["port"], mqtt["username"], mqtt["password"])
+        alternates = [(a["host"], a["port"]) for a in mqtt.get("alternates") or ()]
+        self.nodes = [(mqtt["host"], mqtt["port"]), *alternates]
+        self.attempt = self.n  # a fleet spread over the nodes
         self.enrollments += 1
 
     async def connect(self) -> None:
-        host, port, username, password = self.credential
+        _, _, username, password = self.credential
+        host, port = self.nodes[self.attempt % len(self.nodes)]
         reader, writer = await asyncio.open_connection(host, port, local_addr=(self.source_ip, 0))
         writer.write(connect_packet(self.serial, username, password, clean=False, keepalive=900))
         connack = await asyncio.wait_for(reader.readexactly(4), 30)
@@ -211,6 +220,7 @@ class LeanGateway:
             except Refused:
                 self.credential = None
             except (OSError, ConnectionError, TimeoutError, asyncio.IncompleteReadError):
+                self.attempt += 1  # the next node of a cluster
                 await asyncio.sleep(random.uniform(0, backoff))
                 backoff = min(backoff * 2, 30.0)
 
@@ -329,28 +339,60 @@ def _free_port() -> int:
 
 
 class Server:
-    """`kenshin server run` on PostgreSQL with its managed Mosquitto; jobs off."""
+    """`kenshin server run` on PostgreSQL (jobs off) with its broker: a managed Mosquitto,
+    or a 3-node RabbitMQ cluster that asks it who may connect (`--broker rabbitmq`)."""
 
-    def __init__(self, url: str, workdir: Path) -> None:
+    def __init__(self, url: str, workdir: Path, broker: str) -> None:
         self.http_port, self.mqtt_port = _free_port(), _free_port()
         self.base = f"http://127.0.0.1:{self.http_port}"
-        self.workdir = workdir
+        self.workdir, self.kind = workdir, broker
+        self.cluster = None
         env = {
             **os.environ,
             "KENSHIN_DATABASE_URL": url,
             "KENSHIN_PORT": str(self.http_port),
-            "KENSHIN_BROKER": "mosquitto",
-            "KENSHIN_MQTT_PORT": str(self.mqtt_port),
-            "KENSHIN_MOSQUITTO_DIR": str(workdir / "mosquitto"),
             "KENSHIN_SECRET_KEY_FILE": str(workdir / "secret.key"),
             "KENSHIN_JOBS": "false",
             "KENSHIN_LOG_LEVEL": "warning",
         }
+        if broker == "rabbitmq":
+            env.update(self._start_cluster())
+        else:
+            env.update({
+                "KENSHIN_BROKER": "mosquitto",
+                "KENSHIN_MQTT_PORT": str(self.mqtt_port),
+                "KENSHIN_MOSQUITTO_DIR": str(workdir / "mosquitto"),
+            })  # fmt: skip
         self.log = (workdir / "server.log").open("w")
         self.process = subprocess.Popen(
             [sys.executable, "-c", "from kenshin.cli import main; main()", "server", "run"],
             env=env, stdout=self.log, stderr=subprocess.STDOUT,
         )  # fmt: skip
+
+    def _start_cluster(self) -> dict[str, str]:
+        from kenshin.server.broker.rabbitmq import node_config
+        from kenshin.testing.clusters import RabbitCluster
+
+        plugins = ("rabbitmq_mqtt", "rabbitmq_management", "rabbitmq_auth_backend_http",
+                   "rabbitmq_auth_backend_cache")  # fmt: skip
+        self.cluster = RabbitCluster(
+            self.workdir / "rabbitmq", plugins=plugins, config_extra=node_config(self.base)
+        )
+        self.cluster.start()
+        login = "kenshin-service:bench-secret"
+        ports = self.cluster.mqtt_ports
+        return {
+            "KENSHIN_BROKER": f"mqtt://{login}@127.0.0.1:{ports[0]}",
+            "KENSHIN_BROKER_AUTH": "http",
+            "KENSHIN_BROKER_NODES": ",".join(f"127.0.0.1:{p}" for p in ports[1:]),
+            "KENSHIN_BROKER_AMQP": ",".join(
+                f"amqp://{login}@127.0.0.1:{p}/" for p in self.cluster.amqp_ports
+            ),
+            "KENSHIN_BROKER_MANAGEMENT": (
+                f"http://{self.cluster.username}:{self.cluster.password}"
+                f"@127.0.0.1:{self.cluster.management_ports[0]}"
+            ),
+        }
 
     def wait_ready(self, timeout_s: float = 60) -> None:
         import httpx
@@ -367,8 +409,19 @@ class Server:
             time.sleep(0.2)
         raise RuntimeError(f"the server is not ready: {(self.workdir / 'server.log').read_text()}")
 
-    def broker_pid(self) -> int:
-        return int((self.workdir / "mosquitto" / "mosquitto.pid").read_text())
+    def broker_rss_mb(self) -> float:
+        if self.cluster is not None:
+            return self.cluster.rss_kib() / 1024
+        return _rss_mb(int((self.workdir / "mosquitto" / "mosquitto.pid").read_text()))
+
+    def fail_broker(self) -> str:
+        """Mosquitto: restarted (SIGTERM; the server's supervisor starts it again). The
+        cluster: one node killed (SIGKILL)."""
+        if self.cluster is not None:
+            self.cluster.kill_node(0)
+            return "one node killed"
+        os.kill(int((self.workdir / "mosquitto" / "mosquitto.pid").read_text()), signal.SIGTERM)
+        return "restarted"
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
@@ -377,6 +430,8 @@ class Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
         self.log.close()
+        if self.cluster is not None:
+            self.cluster.stop()
 
 
 def _collect(reports, count: int, kind: str) -> list[tuple]:
@@ -385,29 +440,18 @@ def _collect(reports, count: int, kind: str) -> list[tuple]:
     return got
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--gateways", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="100 gateways, one round")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.gateways, args.rounds = 100, 1
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # children inherit it
-    if args.gateways > hard - 100:
-        print(f"note: one Mosquitto holds at most ~{hard - 100} connections here "
-              f"(open files, hard limit {hard})")  # fmt: skip
+def _say(text: str) -> None:
+    print(f"  {time.strftime('%H:%M:%S')} {text}", flush=True)
 
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    private = [Ed25519PrivateKey.generate() for _ in range(args.gateways)]
-    keys = [k.public_key().public_bytes_raw() for k in private]
+def run_fleet(broker: str, private: list, keys: list[bytes], rounds: int) -> tuple[list, dict]:
+    """One broker's run: the table's rows and the summary's figures."""
+    count = len(private)
     url = _database(f"kenshin_bench_fleet_{os.getpid()}")
-    print(f"fleet: {args.gateways} gateways, PostgreSQL {url.rsplit('/', 1)[1]}, Mosquitto")
+    _say(f"{broker}: a database of {count} claimed gateways")
     _fleet(url, keys)
     workdir = Path(tempfile.mkdtemp(prefix="kenshin-fleet-"))
-    server = Server(url, workdir)
+    server = Server(url, workdir, broker)
     rows: list[tuple[str, str]] = []
     try:
         server.wait_ready()
@@ -432,38 +476,44 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         phase("enroll", "enrolled")
         rows.append(("enrolled in", f"{time.monotonic() - started:.1f} s"))
+        _say(f"{broker}: enrolled in {time.monotonic() - started:.1f} s")
         started = time.monotonic()
         phase("connect", "connected")
         rows.append(("connected in", f"{time.monotonic() - started:.1f} s"))
-        broker_rss, server_rss = _rss_mb(server.broker_pid()), _rss_mb(server.process.pid)
-        per = args.gateways / 1000
+        _say(f"{broker}: all {count} connected in {time.monotonic() - started:.1f} s")
+        broker_rss, server_rss = server.broker_rss_mb(), _rss_mb(server.process.pid)
+        per = count / 1000
         rows.append(("broker RSS per 1,000 connections", f"{broker_rss / per:.1f} MB"))
         rows.append(("server RSS per 1,000 gateways", f"{server_rss / per:.1f} MB"))
         k = 1
-        for _ in range(args.rounds):
+        for _ in range(rounds):
             begun = time.monotonic()
             phase(("round", k), "round")
+            _say(f"{broker}: round {k} acknowledged in {time.monotonic() - begun:.1f} s")
             k += 1
             time.sleep(max(0.0, ROUND_S - (time.monotonic() - begun)))
         enrolled_before = sum(r[2] for r in phase("count", "acked"))
-        os.kill(server.broker_pid(), signal.SIGTERM)  # a restart of the broker
-        restarted = time.monotonic()
+        what = server.fail_broker()
+        _say(f"{broker}: broker {what}")
+        failed = time.monotonic()
         for q in queues:
             q.put("watch")
         got = _collect(reports, len(queues), "reconnected")
-        reconnected_s = time.monotonic() - restarted
+        reconnected_s = time.monotonic() - failed
+        _say(f"{broker}: all connected again in {reconnected_s:.1f} s")
         enrollments = sum(r[1] for r in got) - enrolled_before
         for _ in range(2):
             phase(("round", k), "round")
             k += 1
         acked = sum(r[1] for r in phase("count", "acked"))
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300
         while (stored := _stored(url)) < acked and time.monotonic() < deadline:
             time.sleep(0.5)
         lost = acked - stored
         cpu = _cpu_s(server.process.pid) - cpu0
         rows += [
-            ("reconnected after the broker restart in", f"{reconnected_s:.1f} s"),
+            ("the fault", what),
+            ("all connected again after it in", f"{reconnected_s:.1f} s"),
             ("enrollments during the recovery", str(enrollments)),
             ("server CPU, whole run", f"{cpu:.1f} s"),
             ("readings published (30-minute values)", str(acked)),
@@ -478,15 +528,53 @@ def main(argv: list[str] | None = None) -> int:
         server.stop()
         with psycopg.connect(ADMIN, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
-    width = max(len(name) for name, _ in rows)
-    print(f"\n| {'Mosquitto (managed)':<{width}} | value |\n|{'-' * (width + 2)}|-------|")
-    for name, value in rows:
-        print(f"| {name:<{width}} | {value} |")
-    print(
-        f"\nfleet: gateways {args.gateways}, reconnected in {reconnected_s:.1f} s, "
-        f"enrollments {enrollments}, lost {lost}"
-    )
-    return 0 if lost == 0 and enrollments == 0 else 1
+    return rows, {"reconnected_s": reconnected_s, "enrollments": enrollments, "lost": lost}
+
+
+TITLES = {"mosquitto": "Mosquitto (managed)", "rabbitmq": "RabbitMQ, 3 nodes"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--gateways", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--broker", default="mosquitto", help="mosquitto, rabbitmq or both")
+    parser.add_argument("--quick", action="store_true", help="100 gateways, one round")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.gateways, args.rounds = 100, 1
+    brokers = ["mosquitto", "rabbitmq"] if args.broker == "both" else [args.broker]
+    if any(b not in TITLES for b in brokers):
+        parser.error(f"--broker: one of {', '.join(TITLES)} or both")
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # children inherit it
+    if args.gateways > hard - 100:
+        print(f"note: one Mosquitto holds at most ~{hard - 100} connections here "
+              f"(open files, hard limit {hard})")  # fmt: skip
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    private = [Ed25519PrivateKey.generate() for _ in range(args.gateways)]
+    keys = [k.public_key().public_bytes_raw() for k in private]
+    print(f"fleet: {args.gateways} gateways on {', '.join(brokers)}", flush=True)
+    results = {broker: run_fleet(broker, private, keys, args.rounds) for broker in brokers}
+    names = [name for name, _ in next(iter(results.values()))[0]]
+    width = max(map(len, names))
+    print(f"\n| {'':<{width}} | " + " | ".join(TITLES[b] for b in brokers) + " |")
+    print(f"|{'-' * (width + 2)}|" + "|".join("-" * (len(TITLES[b]) + 2) for b in brokers) + "|")
+    for i, name in enumerate(names):
+        values = [results[b][0][i][1].ljust(len(TITLES[b])) for b in brokers]
+        print(f"| {name:<{width}} | " + " | ".join(values) + " |")
+    failed = False
+    for broker in brokers:
+        summary = results[broker][1]
+        print(
+            f"\nfleet ({broker}): gateways {args.gateways}, reconnected in "
+            f"{summary['reconnected_s']:.1f} s, enrollments {summary['enrollments']}, "
+            f"lost {summary['lost']}"
+        )
+        failed |= bool(summary["lost"] or summary["enrollments"])
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -114,9 +114,10 @@ DB_POOL_SIZE = Gauge(
 def ingested(outcome: Any) -> None:
     """One message the ingest committed (an `ingest.Outcome`), counted after the commit."""
     INGEST_MESSAGES.labels(outcome.kind).inc()
-    if outcome.instant:
+    # A count the driver could not give is -1 (an executemany's rowcount): not counted.
+    if outcome.instant > 0:
         INGEST_READINGS.labels("instant").inc(outcome.instant)
-    if outcome.fixed:
+    if outcome.fixed > 0:
         INGEST_READINGS.labels("fixed").inc(outcome.fixed)
 
 

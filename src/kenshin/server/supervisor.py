@@ -32,6 +32,13 @@ class _RanWell(Exception):
     """The child failed after a healthy run: start over with the shortest back-off."""
 
 
+def _first_cause(err: BaseException) -> BaseException:
+    """A task group's first error rather than the group (what the log and /readyz say)."""
+    while isinstance(err, BaseExceptionGroup) and err.exceptions:
+        err = err.exceptions[0]
+    return err
+
+
 def _restartable(err: BaseException) -> bool:
     """Failures, not cancellation (stop) nor a good run's end (which starts afresh)."""
     return isinstance(err, Exception) and not isinstance(err, _RanWell)
@@ -114,7 +121,8 @@ class Supervisor:
             raise ChildExited(f"{child.name} stopped by itself")
         except Exception as err:
             child.state, child.since = "restarting", time.monotonic()
-            child.last_error = f"{type(err).__name__}: {err}"[:300]
+            cause = _first_cause(err)
+            child.last_error = f"{type(cause).__name__}: {cause}"[:300]
             child.restarts += 1
             if child.since - began > self.healthy_after_s:
                 log.warning("%s failed after a good run (%s); restarting", child.name, err)
