@@ -477,13 +477,15 @@ def run_fleet(broker: str, private: list, keys: list[bytes], rounds: int) -> tup
         phase("enroll", "enrolled")
         rows.append(("enrolled in", f"{time.monotonic() - started:.1f} s"))
         _say(f"{broker}: enrolled in {time.monotonic() - started:.1f} s")
+        idle_rss = server.broker_rss_mb()
         started = time.monotonic()
         phase("connect", "connected")
         rows.append(("connected in", f"{time.monotonic() - started:.1f} s"))
         _say(f"{broker}: all {count} connected in {time.monotonic() - started:.1f} s")
         broker_rss, server_rss = server.broker_rss_mb(), _rss_mb(server.process.pid)
         per = count / 1000
-        rows.append(("broker RSS per 1,000 connections", f"{broker_rss / per:.1f} MB"))
+        rows.append(("broker RSS, idle → all connected", f"{idle_rss:.0f} → {broker_rss:.0f} MB"))
+        rows.append(("broker RSS per 1,000 connections", f"{(broker_rss - idle_rss) / per:.1f} MB"))
         rows.append(("server RSS per 1,000 gateways", f"{server_rss / per:.1f} MB"))
         k = 1
         for _ in range(rounds):

@@ -23,6 +23,7 @@ RabbitMQ maps MQTT topics to routing keys with `.` for `/` (`k/GW-1/d` is `k.GW-
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import logging
 import re
@@ -213,13 +214,25 @@ class AmqpSource:
             exchange = await channel.get_exchange("amq.topic")
             for channel_letter in sorted(UPLINK_CHANNELS):
                 await queue.bind(exchange, routing_key=f"{TOPIC_ROOT}.*.{channel_letter}")
+            # A lost connection ends the deliveries with an error (the supervisor then
+            # connects to the next node); a plain iterator would wait on it forever.
+            inbox: asyncio.Queue = asyncio.Queue()
+            lost = asyncio.get_running_loop().create_future()
+            connection.close_callbacks.add(lambda *why: _set_lost(lost, why))
+            await queue.consume(inbox.put)
             connected()
-            async with queue.iterator() as messages:
-                async for message in messages:
-                    topic = (message.routing_key or "").replace(".", "/")
-                    yield Delivery(topic, message.body, message.ack)
+            while True:
+                taking = asyncio.ensure_future(inbox.get())
+                await asyncio.wait({taking, lost}, return_when=asyncio.FIRST_COMPLETED)
+                if not taking.done():
+                    taking.cancel()
+                    lost.result()  # raises
+                message = taking.result()
+                topic = (message.routing_key or "").replace(".", "/")
+                yield Delivery(topic, message.body, message.ack)
         finally:
-            await connection.close()
+            with contextlib.suppress(Exception):
+                await connection.close()
 
     async def _connect(self, aio_pika: Any):
         errors = []
@@ -233,6 +246,12 @@ class AmqpSource:
             f"no RabbitMQ node reachable in {time.monotonic() - started:.0f} s: "
             + "; ".join(errors)
         )
+
+
+def _set_lost(lost: asyncio.Future, why: tuple) -> None:
+    if not lost.done():
+        cause = next((w for w in why if isinstance(w, BaseException)), None)
+        lost.set_exception(ConnectionError(f"the RabbitMQ connection was lost: {cause}"))
 
 
 def _redact(url: str) -> str:
