@@ -139,17 +139,23 @@ class LeanGateway:
         from kenshin.wire.enrollment import b64encode, signed_message
 
         key = Ed25519PrivateKey.from_private_bytes(self.private_key)
-        for attempt in range(10):  # a busy broker answers 503: again after a jittered wait
-            challenge = (
-                await http.post("/api/v1/enroll/challenge", json={"serial": self.serial})
-            ).json()["challenge"]
-            signature = b64encode(key.sign(signed_message(self.serial, challenge)))
-            answer = await http.post(
-                "/api/v1/enroll",
-                json={"serial": self.serial, "challenge": challenge, "signature": signature},
-            )
-            if answer.status_code != 503:
-                break
+        import httpx
+
+        # A busy server answers 503 or drops a connection: again after a jittered wait.
+        for attempt in range(12):
+            try:
+                challenge = (
+                    await http.post("/api/v1/enroll/challenge", json={"serial": self.serial})
+                ).json()["challenge"]
+                signature = b64encode(key.sign(signed_message(self.serial, challenge)))
+                answer = await http.post(
+                    "/api/v1/enroll",
+                    json={"serial": self.serial, "challenge": challenge, "signature": signature},
+                )
+                if answer.status_code != 503:
+                    break
+            except (httpx.TransportError, KeyError, ValueError):
+                pass
             await asyncio.sleep(random.uniform(0, min(30, 2**attempt)))
         answer.raise_for_status()
         mqtt = answer.json()["mqtt"]
