@@ -114,3 +114,13 @@ def test_nats_cluster(tmp_path) -> None:
         routes = cluster.monitor(0, "routez")["routes"]
         assert len({route["remote_id"] for route in routes}) == 2
     assert cluster.server_pids() == []
+
+
+def test_one_node_nats_starts(tmp_path) -> None:
+    """JetStream without a cluster has no meta leader: one node is healthy on its own."""
+    with NatsCluster(tmp_path / "nats", nodes=1) as cluster:
+        client = Client(cluster.mqtt_ports[0], "gw-solo", clean=False)
+        client.subscribe("k/solo/c")
+        client.publish("k/solo/c", b"solo")
+        client.receive(b"solo")
+        client.close()

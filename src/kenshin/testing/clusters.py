@@ -553,6 +553,8 @@ class NatsCluster(_Cluster):
         routes = {r.get("remote_id") for r in (self.monitor(i, "routez") or {}).get("routes", [])}
         if len(routes) < others:
             return False
+        if len(self.nodes) == 1:
+            return True  # JetStream without a cluster has no meta leader
         meta = (self.monitor(i, "jsz") or {}).get("meta_cluster") or {}
         return bool(meta.get("leader"))
 
