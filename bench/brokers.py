@@ -6,7 +6,9 @@ default classic queues) and a 3-node NATS 2.9 cluster (JetStream, MQTT listener)
 :mod:`kenshin.testing.clusters`. Per broker, one row:
 
 * connections held: N lean MQTT 3.1.1 clients (bench/_mqtt.py's packets on asyncio
-  streams, clean sessions, keepalive 600 s), spread round-robin over the nodes;
+  streams, clean sessions, keepalive 600 s), spread round-robin over the nodes; with
+  ``--sessions`` each is a gateway's session instead: ``clean_session=false`` and one QoS 1
+  subscription (``k/<client id>/c``, its downlink), sent again after every reconnect;
 * connect s: seconds until all N have their CONNACK (at most 200 CONNECTs in flight);
 * RSS/1k: resident memory of the broker processes (sum over the nodes: ``beam.smp``,
   ``nats-server``, ``mosquitto``; VmRSS) per 1,000 held connections, over the idle
@@ -24,7 +26,7 @@ default classic queues) and a 3-node NATS 2.9 cluster (JetStream, MQTT listener)
   the subscriber comes back through node 3 and has 20 s to receive them).
 
     --connections N (default 2000)  --messages M (default 10000)
-    --brokers mosquitto,rabbitmq,nats (also: rabbitmq-classic)  --json  --quick
+    --brokers mosquitto,rabbitmq,nats (also: rabbitmq-classic)  --sessions  --json  --quick
 
 This machine: 2 cores, every process at most 20,000 open files (the bench raises its soft
 limit to the hard one; the held clients are one asyncio process, so N < ~19,500).
@@ -210,11 +212,12 @@ def disconnect(writer: asyncio.StreamWriter) -> None:
 class Held:
     """One lean client that stays connected and reconnects over the node list."""
 
-    def __init__(self, n: int, ports: list[int], auth) -> None:
-        self.n, self.ports, self.auth = n, ports, auth
+    def __init__(self, n: int, ports: list[int], auth, sessions: bool = False) -> None:
+        self.n, self.ports, self.auth, self.sessions = n, ports, auth, sessions
         self.home = n % len(ports)
         self.connected = asyncio.Event()
         self.connected_at = 0.0
+        self.port = 0
         self.disconnects = 0
         self.writer: asyncio.StreamWriter | None = None
 
@@ -224,13 +227,19 @@ class Held:
             port = self.ports[(self.home + attempt) % len(self.ports)]
             try:
                 async with gate:
-                    reader, writer = await mqtt_connect(port, f"hold-{self.n:06d}", self.auth)
+                    client_id = f"hold-{self.n:06d}"
+                    reader, writer = await mqtt_connect(
+                        port, client_id, self.auth, clean=not self.sessions
+                    )
+                    if self.sessions:  # a gateway's downlink: a QoS 1 subscription
+                        await subscribe(reader, writer, f"k/{client_id}/c")
             except (OSError, ConnectionError, TimeoutError, asyncio.IncompleteReadError):
                 attempt += 1
                 await asyncio.sleep(random.uniform(0, backoff))
                 backoff = min(backoff * 2, 8.0)
                 continue
             backoff = 1.0
+            self.port = port
             self.writer = writer
             self.connected_at = time.monotonic()
             self.connected.set()
@@ -346,7 +355,7 @@ class Row:
     note: str = ""
 
 
-async def run_broker(name: str, broker, n: int, messages: int, log) -> Row:
+async def run_broker(name: str, broker, n: int, messages: int, log, sessions: bool) -> Row:
     ports = broker.mqtt_ports
     nodes = len(ports)
     auth = credentials(broker)
@@ -354,7 +363,7 @@ async def run_broker(name: str, broker, n: int, messages: int, log) -> Row:
     idle = broker.rss_kib()
 
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
-    held = [Held(i, ports, auth) for i in range(n)]
+    held = [Held(i, ports, auth, sessions) for i in range(n)]
     started = time.monotonic()
     tasks = [asyncio.create_task(h.run(gate)) for h in held]
     connect_s = await all_connected(held, 600) - started
@@ -383,7 +392,9 @@ async def run_broker(name: str, broker, n: int, messages: int, log) -> Row:
     disconnect(w)
     await asyncio.sleep(0.5)
 
-    before = sum(h.disconnects for h in held)
+    per_node = [sum(h.port == port for h in held) for port in ports]
+    log(f"{name}: held clients per node before the kill: {per_node}")
+    before = {h.n: h.disconnects for h in held}
     killed = time.monotonic()
     await asyncio.to_thread(broker.kill_node, victim)
     note = ""
@@ -393,11 +404,12 @@ async def run_broker(name: str, broker, n: int, messages: int, log) -> Row:
     await asyncio.sleep(1.5)  # every client of the node has seen its EOF by now
     try:
         await all_connected(held, 300)
-        reconnect_s = max(h.connected_at for h in held) - killed
+        lost = [h for h in held if h.disconnects > before[h.n]]
+        reconnect_s = max((h.connected_at - killed for h in lost), default=0.0)
     except TimeoutError as error:
         reconnect_s = float("nan")
         note = f"{note}; {error}".strip("; ")
-    disconnected = sum(h.disconnects for h in held) - before
+    disconnected = sum(h.disconnects > before[h.n] for h in held)
     log(f"{name}: {disconnected} disconnected, all back in {reconnect_s:.1f} s")
 
     survived: set[bytes] = set()
@@ -488,6 +500,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=10000)
     parser.add_argument("--brokers", default="mosquitto,rabbitmq,nats")
     parser.add_argument("--json", action="store_true", help="one JSON object per broker")
+    parser.add_argument(
+        "--sessions",
+        action="store_true",
+        help="held clients as gateways: clean_session=false, one QoS 1 subscription each",
+    )
     parser.add_argument("--quick", action="store_true", help="200 connections, 2000 messages")
     args = parser.parse_args(argv)
     if args.quick:
@@ -509,7 +526,11 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 start_s = time.monotonic() - started
                 log(f"{name}: started in {start_s:.1f} s")
-                row = asyncio.run(run_broker(name, broker, args.connections, args.messages, log))
+                row = asyncio.run(
+                    run_broker(name, broker, args.connections, args.messages, log, args.sessions)
+                )
+                if args.sessions:
+                    row.broker += " +sessions"
                 row.start_s = round(start_s, 1)
                 rows.append(row)
             finally:
