@@ -40,6 +40,7 @@ import contextlib
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import struct
@@ -518,7 +519,8 @@ def main(argv: list[str] | None = None) -> int:
             print(text, file=sys.stderr, flush=True)
 
     rows = []
-    with tempfile.TemporaryDirectory(prefix="kenshin-brokers-") as base:
+    base = tempfile.mkdtemp(prefix="kenshin-brokers-")
+    try:
         for name in args.brokers.split(","):
             broker = make_broker(name.strip(), Path(base))
             started = time.monotonic()
@@ -535,11 +537,13 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(row)
             finally:
                 broker.stop()
-    if args.json:
-        for row in rows:
-            print(json.dumps(asdict(row)))
-    else:
-        print(table(rows))
+        if args.json:
+            for row in rows:
+                print(json.dumps(asdict(row)), flush=True)
+        else:
+            print(table(rows), flush=True)
+    finally:  # thousands of Raft directories with --sessions: seconds to a minute
+        shutil.rmtree(base, ignore_errors=True)
     return 0
 
 
