@@ -78,3 +78,11 @@ def test_fleet_enrolls_restarts_the_broker_and_loses_nothing():
     for row in ("enrolled in", "all connected again after it in", "broker RSS"):
         assert row in out
     assert "enrollments 0, lost 0" in out.splitlines()[-1]
+
+
+def test_brokers_measures_three_engines_and_a_killed_node():
+    out = run_bench("brokers.py", timeout_s=240.0)
+    rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("|")}
+    assert {"mosquitto", "rabbitmq", "nats"} <= set(rows)
+    for name in ("rabbitmq", "nats"):  # the clusters keep what was queued for a session
+        assert rows[name].rstrip(" |").endswith("100/100"), rows[name]

@@ -11,7 +11,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from kenshin.testing.clusters import NatsCluster, RabbitCluster
+from kenshin.testing.clusters import ClusterError, NatsCluster, RabbitCluster
 
 pytestmark = pytest.mark.slow  # a RabbitMQ cluster boots in about 20 s on 2 cores
 
@@ -113,4 +113,23 @@ def test_nats_cluster(tmp_path) -> None:
         _exercise(cluster)
         routes = cluster.monitor(0, "routez")["routes"]
         assert len({route["remote_id"] for route in routes}) == 2
+    assert cluster.server_pids() == []
+
+
+def test_one_node_nats_starts(tmp_path) -> None:
+    """JetStream without a cluster has no meta leader: one node is healthy on its own."""
+    with NatsCluster(tmp_path / "nats", nodes=1) as cluster:
+        client = Client(cluster.mqtt_ports[0], "gw-solo", clean=False)
+        client.subscribe("k/solo/c")
+        client.publish("k/solo/c", b"solo")
+        client.receive(b"solo")
+        client.close()
+
+
+def test_a_setting_rabbitmq_does_not_know_fails_with_its_name(tmp_path) -> None:
+    cluster = RabbitCluster(
+        tmp_path / "rabbit", nodes=1, config_extra="mqtt.max_session_expiry_interval = 60"
+    )
+    with pytest.raises(ClusterError, match=r"unknown variable: mqtt\.max_session_expiry"):
+        cluster.start()
     assert cluster.server_pids() == []
