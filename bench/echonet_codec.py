@@ -60,7 +60,7 @@ def meter_get_res() -> bytes:
 def mix() -> list[bytes]:
     """A realistic mix, one of each: meter Get_Res, INF of EA at the half hour, the node
     profile's D5 start-up announcement, and a history E2 answer (the Get_Res that follows
-    the SetC of E5 choosing the day; PROTOCOL.md §4)."""
+    the SetC of E5 choosing the day; docs/protocol.md §4)."""
     at = datetime(2024, 6, 1, 13, 0, tzinfo=JST)
     history = e.History1(1, tuple(range(4_500_000, 4_500_040)) + (None,) * 8)  # today: 20:00
     return [

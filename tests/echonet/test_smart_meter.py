@@ -312,7 +312,7 @@ def test_wrap_delta_matches_the_rule(digits: int, data: st.DataObject) -> None:
     modulus = 10**digits
     old = data.draw(st.integers(0, modulus - 1))
     new = data.draw(st.integers(0, modulus - 1))
-    expected = new - old if new >= old else new + modulus - old  # PROTOCOL.md §4
+    expected = new - old if new >= old else new + modulus - old  # docs/protocol.md §4
     assert EnergyScale(digits=digits).delta_counts(old, new) == expected
 
 

@@ -1,5 +1,5 @@
 """The SKSTACK IP line parser on worked examples: every item kind in both dialects, in the
-exact line formats of docs/skstack.md; the traps of PROTOCOL.md §4; and how it recovers."""
+exact line formats of docs/skstack.md; the traps of docs/protocol.md §4; and how it recovers."""
 
 from __future__ import annotations
 
@@ -444,7 +444,7 @@ def test_pending_payload_counts_down() -> None:
     assert parser.pending_payload == 0
 
 
-# -- unsolicited lines inside a command's answer (PROTOCOL.md §4) ------------------------
+# -- unsolicited lines inside a command's answer (docs/protocol.md §4) ------------------------
 
 
 @pytest.mark.parametrize("dialect", [A1, C2])

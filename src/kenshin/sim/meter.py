@@ -1,7 +1,7 @@
 """A simulated low-voltage smart electric energy meter (0x028801) that behaves like one.
 
 The physics lives in `load` (what the house draws) and `registers` (what the meter
-counts); this module dresses them as an ECHONET Lite node: every property PROTOCOL.md
+counts); this module dresses them as an ECHONET Lite node: every property docs/protocol.md
 lists, the history selectors (E5, ED, EF) as two-step Set-then-Get dialogues, the
 half-hourly INF of EA/EB, and the faults real meters show (dropped, late or doubled
 answers, refusing several EPCs at once) so that every failure path can be driven.

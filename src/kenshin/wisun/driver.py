@@ -34,7 +34,7 @@ from .serial_port import DongleUnavailable, SerialPort
 
 log = logging.getLogger(__name__)
 
-# Event numbers (PROTOCOL.md §3)
+# Event numbers (docs/protocol.md §3)
 EVENT_BEACON = 0x20
 EVENT_UDP_SENT = 0x21
 EVENT_SCAN_DONE = 0x22
