@@ -97,7 +97,9 @@ def insert_user(
     return _insert(
         conn,
         s.users,
-        "that email is already in use",
+        "this tenant has a user with that e-mail address"
+        if tenant_id is not None
+        else "a platform administrator has that e-mail address",
         tenant_id=tenant_id,
         email=normalize_email(email),
         password_hash=hash_password(password),
