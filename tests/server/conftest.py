@@ -199,6 +199,8 @@ def new_client(app, client: TestClient) -> Iterator[Callable[[], TestClient]]:
 def login(client: TestClient, email: str, password: str = PASSWORD) -> TestClient:
     response = client.post("/api/v1/auth/login", json={"email": email, "password": password})
     assert response.status_code == 200, response.text
+    # What a cookie-authenticated client sends back with every unsafe request (csrf.py).
+    client.headers["X-CSRF-Token"] = response.headers["X-CSRF-Token"]
     return client
 
 

@@ -64,10 +64,48 @@ def test_only_admins_manage_users(client: TestClient, world: World, email: str) 
     assert_problem(client.patch(f"/api/v1/users/{world.viewer_a}", json={"role": "admin"}), 403)
 
 
-def test_an_email_is_used_once(client: TestClient, world: World) -> None:
+def test_an_email_is_used_once_per_tenant(client: TestClient, world: World) -> None:
     login(client, "admin@a.test")
-    taken = {**NEW_USER, "email": "Viewer@B.test"}  # another tenant's, in other letters
-    assert_problem(client.post("/api/v1/users", json=taken), 409)
+    taken = {**NEW_USER, "email": "Viewer@A.test"}  # this tenant's, in other letters
+    body = assert_problem(client.post("/api/v1/users", json=taken), 409)
+    assert "this tenant" in body["detail"]
+
+
+def test_adding_a_user_tells_nothing_of_other_tenants(
+    client: TestClient, world: World, new_client: Callable[[], TestClient]
+) -> None:
+    """Issue 16: a 409 for another tenant's address told a tenant's admin who had an
+    account elsewhere. An address is now unique per tenant: the other tenant's, and the
+    platform administrator's, are added like any new one."""
+    login(client, "admin@a.test")
+    for address in ("Viewer@B.test", "admin@b.test", "root@kenshin.test"):
+        added = client.post("/api/v1/users", json={**NEW_USER, "email": address})
+        assert added.status_code == 201, added.text
+    # Both viewer@b.test accounts log in: each with its own password, or naming its tenant.
+    with_password = {**NEW_USER, "email": "viewer2@a.test", "password": "tenant a's password"}
+    assert client.post("/api/v1/users", json=with_password).status_code == 201
+    assert client.post("/api/v1/users", json={**with_password, "email": "viewer2@b.test"})
+    login(new_client(), "viewer@b.test")  # tenant B's, with PASSWORD; tenant A's has another
+    user = login(new_client(), "viewer@b.test", "a long password").get("/api/v1/auth/me")
+    assert user.json()["tenant"]["id"] == world.tenant_a
+
+
+def test_one_address_and_password_in_two_tenants_asks_for_the_tenant(
+    client: TestClient, world: World, new_client: Callable[[], TestClient]
+) -> None:
+    login(client, "admin@a.test")
+    same = {**NEW_USER, "email": "viewer@b.test", "password": PASSWORD}
+    assert client.post("/api/v1/users", json=same).status_code == 201
+    anonymous = new_client()
+    ambiguous = {"email": "viewer@b.test", "password": PASSWORD}
+    body = assert_problem(anonymous.post("/api/v1/auth/login", json=ambiguous), 401)
+    assert body["tenant_required"] is True
+    for tenant, tenant_id in (("Tenant A", world.tenant_a), ("Tenant B", world.tenant_b)):
+        answer = anonymous.post("/api/v1/auth/login", json={**ambiguous, "tenant": tenant})
+        assert answer.status_code == 200 and answer.json()["tenant_id"] == tenant_id
+    # A wrong password says nothing of how many accounts the address has.
+    wrong = anonymous.post("/api/v1/auth/login", json={**ambiguous, "password": "not it!"})
+    assert "tenant_required" not in assert_problem(wrong, 401)
 
 
 def test_another_tenants_users_do_not_exist(client: TestClient, world: World) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 from sqlalchemy import select, update
 
@@ -74,8 +74,17 @@ def get_user(user_id: RowId, conn: Conn, _: Admin, tenant_id: TenantId) -> UserO
 
 @router.patch("/{user_id}", summary="Change a user's role, disable or enable, reset password")
 def update_user(
-    user_id: RowId, body: UserUpdate, conn: Conn, principal: Admin, tenant_id: TenantId
+    user_id: RowId,
+    body: UserUpdate,
+    conn: Conn,
+    principal: Admin,
+    tenant_id: TenantId,
+    request: Request,
 ) -> UserOut:
+    new_hash = None
+    if body.password is not None:
+        request.app.state.rate_limits.password_reset(request, user_id)
+        new_hash = hash_password(body.password)  # before the transaction begins (it is lazy)
     user = _user_or_404(conn, user_id, tenant_id)
     changes: dict[str, object] = {}
     if body.role is not None and body.role != user.role:
@@ -90,8 +99,8 @@ def update_user(
     if loses_admin and accounts.count_enabled_admins(conn, tenant_id) <= 1:
         raise Problem(409, "the tenant's last enabled administrator stays one")
     audit_detail = dict(changes)
-    if body.password is not None:
-        changes["password_hash"] = hash_password(body.password)
+    if new_hash is not None:
+        changes["password_hash"] = new_hash
         audit_detail["password"] = "reset"
     if not changes:
         return UserOut.model_validate(user)

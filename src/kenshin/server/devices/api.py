@@ -70,6 +70,7 @@ class EnrollRequest(BaseModel):
 
 @router.post("/enroll/challenge", summary="Step 1 of enrollment: a fresh challenge")
 def enroll_challenge(body: ChallengeRequest, request: Request) -> dict[str, str]:
+    request.app.state.rate_limits.enrollment(request, body.serial)
     return {"challenge": enrollment.new_challenge(_keys(request), body.serial)}
 
 
@@ -79,6 +80,7 @@ def enroll_challenge(body: ChallengeRequest, request: Request) -> dict[str, str]
     responses={202: {"description": "not claimed yet: ask again later"}},
 )
 def enroll(body: EnrollRequest, request: Request, conn: Conn) -> Any:
+    request.app.state.rate_limits.enrollment(request, body.serial)
     try:
         seal_key = None if body.seal_key is None else b64decode(body.seal_key)
         result = enrollment.enroll(
