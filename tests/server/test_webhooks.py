@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import socket
 import ssl
 import threading
 import time
@@ -28,6 +29,7 @@ from kenshin.server.devices import registry
 from kenshin.server.events import record_event
 from kenshin.server.security import CredentialBox
 from kenshin.server.settings import Settings
+from kenshin.server.webhooks import targets
 from kenshin.server.webhooks.dispatcher import (
     BACKOFF,
     GIVE_UP_AFTER,
@@ -174,7 +176,6 @@ def test_signatures_check_and_targets_are_refused():
         "http://[::1]/",
         "http://[::ffff:7f00:1]/",
         "http://[64:ff9b::a00:1]/",
-        "http://0.0.0.0/",
         "http://100.64.0.1/",
     ):
         with pytest.raises(UnsafeTarget, match="not a public address"):
@@ -189,6 +190,72 @@ def test_signatures_check_and_targets_are_refused():
     assert pinned.url == "https://u:p@127.0.0.1:8443/in?x=1"
     assert pinned.headers == {"Host": "localhost:8443"}
     assert pinned.extensions == {"sni_hostname": "localhost"}
+
+
+@pytest.mark.parametrize(
+    ("url", "why", "even_if_private_allowed"),
+    [
+        ("http://[::127.0.0.1]/", "not a public address", False),  # IPv4-compatible
+        ("http://[::7f00:1]/", "not a public address", False),
+        ("http://[::a00:1]/", "not a public address", False),  # compatible 10.0.0.1
+        ("http://[::ffff:a9fe:a9fe]/", "not a public address", False),  # mapped metadata
+        ("http://[64:ff9b::7f00:1]/", "not a public address", False),  # NAT64 well-known
+        ("http://[64:ff9b:1::7f00:1]/", "local NAT64", False),  # NAT64 local-use /48
+        ("http://[64:ff9b:1:ff::808:808]/", "local NAT64", False),  # whatever it embeds
+        ("http://[2002:7f00:1::]/", "not a public address", False),  # 6to4 of 127.0.0.1
+        ("http://224.0.0.1/", "multicast", True),
+        ("http://239.255.255.250:1900/", "multicast", True),
+        ("http://[ff02::1]/", "multicast", True),
+        ("http://[::ffff:224.0.0.1]/", "multicast", True),  # mapped multicast
+        ("http://0.0.0.0/", "unspecified", True),
+        ("http://[::]/", "unspecified", True),
+        ("http://255.255.255.255/", "broadcast", True),
+        ("http://example.com:0/", "port 0", True),
+        ("http://93.184.215.14:0/", "port 0", True),
+    ],
+)
+def test_targets_hiding_a_private_or_no_host_are_refused(url, why, even_if_private_allowed):
+    """Issue 16: these went through the check. Multicast, unspecified, broadcast and port 0
+    name no one host and are refused even where private addresses are allowed."""
+    with pytest.raises(UnsafeTarget, match=why):
+        resolve_target(url, allow_private=False)
+    if even_if_private_allowed:
+        with pytest.raises(UnsafeTarget, match=why):
+            resolve_target(url, allow_private=True)
+
+
+def test_a_public_address_still_passes():
+    for url in ("http://93.184.215.14/", "http://[2606:4700::1111]/", "http://[64:ff9b::808:808]/"):
+        assert resolve_target(url, allow_private=False).url == url
+
+
+def test_a_name_that_rebinds_to_loopback_is_refused_at_delivery(
+    new_client, app, engine, world, clock, monkeypatch
+):
+    """Registered while the name pointed at a public address; by the time of delivery it
+    points at 127.0.0.1: the dispatcher resolves again, checks, and sends nothing."""
+    answers = {"now": "93.184.215.14"}
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (answers["now"], port))]
+
+    monkeypatch.setattr(targets.socket, "getaddrinfo", getaddrinfo)
+    admin = login(new_client(), "admin@a.test")
+    hook = _add_hook(admin, "http://rebinding.example/in", ["event"])
+    assert admin.post(f"/api/v1/webhooks/{hook['id']}/ping").status_code == 202
+    answers["now"] = "127.0.0.1"
+    sent: list = []
+    dispatcher = Dispatcher(
+        app.state.credential_box,
+        allow_private=False,
+        clock=clock,
+        post=lambda *a, **k: sent.append(a),
+    )
+    clock.now = s.utcnow()
+    assert sum(f.result(timeout=30) for f in dispatcher(engine, clock())) == 0
+    assert sent == []
+    (refused,) = _log(admin, hook["id"])
+    assert refused["last_error"].startswith("refused: rebinding.example is 127.0.0.1")
 
 
 def test_slots_and_events_arrive_signed_through_failures_and_outages(
