@@ -231,6 +231,21 @@ def world(engine: Engine, client: TestClient) -> World:
     return World(engine)
 
 
+def subscribe_webhook(engine: Engine, tenant_id: int, kinds: list[str]) -> int:
+    """A webhook of `tenant_id` for `kinds`, straight into the table (the outbox is written
+    only for a tenant with a subscription); returns its id."""
+    from sqlalchemy import insert
+
+    from kenshin.server import schema as s
+
+    with engine.begin() as conn:
+        return conn.execute(
+            insert(s.webhooks).values(
+                tenant_id=tenant_id, url="https://hooks.example/in", kinds=kinds, secret_enc=b"x"
+            )
+        ).inserted_primary_key[0]
+
+
 def assert_problem(response, status: int) -> dict:
     """The response is an RFC 9457 problem with `status`; returns its body."""
     assert response.status_code == status, response.text

@@ -27,6 +27,7 @@ from kenshin.server import ingest
 from kenshin.server import schema as s
 from kenshin.server.devices import registry
 from kenshin.server.events import record_event
+from kenshin.server.jobs import server_jobs
 from kenshin.server.security import CredentialBox
 from kenshin.server.settings import Settings
 from kenshin.server.webhooks import targets
@@ -41,7 +42,7 @@ from kenshin.server.webhooks.signing import WebhookSignatureError, sign, verify
 from kenshin.server.webhooks.targets import UnsafeTarget, resolve_target
 from kenshin.wire import FixedTimeValue, MeterScale, ReadingsBatch, encode_publish
 
-from .conftest import KEY, assert_problem, login, udp_meter
+from .conftest import KEY, assert_problem, login, subscribe_webhook, udp_meter
 
 START = datetime(2026, 7, 1, 12, 0, tzinfo=JST)
 
@@ -297,14 +298,14 @@ def test_slots_and_events_arrive_signed_through_failures_and_outages(
         assert dispatch() == 0  # 500 again
         assert {d["kind"] for d in _log(admin, hook["id"])} == {"event"}  # slots settling
         clock.now += BACKOFF[1]
-        assert dispatch() == 5  # three events, then the two half hours
+        assert dispatch() == 4  # two events, then the two half hours
     finally:
         receiver.stop()
     *events, slot_1, slot_2 = receiver.got  # in the order they were made
-    # Every event site feeds the webhooks: the registry, the gateway's state, the ingest.
+    # Every event site feeds the webhooks: the gateway's state, the ingest. (The gateway
+    # was claimed before the tenant had a webhook: no outbox row was written for it.)
     assert [(x["kind"], x["code"], x["gateway_id"]) for x in events] == [
-        ("event", code, fleet["gateway"].id)
-        for code in ("gateway_claimed", "gateway_working", "payload_quarantined")
+        ("event", code, fleet["gateway"].id) for code in ("gateway_working", "payload_quarantined")
     ]
     assert {x["tenant_id"] for x in receiver.got} == {world.tenant_a}  # not tenant B's
     slots = [slot_1, slot_2]
@@ -589,3 +590,63 @@ def test_the_running_server_sends_webhooks_as_one_of_its_jobs(settings, world, e
     finally:
         receiver.stop()
     assert [x["kind"] for x in receiver.got] == ["ping"]
+
+
+def _outbox(engine) -> list[tuple[int, str]]:
+    with engine.connect() as conn:
+        return conn.execute(select(s.outbox.c.tenant_id, s.outbox.c.kind)).all()
+
+
+def test_the_outbox_is_written_only_for_a_tenant_with_a_matching_webhook(engine, world, fleet):
+    """Issue 16: every slot value wrote an outbox row whether or not the tenant had a
+    webhook."""
+    meter = udp_meter(engine, world, fleet)
+    with engine.begin() as conn:  # clear what the fleet fixture left (if anything)
+        conn.execute(s.outbox.delete())
+    _slots(engine, meter.id, range(0, 3), 1)
+    with engine.begin() as conn:
+        record_event(conn, tenant_id=world.tenant_a, code="something", severity="info")
+    assert _outbox(engine) == []
+    subscribe_webhook(engine, world.tenant_a, ["event"])  # events only
+    subscribe_webhook(engine, world.tenant_b, ["slot.closed"])  # another tenant's slots
+    _slots(engine, meter.id, range(3, 5), 2)
+    with engine.begin() as conn:
+        record_event(conn, tenant_id=world.tenant_a, code="something", severity="info")
+    assert set(_outbox(engine)) == {(world.tenant_a, "event")}
+    subscribe_webhook(engine, world.tenant_a, ["slot.closed"])
+    _slots(engine, meter.id, range(5, 7), 3)
+    assert _outbox(engine).count((world.tenant_a, "slot")) == 4  # 2 half hours, both ways
+
+
+def test_the_retention_job_trims_outbox_and_delivery_log_on_every_node(engine, world):
+    """Nothing deleted outbox rows on a node without the dispatcher: the retention job,
+    which runs wherever jobs run, now trims the outbox and the finished deliveries."""
+    hook = subscribe_webhook(engine, world.tenant_a, ["event"])
+    now = s.utcnow()
+    old, recent = now - timedelta(days=40), now - timedelta(hours=1)
+    with engine.begin() as conn:
+        for at in (old, now - timedelta(hours=25), recent):
+            conn.execute(
+                s.outbox.insert().values(tenant_id=world.tenant_a, kind="event", body={}, at=at)
+            )
+        for state, at in (
+            ("delivered", old),
+            ("dead", old),
+            ("pending", old),
+            ("delivered", recent),
+        ):
+            conn.execute(
+                s.webhook_deliveries.insert().values(
+                    tenant_id=world.tenant_a, webhook_id=hook, kind="event", payload={},
+                    state=state, attempts=1, created_at=at,
+                )
+            )  # fmt: skip
+    settings = Settings(database_url="sqlite://", webhooks=False)  # no dispatcher here
+    (retention,) = [
+        job for job in server_jobs(settings, CredentialBox(KEY)) if job.name == "retention"
+    ]
+    retention.run(engine, now)
+    with engine.connect() as conn:
+        assert conn.execute(select(s.outbox.c.at)).scalars().all() == [recent]
+        left = conn.execute(select(s.webhook_deliveries.c.state, s.webhook_deliveries.c.created_at))
+        assert sorted(left.all()) == [("delivered", recent), ("pending", old)]

@@ -180,6 +180,15 @@ class Settings(BaseModel):
     )
     webhooks: bool = Field(True, description="send webhooks (a job: needs `jobs` on too)")
     webhook_every_s: float = Field(5.0, gt=0, description="webhook outbox and sends checked")
+    outbox_keep_hours: float = Field(
+        24.0,
+        gt=0,
+        description="webhook outbox rows no dispatcher took in this time are deleted "
+        "(by the retention job, on every node)",
+    )
+    webhook_log_keep_days: float = Field(
+        30.0, gt=0, description="delivered and dead webhook deliveries kept this long"
+    )
     webhook_concurrency: int = Field(
         8, ge=1, le=256, description="receivers sent to at once (one slow one holds only itself)"
     )
