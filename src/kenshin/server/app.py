@@ -35,6 +35,7 @@ from .csrf import CsrfGuard
 from .db import make_engine, migrate
 from .deps import DbGate, PrincipalCache
 from .devices import api as devices_api
+from .inputs import RefuseNul
 from .jobs import JobRunner, server_jobs
 from .metering import api as metering_api
 from .metering import live as metering_live
@@ -129,7 +130,8 @@ def create_app(
     app.state.csrf_key = hmac.new(secret.key, b"kenshin:csrf", hashlib.sha256).digest()
     app.state.rate_limits = RateLimits(settings)
     install_problem_handlers(app)
-    # Outermost last: the body cap first of all, then the cross-site check.
+    # Outermost last: the body cap first of all, then the cross-site check, then NULs.
+    app.add_middleware(RefuseNul)
     app.add_middleware(CsrfGuard, key=app.state.csrf_key, public_url=settings.public_url)
     app.add_middleware(
         BodyLimit,
