@@ -161,3 +161,31 @@ def test_the_password_hash_runs_outside_transactions_and_off_the_loop(
     assert_problem(_wrong(client, "viewer@a.test"), 401)
     assert_problem(_wrong(client, "nobody@a.test"), 401)
     assert seen == [(0, False)] * 3  # no connection checked out, not on the event loop
+
+
+def test_an_admins_password_hashes_run_between_transactions(
+    client: TestClient, world: World, engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Adding a user or resetting a password: the session was looked up in the request's
+    transaction, which stayed open through scrypt."""
+    from sqlalchemy import event
+
+    from kenshin.server import accounts
+
+    trail: list[str] = []
+    hash_password = accounts.hash_password
+    monkeypatch.setattr(
+        accounts, "hash_password", lambda p: trail.append("hash") or hash_password(p)
+    )
+    login(client, "admin@a.test")
+    event.listen(engine, "before_cursor_execute", lambda *a: trail.append("sql"))
+    event.listen(engine, "commit", lambda *a: trail.append("commit"))
+    added = client.post("/api/v1/users", json={"email": "n@a.test", "password": "a long password"})
+    assert added.status_code == 201
+    reset = client.patch(f"/api/v1/users/{world.viewer_a}", json={"password": "another password"})
+    assert reset.status_code == 200
+    hashes = [n for n, step in enumerate(trail) if step == "hash"]
+    assert len(hashes) == 2
+    for at in hashes:  # since the last statement, a commit: no transaction open
+        before = [step for step in trail[:at] if step != "hash"]
+        assert not before or before[-1] == "commit", trail

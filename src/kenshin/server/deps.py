@@ -162,6 +162,14 @@ class _RequestConnection:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._take(), name)
 
+    def release(self) -> None:
+        """Commit what was done so far and give the connection back to the pool; the next
+        use takes another, in a new transaction (for work that must hold neither, such as
+        a password hash)."""
+        if self._begun is not None:
+            begun, self._begun, self._conn = self._begun, None, None
+            begun.__exit__(None, None, None)
+
     def end(self, error: BaseException | None = None) -> None:
         """Commit (roll back on `error`) and give the connection back to the pool."""
         if self._begun is not None:

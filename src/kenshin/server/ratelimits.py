@@ -21,10 +21,20 @@ from limits import RateLimitItem, parse_many
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
-from .problems import Problem
+from .problems import PROBLEM_JSON, Problem, ProblemDetail
 from .settings import Settings
 
-__all__ = ["RateLimits", "client_address"]
+__all__ = ["RATE_LIMITED", "RateLimits", "client_address"]
+
+
+# For a route's `responses=`: its 429 (a problem, with Retry-After).
+RATE_LIMITED: dict[int | str, dict] = {
+    429: {
+        "model": ProblemDetail,
+        "description": "Too many attempts; Retry-After says in how many seconds to try again",
+        "content": {PROBLEM_JSON: {}},
+    }
+}
 
 
 def client_address(request: Request) -> str:

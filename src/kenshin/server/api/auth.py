@@ -15,6 +15,7 @@ from .. import schema as s
 from ..csrf import CSRF_HEADER, cookie_secure, session_csrf_token
 from ..deps import SESSION_COOKIE, Conn, CurrentPrincipal, get_settings, in_transaction
 from ..problems import Problem
+from ..ratelimits import RATE_LIMITED
 from ..security import dummy_password_hash, hash_password, password_needs_rehash, verify_password
 from ..settings import Settings
 from .models import Role, TenantOut, UserOut
@@ -122,7 +123,7 @@ def start_user_session(
     description="The answer's `X-CSRF-Token` header is the session's CSRF token: send it "
     "back in that header with every POST, PUT, PATCH and DELETE made with the cookie. "
     "Too many attempts (per address and per account): 429 with Retry-After.",
-    responses={429: {"description": "too many login attempts; see Retry-After"}},
+    responses=RATE_LIMITED,
 )
 async def login(
     body: LoginRequest,

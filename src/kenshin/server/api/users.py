@@ -12,7 +12,7 @@ from .. import accounts
 from .. import schema as s
 from ..deps import Conn, Principal, RowId, TenantId, require_role
 from ..problems import Problem
-from ..security import hash_password
+from ..ratelimits import RATE_LIMITED
 from .models import Email, Password, Role, UserOut
 
 router = APIRouter(prefix="/users", tags=["users"])
@@ -42,9 +42,10 @@ def _user_or_404(conn: Conn, user_id: RowId, tenant_id: RowId):
 
 @router.post("", status_code=201, summary="Add a user to the tenant")
 def create_user(body: UserCreate, conn: Conn, principal: Admin, tenant_id: TenantId) -> UserOut:
+    password_hash = accounts.hash_outside_transaction(conn, body.password)
     try:
         row = accounts.insert_user(
-            conn, tenant_id=tenant_id, email=body.email, password=body.password, role=body.role
+            conn, tenant_id=tenant_id, email=body.email, password_hash=password_hash, role=body.role
         )
     except accounts.AlreadyExists as err:
         raise Problem(409, str(err)) from None
@@ -72,7 +73,11 @@ def get_user(user_id: RowId, conn: Conn, _: Admin, tenant_id: TenantId) -> UserO
     return UserOut.model_validate(_user_or_404(conn, user_id, tenant_id))
 
 
-@router.patch("/{user_id}", summary="Change a user's role, disable or enable, reset password")
+@router.patch(
+    "/{user_id}",
+    summary="Change a user's role, disable or enable, reset password",
+    responses=RATE_LIMITED,
+)
 def update_user(
     user_id: RowId,
     body: UserUpdate,
@@ -84,7 +89,7 @@ def update_user(
     new_hash = None
     if body.password is not None:
         request.app.state.rate_limits.password_reset(request, user_id)
-        new_hash = hash_password(body.password)  # before the transaction begins (it is lazy)
+        new_hash = accounts.hash_outside_transaction(conn, body.password)
     user = _user_or_404(conn, user_id, tenant_id)
     changes: dict[str, object] = {}
     if body.role is not None and body.role != user.role:

@@ -25,6 +25,7 @@ from ..deps import Conn, Principal, RowId, TenantId, require_platform_admin, req
 from ..jsonout import json_response
 from ..metering.current import CURRENT_WINDOW_MIN, site_summary_columns
 from ..problems import Problem
+from ..ratelimits import RATE_LIMITED
 from . import commands, config, enrollment, registry
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,9 @@ class EnrollRequest(BaseModel):
         return value
 
 
-@router.post("/enroll/challenge", summary="Step 1 of enrollment: a fresh challenge")
+@router.post(
+    "/enroll/challenge", summary="Step 1 of enrollment: a fresh challenge", responses=RATE_LIMITED
+)
 def enroll_challenge(body: ChallengeRequest, request: Request) -> dict[str, str]:
     request.app.state.rate_limits.enrollment(request, body.serial)
     return {"challenge": enrollment.new_challenge(_keys(request), body.serial)}
@@ -77,7 +80,7 @@ def enroll_challenge(body: ChallengeRequest, request: Request) -> dict[str, str]
 @router.post(
     "/enroll",
     summary="Step 2: prove the identity, receive MQTT credentials",
-    responses={202: {"description": "not claimed yet: ask again later"}},
+    responses={202: {"description": "not claimed yet: ask again later"}, **RATE_LIMITED},
 )
 def enroll(body: EnrollRequest, request: Request, conn: Conn) -> Any:
     request.app.state.rate_limits.enrollment(request, body.serial)
