@@ -81,21 +81,23 @@ def test_adding_a_user_tells_nothing_of_other_tenants(
     for address in ("Viewer@B.test", "admin@b.test", "root@kenshin.test"):
         added = client.post("/api/v1/users", json={**NEW_USER, "email": address})
         assert added.status_code == 201, added.text
-    # Both viewer@b.test accounts log in: each with its own password, or naming its tenant.
-    with_password = {**NEW_USER, "email": "viewer2@a.test", "password": "tenant a's password"}
-    assert client.post("/api/v1/users", json=with_password).status_code == 201
-    assert client.post("/api/v1/users", json={**with_password, "email": "viewer2@b.test"})
+    # Both viewer@b.test accounts log in, each with its own password.
     login(new_client(), "viewer@b.test")  # tenant B's, with PASSWORD; tenant A's has another
     user = login(new_client(), "viewer@b.test", "a long password").get("/api/v1/auth/me")
     assert user.json()["tenant"]["id"] == world.tenant_a
 
 
-def test_one_address_and_password_in_two_tenants_asks_for_the_tenant(
-    client: TestClient, world: World, new_client: Callable[[], TestClient]
-) -> None:
+@pytest.fixture
+def same_address(client: TestClient, world: World) -> None:
+    """viewer@b.test, with tenant B's viewer's password, made a user of tenant A too."""
     login(client, "admin@a.test")
     same = {**NEW_USER, "email": "viewer@b.test", "password": PASSWORD}
     assert client.post("/api/v1/users", json=same).status_code == 201
+
+
+def test_one_address_and_password_in_two_tenants_asks_for_the_tenant(
+    world: World, new_client: Callable[[], TestClient], same_address: None
+) -> None:
     anonymous = new_client()
     ambiguous = {"email": "viewer@b.test", "password": PASSWORD}
     body = assert_problem(anonymous.post("/api/v1/auth/login", json=ambiguous), 401)
@@ -182,3 +184,19 @@ def test_passwords_are_stored_hashed(client: TestClient, world: World, engine) -
         hashes = conn.execute(select(s.users.c.password_hash)).scalars().all()
     assert all(h.startswith("scrypt$") and PASSWORD not in h for h in hashes)
     assert len(set(hashes)) == len(hashes)  # one password, a salt each
+
+
+def test_the_panels_login_form_asks_for_the_tenant_when_it_must(
+    world: World, new_client: Callable[[], TestClient], same_address: None
+) -> None:
+    browser = new_client()
+    page = browser.get("/login")
+    assert 'name="tenant"' not in page.text
+    token = page.text.split('name="csrf_token" value="')[1].split('"')[0]
+    form = {"email": "viewer@b.test", "password": PASSWORD, "csrf_token": token}
+    asked = browser.post("/login", data=form, follow_redirects=False)
+    assert asked.status_code == 200 and 'name="tenant"' in asked.text
+    assert "kenshin_session" not in asked.cookies
+    done = browser.post("/login", data={**form, "tenant": "Tenant B"}, follow_redirects=False)
+    assert done.status_code == 303
+    assert browser.get("/api/v1/auth/me").json()["tenant"]["id"] == world.tenant_b

@@ -109,15 +109,15 @@ async def login_submit(
         body = auth.LoginRequest(email=email, password=form.get("password", ""), tenant=tenant)
         user, rehash = await auth.authenticate(request, body)
     except ValidationError:
-        return again(failed="login.failed", status=401)
+        return again(failed="login.failed")
     except Problem as err:
         if err.status == 403:
             return again(failed="login.stale", status=403)
         if err.status == 429:
             return again(failed="login.too_many", status=429, headers=err.headers)
         if err.extensions.get("tenant_required"):
-            return again(failed="login.which_tenant", tenant=tenant or "", status=401)
-        return again(failed="login.failed", tenant=tenant, status=401)
+            return again(failed="login.which_tenant", tenant=tenant or "")
+        return again(failed="login.failed", tenant=tenant)  # a page to read: 200, as before
     response = RedirectResponse(target, status_code=303)
     await in_transaction(
         request, auth.start_user_session, request, response, settings, user, rehash
