@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from kenshin.server.api import auth
+from kenshin.server.app import create_app
 
 from .conftest import PASSWORD, World, assert_problem, login
 
@@ -127,6 +128,17 @@ def test_enrollment_is_limited_per_gateway_serial(client: TestClient) -> None:
     enroll = {"serial": "GW-X", "challenge": "c", "signature": "s"}
     assert_problem(client.post("/api/v1/enroll", json=enroll), 429)
     assert client.post("/api/v1/enroll/challenge", json={"serial": "GW-Y"}).status_code == 200
+
+
+def test_enrollment_is_limited_per_client_address(settings) -> None:
+    app = create_app(settings.model_copy(update={"enroll_limit_per_client": "3/minute"}))
+    with TestClient(app) as client:
+        for serial in ("GW-1", "GW-2", "GW-3"):
+            assert (
+                client.post("/api/v1/enroll/challenge", json={"serial": serial}).status_code == 200
+            )
+        refused = client.post("/api/v1/enroll/challenge", json={"serial": "GW-4"})
+        assert_problem(refused, 429)
 
 
 def test_password_resets_of_one_user_are_limited(client: TestClient, world: World) -> None:

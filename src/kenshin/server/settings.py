@@ -242,7 +242,9 @@ class Settings(BaseModel):
         "30/minute;300/hour", description="logins per client address"
     )
     enroll_limit_per_client: str = Field(
-        "60/minute", description="enrollment requests (challenge and enroll) per client address"
+        "600/minute",
+        description="enrollment requests (challenge and enroll) per client address (a site's "
+        "gateways behind one NAT share it)",
     )
     enroll_limit: str = Field("10/minute", description="enrollment requests per gateway serial")
     password_reset_limit: str = Field(
