@@ -34,6 +34,7 @@ from starlette.datastructures import Headers
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .deps import SESSION_COOKIE
 from .problems import Problem, problem_response
 from .settings import Settings
 
@@ -51,7 +52,6 @@ __all__ = [
 
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
-SESSION_COOKIE = "kenshin_session"  # deps.SESSION_COOKIE (deps imports this module's users)
 PRE_SESSION_COOKIE = "kenshin_login"
 FORM_ROUTES = frozenset({"/login", "/logout"})  # the token comes in the form: see check_form
 # The API's login needs no session's token (it makes the session; a leftover cookie must
