@@ -320,6 +320,7 @@ class Platform:
             "/api/v1/auth/login", json={"email": email, "password": PASSWORD}
         )
         answer.raise_for_status()
+        client.headers["X-CSRF-Token"] = answer.headers["X-CSRF-Token"]  # for its writes
         return client
 
     async def __aexit__(self, *exc: object) -> None:

@@ -360,6 +360,8 @@ class Server:
             "KENSHIN_SECRET_KEY_FILE": str(workdir / "secret.key"),
             "KENSHIN_JOBS": "false",
             "KENSHIN_LOG_LEVEL": "warning",
+            # the whole simulated fleet enrolls from one loopback address
+            "KENSHIN_ENROLL_LIMIT_PER_CLIENT": "1000000/minute",
         }
         if broker == "rabbitmq":
             env.update(self._start_cluster())

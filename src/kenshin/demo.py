@@ -377,3 +377,4 @@ def _demo_plan(homes: int) -> str:
 async def _login(client: httpx.AsyncClient, email: str, password: str) -> None:
     answer = await client.post("/api/v1/auth/login", json={"email": email, "password": password})
     answer.raise_for_status()
+    client.headers["X-CSRF-Token"] = answer.headers["X-CSRF-Token"]  # for its writes

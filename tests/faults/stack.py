@@ -391,6 +391,7 @@ def _utc(epoch_s: int) -> datetime:
 async def _login(client: httpx.AsyncClient, email: str) -> None:
     answer = await client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
     assert answer.status_code == 200, answer.text
+    client.headers["X-CSRF-Token"] = answer.headers["X-CSRF-Token"]
 
 
 def at(hours: float) -> datetime:

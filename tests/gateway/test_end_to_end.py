@@ -62,6 +62,7 @@ async def server(database_url: str, broker: str, tmp_path) -> AsyncIterator[tupl
 async def login(client: httpx.AsyncClient, email: str) -> None:
     answer = await client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
     assert answer.status_code == 200, answer.text
+    client.headers["X-CSRF-Token"] = answer.headers["X-CSRF-Token"]
 
 
 @pytest.mark.parametrize(

@@ -199,6 +199,8 @@ def new_client(app, client: TestClient) -> Iterator[Callable[[], TestClient]]:
 def login(client: TestClient, email: str, password: str = PASSWORD) -> TestClient:
     response = client.post("/api/v1/auth/login", json={"email": email, "password": password})
     assert response.status_code == 200, response.text
+    # What a cookie-authenticated client sends back with every unsafe request (csrf.py).
+    client.headers["X-CSRF-Token"] = response.headers["X-CSRF-Token"]
     return client
 
 
@@ -227,6 +229,21 @@ class World:
 @pytest.fixture
 def world(engine: Engine, client: TestClient) -> World:
     return World(engine)
+
+
+def subscribe_webhook(engine: Engine, tenant_id: int, kinds: list[str]) -> int:
+    """A webhook of `tenant_id` for `kinds`, straight into the table (the outbox is written
+    only for a tenant with a subscription); returns its id."""
+    from sqlalchemy import insert
+
+    from kenshin.server import schema as s
+
+    with engine.begin() as conn:
+        return conn.execute(
+            insert(s.webhooks).values(
+                tenant_id=tenant_id, url="https://hooks.example/in", kinds=kinds, secret_enc=b"x"
+            )
+        ).inserted_primary_key[0]
 
 
 def assert_problem(response, status: int) -> dict:

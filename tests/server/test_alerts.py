@@ -36,7 +36,7 @@ from kenshin.wire import (
 )
 from tests.support import eventually
 
-from .conftest import KEY, assert_problem, login
+from .conftest import KEY, assert_problem, login, subscribe_webhook
 
 START = datetime(2026, 6, 9, 0, 0, tzinfo=JST)  # a sunny June Tuesday
 SLOT = timedelta(minutes=30)
@@ -239,6 +239,7 @@ def test_each_rule_raises_one_alert_delivers_it_and_resolves(
 ):
     inbox, config = smtp
     street = Street(engine, world, fleet, FAULTS[rule][1], rule)
+    subscribe_webhook(engine, world.tenant_a, ["event"])
     with engine.begin() as conn:
         conn.execute(
             insert(s.alert_subscriptions),

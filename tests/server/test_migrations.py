@@ -87,7 +87,7 @@ def test_scripts_are_found_beside_the_package_without_an_ini_file() -> None:
     assert (MIGRATIONS_DIR / "__init__.py").is_file()  # packaged into wheels
     assert (MIGRATIONS_DIR / "versions" / "__init__.py").is_file()
     newest = max(p.name[:4] for p in (MIGRATIONS_DIR / "versions").glob("[0-9]*.py"))
-    assert head_revision()[:4] == newest  # "0011_audit_log_client": ids name what they do
+    assert head_revision()[:4] == newest
 
 
 def test_servers_starting_at_once_migrate_once(backend: str, empty_database_url: str) -> None:

@@ -40,8 +40,13 @@ EXAMPLES = {GenerationMode.POSITIVE: 12, GenerationMode.NEGATIVE: 8}
 def fuzzed(tmp_path_factory):
     """The app on SQLite with tenants A and B, each a fleet with a day of data."""
     where = tmp_path_factory.mktemp("fuzz")
+    yield from fuzzed_app(f"sqlite:///{where / 'kenshin.db'}", where)
+
+
+def fuzzed_app(url: str, where):
+    """The app on the database at `url` (empty) with tenants A and B, each a fleet with a
+    day of data: yields (app, fleets), disposes of the engine after."""
     day = datetime.now(JST).date() - timedelta(days=1)
-    url = f"sqlite:///{where / 'kenshin.db'}"
     migrate(url)
     app = create_app(
         Settings(

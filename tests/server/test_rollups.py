@@ -24,7 +24,7 @@ from kenshin.wire import (
     encode_publish,
 )
 
-from .conftest import udp_meter
+from .conftest import subscribe_webhook, udp_meter
 
 START = datetime(2026, 3, 31, 12, tzinfo=JST)  # crosses a JST month and two JST days
 SLOTS = 80
@@ -76,6 +76,7 @@ def _stored(conn, table, period: str) -> dict:
 
 def test_energy_rollups_equal_the_sums_of_their_slots(engine, world, fleet):
     meter = udp_meter(engine, world, fleet)
+    subscribe_webhook(engine, world.tenant_a, ["slot.closed"])
     regs = _registers()
     outage = set(range(30, 41))
     order = [i for i in range(SLOTS + 1) if i not in outage]

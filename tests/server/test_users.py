@@ -64,10 +64,50 @@ def test_only_admins_manage_users(client: TestClient, world: World, email: str) 
     assert_problem(client.patch(f"/api/v1/users/{world.viewer_a}", json={"role": "admin"}), 403)
 
 
-def test_an_email_is_used_once(client: TestClient, world: World) -> None:
+def test_an_email_is_used_once_per_tenant(client: TestClient, world: World) -> None:
     login(client, "admin@a.test")
-    taken = {**NEW_USER, "email": "Viewer@B.test"}  # another tenant's, in other letters
-    assert_problem(client.post("/api/v1/users", json=taken), 409)
+    taken = {**NEW_USER, "email": "Viewer@A.test"}  # this tenant's, in other letters
+    body = assert_problem(client.post("/api/v1/users", json=taken), 409)
+    assert "this tenant" in body["detail"]
+
+
+def test_adding_a_user_tells_nothing_of_other_tenants(
+    client: TestClient, world: World, new_client: Callable[[], TestClient]
+) -> None:
+    """Issue 16: a 409 for another tenant's address told a tenant's admin who had an
+    account elsewhere. An address is now unique per tenant: the other tenant's, and the
+    platform administrator's, are added like any new one."""
+    login(client, "admin@a.test")
+    for address in ("Viewer@B.test", "admin@b.test", "root@kenshin.test"):
+        added = client.post("/api/v1/users", json={**NEW_USER, "email": address})
+        assert added.status_code == 201, added.text
+    # Both viewer@b.test accounts log in, each with its own password.
+    login(new_client(), "viewer@b.test")  # tenant B's, with PASSWORD; tenant A's has another
+    user = login(new_client(), "viewer@b.test", "a long password").get("/api/v1/auth/me")
+    assert user.json()["tenant"]["id"] == world.tenant_a
+
+
+@pytest.fixture
+def same_address(client: TestClient, world: World) -> None:
+    """viewer@b.test, with tenant B's viewer's password, made a user of tenant A too."""
+    login(client, "admin@a.test")
+    same = {**NEW_USER, "email": "viewer@b.test", "password": PASSWORD}
+    assert client.post("/api/v1/users", json=same).status_code == 201
+
+
+def test_one_address_and_password_in_two_tenants_asks_for_the_tenant(
+    world: World, new_client: Callable[[], TestClient], same_address: None
+) -> None:
+    anonymous = new_client()
+    ambiguous = {"email": "viewer@b.test", "password": PASSWORD}
+    body = assert_problem(anonymous.post("/api/v1/auth/login", json=ambiguous), 401)
+    assert body["tenant_required"] is True
+    for tenant, tenant_id in (("Tenant A", world.tenant_a), ("Tenant B", world.tenant_b)):
+        answer = anonymous.post("/api/v1/auth/login", json={**ambiguous, "tenant": tenant})
+        assert answer.status_code == 200 and answer.json()["tenant_id"] == tenant_id
+    # A wrong password says nothing of how many accounts the address has.
+    wrong = anonymous.post("/api/v1/auth/login", json={**ambiguous, "password": "not it!"})
+    assert "tenant_required" not in assert_problem(wrong, 401)
 
 
 def test_another_tenants_users_do_not_exist(client: TestClient, world: World) -> None:
@@ -144,3 +184,19 @@ def test_passwords_are_stored_hashed(client: TestClient, world: World, engine) -
         hashes = conn.execute(select(s.users.c.password_hash)).scalars().all()
     assert all(h.startswith("scrypt$") and PASSWORD not in h for h in hashes)
     assert len(set(hashes)) == len(hashes)  # one password, a salt each
+
+
+def test_the_panels_login_form_asks_for_the_tenant_when_it_must(
+    world: World, new_client: Callable[[], TestClient], same_address: None
+) -> None:
+    browser = new_client()
+    page = browser.get("/login")
+    assert 'name="tenant"' not in page.text
+    token = page.text.split('name="csrf_token" value="')[1].split('"')[0]
+    form = {"email": "viewer@b.test", "password": PASSWORD, "csrf_token": token}
+    asked = browser.post("/login", data=form, follow_redirects=False)
+    assert asked.status_code == 200 and 'name="tenant"' in asked.text
+    assert "kenshin_session" not in asked.cookies
+    done = browser.post("/login", data={**form, "tenant": "Tenant B"}, follow_redirects=False)
+    assert done.status_code == 303
+    assert browser.get("/api/v1/auth/me").json()["tenant"]["id"] == world.tenant_b

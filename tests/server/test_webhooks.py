@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import socket
 import ssl
 import threading
 import time
@@ -26,8 +27,10 @@ from kenshin.server import ingest
 from kenshin.server import schema as s
 from kenshin.server.devices import registry
 from kenshin.server.events import record_event
+from kenshin.server.jobs import server_jobs
 from kenshin.server.security import CredentialBox
 from kenshin.server.settings import Settings
+from kenshin.server.webhooks import targets
 from kenshin.server.webhooks.dispatcher import (
     BACKOFF,
     GIVE_UP_AFTER,
@@ -39,7 +42,7 @@ from kenshin.server.webhooks.signing import WebhookSignatureError, sign, verify
 from kenshin.server.webhooks.targets import UnsafeTarget, resolve_target
 from kenshin.wire import FixedTimeValue, MeterScale, ReadingsBatch, encode_publish
 
-from .conftest import KEY, assert_problem, login, udp_meter
+from .conftest import KEY, assert_problem, login, subscribe_webhook, udp_meter
 
 START = datetime(2026, 7, 1, 12, 0, tzinfo=JST)
 
@@ -174,7 +177,6 @@ def test_signatures_check_and_targets_are_refused():
         "http://[::1]/",
         "http://[::ffff:7f00:1]/",
         "http://[64:ff9b::a00:1]/",
-        "http://0.0.0.0/",
         "http://100.64.0.1/",
     ):
         with pytest.raises(UnsafeTarget, match="not a public address"):
@@ -189,6 +191,72 @@ def test_signatures_check_and_targets_are_refused():
     assert pinned.url == "https://u:p@127.0.0.1:8443/in?x=1"
     assert pinned.headers == {"Host": "localhost:8443"}
     assert pinned.extensions == {"sni_hostname": "localhost"}
+
+
+@pytest.mark.parametrize(
+    ("url", "why", "even_if_private_allowed"),
+    [
+        ("http://[::127.0.0.1]/", "not a public address", False),  # IPv4-compatible
+        ("http://[::7f00:1]/", "not a public address", False),
+        ("http://[::a00:1]/", "not a public address", False),  # compatible 10.0.0.1
+        ("http://[::ffff:a9fe:a9fe]/", "not a public address", False),  # mapped metadata
+        ("http://[64:ff9b::7f00:1]/", "not a public address", False),  # NAT64 well-known
+        ("http://[64:ff9b:1::7f00:1]/", "local NAT64", False),  # NAT64 local-use /48
+        ("http://[64:ff9b:1:ff::808:808]/", "local NAT64", False),  # whatever it embeds
+        ("http://[2002:7f00:1::]/", "not a public address", False),  # 6to4 of 127.0.0.1
+        ("http://224.0.0.1/", "multicast", True),
+        ("http://239.255.255.250:1900/", "multicast", True),
+        ("http://[ff02::1]/", "multicast", True),
+        ("http://[::ffff:224.0.0.1]/", "multicast", True),  # mapped multicast
+        ("http://0.0.0.0/", "unspecified", True),
+        ("http://[::]/", "unspecified", True),
+        ("http://255.255.255.255/", "broadcast", True),
+        ("http://example.com:0/", "port 0", True),
+        ("http://93.184.215.14:0/", "port 0", True),
+    ],
+)
+def test_targets_hiding_a_private_or_no_host_are_refused(url, why, even_if_private_allowed):
+    """Issue 16: these went through the check. Multicast, unspecified, broadcast and port 0
+    name no one host and are refused even where private addresses are allowed."""
+    with pytest.raises(UnsafeTarget, match=why):
+        resolve_target(url, allow_private=False)
+    if even_if_private_allowed:
+        with pytest.raises(UnsafeTarget, match=why):
+            resolve_target(url, allow_private=True)
+
+
+def test_a_public_address_still_passes():
+    for url in ("http://93.184.215.14/", "http://[2606:4700::1111]/", "http://[64:ff9b::808:808]/"):
+        assert resolve_target(url, allow_private=False).url == url
+
+
+def test_a_name_that_rebinds_to_loopback_is_refused_at_delivery(
+    new_client, app, engine, world, clock, monkeypatch
+):
+    """Registered while the name pointed at a public address; by the time of delivery it
+    points at 127.0.0.1: the dispatcher resolves again, checks, and sends nothing."""
+    answers = {"now": "93.184.215.14"}
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (answers["now"], port))]
+
+    monkeypatch.setattr(targets.socket, "getaddrinfo", getaddrinfo)
+    admin = login(new_client(), "admin@a.test")
+    hook = _add_hook(admin, "http://rebinding.example/in", ["event"])
+    assert admin.post(f"/api/v1/webhooks/{hook['id']}/ping").status_code == 202
+    answers["now"] = "127.0.0.1"
+    sent: list = []
+    dispatcher = Dispatcher(
+        app.state.credential_box,
+        allow_private=False,
+        clock=clock,
+        post=lambda *a, **k: sent.append(a),
+    )
+    clock.now = s.utcnow()
+    assert sum(f.result(timeout=30) for f in dispatcher(engine, clock())) == 0
+    assert sent == []
+    (refused,) = _log(admin, hook["id"])
+    assert refused["last_error"].startswith("refused: rebinding.example is 127.0.0.1")
 
 
 def test_slots_and_events_arrive_signed_through_failures_and_outages(
@@ -230,14 +298,14 @@ def test_slots_and_events_arrive_signed_through_failures_and_outages(
         assert dispatch() == 0  # 500 again
         assert {d["kind"] for d in _log(admin, hook["id"])} == {"event"}  # slots settling
         clock.now += BACKOFF[1]
-        assert dispatch() == 5  # three events, then the two half hours
+        assert dispatch() == 4  # two events, then the two half hours
     finally:
         receiver.stop()
     *events, slot_1, slot_2 = receiver.got  # in the order they were made
-    # Every event site feeds the webhooks: the registry, the gateway's state, the ingest.
+    # Every event site feeds the webhooks: the gateway's state, the ingest. (The gateway
+    # was claimed before the tenant had a webhook: no outbox row was written for it.)
     assert [(x["kind"], x["code"], x["gateway_id"]) for x in events] == [
-        ("event", code, fleet["gateway"].id)
-        for code in ("gateway_claimed", "gateway_working", "payload_quarantined")
+        ("event", code, fleet["gateway"].id) for code in ("gateway_working", "payload_quarantined")
     ]
     assert {x["tenant_id"] for x in receiver.got} == {world.tenant_a}  # not tenant B's
     slots = [slot_1, slot_2]
@@ -522,3 +590,63 @@ def test_the_running_server_sends_webhooks_as_one_of_its_jobs(settings, world, e
     finally:
         receiver.stop()
     assert [x["kind"] for x in receiver.got] == ["ping"]
+
+
+def _outbox(engine) -> list[tuple[int, str]]:
+    with engine.connect() as conn:
+        return conn.execute(select(s.outbox.c.tenant_id, s.outbox.c.kind)).all()
+
+
+def test_the_outbox_is_written_only_for_a_tenant_with_a_matching_webhook(engine, world, fleet):
+    """Issue 16: every slot value wrote an outbox row whether or not the tenant had a
+    webhook."""
+    meter = udp_meter(engine, world, fleet)
+    with engine.begin() as conn:  # clear what the fleet fixture left (if anything)
+        conn.execute(s.outbox.delete())
+    _slots(engine, meter.id, range(0, 3), 1)
+    with engine.begin() as conn:
+        record_event(conn, tenant_id=world.tenant_a, code="something", severity="info")
+    assert _outbox(engine) == []
+    subscribe_webhook(engine, world.tenant_a, ["event"])  # events only
+    subscribe_webhook(engine, world.tenant_b, ["slot.closed"])  # another tenant's slots
+    _slots(engine, meter.id, range(3, 5), 2)
+    with engine.begin() as conn:
+        record_event(conn, tenant_id=world.tenant_a, code="something", severity="info")
+    assert set(_outbox(engine)) == {(world.tenant_a, "event")}
+    subscribe_webhook(engine, world.tenant_a, ["slot.closed"])
+    _slots(engine, meter.id, range(5, 7), 3)
+    assert _outbox(engine).count((world.tenant_a, "slot")) == 4  # 2 half hours, both ways
+
+
+def test_the_retention_job_trims_outbox_and_delivery_log_on_every_node(engine, world):
+    """Nothing deleted outbox rows on a node without the dispatcher: the retention job,
+    which runs wherever jobs run, now trims the outbox and the finished deliveries."""
+    hook = subscribe_webhook(engine, world.tenant_a, ["event"])
+    now = s.utcnow()
+    old, recent = now - timedelta(days=40), now - timedelta(hours=1)
+    with engine.begin() as conn:
+        for at in (old, now - timedelta(hours=25), recent):
+            conn.execute(
+                s.outbox.insert().values(tenant_id=world.tenant_a, kind="event", body={}, at=at)
+            )
+        for state, at in (
+            ("delivered", old),
+            ("dead", old),
+            ("pending", old),
+            ("delivered", recent),
+        ):
+            conn.execute(
+                s.webhook_deliveries.insert().values(
+                    tenant_id=world.tenant_a, webhook_id=hook, kind="event", payload={},
+                    state=state, attempts=1, created_at=at,
+                )
+            )  # fmt: skip
+    settings = Settings(database_url="sqlite://", webhooks=False)  # no dispatcher here
+    (retention,) = [
+        job for job in server_jobs(settings, CredentialBox(KEY)) if job.name == "retention"
+    ]
+    retention.run(engine, now)
+    with engine.connect() as conn:
+        assert conn.execute(select(s.outbox.c.at)).scalars().all() == [recent]
+        left = conn.execute(select(s.webhook_deliveries.c.state, s.webhook_deliveries.c.created_at))
+        assert sorted(left.all()) == [("delivered", recent), ("pending", old)]

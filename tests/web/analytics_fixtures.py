@@ -45,6 +45,7 @@ def api_client(panel: Panel, email: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=panel.url, timeout=30) as client:
         answer = client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
         assert answer.status_code == 200, answer.text
+        client.headers["X-CSRF-Token"] = answer.headers["X-CSRF-Token"]
         yield client
 
 

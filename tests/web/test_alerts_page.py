@@ -25,6 +25,7 @@ def _api(panel: Panel, email: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=panel.url, timeout=30) as client:
         login = client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
         login.raise_for_status()
+        client.headers["X-CSRF-Token"] = login.headers["X-CSRF-Token"]
         yield client
 
 

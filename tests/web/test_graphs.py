@@ -404,7 +404,9 @@ def test_another_tenants_meter_is_not_found(visit, history, lang):
         ("GET", f"/api/v1/meters/{theirs}/energy?from={today()}&to={today()}"),
     ):
         status = page.evaluate(
-            "([method, url]) => fetch(url, {method}).then(r => r.status)", [method, url]
+            "([method, url]) => fetch(url, {method, headers: {'X-CSRF-Token': "
+            "Kenshin.csrfToken()}}).then(r => r.status)",
+            [method, url],
         )
         assert status == 404, url
     own = visit("viewer_b", lang)

@@ -4,6 +4,7 @@ database, and a screenshot of each under build/screenshots/ for review."""
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime
 from urllib.parse import urlparse
@@ -429,9 +430,11 @@ def test_pages_are_never_cached_and_allow_only_their_own_scripts(panel):
         assert login.headers["cache-control"] == "no-store"
         assert "script-src 'self';" in login.headers["content-security-policy"]
         assert "frame-ancestors 'none'" in login.headers["content-security-policy"]
+        token = re.search(r'name="csrf_token" value="([^"]+)"', login.text)[1]
+        form = f"email={EMAILS['viewer']}&password={PASSWORD.replace(' ', '+')}&next=/list"
         answer = client.post(
             "/login",
-            content=f"email={EMAILS['viewer']}&password={PASSWORD.replace(' ', '+')}&next=/list",
+            content=f"{form}&csrf_token={token}",
             headers={"Content-Type": "application/x-www-form-urlencoded"},
         )
         assert answer.status_code == 303 and answer.headers["location"] == "/list"

@@ -25,6 +25,7 @@ __all__ = [
     "find_session_user",
     "get_tenant",
     "get_user",
+    "hash_outside_transaction",
     "insert_api_key",
     "insert_tenant",
     "insert_user",
@@ -102,19 +103,42 @@ def get_tenant(conn: Connection, tenant_id: int) -> Row | None:
 
 
 def insert_user(
-    conn: Connection, *, tenant_id: int | None, email: str, password: str, role: str
+    conn: Connection,
+    *,
+    tenant_id: int | None,
+    email: str,
+    password: str | None = None,
+    role: str,
+    password_hash: str | None = None,
 ) -> Row:
+    """A new user with `password`, or with its `password_hash` made beforehand (outside
+    the transaction: see `hash_outside_transaction`)."""
+    if (password is None) == (password_hash is None):
+        raise ValueError("give the password or its hash")
     if role not in s.ROLES:
         raise ValueError(f"role must be one of {', '.join(s.ROLES)}")
     return _insert(
         conn,
         s.users,
-        "that email is already in use",
+        "this tenant has a user with that e-mail address"
+        if tenant_id is not None
+        else "a platform administrator has that e-mail address",
         tenant_id=tenant_id,
         email=normalize_email(email),
-        password_hash=hash_password(password),
+        password_hash=password_hash or hash_password(password or ""),
         role=role,
     )
+
+
+def hash_outside_transaction(conn: Any, password: str) -> str:
+    """`password`'s hash, made with no transaction open and no connection held: a
+    request's connection (`deps.Conn`) that has begun one (looking up a session, say)
+    commits it and goes back to the pool first; the next statement takes another. scrypt
+    takes ~32 MiB and ~0.1 s, too long to hold a connection, locks or a snapshot."""
+    release = getattr(conn, "release", None)
+    if release is not None:
+        release()
+    return hash_password(password)
 
 
 def get_user(conn: Connection, user_id: int, tenant_id: int) -> Row | None:

@@ -30,14 +30,18 @@ from .analytics import api as analytics_api
 from .analytics.generation import CsvWeather
 from .api import API_PREFIX, api_router
 from .api.health import router as health_router
+from .bodylimit import BodyLimit
+from .csrf import CsrfGuard
 from .db import make_engine, migrate
 from .deps import DbGate, PrincipalCache
 from .devices import api as devices_api
+from .inputs import RefuseNul
 from .jobs import JobRunner, server_jobs
 from .metering import api as metering_api
 from .metering import live as metering_live
 from .observe import RequestMiddleware
 from .problems import PROBLEM_RESPONSES, install_problem_handlers
+from .ratelimits import RateLimits
 from .runtime import broker_link, device_service
 from .schema import utcnow
 from .security import CredentialBox, load_secret_key
@@ -131,8 +135,23 @@ def create_app(
     app.state.device_service = None
     app.state.jobs = None
     app.state.weather = CsvWeather(settings.weather_csv) if settings.weather_csv else None
+    app.state.csrf_key = hmac.new(secret.key, b"kenshin:csrf", hashlib.sha256).digest()
+    app.state.rate_limits = RateLimits(settings)
     install_problem_handlers(app)
-    # Request ids, the access log and latency per route (observe.py).
+    # Outermost last: the body cap first of all, then the cross-site check, then NULs.
+    app.add_middleware(RefuseNul)
+    app.add_middleware(CsrfGuard, key=app.state.csrf_key, public_url=settings.public_url)
+    app.add_middleware(
+        BodyLimit,
+        default=settings.max_body_bytes,
+        larger=[
+            ("PUT", f"{API_PREFIX}/procurement-plan(\\.csv)?", settings.max_upload_bytes),
+            ("POST", f"{API_PREFIX}/gateways/import", settings.max_upload_bytes),
+            ("POST", "/log(in|out)", 16 * 1024),  # the panel's forms: an e-mail, a password
+        ],
+    )
+    # Request ids, the access log and latency per route (observe.py): outermost of all,
+    # so a refused request is logged with its id too.
     app.add_middleware(RequestMiddleware, access_log=settings.access_log)
     app.include_router(health_router)
     app.include_router(metrics.router)  # /metrics, for the bearer metrics_token (every role)

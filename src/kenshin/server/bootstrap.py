@@ -27,7 +27,13 @@ def ensure_admin(engine: Engine, email: str, password: str) -> tuple[int, bool]:
     """
     email = accounts.normalize_email(email)
     with engine.begin() as conn:
-        user = conn.execute(select(s.users).where(s.users.c.email == email)).one_or_none()
+        # The platform administrator of that address first; else any tenant's user of it.
+        user = conn.execute(
+            select(s.users)
+            .where(s.users.c.email == email)
+            .order_by(s.users.c.tenant_id.is_not(None), s.users.c.id)
+            .limit(1)
+        ).one_or_none()
         if user is None:
             row = accounts.insert_user(
                 conn, tenant_id=None, email=email, password=password, role="admin"

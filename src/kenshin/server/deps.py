@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from annotated_types import Interval
 from fastapi import Depends, Query, Request
@@ -49,6 +49,7 @@ __all__ = [
     "get_credential_box",
     "get_engine",
     "get_settings",
+    "in_transaction",
     "require_platform_admin",
     "require_role",
     "tenant_scope",
@@ -57,6 +58,7 @@ __all__ = [
 SESSION_COOKIE = "kenshin_session"
 ROLE_RANK = {"viewer": 0, "operator": 1, "admin": 2}
 Role = Literal["admin", "operator", "viewer"]
+T = TypeVar("T")
 # A row's id as a request may name it: a positive 64-bit integer (a bigger one could only
 # be refused by the database, as a 500, not a 422).
 RowId = Annotated[int, Interval(ge=1, le=2**63 - 1)]
@@ -160,11 +162,33 @@ class _RequestConnection:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._take(), name)
 
+    def release(self) -> None:
+        """Commit what was done so far and give the connection back to the pool; the next
+        use takes another, in a new transaction (for work that must hold neither, such as
+        a password hash)."""
+        if self._begun is not None:
+            begun, self._begun, self._conn = self._begun, None, None
+            begun.__exit__(None, None, None)
+
     def end(self, error: BaseException | None = None) -> None:
         """Commit (roll back on `error`) and give the connection back to the pool."""
         if self._begun is not None:
             begun, self._begun = self._begun, None
             begun.__exit__(type(error) if error else None, error, None)
+
+
+async def in_transaction(request: Request, work: Callable[..., T], *args: Any) -> T:
+    """``work(conn, *args)`` in a transaction of its own, in a worker thread, during a
+    turn at the database: for a handler that must not hold a connection all along (a
+    login's password hash runs between two of these, with no transaction open)."""
+    engine: Engine = request.app.state.engine
+
+    def run() -> T:
+        with engine.begin() as conn:
+            return work(conn, *args)
+
+    async with request.app.state.db_gate.turn():
+        return await run_in_threadpool(run)
 
 
 async def get_conn(

@@ -1,7 +1,8 @@
 """Events: the one way anything is recorded as having happened.
 
-`record_event` writes the event and, for a tenant's event, an outbox row in the same
-transaction, so the webhook dispatcher delivers exactly the events that were committed.
+`record_event` writes the event and, for a tenant's event when the tenant has a webhook
+for events, an outbox row in the same transaction, so the webhook dispatcher delivers
+exactly the events that were committed.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, insert
 
 from . import schema as s
+from .outbox import subscribed
 
 __all__ = ["record_event"]
 
@@ -42,7 +44,7 @@ def record_event(
         )
         .returning(s.events.c.id)
     ).scalar_one()
-    if tenant_id is not None:
+    if tenant_id is not None and subscribed(conn, tenant_id, "event"):
         conn.execute(
             insert(s.outbox).values(
                 tenant_id=tenant_id,

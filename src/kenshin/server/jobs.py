@@ -18,7 +18,7 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import anyio.to_thread
 from sqlalchemy import Engine, func, insert, select, update
@@ -33,7 +33,7 @@ from .analytics.store import refresh_tenant
 from .ingest import trim_quarantine
 from .metering.partitions import ensure_partitions
 from .metering.repair import RepairPolicy, run_repairs
-from .metering.retention import apply_retention
+from .metering.retention import apply_retention, trim_webhook_tables
 from .security import CredentialBox
 from .settings import Settings
 from .supervisor import Supervisor
@@ -89,19 +89,26 @@ def _partitions(engine: Engine, now: datetime) -> None:
         ensure_partitions(conn, now)
 
 
+def _retention(settings: Settings) -> Callable[[Engine, datetime], None]:
+    def run(engine: Engine, now: datetime) -> None:
+        apply_retention(engine, now, audit_keep_days=settings.audit_keep_days)
+        trim_webhook_tables(
+            engine,
+            now,
+            outbox_keep=timedelta(hours=settings.outbox_keep_hours),
+            log_keep=timedelta(days=settings.webhook_log_keep_days),
+        )
+
+    return run
+
+
 def server_jobs(
     settings: Settings, box: CredentialBox, wake: Callable[[], None] = lambda: None
 ) -> list[Job]:
     """The server's jobs; `wake` tells the device service there are commands to send."""
     jobs = [
         Job("partitions", 86400.0, _partitions),  # at start, then daily (PostgreSQL only)
-        Job(
-            "retention",
-            3600.0,
-            lambda engine, now: apply_retention(
-                engine, now, audit_keep_days=settings.audit_keep_days
-            ),
-        ),
+        Job("retention", 3600.0, _retention(settings)),
         Job("quarantine", 3600.0, _trim_quarantine(settings)),
         Job("forecasts", settings.forecast_every_s, _each_tenant(_forecast_then_imbalance)),
         Job("alerts", settings.alerts_every_s, _each_tenant(run_rules)),

@@ -14,11 +14,12 @@ from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
-from pydantic import AwareDatetime, BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import Connection, Row, delete, insert, or_, select, update
 
 from . import accounts
 from . import schema as s
+from .bounds import ApiAwareDateTime
 from .deps import Conn, Principal, RowId, TenantId, require_role, tenant_scope
 from .problems import Problem
 
@@ -35,8 +36,8 @@ class NoticeIn(BaseModel):
     kind: Kind
     title: str = Field(min_length=1, max_length=200)
     body: str = Field("", max_length=4000)
-    starts_at: AwareDatetime | None = Field(None, description="default: now")
-    ends_at: AwareDatetime | None = Field(None, description="none: until ended")
+    starts_at: ApiAwareDateTime | None = Field(None, description="default: now")
+    ends_at: ApiAwareDateTime | None = Field(None, description="none: until ended")
     every_tenant: bool = Field(False, description="platform administrators: for all tenants")
 
     @model_validator(mode="after")
@@ -49,7 +50,7 @@ class NoticeIn(BaseModel):
 class NoticePatch(BaseModel):
     title: str | None = Field(None, min_length=1, max_length=200)
     body: str | None = Field(None, max_length=4000)
-    ends_at: AwareDatetime | None = Field(None, description="when it ends (now: end it)")
+    ends_at: ApiAwareDateTime | None = Field(None, description="when it ends (now: end it)")
 
 
 class NoticeOut(BaseModel):

@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import DataError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -145,6 +146,18 @@ async def _on_pool_timeout(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _on_out_of_range(_request: Request, exc: Exception) -> JSONResponse:
+    # A number or date past what the server computes with (the validation missed it).
+    log.warning("a request's value out of range: %s", exc)
+    return problem_response(400, "a number or date in the request is out of range")
+
+
+async def _on_data_error(_request: Request, exc: Exception) -> JSONResponse:
+    # The database refused a value (a number past its column, text it cannot hold).
+    log.warning("the database refused a request's value: %s", exc)
+    return problem_response(422, "a value in the request cannot be stored")
+
+
 async def _on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
     log.exception("unexpected error", exc_info=exc)
     return problem_response(500, "an unexpected error; it has been logged")
@@ -155,4 +168,6 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _on_http_exception)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(PoolTimeout, _on_pool_timeout)
+    app.add_exception_handler(OverflowError, _on_out_of_range)
+    app.add_exception_handler(DataError, _on_data_error)
     app.add_exception_handler(Exception, _on_unexpected)

@@ -196,7 +196,10 @@ users = Table(
     _id(),
     # NULL: a platform administrator, who belongs to no tenant and must be an admin.
     Column("tenant_id", Id, ForeignKey("tenants.id"), nullable=True, index=True),
-    Column("email", String(320), nullable=False, unique=True),
+    # Unique within a tenant, and among platform administrators: not across tenants, so
+    # that adding a user tells a tenant's admin nothing about the addresses of the others
+    # (a login names the tenant when one address and password open accounts in several).
+    Column("email", String(320), nullable=False, index=True),
     Column("password_hash", String(255), nullable=False),
     Column("role", String(16), nullable=False),
     _created_at(),
@@ -204,6 +207,14 @@ users = Table(
     _one_of("role", ROLES),
     CheckConstraint("email = lower(email)", name="email_lower"),
     CheckConstraint("tenant_id IS NOT NULL OR role = 'admin'", name="platform_user_is_admin"),
+    Index("uq_users_tenant_id_email", "tenant_id", "email", unique=True),
+    Index(
+        "uq_users_platform_email",
+        "email",
+        unique=True,
+        postgresql_where=text("tenant_id IS NULL"),
+        sqlite_where=text("tenant_id IS NULL"),
+    ),
 )
 
 # Web sessions: the cookie holds a random token; the row holds only its SHA-256.

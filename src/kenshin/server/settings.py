@@ -192,7 +192,15 @@ class Settings(BaseModel):
     auto_migrate: bool = Field(True, description="apply database migrations at start")
     session_hours: float = Field(12.0, gt=0, description="lifetime of a login session")
     session_cookie_secure: bool = Field(
-        False, description="send the session cookie over HTTPS only (set behind TLS)"
+        False,
+        description="send the session cookie over HTTPS only, always (it is anyway when the "
+        "request came over HTTPS or public_url is https)",
+    )
+    public_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^/\s]+/?$",
+        description="the address browsers reach the server at behind a proxy "
+        "(https://kenshin.example.com): its origin is accepted as this server's",
     )
     jobs: bool = Field(
         True, description="run the periodic jobs: forecasts, anomaly checks, alert e-mails"
@@ -232,6 +240,15 @@ class Settings(BaseModel):
     )
     webhooks: bool = Field(True, description="send webhooks (a job: needs `jobs` on too)")
     webhook_every_s: float = Field(5.0, gt=0, description="webhook outbox and sends checked")
+    outbox_keep_hours: float = Field(
+        24.0,
+        gt=0,
+        description="webhook outbox rows no dispatcher took in this time are deleted "
+        "(by the retention job, on every node)",
+    )
+    webhook_log_keep_days: float = Field(
+        30.0, gt=0, description="delivered and dead webhook deliveries kept this long"
+    )
     webhook_concurrency: int = Field(
         8, ge=1, le=256, description="receivers sent to at once (one slow one holds only itself)"
     )
@@ -265,6 +282,55 @@ class Settings(BaseModel):
         le=300,
         description="how long a request waits for its database turn before a 503 with Retry-After",
     )
+
+    max_body_bytes: int = Field(
+        1024 * 1024,
+        ge=1024,
+        description="largest request body (bytes); past it a 413 before anything is read",
+    )
+    max_upload_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=1024,
+        description="largest body of an upload (plans as JSON or CSV, the factory's gateways)",
+    )
+    login_limit: str = Field(
+        "10/minute;50/hour",
+        description="logins per account (e-mail), panel and API together; past it a 429 "
+        "with Retry-After (the `limits` notation: N/second|minute|hour|day, ';' between)",
+    )
+    login_limit_per_client: str = Field(
+        "30/minute;300/hour", description="logins per client address"
+    )
+    enroll_limit_per_client: str = Field(
+        "600/minute",
+        description="enrollment requests (challenge and enroll) per client address (a site's "
+        "gateways behind one NAT share it)",
+    )
+    enroll_limit: str = Field("10/minute", description="enrollment requests per gateway serial")
+    password_reset_limit: str = Field(
+        "10/hour", description="password resets of one user (PATCH /users/{id} with a password)"
+    )
+    password_reset_limit_per_client: str = Field(
+        "30/hour", description="password resets per client address"
+    )
+
+    @field_validator(
+        "login_limit",
+        "login_limit_per_client",
+        "enroll_limit_per_client",
+        "enroll_limit",
+        "password_reset_limit",
+        "password_reset_limit_per_client",
+    )
+    @classmethod
+    def _check_rate(cls, value: str) -> str:
+        from limits import parse_many
+
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError("a rate limit like '10/minute' or '10/minute;50/hour'") from None
+        return value
 
     @field_validator("broker")
     @classmethod

@@ -14,6 +14,7 @@ from kenshin.echonet.edt import JST
 
 from .. import accounts
 from .. import schema as s
+from ..bounds import ApiDate, ApiDateTime
 from ..deps import Conn, Principal, RowId, TenantId, require_role
 from ..devices.registry import get_meter, get_site
 from ..problems import Problem
@@ -23,7 +24,7 @@ from .store import read_tenant_forecast
 router = APIRouter(tags=["analytics"])
 Viewer = Annotated[Principal, Depends(require_role("viewer"))]
 Operator = Annotated[Principal, Depends(require_role("operator"))]
-Day = Annotated[date, Query(description="A JST calendar day, YYYY-MM-DD")]
+Day = Annotated[ApiDate, Query(description="A JST calendar day, YYYY-MM-DD")]
 MAX_SALES_DAYS = 400
 
 
@@ -53,7 +54,7 @@ def tenant_forecast(
 
 
 class PlanSlot(BaseModel):
-    slot_start: datetime = Field(description="The half hour's start (ISO 8601; no offset: JST)")
+    slot_start: ApiDateTime = Field(description="The half hour's start (ISO 8601; no offset: JST)")
     wh: int = Field(ge=0, le=10**12)
 
 
@@ -100,9 +101,7 @@ def put_plan(
 async def put_plan_csv(
     request: Request, conn: Conn, principal: Operator, tenant_id: TenantId
 ) -> PlanStored:
-    raw = await request.body()
-    if len(raw) > 1_000_000:
-        raise Problem(413, "a plan upload is at most 1 MB")
+    raw = await request.body()  # at most max_upload_bytes (bodylimit.BodyLimit): else 413
     try:
         plan = retail.parse_plan_csv(raw.decode("utf-8"))
     except UnicodeDecodeError:
@@ -148,8 +147,8 @@ def imbalance(conn: Conn, _: Viewer, tenant_id: TenantId, day: Day | None = None
 
 class PriceIn(BaseModel):
     yen_per_kwh: float = Field(gt=0, le=1000, description="Sale price, yen per kWh")
-    valid_from: date
-    valid_to: date | None = Field(None, description="Inclusive; none: open-ended")
+    valid_from: ApiDate
+    valid_to: ApiDate | None = Field(None, description="Inclusive; none: open-ended")
 
     @model_validator(mode="after")
     def _ordered(self) -> PriceIn:
@@ -162,7 +161,7 @@ class PriceOut(BaseModel):
     id: int
     meter_id: RowId
     yen_per_kwh: float
-    valid_from: date
+    valid_from: ApiDate
     valid_to: date | None
 
 
@@ -260,8 +259,8 @@ def sales(
     conn: Conn,
     _: Viewer,
     tenant_id: TenantId,
-    first: Annotated[date, Query(alias="from", description="First JST day")],
-    last: Annotated[date, Query(alias="to", description="Last JST day (inclusive)")],
+    first: Annotated[ApiDate, Query(alias="from", description="First JST day")],
+    last: Annotated[ApiDate, Query(alias="to", description="Last JST day (inclusive)")],
 ) -> Sales:
     _plant(conn, meter_id, tenant_id)
     if last < first or (last - first).days >= MAX_SALES_DAYS:

@@ -29,6 +29,7 @@ from sqlalchemy import Connection, and_, delete, insert, select
 from kenshin.echonet.edt import JST
 
 from .. import schema as s
+from ..bounds import EARLIEST, LATEST
 from .forecast import SLOTS
 from .store import read_tenant_forecast
 
@@ -45,6 +46,7 @@ __all__ = [
 SLOT = timedelta(minutes=30)
 DEFAULT_THRESHOLD_PCT = 10.0
 MAX_PLAN_ROWS = 48 * 62  # two months of slots in one upload
+MAX_SLOT_WH = 10**12  # a terawatt-hour in half an hour: past any plan (and the JSON form's cap)
 
 
 class PlanError(ValueError):
@@ -58,12 +60,16 @@ def _midnight(day: date) -> datetime:
 def _energy_wh(row: dict[str, str], line: int) -> int:
     try:
         if row.get("wh") not in (None, ""):
-            return int(row["wh"])
-        kwh = Decimal(row["kwh"])
-        if not kwh.is_finite():
-            raise InvalidOperation
-        return int((kwh * 1000).to_integral_value())
-    except (KeyError, ValueError, InvalidOperation):
+            wh = Decimal(int(row["wh"]))
+        else:
+            wh = Decimal(row["kwh"]) * 1000
+        # 1e400 is a finite Decimal: bounded before it becomes an integer to store.
+        if not wh.is_finite() or abs(wh) > MAX_SLOT_WH:
+            raise PlanError(f"line {line}: energy must be at most {MAX_SLOT_WH // 1000:,} kWh")
+        return int(wh.to_integral_value())
+    except (KeyError, ValueError, InvalidOperation) as err:
+        if isinstance(err, PlanError):
+            raise
         raise PlanError(f"line {line}: energy must be a number in 'kwh' or 'wh'") from None
 
 
@@ -77,6 +83,8 @@ def _slot_start(row: dict[str, str], line: int) -> datetime:
             if not 1 <= number <= SLOTS:
                 raise PlanError(f"line {line}: slot must be 1 to 48, not {number}")
             at = _midnight(date.fromisoformat(row["date"].strip())) + (number - 1) * SLOT
+        if not EARLIEST <= at.date() <= LATEST:
+            raise PlanError(f"line {line}: a date from {EARLIEST} to {LATEST}")
     except (KeyError, ValueError, TypeError) as err:
         if isinstance(err, PlanError):
             raise
@@ -90,7 +98,14 @@ def _slot_start(row: dict[str, str], line: int) -> datetime:
 
 def parse_plan_csv(text: str) -> dict[datetime, int]:
     """Slot start (UTC) → planned Wh. Raises PlanError naming the first bad line."""
-    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    try:
+        return _parse_plan_csv(text)
+    except csv.Error as err:  # e.g. a bare CR inside a field
+        raise PlanError(f"not CSV: {err}") from None
+
+
+def _parse_plan_csv(text: str) -> dict[datetime, int]:
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff"), newline=""))
     fields = {f.strip().lower() for f in reader.fieldnames or ()}
     if not ({"slot_start"} <= fields or {"date", "slot"} <= fields) or not (fields & {"kwh", "wh"}):
         raise PlanError("header must be slot_start,kwh (or wh) or date,slot,kwh (or wh)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 from sqlalchemy import select, update
 
@@ -12,7 +12,7 @@ from .. import accounts
 from .. import schema as s
 from ..deps import Conn, Principal, RowId, TenantId, require_role
 from ..problems import Problem
-from ..security import hash_password
+from ..ratelimits import RATE_LIMITED
 from .models import Email, Password, Role, UserOut
 
 router = APIRouter(prefix="/users", tags=["users"])
@@ -42,9 +42,10 @@ def _user_or_404(conn: Conn, user_id: RowId, tenant_id: RowId):
 
 @router.post("", status_code=201, summary="Add a user to the tenant")
 def create_user(body: UserCreate, conn: Conn, principal: Admin, tenant_id: TenantId) -> UserOut:
+    password_hash = accounts.hash_outside_transaction(conn, body.password)
     try:
         row = accounts.insert_user(
-            conn, tenant_id=tenant_id, email=body.email, password=body.password, role=body.role
+            conn, tenant_id=tenant_id, email=body.email, password_hash=password_hash, role=body.role
         )
     except accounts.AlreadyExists as err:
         raise Problem(409, str(err)) from None
@@ -72,10 +73,23 @@ def get_user(user_id: RowId, conn: Conn, _: Admin, tenant_id: TenantId) -> UserO
     return UserOut.model_validate(_user_or_404(conn, user_id, tenant_id))
 
 
-@router.patch("/{user_id}", summary="Change a user's role, disable or enable, reset password")
+@router.patch(
+    "/{user_id}",
+    summary="Change a user's role, disable or enable, reset password",
+    responses=RATE_LIMITED,
+)
 def update_user(
-    user_id: RowId, body: UserUpdate, conn: Conn, principal: Admin, tenant_id: TenantId
+    user_id: RowId,
+    body: UserUpdate,
+    conn: Conn,
+    principal: Admin,
+    tenant_id: TenantId,
+    request: Request,
 ) -> UserOut:
+    new_hash = None
+    if body.password is not None:
+        request.app.state.rate_limits.password_reset(request, user_id)
+        new_hash = accounts.hash_outside_transaction(conn, body.password)
     user = _user_or_404(conn, user_id, tenant_id)
     changes: dict[str, object] = {}
     if body.role is not None and body.role != user.role:
@@ -90,8 +104,8 @@ def update_user(
     if loses_admin and accounts.count_enabled_admins(conn, tenant_id) <= 1:
         raise Problem(409, "the tenant's last enabled administrator stays one")
     audit_detail = dict(changes)
-    if body.password is not None:
-        changes["password_hash"] = hash_password(body.password)
+    if new_hash is not None:
+        changes["password_hash"] = new_hash
         audit_detail["password"] = "reset"
     if not changes:
         return UserOut.model_validate(user)

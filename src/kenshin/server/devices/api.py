@@ -25,6 +25,7 @@ from ..deps import Conn, Principal, RowId, TenantId, require_platform_admin, req
 from ..jsonout import json_response
 from ..metering.current import CURRENT_WINDOW_MIN, site_summary_columns
 from ..problems import Problem
+from ..ratelimits import RATE_LIMITED
 from . import commands, config, enrollment, registry
 
 log = logging.getLogger(__name__)
@@ -68,17 +69,21 @@ class EnrollRequest(BaseModel):
         return value
 
 
-@router.post("/enroll/challenge", summary="Step 1 of enrollment: a fresh challenge")
+@router.post(
+    "/enroll/challenge", summary="Step 1 of enrollment: a fresh challenge", responses=RATE_LIMITED
+)
 def enroll_challenge(body: ChallengeRequest, request: Request) -> dict[str, str]:
+    request.app.state.rate_limits.enrollment(request, body.serial)
     return {"challenge": enrollment.new_challenge(_keys(request), body.serial)}
 
 
 @router.post(
     "/enroll",
     summary="Step 2: prove the identity, receive MQTT credentials",
-    responses={202: {"description": "not claimed yet: ask again later"}},
+    responses={202: {"description": "not claimed yet: ask again later"}, **RATE_LIMITED},
 )
 def enroll(body: EnrollRequest, request: Request, conn: Conn) -> Any:
+    request.app.state.rate_limits.enrollment(request, body.serial)
     try:
         seal_key = None if body.seal_key is None else b64decode(body.seal_key)
         result = enrollment.enroll(

@@ -51,7 +51,14 @@ class ImportReport:
 def import_identities(conn: Connection, text: str, key: bytes, actor: str) -> ImportReport:
     """Add manufactured gateways from the factory's CSV; known serials are left as they
     are (re-importing a file is harmless); a bad row is reported and skipped."""
-    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    try:
+        return _import_identities(conn, text, key, actor)
+    except csv.Error as err:  # e.g. a bare CR inside a field
+        raise RegistryError(f"not CSV: {err}") from None
+
+
+def _import_identities(conn: Connection, text: str, key: bytes, actor: str) -> ImportReport:
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff"), newline=""))
     missing = set(IDENTITY_COLUMNS) - set(reader.fieldnames or ())
     if missing:
         raise RegistryError(f"the CSV lacks the column(s) {', '.join(sorted(missing))}")
@@ -60,7 +67,7 @@ def import_identities(conn: Connection, text: str, key: bytes, actor: str) -> Im
     for line, row in enumerate(reader, start=2):
         serial = (row["serial"] or "").strip()
         try:
-            public_key = base64.urlsafe_b64decode(row["public_key"].strip() + "==")
+            public_key = base64.urlsafe_b64decode((row["public_key"] or "").strip() + "==")
         except ValueError:
             public_key = b""
         if not valid_serial(serial):

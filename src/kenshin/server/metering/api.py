@@ -21,6 +21,7 @@ from kenshin.echonet.edt import JST
 
 from .. import accounts
 from .. import schema as s
+from ..bounds import ApiDate, ApiDateTime
 from ..deps import Conn, Principal, RowId, TenantId, require_role
 from ..jsonout import json_response
 from ..problems import Problem
@@ -55,8 +56,8 @@ Format = Annotated[
     Literal["json", "csv"],
     Query(description="csv: UTF-8 with a BOM, CRLF, a header row, times in JST, streamed"),
 ]
-First = Annotated[date, Query(alias="from", description="first JST day, YYYY-MM-DD")]
-Last = Annotated[date, Query(alias="to", description="last JST day (inclusive)")]
+First = Annotated[ApiDate, Query(alias="from", description="first JST day, YYYY-MM-DD")]
+Last = Annotated[ApiDate, Query(alias="to", description="last JST day (inclusive)")]
 ENERGY_LIMITS = (
     f"At most {MAX_DAYS['slot']:,} JST days per request for slots and hours, "
     f"{MAX_DAYS['day']:,} for days and months (400 problem beyond). Every period of the "
@@ -187,7 +188,7 @@ def meter_slots(
     conn: Conn,
     _: Viewer,
     tenant_id: TenantId,
-    day: Annotated[date, Query(description="The JST calendar day, YYYY-MM-DD")],
+    day: Annotated[ApiDate, Query(description="The JST calendar day, YYYY-MM-DD")],
     direction: Direction = "normal",
     format: Format = "json",
 ):
@@ -223,7 +224,7 @@ def tenant_peak(
     conn: Conn,
     _: Viewer,
     tenant_id: TenantId,
-    day: Annotated[date, Query(description="The JST day")],
+    day: Annotated[ApiDate, Query(description="The JST day")],
     direction: Direction = "normal",
 ) -> SlotPeak | None:
     _, points = series.energy_series(
@@ -321,8 +322,8 @@ def meter_power(
     conn: Conn,
     _: Viewer,
     tenant_id: TenantId,
-    start: Annotated[datetime, Query(description="ISO 8601; no offset: JST")],
-    end: Annotated[datetime, Query(description="exclusive")],
+    start: Annotated[ApiDateTime, Query(description="ISO 8601; no offset: JST")],
+    end: Annotated[ApiDateTime, Query(description="exclusive")],
     max_points: Annotated[int, Query(ge=10, le=MAX_POWER_POINTS)] = 1000,
     format: Format = "json",
 ):

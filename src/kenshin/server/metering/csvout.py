@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from itertools import islice
@@ -17,7 +18,15 @@ from fastapi.responses import StreamingResponse
 
 from kenshin.echonet.edt import JST
 
-__all__ = ["BOM", "CSV_RESPONSE", "CsvStream", "csv_chunks", "csv_response", "jst_text"]
+__all__ = [
+    "BOM",
+    "CSV_RESPONSE",
+    "CsvStream",
+    "csv_chunks",
+    "csv_response",
+    "jst_text",
+    "safe_cell",
+]
 
 BOM = "\ufeff"
 ROWS_PER_CHUNK = 500  # ~40 KB a chunk: a send that is worth it, a buffer that stays small
@@ -36,19 +45,34 @@ def jst_text(at: datetime | None) -> str | None:
     return None if at is None else at.astimezone(JST).isoformat()
 
 
+# A cell a spreadsheet would run as a formula (OWASP "CSV injection"): text beginning
+# with one of these (the full-width forms too: Japanese Excel takes ＝ for =).
+_FORMULA_START = tuple("=+-@\t\r") + tuple("＝＋－＠")
+
+
+def safe_cell(value: object) -> object:
+    """`value` as a CSV cell that cannot be a formula: text beginning with = + - @, a tab
+    or a CR gets a leading single quote (shown as text, as OWASP recommends). Only text:
+    numbers are written from numbers (a negative one stays a number)."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 def csv_chunks(
     header: Sequence[str], rows: Iterable[Sequence[object]], rows_per_chunk: int = ROWS_PER_CHUNK
 ) -> Iterator[bytes]:
     """The CSV's bytes, `rows_per_chunk` rows at a time: `rows` is read only as far as
     the chunk being written, so a lazy source stays lazy. Values are written as they are
-    (None: an empty cell, never a zero); times go through `jst_text` first."""
+    (None: an empty cell, never a zero) but for text that a spreadsheet would take for a
+    formula (`safe_cell`); times go through `jst_text` first."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     out.write(BOM)
     writer.writerow(header)
     rows = iter(rows)
     while chunk := list(islice(rows, rows_per_chunk)):
-        writer.writerows(chunk)
+        writer.writerows([safe_cell(v) for v in row] for row in chunk)
         yield out.getvalue().encode("utf-8")
         out.seek(0)
         out.truncate()
@@ -59,7 +83,14 @@ def csv_chunks(
 def csv_response(
     filename: str, header: Sequence[str], rows: Iterable[Sequence[object]]
 ) -> CsvStream:
+    """The CSV as a streamed response. Its first chunk (header and first rows) is made
+    here, before anything is sent, so whatever the rows' source refuses (a range it cannot
+    compute, a query that fails) is an error answer, not a 200 cut short. An error past
+    the first chunk propagates and the HTTP server aborts the connection (no final chunk):
+    the client sees a broken download, never a complete-looking truncated file."""
+    chunks = csv_chunks(header, rows)
+    first = next(chunks)
     return CsvStream(
-        csv_chunks(header, rows),
+        itertools.chain((first,), chunks),
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )

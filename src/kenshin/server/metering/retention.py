@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine, and_, delete, func, select, true
 from .. import schema as s
 from .partitions import drop_months_before
 
-__all__ = ["RetentionReport", "apply_retention"]
+__all__ = ["RetentionReport", "apply_retention", "trim_webhook_tables"]
 
 CHUNK = 10_000
 
@@ -104,6 +104,27 @@ def apply_retention(
             with engine.begin() as conn:
                 report.dropped += _drop_partitions(conn, covered, cutoff)
     return report
+
+
+def trim_webhook_tables(
+    engine: Engine, now: datetime, *, outbox_keep: timedelta, log_keep: timedelta
+) -> dict[str, int]:
+    """Outbox rows older than `outbox_keep` (no dispatcher took them: none runs, or the
+    tenant's webhooks went since) and finished deliveries (delivered or dead) created
+    before `log_keep` are deleted. Run by the retention job on every node, whether or not
+    it runs the dispatcher: the outbox would otherwise grow without end on a node whose
+    dispatcher is off."""
+    d = s.webhook_deliveries.c
+    return {
+        "outbox": _delete_chunked(engine, s.outbox, "at", true(), now - outbox_keep),
+        "webhook_deliveries": _delete_chunked(
+            engine,
+            s.webhook_deliveries,
+            "created_at",
+            d.state.in_(("delivered", "dead")),
+            now - log_keep,
+        ),
+    }
 
 
 def _drop_partitions(conn: Connection, covered, cutoff: datetime) -> list[str]:

@@ -5,7 +5,8 @@ hands the old and new values to `apply_slot_changes`, which turns them into addi
 deltas per period (tenant slot, hour, JST day, JST month) and adds them with one upsert
 each. A duplicate delivery changes no slot, so it adds nothing; a refill turns a missing
 slot into a value and adds exactly it. The same call writes an outbox row for each slot
-that got or changed its value, for the webhook dispatcher.
+that got or changed its value, for the webhook dispatcher, when the tenant has a webhook
+for slots.
 
 Instant readings (meter_latest, meter_daily_peak): `note_instant` keeps the newest reading
 and each JST day's highest bought and sold power with upserts that only ever move towards
@@ -28,6 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from kenshin.echonet.edt import JST
 
 from .. import schema as s
+from ..outbox import subscribed
 
 __all__ = [
     "InstantRow",
@@ -194,7 +196,7 @@ def apply_slot_changes(
         ("tenant_id", "period", "direction", "start"),
         _rows(tenant_deltas, tenant_id=tenant_id, direction=direction),
     )
-    if outbox:
+    if outbox and subscribed(conn, tenant_id, "slot.closed"):
         conn.execute(insert(s.outbox), outbox)
     return changed
 

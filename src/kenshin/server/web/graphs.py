@@ -30,6 +30,7 @@ from kenshin.echonet.edt import JST
 from .. import listing
 from .. import schema as s
 from ..api import API_PREFIX
+from ..bounds import ApiDate
 from ..deps import Conn, RowId
 from ..metering import live
 from ..metering.series import jst_midnight
@@ -288,7 +289,7 @@ def meter_detail(
     page: SignedIn,
     conn: Conn,
     view: View = "hour",
-    day: Annotated[date | None, Query(alias="date")] = None,
+    day: Annotated[ApiDate | None, Query(alias="date")] = None,
     direction: Direction | None = None,
 ) -> Response:
     meter = meter_with_site(conn, page.tenant_id, meter_id)

@@ -8,6 +8,7 @@ roles and tenant walls are the API's, enforced once.
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any
 from urllib.parse import parse_qs
 
@@ -18,9 +19,10 @@ from sqlalchemy import select
 
 from kenshin.wire.messages import mask_secrets
 
+from .. import csrf
 from .. import schema as s
 from ..api import API_PREFIX, auth
-from ..deps import Conn, RowId, get_settings
+from ..deps import Conn, RowId, get_settings, in_transaction
 from ..devices import config
 from ..metering.current import meter_now
 from ..notices import current_notices
@@ -61,28 +63,75 @@ Form = Annotated[dict[str, str], Depends(_form)]
 
 @router.get("/login")
 def login_page(request: Request, next: str | None = None, out: bool = False) -> Response:
-    return render(request, "login.html", next=safe_next(next), failed=False, logged_out=out)
+    return _login_form(request, safe_next(next), logged_out=out)
+
+
+def _login_form(
+    request: Request,
+    target: str,
+    *,
+    failed: str | None = None,
+    logged_out: bool = False,
+    email: str = "",
+    tenant: str | None = None,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """The login form; `failed`: why the last attempt failed (a catalogue key); `tenant`:
+    not None when the address opens accounts in several tenants and the form asks which."""
+    response = render(
+        request,
+        "login.html",
+        status,
+        next=target,
+        failed=failed,
+        logged_out=logged_out,
+        email=email,
+        tenant=tenant,
+        pre_session=True,
+    )
+    response.headers.update(headers or {})
+    return response
 
 
 @router.post("/login")
-def login_submit(
+async def login_submit(
     request: Request,
     form: Form,
-    conn: Conn,
     settings: Annotated[Settings, Depends(get_settings)],
 ) -> Response:
     target = safe_next(form.get("next"))
-    response = RedirectResponse(target, status_code=303)
+    email = form.get("email", "")[:320]
+    tenant = form.get("tenant") or None
+    again = functools.partial(_login_form, request, target, email=email)
     try:
-        body = auth.LoginRequest(email=form.get("email", ""), password=form.get("password", ""))
-        auth.login(body, request, response, conn, settings)  # sets the session cookie
-    except (Problem, ValidationError):
-        return render(request, "login.html", next=target, failed=True, logged_out=False)
+        csrf.check_form(request, form, pre_session=True)  # no login forged by another site
+        body = auth.LoginRequest(email=email, password=form.get("password", ""), tenant=tenant)
+        user, rehash = await auth.authenticate(request, body)
+    except ValidationError:
+        return again(failed="login.failed")
+    except Problem as err:
+        if err.status == 403:
+            return again(failed="login.stale", status=403)
+        if err.status == 429:
+            return again(failed="login.too_many", status=429, headers=err.headers)
+        if err.extensions.get("tenant_required"):
+            return again(failed="login.which_tenant", tenant=tenant or "")
+        return again(failed="login.failed", tenant=tenant)  # a page to read: 200, as before
+    response = RedirectResponse(target, status_code=303)
+    await in_transaction(
+        request, auth.start_user_session, request, response, settings, user, rehash
+    )
+    response.delete_cookie(csrf.PRE_SESSION_COOKIE, path="/")
     return response
 
 
 @router.post("/logout")
-def logout(request: Request, conn: Conn) -> Response:
+def logout(request: Request, form: Form, conn: Conn) -> Response:
+    try:
+        csrf.check_form(request, form, pre_session=False)
+    except Problem:
+        raise PageProblem(403, "error.csrf") from None
     response = auth.logout(request, conn)  # ends the session, clears the cookie
     response.status_code = 303
     lang = lang_of(request).lang

@@ -24,6 +24,7 @@ from kenshin.echonet.edt import JST
 
 from .. import schema as s
 from ..api import API_PREFIX
+from ..bounds import ApiDate
 from ..deps import Conn, RowId
 from ..metering.current import CURRENT_WINDOW
 from ..metering.rollups import day_start
@@ -296,7 +297,7 @@ def plant_page(
     conn: Conn,
     request: Request,
     view: View = "hour",
-    day: Annotated[date | None, Query(description="JST day the view holds")] = None,
+    day: Annotated[ApiDate | None, Query(description="JST day the view holds")] = None,
 ) -> Response:
     _generator(page)
     now = s.utcnow()

@@ -23,6 +23,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from sqlalchemy import select
 from starlette.responses import RedirectResponse, Response
 
+from .. import csrf
 from .. import schema as s
 from ..deps import SESSION_COOKIE, Conn, Principal, current_principal
 from ..problems import Problem
@@ -138,13 +139,25 @@ def render(page: Page | Request, template: str, status: int = 200, **values: Any
     if isinstance(page, Request):
         page = Page(page, None, lang_of(page))
     request = page.request
+    # The CSRF token of the page's forms and scripts (csrf.py): the session's, or on the
+    # login form (`pre_session`) a pre-session one, with its cookie when new.
+    token, nonce = csrf.page_token(request, pre_session=values.pop("pre_session", False))
     response = templates.TemplateResponse(
         request,
         template,
-        {"page": page, "t": page.t, "langs": LANGS, **values},
+        {"page": page, "t": page.t, "langs": LANGS, "csrf_token": token, **values},
         status_code=status,
         headers=_SECURITY_HEADERS,
     )
+    if nonce is not None:
+        response.set_cookie(
+            csrf.PRE_SESSION_COOKIE,
+            nonce,
+            path="/",
+            httponly=True,
+            samesite="lax",
+            secure=csrf.cookie_secure(request, request.app.state.settings),
+        )
     if request.query_params.get("lang") in LANGS:
         response.set_cookie(
             LANG_COOKIE, page.t.lang, max_age=_LANG_COOKIE_AGE, path="/", samesite="lax"

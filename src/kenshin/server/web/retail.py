@@ -10,7 +10,7 @@ tenants have this page: for a generator tenant it does not exist (the HTML 404 p
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -20,6 +20,7 @@ from kenshin.echonet.edt import JST
 
 from ..analytics import api as analytics_api
 from ..api import API_PREFIX
+from ..bounds import ApiDate
 from ..deps import Conn
 from .rendering import PageProblem, PageRoute, SignedIn, render
 
@@ -34,7 +35,7 @@ RETAIL_KINDS = ("retailer", "aggregator")  # the tenants that buy and resell pow
 def retail_page(
     page: SignedIn,
     conn: Conn,
-    day: Annotated[date | None, Query(description="JST day, YYYY-MM-DD")] = None,
+    day: Annotated[ApiDate | None, Query(description="JST day, YYYY-MM-DD")] = None,
 ) -> Response:
     if page.tenant_kind not in RETAIL_KINDS:  # a generator has no plan to keep to
         raise PageProblem(404, "error.not_found")

@@ -16,7 +16,17 @@ from urllib.parse import urlsplit, urlunsplit
 
 __all__ = ["Target", "UnsafeTarget", "resolve_target"]
 
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+# IPv6 ranges that carry an IPv4 address in their last 32 bits: judged by that address.
+_EMBEDDING = (
+    ipaddress.ip_network("::ffff:0:0/96"),  # IPv4-mapped
+    ipaddress.ip_network("::/96"),  # IPv4-compatible (deprecated; `[::127.0.0.1]`)
+    ipaddress.ip_network("64:ff9b::/96"),  # NAT64, well-known prefix
+)
+# NAT64 local-use prefix (RFC 8215): the IPv4 address sits wherever the operator's prefix
+# length puts it, and the prefix names hosts of one's own network: never public.
+_LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")
+_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 
 
 class UnsafeTarget(ValueError):
@@ -32,18 +42,43 @@ class Target:
     extensions: dict[str, str] = field(default_factory=dict)
 
 
-def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if not address.is_global:
-        return False
-    if isinstance(address, ipaddress.IPv6Address):  # IPv4 carried inside IPv6
-        inner = address.ipv4_mapped or address.sixtofour
-        if inner is None and address in _NAT64:
-            inner = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-        if inner is None and address.teredo is not None:
-            inner = address.teredo[1]
-        if inner is not None and not inner.is_global:
-            return False
-    return True
+def _never(address: IPAddress) -> str | None:
+    """Why no webhook goes to `address` even where private ones are allowed: not one host."""
+    if address.is_multicast:
+        return "a multicast address"
+    if address.is_unspecified:
+        return "the unspecified address"
+    if address == _BROADCAST:
+        return "the broadcast address"
+    return None
+
+
+def _inner(address: IPAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries (mapped, compatible, NAT64, 6to4, Teredo)."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return None
+    if any(address in net for net in _EMBEDDING):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
+    return None
+
+
+def _refusal(address: IPAddress, *, allow_private: bool) -> str | None:
+    """Why `address` is no webhook target, or None: it is one."""
+    inner = _inner(address)
+    for each in (address, inner) if inner is not None else (address,):
+        if (never := _never(each)) is not None:
+            return never
+    if allow_private:
+        return None
+    if address in _LOCAL_NAT64:
+        return "a local NAT64 address"
+    if any(not each.is_global for each in (address, inner) if each is not None):
+        return "not a public address"
+    return None
 
 
 def resolve_target(url: str, *, allow_private: bool) -> Target:
@@ -57,14 +92,16 @@ def resolve_target(url: str, *, allow_private: bool) -> Target:
     host = parts.hostname
     if parts.scheme not in ("http", "https") or not host:
         raise UnsafeTarget("a webhook URL is http:// or https:// with a host")
+    if port == 0:
+        raise UnsafeTarget("port 0 is no port to send to")
     try:
         infos = socket.getaddrinfo(host, port or 443, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as err:
         raise UnsafeTarget(f"{host} does not resolve: {err}") from None
     addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
     for address in addresses:  # all of them: a client could pick any
-        if not allow_private and not _public(address):
-            raise UnsafeTarget(f"{host} is {address}, not a public address")
+        if (why := _refusal(address, allow_private=allow_private)) is not None:
+            raise UnsafeTarget(f"{host} is {address}, {why}")
     pinned = addresses[0]
     literal = f"[{pinned}]" if pinned.version == 6 else str(pinned)
     userinfo, _, host_port = parts.netloc.rpartition("@")

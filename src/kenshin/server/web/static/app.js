@@ -57,12 +57,24 @@ const Kenshin = (() => {
     }
   }
 
+  // The session's CSRF token, which every POST, PUT, PATCH and DELETE sends back.
+  function csrfToken() {
+    const meta = document.querySelector('meta[name="csrf-token"]');
+    return meta ? meta.content : "";
+  }
+
   // The JSON API with this page's session; a problem response becomes an ApiError.
   async function api(url, options = {}) {
+    const { headers = {}, ...rest } = options;
     const response = await fetch(url, {
       credentials: "same-origin",
-      headers: { Accept: "application/json", "Content-Type": "application/json" },
-      ...options,
+      ...rest,
+      headers: {
+        Accept: "application/json",
+        "Content-Type": "application/json",
+        "X-CSRF-Token": csrfToken(),
+        ...headers,
+      },
     });
     if (response.status === 401) {  // the session ended: log in again, then come back
       location.href = `/login?next=${encodeURIComponent(location.pathname + location.search)}`;
@@ -80,5 +92,5 @@ const Kenshin = (() => {
     return td;
   }
 
-  return { readJSON, message, number, kwh, watts, datetime, clock, api, ApiError, cell };
+  return { readJSON, message, number, kwh, watts, datetime, clock, csrfToken, api, ApiError, cell };
 })();

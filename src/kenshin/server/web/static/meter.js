@@ -188,10 +188,14 @@
       active = false;
       clearTimeout(pollTimer);
       clearInterval(renewTimer);
-      // Sent even as the page goes away; the session cookie goes with it.
-      if (!navigator.sendBeacon(live.stop_url)) {
-        fetch(live.stop_url, { method: "POST", credentials: "same-origin", keepalive: true });
-      }
+      // Sent even as the page goes away (keepalive), with the session's CSRF token (which
+      // a beacon cannot carry).
+      fetch(live.stop_url, {
+        method: "POST",
+        credentials: "same-origin",
+        keepalive: true,
+        headers: { "X-CSRF-Token": Kenshin.csrfToken() },
+      });
       show(false, m("meter.live_stopped"));
     }
 

@@ -1,8 +1,8 @@
 """audit_log: where each entry came from (client address, request id), and indexes for
 reading it by actor and for the retention job's cut by time.
 
-Revision ID: 0011_audit_log_client
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-05
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011_audit_log_client"
-down_revision = "0010"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
