@@ -109,7 +109,11 @@ def _port_open(port: int) -> bool:
 
 
 def _group_pids(pgid: int) -> list[tuple[int, str]]:
-    """(pid, command name) of every live process in a process group."""
+    """(pid, command name) of every live process in a process group.
+
+    A multithreaded process (beam.smp, nats-server) killed with SIGKILL shows its main
+    thread as a zombie while its other threads still exit, holding the sockets: it counts
+    as live until it has no other thread left."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -120,8 +124,15 @@ def _group_pids(pgid: int) -> list[tuple[int, str]]:
             continue
         name = stat[stat.index("(") + 1 : stat.rindex(")")]
         fields = stat[stat.rindex(")") + 2 :].split()
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            found.append((int(entry.name), name))
+        if int(fields[2]) != pgid:
+            continue
+        if fields[0] == "Z":
+            try:
+                if len(os.listdir(entry / "task")) <= 1:
+                    continue
+            except OSError:
+                continue
+        found.append((int(entry.name), name))
     return found
 
 
