@@ -28,7 +28,10 @@ How a RabbitMQ node is run (3.10.8, Debian's package):
   creates it instead of ``guest``, so there is no ``guest`` at all and no CLI call is needed.
 * Start: the nodes boot in parallel; then nodes 2..n each ``stop_app``, ``join_cluster``
   node 1, ``start_app``. A killed node restarted with :meth:`RabbitCluster.start_node`
-  finds its membership in its own Mnesia directory and rejoins by itself.
+  finds its membership in its own Mnesia directory and rejoins by itself. (Joining while
+  booting, with peer discovery ``classic_config`` naming node 1, was tried: the nodes
+  clustered, but the MQTT plugin's client-id Raft cluster waited about 100 s for a leader
+  ("mqtt_node: leader call - leader not known") before the MQTT listeners opened.)
 
 What the MQTT plugin of 3.10.8 does in a cluster, measured on these nodes (a subscriber
 ``clean_session=false`` at QoS 1 on node 2, a publisher on node 1; see docs/brokers.md):
