@@ -276,3 +276,13 @@ def test_every_worker_answers_for_all_processes(database_url: str, tmp_path) -> 
     # JSON lines from every process, the access log among them.
     records = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
     assert any(r["logger"] == "kenshin.access" and r.get("request_id") for r in records)
+
+
+def test_odd_methods_and_paths_do_not_make_new_series(client):
+    from kenshin.server.metrics import HTTP_LATENCY
+
+    for n in range(3):
+        client.request("BREW", f"/coffee/{n}")
+    labels = {tuple(s.labels.values()) for m in HTTP_LATENCY.collect() for s in m.samples}
+    assert not any("BREW" in values for values in labels)
+    assert any(values[:2] == ("other", "<unmatched>") for values in labels)

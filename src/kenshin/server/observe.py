@@ -32,6 +32,8 @@ __all__ = ["REQUEST_ID_HEADER", "RequestMiddleware", "route_template"]
 REQUEST_ID_HEADER = "X-Request-ID"
 _HEADER = REQUEST_ID_HEADER.lower().encode()
 _SENSIBLE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# Any token is a method to HTTP: the others share one label, as unmatched paths do.
+_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 _QUIET = {"/livez", "/readyz", "/metrics"}  # at debug level: probes every few seconds
 access_log = logging.getLogger("kenshin.access")
 
@@ -96,7 +98,8 @@ class RequestMiddleware:
         finally:
             seconds = time.perf_counter() - began
             route = route_template(scope)
-            HTTP_LATENCY.labels(scope["method"], route, str(status)).observe(seconds)
+            method = scope["method"] if scope["method"] in _METHODS else "other"
+            HTTP_LATENCY.labels(method, route, str(status)).observe(seconds)
             if self.access_log:
                 self._log(scope, route, status, seconds, address)
             logs.request_id.reset(rid_token)

@@ -574,18 +574,19 @@ class DeviceService:
         """Each gateway's settings to retain, where they changed; one that fails is
         skipped (its reads rolled back, so the connection serves the next one)."""
         out = []
+        versions = config.effective_versions(reading)  # one query, not one per gateway
+        reading.rollback()
         for gateway in gateways:
+            # A restarted agent enrolls with a new key: the same version, sealed again.
+            known = (versions.get(gateway.id, 0), gateway.seal_public_key)
+            if self._published.get(gateway.id) == known and not self._missed(gateway, known[0]):
+                continue
             try:
                 settings = config.effective_settings(reading, gateway, self.box, now_s=now_s)
                 reading.rollback()
                 if settings is None:
                     continue
-                # A restarted agent enrolls with a new key: the same version, sealed again.
                 published = (settings.version, gateway.seal_public_key)
-                if self._published.get(gateway.id) == published and not self._missed(
-                    gateway, settings.version
-                ):
-                    continue
                 with self.engine.begin() as conn:
                     settings = config.for_wire(conn, gateway, settings)
                 topic, payload = encode_publish(settings, gateway.serial)

@@ -158,6 +158,22 @@ def put_settings(
     return _latest(conn, tenant_id, gateway_id)
 
 
+def effective_versions(conn: Connection) -> dict[int, int]:
+    """Every claimed gateway's effective settings version (what `effective_settings` would
+    give it) in one query: the pushers look at what changed without building every
+    gateway's settings at every round."""
+    rows = conn.execute(
+        select(s.gateways.c.id, func.max(s.settings.c.version))
+        .join(
+            s.settings,
+            (s.settings.c.tenant_id == s.gateways.c.tenant_id)
+            & (s.settings.c.gateway_id.is_(None) | (s.settings.c.gateway_id == s.gateways.c.id)),
+        )
+        .group_by(s.gateways.c.id)
+    ).all()
+    return dict(rows)
+
+
 def effective_settings(
     conn: Connection, gateway: Row, box: CredentialBox, *, now_s: int
 ) -> Settings | None:
