@@ -370,6 +370,7 @@ class DeviceService:
                     # while we were down) is ours again.
                     identifier=f"kenshin-ingest-{self.node_name}",
                     clean_session=False,
+                    tls_params=aiomqtt.TLSParameters() if endpoint.tls else None,  # mqtts://
                 )
             ) as client:
                 self._client = client

@@ -63,6 +63,7 @@ class BrokerLink:
                 password=password,
                 identifier=f"kenshin-api-{secrets.token_hex(6)}",  # one per process and session
                 clean_session=True,
+                tls_params=aiomqtt.TLSParameters() if self.endpoint.tls else None,
             ) as client:
                 await client.subscribe(RESPONSE_TOPIC, qos=0)
                 self._control.attach(client)
