@@ -62,7 +62,9 @@ def _matching(password: str, users: list[Row]) -> list[Row]:
 def _login_failed(conn: Connection, email: str, users: list[Row]) -> None:
     """In the audit log of the one tenant the address names, where it names one."""
     user = users[0] if len(users) == 1 else None
-    why = "unknown email" if not users else "disabled" if user and user.disabled else "refused"
+    why = (
+        "unknown email" if not users else "disabled" if user and user.disabled else "wrong password"
+    )
     accounts.audit(
         conn, "anonymous", "auth.login_failed", target=user and f"user:{user.id}",
         tenant_id=user and user.tenant_id, detail={"email": email, "reason": why},
