@@ -124,13 +124,16 @@ class FaultStack:
     async def start_server(self, *names: str) -> None:
         """Start the server's processes (all of them, or those named)."""
         for name in names or self.roles:
-            self.servers[name] = subprocess.Popen(
-                [sys.executable, "-m", "tests.faults.server_runner", START.isoformat(),
-                 str(SPEED), str(self.origin)],
-                cwd=ROOT, env=self.server_env(name), stdout=self._log(f"server-{name}"),
-                stderr=subprocess.STDOUT,
-            )  # fmt: skip
+            self._spawn(name)
         await self.until(lambda: self.ready(*names), "the server is ready", timeout_s=60)
+
+    def _spawn(self, name: str) -> None:
+        self.servers[name] = subprocess.Popen(
+            [sys.executable, "-m", "tests.faults.server_runner", START.isoformat(),
+             str(SPEED), str(self.origin)],
+            cwd=ROOT, env=self.server_env(name), stdout=self._log(f"server-{name}"),
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
 
     def kill_server(self, *names: str) -> None:
         for name in names or self.roles:
@@ -142,6 +145,13 @@ class FaultStack:
 
     def _ready(self, name: str) -> bool:
         process = self.servers.get(name)
+        exited = process is not None and process.poll() is not None
+        log = (self.tmp / f"server-{name}.log").read_text(errors="replace") if exited else ""
+        if exited and name in self.role_ports and "address already in use" in log:
+            # A port probed free was taken meanwhile (tests run side by side): another.
+            self.role_ports[name] = free_tcp_port()
+            self._spawn(name)
+            return False
         if process is not None and process.poll() is not None:
             raise AssertionError(f"server {name} exited: {process.returncode}; {self.logs()}")
         try:
