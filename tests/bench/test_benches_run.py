@@ -80,9 +80,12 @@ def test_fleet_enrolls_restarts_the_broker_and_loses_nothing():
     assert "enrollments 0, lost 0" in out.splitlines()[-1]
 
 
-def test_brokers_measures_three_engines_and_a_killed_node():
-    out = run_bench("brokers.py", timeout_s=240.0)
+def test_brokers_measures_engines_and_a_killed_node():
+    """Mosquitto and the NATS cluster (under a second to start): the RabbitMQ cluster's
+    30 s of booting are paid by tests/faults (test_clusters, test_broker_facts,
+    test_rabbitmq), which use the same launcher."""
+    out = run_bench("brokers.py", "--brokers", "mosquitto,nats", timeout_s=240.0)
     rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("|")}
-    assert {"mosquitto", "rabbitmq", "nats"} <= set(rows)
-    for name in ("rabbitmq", "nats"):  # the clusters keep what was queued for a session
+    assert {"mosquitto", "nats"} <= set(rows)
+    for name in ("nats",):  # the cluster keeps what was queued for a session
         assert rows[name].rstrip(" |").endswith("100/100"), rows[name]
