@@ -178,6 +178,37 @@ def test_a_meter_that_takes_one_epc_per_get_is_read_by_splitting():
     run(scenario())
 
 
+def test_a_get_res_carrying_only_some_epcs_is_completed_by_asking_again():
+    # Issue 17 item 7.1: a Get_Res (0x72, not an SNA) that leaves EPCs out was taken as final.
+    faults = MeterFaults(max_epcs_per_get=1, omit_beyond_limit=True)
+    config = MeterConfig(seed=3, faults=faults)
+
+    async def scenario():
+        async with fleet_and_client(1, config=config) as (fleet, client, clock):
+            session = session_for(client, fleet)
+            facts = await session.connect()
+            assert facts.get_map and facts.set_map and facts.serial  # all asked in groups
+            power, currents = await session.instant()
+            assert power == fleet.meters[0].registers.instant_power_w(clock.now())
+            assert isinstance(currents, e.Currents)
+
+    run(scenario())
+
+
+def test_a_property_refused_alone_is_really_refused():
+    config = MeterConfig(seed=3, faults=MeterFaults(max_epcs_per_get=1, omit_beyond_limit=True))
+
+    async def scenario():
+        async with fleet_and_client(1, config=config) as (fleet, client, clock):
+            session = session_for(client, fleet)
+            await session.connect()
+            with pytest.raises(PropertyUnavailable) as caught:
+                await session.get_values([0xE7, 0xC9])  # 0xC9: no such property
+            assert caught.value.epc == 0xC9
+
+    run(scenario())
+
+
 def test_a_dropped_answer_is_retried_then_a_timeout_names_node_and_epc():
     async def scenario():
         async with fleet_and_client(1, timeout_s=0.2) as (fleet, client, clock):

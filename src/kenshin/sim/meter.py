@@ -38,6 +38,7 @@ class MeterFaults:
     duplicate_rate: float = 0.0  # answer sent twice (as some meters do to a retried request)
     delay_s: float = 0.0  # every answer this late (real seconds)
     max_epcs_per_get: int | None = None  # more EPCs than this in one Get: the rest refused
+    omit_beyond_limit: bool = False  # ... or left out of a Get_Res (0x72) that looks complete
     drop_next: int = 0  # drop exactly the next N answers (for deterministic tests)
     silent: bool = False  # answer nothing at all (meter gone)
 
@@ -248,8 +249,11 @@ class MeterEndpoint(EchonetDeviceEndpoint):
         limit = self.faults.max_epcs_per_get
         if frame.esv != ESV.GET or limit is None or len(frame.props) <= limit:
             return self.node.handle(frame)
-        # A meter that takes only `limit` EPCs per Get answers the rest as refused.
+        # A meter that takes only `limit` EPCs per Get answers the rest as refused, or (as
+        # some do) answers a Get_Res carrying only the first `limit` of them.
         answers = self.node.handle(frame._replace(props=frame.props[:limit]))
+        if self.faults.omit_beyond_limit:
+            return answers
         refused = tuple(Property(p.epc) for p in frame.props[limit:])
         return [a._replace(esv=ESV.GET_SNA, props=a.props + refused) for a in answers]
 
