@@ -39,6 +39,7 @@ class MeterFaults:
     delay_s: float = 0.0  # every answer this late (real seconds)
     max_epcs_per_get: int | None = None  # more EPCs than this in one Get: the rest refused
     omit_beyond_limit: bool = False  # ... or left out of a Get_Res (0x72) that looks complete
+    refused_epcs: frozenset[int] = frozenset()  # always refused in a Get (SNA, PDC 0)
     drop_next: int = 0  # drop exactly the next N answers (for deterministic tests)
     silent: bool = False  # answer nothing at all (meter gone)
 
@@ -246,6 +247,19 @@ class MeterEndpoint(EchonetDeviceEndpoint):
                 self.send(answer, source)
 
     def _answers(self, frame: Frame) -> list[Frame]:
+        answers = self._limited_answers(frame)
+        refused = self.faults.refused_epcs
+        if frame.esv != ESV.GET or not refused:
+            return answers
+        out = []
+        for answer in answers:
+            if any(p.epc in refused for p in answer.props):
+                props = tuple(Property(p.epc) if p.epc in refused else p for p in answer.props)
+                answer = answer._replace(esv=ESV.GET_SNA, props=props)
+            out.append(answer)
+        return out
+
+    def _limited_answers(self, frame: Frame) -> list[Frame]:
         limit = self.faults.max_epcs_per_get
         if frame.esv != ESV.GET or limit is None or len(frame.props) <= limit:
             return self.node.handle(frame)
