@@ -199,7 +199,7 @@ def test_a_property_refused_alone_is_really_refused():
     config = MeterConfig(seed=3, faults=MeterFaults(max_epcs_per_get=1, omit_beyond_limit=True))
 
     async def scenario():
-        async with fleet_and_client(1, config=config) as (fleet, client, clock):
+        async with fleet_and_client(1, config=config) as (fleet, client, _clock):
             session = session_for(client, fleet)
             await session.connect()
             with pytest.raises(PropertyUnavailable) as caught:
