@@ -255,8 +255,12 @@ class BrouteSession:
         self.driver.set_dialect(dialect)
         self.status.dialect = dialect.value
         if dialect == Dialect.BP35C2:
-            with contextlib.suppress(CommandFailed):  # single-side firmware has no SA2
+            try:
                 await self.driver.set_register("SA2", "1")
+            except CommandFailed as err:
+                # Single-side firmware has no SA2; ERXUDP then comes without its LQI field,
+                # which the parser reads as well (docs/skstack.md).
+                log.info("SKSREG SA2 1 refused (%s): going on without LQI in ERXUDP", err)
 
     async def _join(self, pan: PanDescriptor) -> None:
         self.status.channel, self.status.pan_id = pan.channel, pan.pan_id
