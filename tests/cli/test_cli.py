@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -65,6 +66,26 @@ def test_meter_read_json_gives_typed_values_with_units():
         assert reading["cumulative_energy_reverse_wh"]["unit"] == "Wh"
         text = kenshin("meter", "read", "--host", host, "--port", port)
         assert text.returncode == 0 and "0xE7" in text.stdout and " W" in text.stdout
+
+
+def test_sim_meter_starts_without_tracebacks():
+    # Issue 17 item 7.3: the README's `kenshin sim meter --count 3` printed AssertionError
+    # tracebacks at every start (meters known to the multicast listener before they were
+    # open heard each other's start-up announcements).
+    proc = subprocess.Popen(
+        [*KENSHIN, "sim", "meter", "--count", "3", "--port", "0", "--host", "127.0.4.1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+    )  # fmt: skip
+    try:
+        assert "3 meter(s)" in proc.stdout.readline() + proc.stdout.readline() + "".join(
+            proc.stdout.readline() for _ in range(2)
+        )
+        time.sleep(1.0)  # the start-up announcements have gone round
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert "Traceback" not in err and "Error" not in err, err
 
 
 def test_discover_lists_every_simulated_meter():
