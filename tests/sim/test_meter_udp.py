@@ -14,13 +14,14 @@ from typing import TypeVar
 import pytest
 
 from kenshin.cli.meter import read_meter
-from kenshin.echonet import SMART_METER
+from kenshin.echonet import NODE_PROFILE, SMART_METER
 from kenshin.echonet import edt as e
+from kenshin.echonet.frame import ESV, Property
 from kenshin.echonet.udp import EchonetClient
 from kenshin.meter import MeterTimeout, PropertyUnavailable, SmartMeterSession, UdpMeterLink
 from kenshin.sim.clock import JST, ManualClock
 from kenshin.sim.fleet import SimFleet, fleet_addresses
-from kenshin.sim.meter import MeterConfig, MeterFaults
+from kenshin.sim.meter import SIM_MANUFACTURER, MeterConfig, MeterFaults, SimulatedMeter
 from tests.support import free_udp_port, run
 
 T = TypeVar("T")
@@ -205,6 +206,25 @@ def test_a_property_refused_alone_is_really_refused():
             with pytest.raises(PropertyUnavailable) as caught:
                 await session.get_values([0xE7, 0xC9])  # 0xC9: no such property
             assert caught.value.epc == 0xC9
+
+    run(scenario())
+
+
+def test_every_simulated_meter_has_its_own_identification_number():
+    # Issue 17 item 7.4: tools that key nodes by 0x83 (pychonet) saw one device.
+    async def scenario():
+        async with fleet_and_client(2) as (fleet, client, _clock):
+            idents = []
+            for host, port in fleet.addresses:
+                answer = await client.request(
+                    host, NODE_PROFILE, ESV.GET, [Property(0x83)], port=port
+                )
+                idents.append(answer.values[0x83])
+            assert len(idents[0]) == 17 and idents[0][0] == 0xFE
+            assert idents[0][1:4] == SIM_MANUFACTURER.to_bytes(3, "big")
+            assert idents[0] != idents[1]
+        again = SimulatedMeter(ManualClock(START), MeterConfig(seed=1))
+        assert again.node.profile.value(0x83) == idents[0]  # the seed decides
 
     run(scenario())
 

@@ -10,6 +10,7 @@ answers, refusing several EPCs at once) so that every failure path can be driven
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import random
 from dataclasses import dataclass, field
@@ -89,7 +90,16 @@ class SimulatedMeter:
         self.history2_time = e.HistoryTime(None, 1)
         self.history3_time = e.HistoryTime(None, 1)
         self.object = self._build_object()
-        self.node = LocalNode([self.object], manufacturer_code=SIM_MANUFACTURER)
+        self.node = LocalNode(
+            [self.object], manufacturer_code=SIM_MANUFACTURER, identification=self.identification
+        )
+
+    @property
+    def identification(self) -> bytes:
+        """The node profile's 0x83: 0xFE, the maker code, then 13 bytes of this meter's own
+        (from its seed and serial), so tools that key nodes by it see every meter."""
+        own = hashlib.blake2b(f"{self.config.seed}:{self.serial}".encode(), digest_size=13)
+        return b"\xfe" + SIM_MANUFACTURER.to_bytes(3, "big") + own.digest()
 
     @property
     def measures_reverse(self) -> bool:
