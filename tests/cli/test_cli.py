@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,6 +15,8 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+
+from tests.support import free_udp_port
 
 KENSHIN = [sys.executable, "-m", "kenshin"]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "120"}
@@ -97,9 +101,65 @@ def test_discover_lists_every_simulated_meter():
 
 
 def test_an_absent_meter_is_a_clear_error_and_exit_code_2():
-    result = kenshin("meter", "read", "--host", "127.0.9.9", "--port", "3999", "--timeout", "0.2")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:  # hears, never answers
+        silent.bind(("127.0.9.9", 0))
+        port = str(silent.getsockname()[1])
+        result = kenshin("meter", "read", "--host", "127.0.9.9", "--port", port, "--timeout", "0.2")
     assert result.returncode == 2
     assert "no answer from 127.0.9.9" in result.stderr and "EPC" in result.stderr
+
+
+def test_a_port_that_refuses_is_a_clear_error_at_once():
+    # Issue 17 item 7.6: the ICMP port unreachable went unnoticed; the read waited ~17 s.
+    port = free_udp_port("127.0.9.8")
+    started = time.monotonic()
+    result = kenshin("meter", "read", "--host", "127.0.9.8", "--port", str(port))
+    assert result.returncode == 2
+    assert time.monotonic() - started < 5
+    assert f"no answer from 127.0.9.8:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_meter_read_prints_exact_wh_and_unit_words():
+    # Issue 17 item 7.6: "4504700.0 Wh" and "kwh_0_1" on the terminal.
+    with simulated_meters("--host", "127.0.5.1", "--seed", "5") as rows:
+        host, port = rows[0]["host"], str(rows[0]["port"])
+        text = kenshin("meter", "read", "--host", host, "--port", port)
+        assert text.returncode == 0, text.stderr
+        assert "kwh_" not in text.stdout and ".0 Wh" not in text.stdout
+        assert "0.1 kWh" in text.stdout
+        wh = re.search(r"cumulative_energy_normal_wh +([0-9,]+) Wh", text.stdout)
+        assert wh and "," in wh.group(1), text.stdout
+        as_json = kenshin("meter", "read", "--host", host, "--port", port, "--json")
+        value = json.loads(as_json.stdout)["cumulative_energy_normal_wh"]["value"]
+        assert isinstance(value, int) and f"{value:,}" == wh.group(1)
+
+
+def test_version():
+    from kenshin import __version__
+
+    result = kenshin("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"kenshin {__version__}"
+
+
+@pytest.mark.parametrize(
+    ("route_b_id", "password", "told"),
+    [
+        ("0011223344556677", "0123456789AB", "ID must be 32 characters; 16"),
+        ("X" * 33, "0123456789AB", "ID must be 32 characters; 33"),
+        ("X" * 32, "0123456789A", "password must be 12 characters; 11"),
+        ("X" * 31 + " ", "0123456789AB", "printable ASCII without spaces"),
+    ],
+)
+def test_broute_credentials_are_checked_before_any_radio_work(route_b_id, password, told):
+    # Issue 17 item 7.6: a B-route ID of the wrong length printed a traceback.
+    for command in ("read", "scan"):
+        result = kenshin("broute", command, "--device", "/dev/nonexistent-dongle",
+                         "--id", route_b_id, "--password", password)  # fmt: skip
+        assert result.returncode == 2
+        assert told in result.stderr and "Traceback" not in result.stderr
+        assert "nonexistent-dongle" not in result.stderr  # no device was opened
+        assert password not in result.stderr
 
 
 def test_a_taken_port_is_explained():
@@ -156,6 +216,7 @@ def test_broute_read_with_a_wrong_password_says_so(tmp_path):
         )  # fmt: skip
         assert result.returncode == 2
         assert "check the B-route ID and password" in result.stderr
+        assert "next try" not in result.stderr  # a one-shot command promises no retry
 
 
 def test_broute_on_a_missing_device_says_what_to_do():

@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any, Protocol
 
 from kenshin.echonet import edt as e
@@ -76,6 +77,12 @@ class Energy:
     @property
     def wh(self) -> float:
         return self.milliwatt_hours / 1000
+
+    @property
+    def wh_exact(self) -> int | Decimal:
+        """Wh without floating point: an int when whole, else a Decimal (0.1 Wh steps)."""
+        whole, rest = divmod(self.milliwatt_hours, 1000)
+        return whole if rest == 0 else Decimal(self.milliwatt_hours) / 1000
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,9 +58,10 @@ class LinkState(StrEnum):
 class LinkDown(SkstackError):
     """The meter cannot be reached now; `state` says why."""
 
-    def __init__(self, message: str, state: LinkState):
+    def __init__(self, message: str, state: LinkState, reason: str | None = None):
         super().__init__(message)
         self.state = state
+        self.reason = reason or message  # without the retry promise: for one-shot callers
 
 
 class AuthenticationFailed(LinkDown):
@@ -182,10 +183,10 @@ class BrouteSession:
         wait = max(0.0, self._retry_at - time.monotonic())
         message = f"{why}; next try in {wait:.0f} s"
         if state == LinkState.AUTH_FAILED:
-            return AuthenticationFailed(message, state)
+            return AuthenticationFailed(message, state, why)
         if state == LinkState.NO_METER:
-            return MeterNotFound(message, state)
-        return LinkDown(message, state)
+            return MeterNotFound(message, state, why)
+        return LinkDown(message, state, why)
 
     async def survey(self) -> list[PanDescriptor]:
         """Open, reset, probe and scan with a widening duration: every PAN that answered
