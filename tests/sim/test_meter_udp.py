@@ -290,3 +290,35 @@ def test_a_fleet_of_a_thousand_meters_answers():
             assert fleet.requests_answered >= 2000
 
     run(scenario(), timeout_s=120)
+
+
+class _PartialLink:
+    """Answers a multi-EPC Get with a Get_Res (0x72) giving the first EPC and the rest with
+    PDC 0 (no EDT); alone, each EPC is answered in full."""
+
+    description = "fake"
+
+    def __init__(self) -> None:
+        self.asked: list[list[int]] = []
+
+    async def request(self, esv, props, props_get=None):
+        from kenshin.echonet.frame import Frame
+        from kenshin.echonet.udp import Response
+
+        epcs = [p.epc for p in props]
+        self.asked.append(epcs)
+        edts = {0xE7: (1234).to_bytes(4, "big"), 0xE8: bytes.fromhex("001E7FFE")}
+        given = [Property(epc, edts[epc] if i == 0 else b"") for i, epc in enumerate(epcs)]
+        request = Frame(1, SMART_METER, SMART_METER, ESV.GET, tuple(Property(e_) for e_ in epcs))
+        answer = request._replace(esv=ESV.GET_RES, props=tuple(given))
+        return Response.from_frame(answer, ("127.0.0.1", 3610), request)
+
+
+def test_a_get_res_with_empty_edts_is_completed_by_asking_again():
+    async def scenario():
+        link = _PartialLink()
+        values = await SmartMeterSession(link).get_values([0xE7, 0xE8])
+        assert values[0xE7] == 1234 and values[0xE8].r_da == 30
+        assert link.asked == [[0xE7, 0xE8], [0xE8]]
+
+    run(scenario())
