@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
+
+from tests.support import free_udp_port
 
 KENSHIN = [sys.executable, "-m", "kenshin"]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "120"}
@@ -67,6 +72,26 @@ def test_meter_read_json_gives_typed_values_with_units():
         assert text.returncode == 0 and "0xE7" in text.stdout and " W" in text.stdout
 
 
+def test_sim_meter_starts_without_tracebacks():
+    # Issue 17 item 7.3: the README's `kenshin sim meter --count 3` printed AssertionError
+    # tracebacks at every start (meters known to the multicast listener before they were
+    # open heard each other's start-up announcements).
+    proc = subprocess.Popen(
+        [*KENSHIN, "sim", "meter", "--count", "3", "--port", "0", "--host", "127.0.4.1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+    )  # fmt: skip
+    try:
+        assert "3 meter(s)" in proc.stdout.readline() + proc.stdout.readline() + "".join(
+            proc.stdout.readline() for _ in range(2)
+        )
+        time.sleep(1.0)  # the start-up announcements have gone round
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert "Traceback" not in err and "Error" not in err, err
+
+
 def test_discover_lists_every_simulated_meter():
     with simulated_meters("--count", "3", "--host", "127.0.3.1") as rows:
         result = kenshin("echonet", "discover", "--port", str(rows[0]["port"]), "--json")
@@ -76,9 +101,65 @@ def test_discover_lists_every_simulated_meter():
 
 
 def test_an_absent_meter_is_a_clear_error_and_exit_code_2():
-    result = kenshin("meter", "read", "--host", "127.0.9.9", "--port", "3999", "--timeout", "0.2")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:  # hears, never answers
+        silent.bind(("127.0.9.9", 0))
+        port = str(silent.getsockname()[1])
+        result = kenshin("meter", "read", "--host", "127.0.9.9", "--port", port, "--timeout", "0.2")
     assert result.returncode == 2
     assert "no answer from 127.0.9.9" in result.stderr and "EPC" in result.stderr
+
+
+def test_a_port_that_refuses_is_a_clear_error_at_once():
+    # Issue 17 item 7.6: the ICMP port unreachable went unnoticed; the read waited ~17 s.
+    port = free_udp_port("127.0.9.8")
+    started = time.monotonic()
+    result = kenshin("meter", "read", "--host", "127.0.9.8", "--port", str(port))
+    assert result.returncode == 2
+    assert time.monotonic() - started < 5
+    assert f"no answer from 127.0.9.8:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_meter_read_prints_exact_wh_and_unit_words():
+    # Issue 17 item 7.6: "4504700.0 Wh" and "kwh_0_1" on the terminal.
+    with simulated_meters("--host", "127.0.5.1", "--seed", "5") as rows:
+        host, port = rows[0]["host"], str(rows[0]["port"])
+        text = kenshin("meter", "read", "--host", host, "--port", port)
+        assert text.returncode == 0, text.stderr
+        assert "kwh_" not in text.stdout and ".0 Wh" not in text.stdout
+        assert "0.1 kWh" in text.stdout
+        wh = re.search(r"cumulative_energy_normal_wh +([0-9,]+) Wh", text.stdout)
+        assert wh and "," in wh.group(1), text.stdout
+        as_json = kenshin("meter", "read", "--host", host, "--port", port, "--json")
+        value = json.loads(as_json.stdout)["cumulative_energy_normal_wh"]["value"]
+        assert isinstance(value, int) and f"{value:,}" == wh.group(1)
+
+
+def test_version():
+    from kenshin import __version__
+
+    result = kenshin("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"kenshin {__version__}"
+
+
+@pytest.mark.parametrize(
+    ("route_b_id", "password", "told"),
+    [
+        ("0011223344556677", "0123456789AB", "ID must be 32 characters; 16"),
+        ("X" * 33, "0123456789AB", "ID must be 32 characters; 33"),
+        ("X" * 32, "0123456789A", "password must be 12 characters; 11"),
+        ("X" * 31 + " ", "0123456789AB", "printable ASCII without spaces"),
+    ],
+)
+def test_broute_credentials_are_checked_before_any_radio_work(route_b_id, password, told):
+    # Issue 17 item 7.6: a B-route ID of the wrong length printed a traceback.
+    for command in ("read", "scan"):
+        result = kenshin("broute", command, "--device", "/dev/nonexistent-dongle",
+                         "--id", route_b_id, "--password", password)  # fmt: skip
+        assert result.returncode == 2
+        assert told in result.stderr and "Traceback" not in result.stderr
+        assert "nonexistent-dongle" not in result.stderr  # no device was opened
+        assert password not in result.stderr
 
 
 def test_a_taken_port_is_explained():
@@ -107,13 +188,17 @@ def test_demo_runs_the_whole_platform(tmp_path):
     assert instant > 0 and half_hour >= 6 * 30 * 48, last  # live power, a month backfilled
 
 
-def emulated_dongle(tmp_path, model: str):
-    return background("sim", "dongle", "--model", model, "--json", "--link", str(tmp_path / "tty"))
+def emulated_dongle(tmp_path, model: str, *extra: str):
+    return background(
+        "sim", "dongle", "--model", model, "--json", "--link", str(tmp_path / "tty"), *extra
+    )
 
 
-@pytest.mark.parametrize("model", ["bp35a1", "bp35c2"])
-def test_broute_scan_and_read_through_an_emulated_dongle(tmp_path, model):
-    with emulated_dongle(tmp_path, model) as where:
+@pytest.mark.parametrize(
+    ("model", "extra"), [("bp35a1", ()), ("bp35c2", ()), ("bp35c2", ("--no-sa2",))]
+)
+def test_broute_scan_and_read_through_an_emulated_dongle(tmp_path, model, extra):
+    with emulated_dongle(tmp_path, model, *extra) as where:
         creds = ["--device", where["device"], "--id", where["id"], "--password", where["password"]]
         scan = kenshin("broute", "scan", *creds, "--json")
         assert scan.returncode == 0, scan.stderr
@@ -135,6 +220,7 @@ def test_broute_read_with_a_wrong_password_says_so(tmp_path):
         )  # fmt: skip
         assert result.returncode == 2
         assert "check the B-route ID and password" in result.stderr
+        assert "next try" not in result.stderr  # a one-shot command promises no retry
 
 
 def test_broute_on_a_missing_device_says_what_to_do():

@@ -15,7 +15,7 @@ from kenshin.gateway.queue import DurableQueue
 from kenshin.meter import SmartMeterSession, UdpMeterLink
 from kenshin.sim.clock import JST, ManualClock
 from kenshin.sim.fleet import SimFleet
-from kenshin.sim.meter import MeterConfig
+from kenshin.sim.meter import MeterConfig, MeterFaults
 from tests.support import eventually, free_udp_port, run
 
 START = datetime(2026, 6, 1, 0, 0, 30, tzinfo=JST)
@@ -25,10 +25,12 @@ IDLE = 3
 
 
 @contextlib.asynccontextmanager
-async def rig(tmp_path, **policy) -> AsyncIterator[tuple[MeterPoller, SimFleet, ManualClock]]:
+async def rig(
+    tmp_path, config: MeterConfig | None = None, **policy
+) -> AsyncIterator[tuple[MeterPoller, SimFleet, ManualClock]]:
     port = free_udp_port("127.0.1.1")
     clock = ManualClock(START)
-    fleet = SimFleet(1, clock, port=port, config=MeterConfig(seed=12, pv=True))
+    fleet = SimFleet(1, clock, port=port, config=config or MeterConfig(seed=12, pv=True))
     client = EchonetClient(host="127.0.0.1", port=0, remote_port=port, timeout_s=0.2,
                            backoff_s=0.01, attempts=2)  # fmt: skip
     async with fleet, client:
@@ -82,6 +84,26 @@ def test_a_day_of_readings_equals_the_meter(tmp_path):
                 assert reverse[slot][0] == regs.raw(at)[1]
 
     run(scenario(), timeout_s=120)
+
+
+def test_refused_currents_do_not_cost_the_instant_power(tmp_path):
+    # Issue 17 item 7.5: a meter refusing E8 lost E7 with it.
+    config = MeterConfig(seed=12, pv=True, faults=MeterFaults(refused_epcs=frozenset({0xE8})))
+
+    async def scenario():
+        async with rig(tmp_path, config=config) as (poller, fleet, clock):
+            await step_minutes(poller, clock, 10)
+            regs = fleet.meters[0].registers
+            pending = poller.queue.peek(max_instant=100_000, max_fixed=0)
+            assert len(pending.instant) == 10
+            for row in pending.instant:
+                read_at = datetime.fromtimestamp(row.at, JST) + timedelta(seconds=30)
+                assert row.power_w == regs.instant_power_w(read_at)
+                assert row.current_r_da is None and row.current_t_da is None
+            assert poller.stats.errors.get("instant") is None
+            assert poller.stats.errors.get("currents", 0) >= 1
+
+    run(scenario(), timeout_s=60)
 
 
 def test_a_two_hour_outage_is_refilled_from_history(tmp_path):

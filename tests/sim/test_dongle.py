@@ -58,7 +58,7 @@ class Port:
         if buf.startswith(b"ERXUDP ") and not self.hex:
             pos = len(b"ERXUDP ")
             start = pos
-            for _ in range(9 if self.model is DongleModel.BP35C2 else 7):
+            for _ in range(header_fields(bytes(buf), self.model)):
                 space = buf.find(b" ", pos)
                 if space < 0:
                     return None
@@ -150,8 +150,17 @@ def get_e7(tid: int = 0x0101) -> bytes:
     return encode_frame(Frame(tid, CONTROLLER, SMART_METER, ESV.GET, (Property(0xE7),)))
 
 
+def header_fields(line: bytes, model: DongleModel) -> int:
+    """Fields of an ERXUDP header after the word: 7 on the BP35A1; on the BP35C2 9 with
+    LQI (register SA2 1: the sixth field is 2 hex digits) and 8 without."""
+    if model is DongleModel.BP35A1:
+        return 7
+    sixth = line.split(b" ", 7)[6:7]
+    return 8 if sixth and len(sixth[0]) == 1 else 9
+
+
 def erxudp(line: bytes, model: DongleModel, *, hex_data: bool = False) -> tuple[list[str], bytes]:
-    count = 9 if model is DongleModel.BP35C2 else 7
+    count = header_fields(line, model)
     parts = line.split(b" ", count + 1)
     fields = [p.decode("ascii") for p in parts[1 : count + 1]]
     data = parts[count + 1]
@@ -333,12 +342,41 @@ def test_sendto_get_answers_get_res_in_binary(model):
                 f"{emu.meter_mac:016X}",
             ]
             if model is DongleModel.BP35C2:
-                assert fields[5:8] == [f"{emu.lqi:02X}", "1", "0"]
+                assert fields[5:7] == ["1", "0"]  # register SA2 is 0: no LQI
             else:
                 assert fields[5] == "1"
             assert frame.tid == 0x0202 and frame.esv == ESV.GET_RES
             assert frame.seoj == SMART_METER and frame.get(0xE7) is not None
             assert emu.frames_sent == 1 and emu.frames_refused == 1
+            if model is DongleModel.BP35C2:  # SA2 1: LQI before the secured flag
+                assert (await io(port.command, "SKSREG SA2 1"))[-1] == b"OK"
+                port.sendto(ip(emu), get_e7(0x0303))
+                while True:  # the D5 INF may still be on its way
+                    fields, data = erxudp((await io(port.until, b"ERXUDP"))[-1], model)
+                    if decode_frame(data).esv != ESV.INF:
+                        break
+                assert fields[5:8] == [f"{emu.lqi:02X}", "1", "0"]
+                assert decode_frame(data).tid == 0x0303
+
+    run(main)
+
+
+@pytest.mark.parametrize("sa2_supported", [True, False])
+@pytest.mark.parametrize("erxudp_lqi", [None, True, False])
+def test_bp35c2_erxudp_lqi_follows_sa2_or_the_option(erxudp_lqi, sa2_supported):
+    model = DongleModel.BP35C2
+    kw = {"erxudp_lqi": erxudp_lqi, "sa2_supported": sa2_supported}
+
+    async def main():
+        async with rig(model, announce_instance_list=False, **kw) as (emu, port):
+            answer = (await io(port.command, "SKSREG SA2 1"))[-1]
+            assert answer == (b"OK" if sa2_supported else b"FAIL ER06")
+            await join(emu, port)
+            port.sendto(ip(emu), get_e7(0x0404))
+            fields, data = erxudp((await io(port.until, b"ERXUDP"))[-1], model)
+            shown = erxudp_lqi if erxudp_lqi is not None else sa2_supported
+            assert fields[5:8] == ([f"{emu.lqi:02X}", "1", "0"] if shown else ["1", "0", "0012"])
+            assert decode_frame(data).tid == 0x0404
 
     run(main)
 

@@ -14,13 +14,14 @@ from typing import TypeVar
 import pytest
 
 from kenshin.cli.meter import read_meter
-from kenshin.echonet import SMART_METER
+from kenshin.echonet import NODE_PROFILE, SMART_METER
 from kenshin.echonet import edt as e
+from kenshin.echonet.frame import ESV, Property
 from kenshin.echonet.udp import EchonetClient
 from kenshin.meter import MeterTimeout, PropertyUnavailable, SmartMeterSession, UdpMeterLink
 from kenshin.sim.clock import JST, ManualClock
 from kenshin.sim.fleet import SimFleet, fleet_addresses
-from kenshin.sim.meter import MeterConfig, MeterFaults
+from kenshin.sim.meter import SIM_MANUFACTURER, MeterConfig, MeterFaults, SimulatedMeter
 from tests.support import free_udp_port, run
 
 T = TypeVar("T")
@@ -178,6 +179,56 @@ def test_a_meter_that_takes_one_epc_per_get_is_read_by_splitting():
     run(scenario())
 
 
+def test_a_get_res_carrying_only_some_epcs_is_completed_by_asking_again():
+    # Issue 17 item 7.1: a Get_Res (0x72, not an SNA) that leaves EPCs out was taken as final.
+    faults = MeterFaults(max_epcs_per_get=1, omit_beyond_limit=True)
+    config = MeterConfig(seed=3, faults=faults)
+
+    async def scenario():
+        async with fleet_and_client(1, config=config) as (fleet, client, clock):
+            session = session_for(client, fleet)
+            facts = await session.connect()
+            assert facts.get_map and facts.set_map and facts.serial  # all asked in groups
+            power, currents = await session.instant()
+            assert power == fleet.meters[0].registers.instant_power_w(clock.now())
+            assert isinstance(currents, e.Currents)
+
+    run(scenario())
+
+
+def test_a_property_refused_alone_is_really_refused():
+    config = MeterConfig(seed=3, faults=MeterFaults(max_epcs_per_get=1, omit_beyond_limit=True))
+
+    async def scenario():
+        async with fleet_and_client(1, config=config) as (fleet, client, _clock):
+            session = session_for(client, fleet)
+            await session.connect()
+            with pytest.raises(PropertyUnavailable) as caught:
+                await session.get_values([0xE7, 0xC9])  # 0xC9: no such property
+            assert caught.value.epc == 0xC9
+
+    run(scenario())
+
+
+def test_every_simulated_meter_has_its_own_identification_number():
+    # Issue 17 item 7.4: tools that key nodes by 0x83 (pychonet) saw one device.
+    async def scenario():
+        async with fleet_and_client(2) as (fleet, client, _clock):
+            idents = []
+            for host, port in fleet.addresses:
+                answer = await client.request(
+                    host, NODE_PROFILE, ESV.GET, [Property(0x83)], port=port
+                )
+                idents.append(answer.values[0x83])
+            assert len(idents[0]) == 17 and idents[0][0] == 0xFE
+            assert idents[0][1:4] == SIM_MANUFACTURER.to_bytes(3, "big")
+            assert idents[0] != idents[1]
+        again = SimulatedMeter(ManualClock(START), MeterConfig(seed=1))
+        assert again.node.profile.value(0x83) == idents[0]  # the seed decides
+
+    run(scenario())
+
+
 def test_a_dropped_answer_is_retried_then_a_timeout_names_node_and_epc():
     async def scenario():
         async with fleet_and_client(1, timeout_s=0.2) as (fleet, client, clock):
@@ -239,3 +290,35 @@ def test_a_fleet_of_a_thousand_meters_answers():
             assert fleet.requests_answered >= 2000
 
     run(scenario(), timeout_s=120)
+
+
+class _PartialLink:
+    """Answers a multi-EPC Get with a Get_Res (0x72) giving the first EPC and the rest with
+    PDC 0 (no EDT); alone, each EPC is answered in full."""
+
+    description = "fake"
+
+    def __init__(self) -> None:
+        self.asked: list[list[int]] = []
+
+    async def request(self, esv, props, props_get=None):
+        from kenshin.echonet.frame import Frame
+        from kenshin.echonet.udp import Response
+
+        epcs = [p.epc for p in props]
+        self.asked.append(epcs)
+        edts = {0xE7: (1234).to_bytes(4, "big"), 0xE8: bytes.fromhex("001E7FFE")}
+        given = [Property(epc, edts[epc] if i == 0 else b"") for i, epc in enumerate(epcs)]
+        request = Frame(1, SMART_METER, SMART_METER, ESV.GET, tuple(Property(e_) for e_ in epcs))
+        answer = request._replace(esv=ESV.GET_RES, props=tuple(given))
+        return Response.from_frame(answer, ("127.0.0.1", 3610), request)
+
+
+def test_a_get_res_with_empty_edts_is_completed_by_asking_again():
+    async def scenario():
+        link = _PartialLink()
+        values = await SmartMeterSession(link).get_values([0xE7, 0xE8])
+        assert values[0xE7] == 1234 and values[0xE8].r_da == 30
+        assert link.asked == [[0xE7, 0xE8], [0xE8]]
+
+    run(scenario())

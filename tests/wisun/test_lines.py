@@ -56,9 +56,11 @@ def lenient(data: bytes, dialect: Dialect, **kw: object) -> list[object]:
     return parser.feed(data) + parser.flush()
 
 
-def erxudp(dialect: Dialect, data: bytes, *, hex_data: bool, lqi: int = 0xE1) -> bytes:
+def erxudp(dialect: Dialect, data: bytes, *, hex_data: bool, lqi: int | None = 0xE1) -> bytes:
     head = b"ERXUDP " + MTR + b" " + OUR + b" 0E1A 0E1A " + MAC.encode() + b" "
-    if dialect is C2:
+    if dialect is C2 and lqi is None:
+        head += b"1 0 "  # BP35C2 with register SA2 0: no LQI field
+    elif dialect is C2:
         head += b"%02X 1 0 " % lqi
     else:
         head += b"1 "
@@ -66,7 +68,7 @@ def erxudp(dialect: Dialect, data: bytes, *, hex_data: bool, lqi: int = 0xE1) ->
     return head + (data.hex().upper().encode() if hex_data else data) + b"\r\n"
 
 
-def received(dialect: Dialect, data: bytes, lqi: int = 0xE1) -> ReceivedUdp:
+def received(dialect: Dialect, data: bytes, lqi: int | None = 0xE1) -> ReceivedUdp:
     side = dialect is C2
     return ReceivedUdp(
         METER, OURS, 0x0E1A, 0x0E1A, MAC, lqi if side else None, True, 0 if side else None, data
@@ -336,6 +338,50 @@ def test_bad_block_is_one_garbled_item(
 def test_erxudp_in_its_mode(dialect: Dialect, hex_data: bool | None) -> None:
     wire = erxudp(dialect, FRAME, hex_data=hex_data is not False)
     assert parse(wire, dialect, hex_data=hex_data) == [received(dialect, FRAME)]
+
+
+@pytest.mark.parametrize("hex_data", [True, False, None])
+@pytest.mark.parametrize(
+    "data",
+    [FRAME, b"", b"\r\n", b"1 0 0012 \r\n", b"E1 1 0 0012 ", bytes(range(256))[:200]],
+    ids=["frame", "empty", "crlf", "header-like", "lqi-like", "all-bytes"],
+)
+def test_bp35c2_erxudp_without_lqi(hex_data: bool | None, data: bytes) -> None:
+    # Issue 17 item 7.2: a BP35C2 with register SA2 0 (SKSREG SA2 1 refused or never sent)
+    # prints ERXUDP one field shorter, without LQI. Both forms are read, whatever the data.
+    for lqi in (None, 0xE1):
+        wire = erxudp(C2, data, hex_data=hex_data is not False, lqi=lqi)
+        assert parse(wire, C2, hex_data=hex_data) == [received(C2, data, lqi=lqi)]
+        assert bytewise(wire, C2, hex_data=hex_data) == [received(C2, data, lqi=lqi)]
+
+
+def test_bp35c2_erxudp_without_lqi_exact_line() -> None:
+    line = (
+        b"ERXUDP " + MTR + b" " + OUR + b" 0E1A 0E1A 001D129012345678 1 0 0012 " + FRAME + b"\r\n"
+    )
+    hex_line = (
+        b"ERXUDP " + MTR + b" " + OUR + b" 0E1A 0E1A 001D129012345678 1 0 0012 "
+        b"1081000102880105FF017201E704000003E8\r\n"
+    )
+    assert parse(line + hex_line + b"OK\r\n", C2) == [
+        received(C2, FRAME, lqi=None), received(C2, FRAME, lqi=None), Ok()
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        b"E1 1 0012 ",  # LQI but no side
+        b"1 0 12 ",  # length not 4 hex digits
+        b"1 0 0 0012 ",  # one field too many for the short form
+        b"E1 1 0 0 0012 ",  # one too many for the long form
+        b"E1X 1 0 0012 ",  # LQI of 3 characters
+    ],
+)
+def test_bp35c2_erxudp_of_neither_form_is_garbled(fields: bytes) -> None:
+    head = b"ERXUDP " + MTR + b" " + OUR + b" 0E1A 0E1A " + MAC.encode() + b" " + fields
+    items = lenient(head + FRAME.hex().upper().encode() + b"\r\nOK\r\n", C2)
+    assert isinstance(items[0], Garbled) and items[-1] == Ok()
 
 
 def test_erxudp_exact_lines() -> None:

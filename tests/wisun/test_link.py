@@ -92,6 +92,23 @@ def test_scan_join_and_read_every_property(tmp_path, model):
     run(scenario())
 
 
+@pytest.mark.parametrize("dongle_kw", [{"sa2_supported": False}, {"erxudp_lqi": False}])
+def test_a_bp35c2_without_lqi_in_erxudp_still_reads_the_meter(tmp_path, dongle_kw):
+    # Issue 17 item 7.2: SKSREG SA2 1 refused (or ignored) leaves ERXUDP without its LQI
+    # field; every line was Garbled and no meter data arrived.
+    async def scenario():
+        async with rig(tmp_path, DongleModel.BP35C2, **dongle_kw) as (emulator, link, clock):
+            reading = await read_meter(SmartMeterSession(link))
+            for name, kind in EXPECTED_TYPES.items():
+                assert isinstance(reading[name]["value"], kind), name
+            regs = emulator.meter.registers
+            assert reading["cumulative_energy_normal"]["value"] == regs.raw(clock.now())[0]
+            assert link.status.state == LinkState.JOINED
+            assert link.status.dialect == Dialect.BP35C2.value
+
+    run(scenario())
+
+
 @MODELS
 def test_first_scans_that_find_nothing_are_widened(tmp_path, model):
     async def scenario():

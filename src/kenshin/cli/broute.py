@@ -32,10 +32,20 @@ Model = Annotated[
 Baud = Annotated[int, typer.Option(help="Serial speed.")]
 
 
+def _credential(what: str, value: str, length: int) -> None:
+    """The power company's ID and password: checked before any radio work, never shown."""
+    if len(value) != length:
+        _fail(f"the B-route {what} must be {length} characters; {len(value)} were given")
+    if not value.isascii() or not value.isprintable() or " " in value:
+        _fail(f"the B-route {what} must be printable ASCII without spaces")
+
+
 def _config(device: str, route_b_id: str, password: str, model: str | None, baud: int, **kw):
     from kenshin.wisun.lines import Dialect
     from kenshin.wisun.session import BrouteConfig
 
+    _credential("ID", route_b_id, 32)
+    _credential("password", password, 12)
     dialect = None
     if model is not None:
         try:
@@ -81,7 +91,9 @@ def scan(
 
     try:
         pans = asyncio.run(run())
-    except (OSError, LinkDown) as err:
+    except LinkDown as err:
+        _fail(err.reason)  # not its "next try in ...": this command does not try again
+    except OSError as err:
         _fail(str(err))
     if as_json:
         typer.echo(json.dumps(pans, indent=2))
@@ -130,6 +142,7 @@ def read(
     try:
         asyncio.run(run())
     except (MeterError, OSError) as err:
-        _fail(str(err))
+        # A link that is down says when it would try again; this command will not.
+        _fail(getattr(err, "reason", None) or str(err))
     except KeyboardInterrupt:
         sys.exit(130)

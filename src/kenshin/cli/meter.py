@@ -59,13 +59,17 @@ async def read_meter(session) -> dict[str, Any]:
             "value": values.get(epc),
             "unit": spec.unit if spec else "",
         }
+    # Wh exactly (an int, or a Decimal in 0.1 Wh steps): never a float's 4504700.0.
     normal, reverse = await session.cumulative_energy()
-    out["cumulative_energy_normal_wh"] = {"value": normal.wh if normal else None, "unit": "Wh"}
+    out["cumulative_energy_normal_wh"] = {
+        "value": normal.wh_exact if normal else None,
+        "unit": "Wh",
+    }
     if reverse is not None:
-        out["cumulative_energy_reverse_wh"] = {"value": reverse.wh, "unit": "Wh"}
+        out["cumulative_energy_reverse_wh"] = {"value": reverse.wh_exact, "unit": "Wh"}
     fixed = await session.fixed_time_energy()
     out["fixed_time_normal_wh"] = {
-        "value": fixed.normal.wh if fixed.normal else None,
+        "value": fixed.normal.wh_exact if fixed.normal else None,
         "unit": "Wh",
         "at": fixed.at,
     }
@@ -83,6 +87,34 @@ def print_reading(reading: dict[str, Any], as_json: bool) -> None:
         typer.echo(f"{epc:>4}  {name:<{width}}  {to_text(item['value'], item['unit'])}{at}")
 
 
+def _nothing_listens(host: str, port: int, wait_s: float) -> str | None:
+    """Ask the node profile for its maker code from a connected UDP socket: an ICMP port
+    unreachable then shows as ConnectionRefusedError at once, where the client's shared
+    socket would wait out every retry. Why, or None (an answer, or silence: the read
+    proper decides)."""
+    import socket
+
+    from kenshin.echonet.frame import CONTROLLER, ESV, NODE_PROFILE, Frame, Property
+
+    probe = Frame(0x4B53, CONTROLLER, NODE_PROFILE, ESV.GET, (Property(0x8A),)).to_bytes()
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    except OSError as err:
+        return f"cannot resolve {host}: {err}"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.settimeout(wait_s)
+        try:
+            sock.connect(address)
+            sock.send(probe)
+            sock.recv(2048)
+        except ConnectionRefusedError:
+            return f"no answer from {host}:{port}: nothing listens on that UDP port"
+        except OSError:
+            return None  # a timeout, or an error the read itself will report
+    return None
+
+
 @app.command()
 def read(
     host: Annotated[str, typer.Option(help="The meter's (or simulator's) IP address.")],
@@ -94,6 +126,11 @@ def read(
     """Read every property of the meter, typed, with units."""
     from kenshin.echonet.udp import EchonetClient
     from kenshin.meter import MeterError, SmartMeterSession, UdpMeterLink
+
+    refused = _nothing_listens(host, port, min(timeout, 1.0))
+    if refused:
+        typer.echo(f"error: {refused}", err=True)
+        raise typer.Exit(2)
 
     async def run() -> None:
         async with EchonetClient(

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime
+from decimal import Decimal
 from enum import Enum
 from typing import Any
 
+from kenshin.echonet.edt import EnergyUnit
 from kenshin.echonet.jsonable import to_jsonable
 
 __all__ = ["to_jsonable", "to_text"]
@@ -22,6 +24,8 @@ def to_text(value: Any, unit: str = "") -> str:
         present = [v for v in value if v is not None]
         latest = present[-1] if present else "-"
         return f"{len(value)} values, {len(present)} with data, latest {latest}"
+    if isinstance(value, EnergyUnit):
+        return f"{value.kwh.normalize():f} kWh per count"
     if isinstance(value, Enum):
         return value.name.lower()
     if isinstance(value, bytes):
@@ -31,4 +35,6 @@ def to_text(value: Any, unit: str = "") -> str:
         return ", ".join(parts) + (f" [{unit}]" if unit else "")
     if isinstance(value, datetime):
         return value.isoformat()
+    if isinstance(value, int | Decimal) and not isinstance(value, bool) and unit:
+        return f"{value:,} {unit}"  # exact, grouped: 4,504,700 Wh
     return f"{value} {unit}".rstrip()

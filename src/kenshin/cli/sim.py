@@ -127,6 +127,13 @@ def dongle(
     link: Annotated[
         str | None, typer.Option(help="Also make this symlink to the pty (like a udev rule).")
     ] = None,
+    no_sa2: Annotated[
+        bool,
+        typer.Option(
+            "--no-sa2",
+            help="BP35C2: refuse SKSREG SA2 (FAIL ER06), so ERXUDP never carries LQI.",
+        ),
+    ] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print where to connect as JSON.")
     ] = False,
@@ -149,7 +156,7 @@ def dongle(
         lifetime = None if session_lifetime is None else timedelta(minutes=session_lifetime)
         emulator = DongleEmulator(
             meter, model=dongle_model, route_b_id=route_b_id, password=password,
-            session_lifetime=lifetime, seed=meter_seed, link=link,
+            session_lifetime=lifetime, seed=meter_seed, link=link, sa2_supported=not no_sa2,
         )  # fmt: skip
         async with emulator:
             where = {

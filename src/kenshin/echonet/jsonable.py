@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import date, datetime, time
+from decimal import Decimal
 from enum import Enum
 from typing import Any
 
@@ -30,4 +31,6 @@ def to_jsonable(value: Any) -> Any:
         return [to_jsonable(v) for v in value]
     if isinstance(value, Exception):
         return {"error": str(value)}
+    if isinstance(value, Decimal):  # exact Wh in 0.1 steps: the shortest float repr keeps it
+        return int(value) if value == value.to_integral_value() else float(value)
     return value

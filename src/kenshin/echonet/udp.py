@@ -476,5 +476,7 @@ class MulticastListener(_Endpoint):
 
     def frame_received(self, frame: Frame, source: Address) -> None:
         for device in self.devices:
+            if device._transport is None:
+                continue  # not open yet, or closed already: it cannot answer
             if (source[0], source[1]) != device.local_address:  # not our own announcement
                 device.frame_received(frame, source)

@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from kenshin.echonet import edt as e
 from kenshin.echonet.edt import JST
-from kenshin.meter import MeterError, SmartMeterSession
+from kenshin.meter import MeterError, PropertyUnavailable, SmartMeterSession
 
 from .backoff import Backoff, doubling
 from .queue import DurableQueue
@@ -178,9 +179,18 @@ class MeterPoller:
         )
         try:
             if with_currents:
-                power_w, currents = await self.session.instant()
-                r_da, t_da = currents.r_da, currents.t_da
+                # E8 refused or garbled must not cost E7: ask both, keep what came.
+                values = await self.session.get_values([0xE7, 0xE8], required=False)
                 self._currents_at = at
+                r_da = t_da = None
+                currents = values.get(0xE8)
+                if isinstance(currents, e.Currents):
+                    r_da, t_da = currents.r_da, currents.t_da
+                else:
+                    self.stats.failed("currents", PropertyUnavailable(0xE8))
+                if 0xE7 not in values:
+                    raise PropertyUnavailable(0xE7)
+                power_w = values[0xE7]
             else:
                 power_w, r_da, t_da = await self.session.instant_power_w(), None, None
         except MeterError as err:

@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any, Protocol
 
 from kenshin.echonet import edt as e
@@ -77,6 +78,12 @@ class Energy:
     def wh(self) -> float:
         return self.milliwatt_hours / 1000
 
+    @property
+    def wh_exact(self) -> int | Decimal:
+        """Wh without floating point: an int when whole, else a Decimal (0.1 Wh steps)."""
+        whole, rest = divmod(self.milliwatt_hours, 1000)
+        return whole if rest == 0 else Decimal(self.milliwatt_hours) / 1000
+
 
 @dataclass(frozen=True, slots=True)
 class FixedTimeReading:
@@ -131,15 +138,18 @@ class SmartMeterSession:
             raise MeterTimeout(str(err)) from err
 
     async def get_values(self, epcs: Iterable[int], *, required: bool = True) -> dict[int, Any]:
-        """Get several EPCs; what the meter refuses together is asked again one at a time
-        (some meters take only one EPC per Get). Missing ones raise if `required`."""
-        epcs = list(epcs)
+        """Get several EPCs. Whatever a multi-EPC answer lacks (refused in an SNA, left out
+        of a Get_Res, or given with PDC 0) is asked again one at a time, since some meters
+        take only one EPC per Get or answer only some (docs/protocol.md §4); only a property
+        refused alone counts as refused. Missing ones raise if `required`."""
+        epcs = list(dict.fromkeys(epcs))
         answer = await self._request(ESV.GET, [Property(epc) for epc in epcs])
-        values = dict(answer.values)
+        values = {epc: v for epc, v in answer.values.items() if epc in epcs}
         if len(epcs) > 1:
-            for epc in sorted(answer.refused):
+            for epc in [epc for epc in epcs if epc not in values]:
                 single = await self._request(ESV.GET, [Property(epc)])
-                values.update(single.values)
+                if epc in single.values:
+                    values[epc] = single.values[epc]
         for epc in epcs:
             if isinstance(values.get(epc), EchonetDecodeError):
                 if required:

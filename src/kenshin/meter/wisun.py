@@ -27,9 +27,10 @@ from .session import MeterError, MeterTimeout
 class MeterLinkDown(MeterError):
     """The B-route link is down; `state` says why (auth_failed, no_meter, device_lost...)."""
 
-    def __init__(self, message: str, state: LinkState):
+    def __init__(self, message: str, state: LinkState, reason: str | None = None):
         super().__init__(message)
         self.state = state
+        self.reason = reason or message  # without "next try in ...": for one-shot callers
 
 
 class WisunMeterLink:
@@ -62,7 +63,7 @@ class WisunMeterLink:
         try:
             await self.session.ensure_joined()
         except LinkDown as err:
-            raise MeterLinkDown(str(err), err.state) from None
+            raise MeterLinkDown(str(err), err.state, err.reason) from None
 
     async def close(self) -> None:
         await self.session.close()
@@ -133,7 +134,7 @@ class WisunMeterLink:
                 if err.state == LinkState.CLOSED and link_retries < self.max_link_retries:
                     link_retries += 1  # a hung dongle was noticed: rebuild and send again
                     continue
-                raise MeterLinkDown(str(err), err.state) from None
+                raise MeterLinkDown(str(err), err.state, err.reason) from None
             if not sent and link_retries < self.max_link_retries:
                 # Refused by the dongle (re-authenticating, transmit limit): wait for the
                 # session to settle, then send again.

@@ -57,6 +57,10 @@ Choices made where the vendors' references are silent or vague (each can be reli
   nor `scan_misses` says otherwise. Mode 2 blocks carry PairID (the last 8 characters of
   the B-route ID, as the meter's beacon IE does), mode 3 blocks do not; mode 0 is an energy
   scan (`EEDSCAN` + channel/RSSI pairs, then `EVENT 1F`).
+- ERXUDP on the BP35C2 carries the LQI field only while register SA2 is 1 (it is 0 at
+  power-on and after SKRESET), as the real one does; `erxudp_lqi` True or False forces
+  either form. `sa2_supported=False` models firmware without SA2: `SKSREG SA2 ...` is
+  `FAIL ER06` and ERXUDP stays without LQI.
 - The B-route ID and password are never logged: command and echo lines are logged with
   them replaced by asterisks, and `repr()` shows neither.
 """
@@ -194,6 +198,8 @@ class DongleEmulator:
         meter_mac: int | None = None,
         dongle_mac: int | None = None,
         lqi: int | None = None,
+        erxudp_lqi: bool | None = None,
+        sa2_supported: bool = True,
         link: Path | str | None = None,
         wopt: int = 0x00,
         has_ropt: bool = True,
@@ -224,6 +230,10 @@ class DongleEmulator:
             dongle_mac if dongle_mac is not None else 0x001D1290_00000000 | rng.getrandbits(32)
         )
         self.lqi = lqi if lqi is not None else rng.randrange(0x50, 0xE0)
+        # BP35C2 only: ERXUDP carries LQI when register SA2 is 1 (None), always, or never.
+        self.erxudp_lqi = erxudp_lqi
+        # False: firmware without register SA2 (SKSREG SA2 ... is FAIL ER06).
+        self.sa2_supported = sa2_supported
         if not 33 <= self.channel <= 60 or not 0 <= self.pan_id <= 0xFFFF:
             raise ValueError("channel must be 33..60 and pan_id 0..0xFFFF")
         self.meter_ip = _link_local(self.meter_mac)
@@ -509,7 +519,7 @@ class DongleEmulator:
             f"{port:04X}",
             f"{self.meter_mac:016X}",
         ]
-        if self.model.has_side:
+        if self.model.has_side and self._erxudp_shows_lqi():
             fields.append(f"{self.lqi:02X}")
         fields.append("1" if secured else "0")
         if self.model.has_side:
@@ -518,6 +528,11 @@ class DongleEmulator:
         head = " ".join(fields) + " "
         payload = data.hex().upper().encode("ascii") if self.wopt & 0x01 else data
         self._emit(head.encode("ascii") + payload, log_as=f"{head}<{len(data)} bytes>")
+
+    def _erxudp_shows_lqi(self) -> bool:
+        if self.erxudp_lqi is not None:
+            return self.erxudp_lqi
+        return self.registers.get("SA2") == "1"
 
     # -- command parsing -----------------------------------------------------------------
 
@@ -652,6 +667,8 @@ class DongleEmulator:
             raise _Fail("ER06")
         # SA2 (B-route side on dual-side firmware) is accepted by the BP35A1 too and does
         # nothing there: an open B-route library that runs on real BP35A1s sets it always.
+        if reg == "SA2" and not self.sa2_supported:
+            raise _Fail("ER06")
         if len(args) == 1:
             self._emit(f"ESREG {self.registers.get(reg, '0')}")
             self._emit("OK")

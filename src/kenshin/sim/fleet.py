@@ -77,9 +77,11 @@ class SimFleet:
     async def start(self, *, announce: bool = True) -> None:
         if self.listener is not None:
             await self.listener.start()
-            self.listener.devices.extend(self.endpoints)
         for endpoint in self.endpoints:
             await endpoint.start(announce=announce)
+            # Only an open endpoint may hear the group: the listener asks its address.
+            if self.listener is not None:
+                self.listener.devices.append(endpoint)
 
     def close(self) -> None:
         for endpoint in self.endpoints:

@@ -10,6 +10,7 @@ answers, refusing several EPCs at once) so that every failure path can be driven
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import random
 from dataclasses import dataclass, field
@@ -38,6 +39,8 @@ class MeterFaults:
     duplicate_rate: float = 0.0  # answer sent twice (as some meters do to a retried request)
     delay_s: float = 0.0  # every answer this late (real seconds)
     max_epcs_per_get: int | None = None  # more EPCs than this in one Get: the rest refused
+    omit_beyond_limit: bool = False  # ... or left out of a Get_Res (0x72) that looks complete
+    refused_epcs: frozenset[int] = frozenset()  # always refused in a Get (SNA, PDC 0)
     drop_next: int = 0  # drop exactly the next N answers (for deterministic tests)
     silent: bool = False  # answer nothing at all (meter gone)
 
@@ -87,7 +90,16 @@ class SimulatedMeter:
         self.history2_time = e.HistoryTime(None, 1)
         self.history3_time = e.HistoryTime(None, 1)
         self.object = self._build_object()
-        self.node = LocalNode([self.object], manufacturer_code=SIM_MANUFACTURER)
+        self.node = LocalNode(
+            [self.object], manufacturer_code=SIM_MANUFACTURER, identification=self.identification
+        )
+
+    @property
+    def identification(self) -> bytes:
+        """The node profile's 0x83: 0xFE, the maker code, then 13 bytes of this meter's own
+        (from its seed and serial), so tools that key nodes by it see every meter."""
+        own = hashlib.blake2b(f"{self.config.seed}:{self.serial}".encode(), digest_size=13)
+        return b"\xfe" + SIM_MANUFACTURER.to_bytes(3, "big") + own.digest()
 
     @property
     def measures_reverse(self) -> bool:
@@ -245,11 +257,27 @@ class MeterEndpoint(EchonetDeviceEndpoint):
                 self.send(answer, source)
 
     def _answers(self, frame: Frame) -> list[Frame]:
+        answers = self._limited_answers(frame)
+        refused = self.faults.refused_epcs
+        if frame.esv != ESV.GET or not refused:
+            return answers
+        out = []
+        for answer in answers:
+            if any(p.epc in refused for p in answer.props):
+                props = tuple(Property(p.epc) if p.epc in refused else p for p in answer.props)
+                answer = answer._replace(esv=ESV.GET_SNA, props=props)
+            out.append(answer)
+        return out
+
+    def _limited_answers(self, frame: Frame) -> list[Frame]:
         limit = self.faults.max_epcs_per_get
         if frame.esv != ESV.GET or limit is None or len(frame.props) <= limit:
             return self.node.handle(frame)
-        # A meter that takes only `limit` EPCs per Get answers the rest as refused.
+        # A meter that takes only `limit` EPCs per Get answers the rest as refused, or (as
+        # some do) answers a Get_Res carrying only the first `limit` of them.
         answers = self.node.handle(frame._replace(props=frame.props[:limit]))
+        if self.faults.omit_beyond_limit:
+            return answers
         refused = tuple(Property(p.epc) for p in frame.props[limit:])
         return [a._replace(esv=ESV.GET_SNA, props=a.props + refused) for a in answers]
 

@@ -15,7 +15,10 @@ may hold CR, LF, anything. With `hex_data=None` each ERXUDP decides: once its he
 `<len> `) is in, the parser looks at the byte len positions further on: a CR there means
 binary, since in hex mode that byte is a digit of the data. The SKSENDTO echo ends at the
 space after its length field (the payload is not echoed), so it is one Echo whether a CR LF
-follows it or the next line starts right away.
+follows it or the next line starts right away. A BP35C2 prints ERXUDP with LQI when its
+register SA2 is 1 and one field shorter without it when SA2 is 0; the sixth field tells
+them apart (LQI is 2 hex digits, the secured flag in its place 1), and the length field
+must then be 4 hex digits where that form puts it.
 
 Blocks. `EPANDESC` and its indented `  Key:Value` lines become one `PanDescriptor`, emitted
 when the first non-indented line arrives (that line is then read as usual) or at `flush()`.
@@ -137,7 +140,8 @@ class PanDescriptor:
 
 @dataclass(frozen=True, slots=True)
 class ReceivedUdp:
-    """`ERXUDP`: a datagram for us. `lqi` and `side` on BP35C2 only."""
+    """`ERXUDP`: a datagram for us. `side` on BP35C2 only; `lqi` too, and only when its
+    register SA2 is 1."""
 
     source: str
     destination: str
@@ -277,6 +281,9 @@ _ERXUDP = b"ERXUDP "
 _SKSENDTO = b"SKSENDTO "
 _PAN_KEYS = ("Channel", "Channel Page", "Pan ID", "Addr", "LQI")
 _MAX_BLOCK_LINES = 16
+# A BP35C2 ERXUDP's sixth field (LQI or secured flag) ends within this many bytes:
+# "ERXUDP " + 2 addresses of 39 + 2 ports of 4 + a MAC of 16 + 2, with their spaces is 117.
+_C2_PEEK = 128
 
 
 class SkstackParser:
@@ -439,10 +446,25 @@ class SkstackParser:
             have = end - pos
             if have >= len(prefix):
                 if self._buf.startswith(prefix, pos):
+                    if prefix is _ERXUDP and dialect_c:
+                        return self._erxudp_c2_spaces(pos, end)
                     return spaces
             elif self._buf[pos:end] == prefix[:have]:
                 return None
         return 0
+
+    def _erxudp_c2_spaces(self, pos: int, end: int) -> int | None:
+        """A BP35C2 ERXUDP header ends at its 10th space with LQI (register SA2 1), at its
+        9th without. The sixth field tells: LQI is 2 hex digits, the secured flag that takes
+        its place 1. None while that field is not all in; 10 (read as a line, which reports
+        why) if it cannot be a header. Looks at most `_C2_PEEK` bytes, so byte-wise feeding
+        stays linear."""
+        stop = min(end, pos + _C2_PEEK)
+        window = bytes(self._buf[pos:stop])
+        parts = window.split(b" ", 7)
+        if len(parts) < 8:
+            return None if stop == end and stop < pos + _C2_PEEK else 10
+        return 9 if len(parts[6]) == 1 else 10
 
     def _header_end(self, pos: int, spaces: int, stop: int) -> int:
         """Offset just after the `spaces`-th space of the line at `pos`, or -1 if it is not
@@ -572,15 +594,19 @@ class SkstackParser:
         if "" in fields:
             raise _Bad("ERXUDP: empty field (missing, or two spaces)")
         side_dialect = self.dialect.has_side
-        count = 9 if side_dialect else 7
-        if len(fields) != count:
+        counts = (8, 9) if side_dialect else (7,)
+        if len(fields) not in counts:
+            sends = " or ".join(map(str, counts))
             raise _Bad(
-                f"ERXUDP header has {len(fields)} fields; {self.dialect.value} sends {count}"
+                f"ERXUDP header has {len(fields)} fields; {self.dialect.value} sends {sends}"
             )
         lqi = side = None
-        if side_dialect:
+        if side_dialect and len(fields) == 9:  # with LQI: register SA2 is 1
             lqi = _hex(fields[5], 2, "ERXUDP LQI")
             sec, side_token, length_token = fields[6], fields[7], fields[8]
+            side = _hex(side_token, 1, "ERXUDP side")
+        elif side_dialect:  # without LQI: register SA2 is 0
+            sec, side_token, length_token = fields[5], fields[6], fields[7]
             side = _hex(side_token, 1, "ERXUDP side")
         else:
             sec, length_token = fields[5], fields[6]
@@ -603,7 +629,10 @@ class SkstackParser:
 
     def _erxudp(self, rest: str) -> Item:
         """An ERXUDP read as one line: hex data, or a binary one that went wrong."""
-        count = 9 if self.dialect.has_side else 7
+        count = 7
+        if self.dialect.has_side:  # 9 fields with LQI (2 hex digits, the sixth), 8 without
+            sixth = rest.split(" ", 6)[5:6]
+            count = 8 if sixth and len(sixth[0]) == 1 else 9
         parts = rest.split(" ", count)
         header, length = self._udp_header(" ".join(parts[:count]))
         data = parts[count] if len(parts) > count else ""

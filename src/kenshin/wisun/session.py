@@ -58,9 +58,10 @@ class LinkState(StrEnum):
 class LinkDown(SkstackError):
     """The meter cannot be reached now; `state` says why."""
 
-    def __init__(self, message: str, state: LinkState):
+    def __init__(self, message: str, state: LinkState, reason: str | None = None):
         super().__init__(message)
         self.state = state
+        self.reason = reason or message  # without the retry promise: for one-shot callers
 
 
 class AuthenticationFailed(LinkDown):
@@ -182,10 +183,10 @@ class BrouteSession:
         wait = max(0.0, self._retry_at - time.monotonic())
         message = f"{why}; next try in {wait:.0f} s"
         if state == LinkState.AUTH_FAILED:
-            return AuthenticationFailed(message, state)
+            return AuthenticationFailed(message, state, why)
         if state == LinkState.NO_METER:
-            return MeterNotFound(message, state)
-        return LinkDown(message, state)
+            return MeterNotFound(message, state, why)
+        return LinkDown(message, state, why)
 
     async def survey(self) -> list[PanDescriptor]:
         """Open, reset, probe and scan with a widening duration: every PAN that answered
@@ -255,8 +256,12 @@ class BrouteSession:
         self.driver.set_dialect(dialect)
         self.status.dialect = dialect.value
         if dialect == Dialect.BP35C2:
-            with contextlib.suppress(CommandFailed):  # single-side firmware has no SA2
+            try:
                 await self.driver.set_register("SA2", "1")
+            except CommandFailed as err:
+                # Single-side firmware has no SA2; ERXUDP then comes without its LQI field,
+                # which the parser reads as well (docs/skstack.md).
+                log.info("SKSREG SA2 1 refused (%s): going on without LQI in ERXUDP", err)
 
     async def _join(self, pan: PanDescriptor) -> None:
         self.status.channel, self.status.pan_id = pan.channel, pan.pan_id
