@@ -438,14 +438,23 @@ class RabbitCluster(_Cluster):
 
     def _join(self, i: int) -> None:
         """``stop_app``, ``join_cluster`` node 1, ``start_app``: what the three CLI commands
-        call, in one ``eval`` (each CLI call boots an Erlang VM: about a second here)."""
-        self.rabbitmqctl(
-            i,
-            "eval",
-            f"ok = rabbit:stop(), "
-            f"ok = rabbit_mnesia:join_cluster('{self.node_names[0]}', disc), "
-            f"ok = rabbit:start().",
-        )
+        call, in one ``eval`` (each CLI call boots an Erlang VM: about a second here).
+        Tried again when the CLI could not reach the node (exit 69): its listeners were
+        open, but its distribution port was not yet there (seen once on a quiet machine)."""
+        for attempt in range(4):
+            try:
+                self.rabbitmqctl(
+                    i,
+                    "eval",
+                    f"ok = rabbit:stop(), "
+                    f"ok = rabbit_mnesia:join_cluster('{self.node_names[0]}', disc), "
+                    f"ok = rabbit:start().",
+                )
+                return
+            except ClusterError as err:
+                if ": exit 69" not in str(err).splitlines()[0] or attempt == 3:
+                    raise
+                time.sleep(2.0)
 
     def start(self) -> None:
         """All nodes booted in parallel, then nodes 2..n joined to node 1."""
