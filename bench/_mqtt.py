@@ -3,6 +3,7 @@ sockets (a full client a gateway would cost the machine the server is measured o
 
 from __future__ import annotations
 
+import asyncio
 import struct
 
 
@@ -38,3 +39,16 @@ def subscribe_packet(packet_id: int, filters: list[str]) -> bytes:
     """Each filter at QoS 1."""
     body = struct.pack("!H", packet_id) + b"".join(string(f) + b"\x01" for f in filters)
     return packet(0x82, body)
+
+
+async def read_packet(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """The next control packet from `reader`: its first byte and its body."""
+    first = (await reader.readexactly(1))[0]
+    length, shift = 0, 0
+    while True:
+        byte = (await reader.readexactly(1))[0]
+        length |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            break
+    return first, await reader.readexactly(length)

@@ -54,7 +54,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._mqtt import connect_packet, packet, publish_packet, subscribe_packet
+from bench._mqtt import connect_packet, packet, publish_packet, read_packet, subscribe_packet
 from kenshin.ports import free_tcp_port
 from kenshin.testing.clusters import (
     NatsCluster,
@@ -150,18 +150,6 @@ def credentials(broker) -> tuple[str, str]:
 
 class Refused(ConnectionError):
     pass
-
-
-async def read_packet(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    first = (await reader.readexactly(1))[0]
-    length, shift = 0, 0
-    while True:
-        byte = (await reader.readexactly(1))[0]
-        length |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            break
-    return first, await reader.readexactly(length)
 
 
 async def mqtt_connect(

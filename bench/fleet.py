@@ -49,7 +49,7 @@ if __package__ in (None, ""):
 
 import psycopg
 
-from bench._mqtt import connect_packet, publish_packet, subscribe_packet
+from bench._mqtt import connect_packet, publish_packet, read_packet, subscribe_packet
 
 ADMIN = os.environ.get("KENSHIN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -184,15 +184,7 @@ class LeanGateway:
     async def _read(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
-                first = (await reader.readexactly(1))[0]
-                length, shift = 0, 0
-                while True:
-                    byte = (await reader.readexactly(1))[0]
-                    length |= (byte & 0x7F) << shift
-                    shift += 7
-                    if not byte & 0x80:
-                        break
-                body = await reader.readexactly(length)
+                first, body = await read_packet(reader)
                 kind = first >> 4
                 if kind == 4:  # PUBACK
                     (packet_id,) = struct.unpack("!H", body[:2])
