@@ -225,6 +225,13 @@ class FaultStack:
     # -- the platform, set up as people would ------------------------------------------
 
     async def __aenter__(self) -> FaultStack:
+        try:
+            return await self._set_up()
+        except BaseException:  # a half-made stack still stops what it started (a cluster)
+            await self.__aexit__(None, None, None)
+            raise
+
+    async def _set_up(self) -> FaultStack:
         await self.fleet.__aenter__()
         if self.broker == "rabbitmq":
             await asyncio.to_thread(self._start_rabbitmq)
