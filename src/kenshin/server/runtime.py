@@ -113,19 +113,6 @@ class BrokerEndpoint:
     tls: bool = False
 
 
-def end_connections(management_url: str | None, username: str, timeout_s: float) -> None:
-    """A RabbitMQ cluster: close the revoked gateway's connections (its next login is
-    refused by the database)."""
-    if management_url:
-        import threading
-
-        from .broker.rabbitmq import close_connections
-
-        threading.Thread(
-            target=close_connections, args=(management_url, username, timeout_s), daemon=True
-        ).start()
-
-
 @dataclass
 class DeviceService:
     engine: Engine
@@ -329,7 +316,10 @@ class DeviceService:
         """The gateway's MQTT access ends now: its broker client is deleted (dynamic
         security) or its connections closed (RabbitMQ), which ends its session."""
         self._control_threadsafe(dynsec.revoke_device(username), timeout_s)
-        end_connections(self.management_url, username, timeout_s)
+        if self.management_url:  # RabbitMQ: its open connections end too
+            from .broker.rabbitmq import close_connections_soon
+
+            close_connections_soon(self.management_url, username, timeout_s)
 
     def _control_threadsafe(self, commands: list[dict], timeout_s: float) -> None:
         if not self.dynsec:
@@ -690,18 +680,31 @@ def device_service(settings: Any, engine: Engine, box: CredentialBox) -> DeviceS
             port=settings.mqtt_port,
             heartbeat_s=settings.heartbeat_s,
         )
+    endpoint, login, alternates = _external(settings)
     return DeviceService(
         engine,
         box,
         mode="external",
         broker_auth=settings.broker_auth,
-        alternates=[BrokerEndpoint(h, p, external.tls) for h, p in settings.broker_alternates],
+        alternates=alternates,
         amqp_urls=[u.strip() for u in (settings.broker_amqp or "").split(",") if u.strip()],
         management_url=settings.broker_management,
         node_name=settings.node_name,
         heartbeat_s=settings.heartbeat_s,
-        endpoint=BrokerEndpoint(external.host, external.port, external.tls),
-        service_login=(external.username or SERVICE_USER, external.password or ""),
+        endpoint=endpoint,
+        service_login=login,
+    )
+
+
+def _external(settings: Any) -> tuple[BrokerEndpoint, tuple[str, str], list[BrokerEndpoint]]:
+    """An external broker's endpoint, the service's login on it, and its other nodes."""
+    external = settings.broker_endpoint
+    endpoint = BrokerEndpoint(external.host, external.port, external.tls)
+    login = (external.username or SERVICE_USER, external.password or "")
+    return (
+        endpoint,
+        login,
+        [BrokerEndpoint(h, p, external.tls) for h, p in settings.broker_alternates],
     )
 
 
@@ -709,12 +712,12 @@ def broker_link(settings: Any, engine: Engine):
     """An API-only process's link to the external broker (see broker/link.py)."""
     from .broker.link import BrokerLink
 
-    external = settings.broker_endpoint
+    endpoint, login, alternates = _external(settings)
     return BrokerLink(
         engine,
-        BrokerEndpoint(external.host, external.port, external.tls),
+        endpoint,
         settings.broker_auth,
-        (external.username or SERVICE_USER, external.password or ""),
-        alternates=[BrokerEndpoint(h, p, external.tls) for h, p in settings.broker_alternates],
+        login,
+        alternates=alternates,
         management_url=settings.broker_management,
     )

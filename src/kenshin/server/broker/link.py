@@ -90,10 +90,11 @@ class BrokerLink:
         self._control_threadsafe(dynsec.grant_device(username, password), timeout_s)
 
     def credential_revoked(self, username: str, timeout_s: float = 10.0) -> None:
-        from ..runtime import end_connections
-
         self._control_threadsafe(dynsec.revoke_device(username), timeout_s)
-        end_connections(self.management_url, username, timeout_s)
+        if self.management_url:  # RabbitMQ: its open connections end too
+            from .rabbitmq import close_connections_soon
+
+            close_connections_soon(self.management_url, username, timeout_s)
 
     def _control_threadsafe(self, commands: list[dict], timeout_s: float) -> None:
         if self.broker_auth != "dynsec":

@@ -41,7 +41,14 @@ from sqlalchemy import select
 from .. import schema as s
 from .access import DOWNLINK_CHANNELS, TOPIC_ROOT, UPLINK_CHANNELS, verify_password
 
-__all__ = ["INGEST_QUEUE", "AmqpSource", "close_connections", "node_config", "router"]
+__all__ = [
+    "INGEST_QUEUE",
+    "AmqpSource",
+    "close_connections",
+    "close_connections_soon",
+    "node_config",
+    "router",
+]
 
 log = logging.getLogger(__name__)
 INGEST_QUEUE = "kenshin.ingest"
@@ -182,6 +189,16 @@ def close_connections(management_url: str, username: str, timeout_s: float = 10.
     except httpx.HTTPError as err:
         log.warning("could not close %s's broker connections: %s", username, err)
     return closed
+
+
+def close_connections_soon(management_url: str, username: str, timeout_s: float = 10.0) -> None:
+    """`close_connections` in a thread of its own: the revoking request does not wait for
+    its second look."""
+    import threading
+
+    threading.Thread(
+        target=close_connections, args=(management_url, username, timeout_s), daemon=True
+    ).start()
 
 
 # -- the ingest's queue --------------------------------------------------------------------
