@@ -69,6 +69,17 @@ class BrokerEndpoint:
         return f"BrokerEndpoint({scheme}://{auth}{self.host}:{self.port})"
 
 
+def _parse_nodes(value: str | None) -> list[tuple[str, int]]:
+    """'host:port,host:port' as (host, port) pairs; ValueError for an item that is not."""
+    found = []
+    for item in filter(None, (part.strip() for part in (value or "").split(","))):
+        host, _, port = item.rpartition(":")
+        if not (host and port.isdigit() and 0 < int(port) < 65536):
+            raise ValueError(f"{item!r} is not host:port")
+        found.append((host.strip("[]"), int(port)))
+    return found
+
+
 def _parse_broker(value: str) -> BrokerEndpoint:
     parts = urlsplit(value)
     if parts.scheme not in ("mqtt", "mqtts"):
@@ -394,20 +405,12 @@ class Settings(BaseModel):
     @property
     def broker_alternates(self) -> list[tuple[str, int]]:
         """`broker_nodes` as (host, port) pairs."""
-        found = []
-        for item in (self.broker_nodes or "").split(","):
-            host, _, port = item.strip().rpartition(":")
-            if item.strip():
-                found.append((host.strip("[]"), int(port)))
-        return found
+        return _parse_nodes(self.broker_nodes)
 
     @field_validator("broker_nodes")
     @classmethod
     def _check_nodes(cls, value: str | None) -> str | None:
-        for item in (value or "").split(","):
-            host, _, port = item.strip().rpartition(":")
-            if item.strip() and not (host and port.isdigit() and 0 < int(port) < 65536):
-                raise ValueError(f"{item.strip()!r} is not host:port")
+        _parse_nodes(value)
         return value
 
     @property
