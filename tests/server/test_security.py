@@ -5,7 +5,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import multiprocessing
 import stat
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -118,6 +121,19 @@ def test_secret_key_file_is_made_once_private(tmp_path, caplog) -> None:
     again = load_secret_key(None, path)
     assert not again.generated and again.key == first.key
     assert len(first.key) == 32
+
+
+def _load_key_in_a_process(path: str) -> bytes:
+    return load_secret_key(None, Path(path)).key
+
+
+def test_processes_starting_together_share_one_complete_key(tmp_path) -> None:
+    # Split roles start side by side: one makes the file, none reads it half-written.
+    path = tmp_path / "kenshin-secret.key"
+    with ProcessPoolExecutor(8, mp_context=multiprocessing.get_context("fork")) as pool:
+        keys = list(pool.map(_load_key_in_a_process, [str(path)] * 32))
+    assert len(set(keys)) == 1 and len(keys[0]) == 32
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary left
 
 
 def test_secret_key_from_the_environment_wins(tmp_path) -> None:

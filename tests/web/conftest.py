@@ -15,12 +15,14 @@ import os
 import shutil
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import uvicorn
+from playwright.sync_api import Error as PlaywrightError
 from sqlalchemy import Engine, func, select
 
 from kenshin.gateway.identity import Identity, new_claim_code
@@ -331,5 +333,15 @@ def visit(browser, panel: Panel, signed_in: dict) -> Iterator[Visit]:
 
 
 def screenshot(page, name: str) -> None:
+    """Save a picture for review. It is no assertion: Chromium on a loaded machine at
+    times cannot capture one (a protocol error), so it is tried again, then warned of."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    for attempt in range(3):
+        try:
+            page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+            return
+        except PlaywrightError as err:
+            if "capture" not in str(err):
+                raise
+            last = err
+    warnings.warn(f"no screenshot {name}.png: {last}", stacklevel=2)

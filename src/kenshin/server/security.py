@@ -23,6 +23,7 @@ import logging
 import os
 import secrets
 import stat
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -219,6 +220,32 @@ def _decode_key(text: str, where: str) -> bytes:
     return key
 
 
+def _create_key_file(key_file: Path) -> bool:
+    """Make `key_file` with a fresh key unless it exists; True if this call made it.
+
+    The key is written to a private temporary file first and hard-linked into place:
+    the link fails if another process made the file meanwhile, and a process starting
+    beside this one never reads a file that exists but is still empty.
+    """
+    if key_file.exists():
+        return False
+    try:
+        fd, temporary = tempfile.mkstemp(dir=key_file.parent, prefix=f".{key_file.name}.")
+    except OSError as err:
+        raise SecretKeyError(f"cannot create secret key file {key_file}: {err}") from None
+    try:
+        with os.fdopen(fd, "w") as f:  # mkstemp makes it mode 0600
+            f.write(base64.b64encode(generate_secret_key()).decode("ascii") + "\n")
+        os.link(temporary, key_file)
+    except FileExistsError:
+        return False
+    except OSError as err:
+        raise SecretKeyError(f"cannot create secret key file {key_file}: {err}") from None
+    finally:
+        os.unlink(temporary)
+    return True
+
+
 def load_secret_key(secret_key: str | None, key_file: Path) -> SecretKey:
     """The key from `secret_key` (base64) if given, else from `key_file`.
 
@@ -227,17 +254,8 @@ def load_secret_key(secret_key: str | None, key_file: Path) -> SecretKey:
     """
     if secret_key:
         return SecretKey(_decode_key(secret_key, "KENSHIN_SECRET_KEY"), "KENSHIN_SECRET_KEY", False)
-    generated = False
-    try:
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass
-    except OSError as err:
-        raise SecretKeyError(f"cannot create secret key file {key_file}: {err}") from None
-    else:
-        with os.fdopen(fd, "w") as f:
-            f.write(base64.b64encode(generate_secret_key()).decode("ascii") + "\n")
-        generated = True
+    generated = _create_key_file(key_file)
+    if generated:
         log.warning(
             "generated a new secret key in %s: keep it with the database (without it the "
             "stored B-route credentials cannot be read) and out of anyone else's reach",
