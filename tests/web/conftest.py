@@ -336,7 +336,7 @@ def screenshot(page, name: str) -> None:
     """Save a picture for review. It is no assertion: Chromium on a loaded machine at
     times cannot capture one (a protocol error), so it is tried again, then warned of."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    for attempt in range(3):
+    for _attempt in range(3):
         try:
             page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
             return
