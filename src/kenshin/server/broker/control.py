@@ -3,8 +3,9 @@ MQTT connection the caller owns, and their answers matched to them.
 
 Used by the process that runs the ingest (over its own session) and by an API-only process
 (role ``api``, over a small connection of its own: `BrokerLink`). Credential changes that
-arrive while one message is out go together into the next: the plugin saves its whole
-state after each message, so an enrollment storm costs a save per batch, not per gateway.
+arrive while one message is out go together into the next, in messages kept under the
+broker's packet limit. Gathering saves round trips, not the plugin's work: Mosquitto 2.0's
+plugin writes its whole state after every command that changes it (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 import json
 import logging
 import secrets
+from collections.abc import Iterator
 from typing import Any
 
 import aiomqtt
@@ -23,6 +25,9 @@ __all__ = ["RESPONSE_TOPIC", "DynsecControl"]
 
 log = logging.getLogger(__name__)
 BATCH_S = 0.02  # credential changes gathered into one message to the broker
+# A message's JSON stays well under the broker's max_packet_size (64 KiB, mosquitto.py):
+# an oversized one makes Mosquitto drop the whole connection. About 60 grants fit.
+MESSAGE_BYTES = 48 * 1024
 ANSWER_TIMEOUT_S = 10.0
 
 
@@ -69,15 +74,18 @@ class DynsecControl:
             raise RuntimeError(f"the broker refused {failed[0]['command']}: {failed[0]['error']}")
 
     async def _send_batches(self) -> None:
-        """One message at a time for everything that came meanwhile (see the module doc)."""
+        """One message at a time for everything that came meanwhile (see the module doc),
+        as many messages as `MESSAGE_BYTES` asks."""
         while True:
             await asyncio.sleep(BATCH_S)
             batch, self._batch = self._batch, []
-            if not batch or self._client is None:
+            for message, futures in _messages(batch):
+                if self._client is None:
+                    return  # their senders time out and are told so
+                await self._client.publish(CONTROL_TOPIC, message, qos=1)
+                await asyncio.wait(futures, timeout=ANSWER_TIMEOUT_S)
+            if not batch:
                 return
-            commands = [c for tagged, _ in batch for c in tagged]
-            await self._client.publish(CONTROL_TOPIC, json.dumps({"commands": commands}), qos=1)
-            await asyncio.wait([answered for _, answered in batch], timeout=ANSWER_TIMEOUT_S)
 
     def answered(self, payload: bytes) -> None:
         """One message from `RESPONSE_TOPIC`."""
@@ -96,3 +104,23 @@ class DynsecControl:
             got.append(response)
             if len(got) == count and not future.done():
                 future.set_result(self._got.pop(tag))
+
+
+def _messages(
+    batch: list[tuple[list[dict], asyncio.Future]],
+) -> Iterator[tuple[str, list[asyncio.Future]]]:
+    """The waiting requests as messages of at most `MESSAGE_BYTES` (one request is never
+    split: its answers must arrive together), each with the futures it answers."""
+    commands: list[dict] = []
+    futures: list[asyncio.Future] = []
+    size = 0
+    for tagged, answered in batch:
+        request_size = len(json.dumps(tagged))
+        if futures and size + request_size > MESSAGE_BYTES:
+            yield json.dumps({"commands": commands}), futures
+            commands, futures, size = [], [], 0
+        commands += tagged
+        futures.append(answered)
+        size += request_size
+    if futures:
+        yield json.dumps({"commands": commands}), futures
