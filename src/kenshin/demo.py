@@ -32,6 +32,7 @@ import httpx
 import uvicorn
 from sqlalchemy import func, select
 
+from kenshin.demoplan import history_days, plan_and_forecast
 from kenshin.echonet.edt import JST
 from kenshin.gateway.agent import AgentOptions, GatewayAgent
 from kenshin.gateway.identity import Identity, new_claim_code
@@ -56,6 +57,7 @@ HISTORY_DAYS = 31  # each gateway backfills this much from its meter's memory at
 # Simulated B-route credentials (the emulated dongles' meters accept exactly these).
 DEMO_BROUTE_ID = "00000000000000000000000000C0FFEE"
 DEMO_BROUTE_PASSWORD = "KENSHINDEMO1"
+PLAN_WAIT_S = 600.0  # for the backfill, before the plan is made from what is there
 STOP_S = 10.0  # what stopping waits for each part at most
 STATE_FILE = "demo.json"
 # What the demo writes in its folder: all that a fresh start removes (nothing else is).
@@ -193,6 +195,7 @@ class Demo:
             else:
                 self._move_meters(app)
             tasks = [asyncio.create_task(self._agent(home, clock)) for home in self.homes]
+            tasks.append(asyncio.create_task(self._plan(app)))
             broker = app.state.device_service.endpoint
             self.echo(
                 f"\nKenshin demo is running: the platform in one process, nothing but simulators.\n"
@@ -228,6 +231,26 @@ class Demo:
                 await _within(STOP_S, *tasks)
                 for agent in self.agents:
                     agent.queue.close()
+
+    async def _plan(self, app) -> None:
+        """Once the retailer's month of history is in (the backfill), its past days'
+        forecasts and a plan that follows them (kenshin.demoplan)."""
+        engine = app.state.engine
+        with engine.connect() as conn:
+            tenant_id = conn.execute(
+                select(s.tenants.c.id).where(s.tenants.c.kind == "retailer")
+            ).scalar_one()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + PLAN_WAIT_S
+        today = datetime.now(JST).date()
+        while loop.time() < deadline:
+            done = await asyncio.to_thread(history_days, engine, tenant_id, today, HISTORY_DAYS)
+            if done >= HISTORY_DAYS - 2:  # the first day's slots start mid-day
+                break
+            await asyncio.sleep(5)
+        now = datetime.now(JST)
+        days = await asyncio.to_thread(plan_and_forecast, engine, tenant_id, now, HISTORY_DAYS)
+        self.echo(f"procurement plan: {days} days, following the forecast (a few deviations)")
 
     def _identity(self, serial: str, base: str) -> Identity:
         """The gateway's identity: made now, or the one an earlier run registered."""
@@ -389,12 +412,7 @@ class Demo:
                     f"/api/v1/meters/{meter_id}/prices",
                     json={"yen_per_kwh": 16.0, "valid_from": "2020-01-01"},
                 )
-        else:
-            await ops.put(
-                "/api/v1/procurement-plan.csv",
-                content=_demo_plan(len(homes)),
-                headers={"content-type": "text/csv"},
-            )
+        # The retailer's plan follows its forecast: made once the history is in (_plan).
 
     async def _agent(self, home: Home, clock) -> None:
         agent = GatewayAgent(
@@ -460,19 +478,6 @@ def _demo_notice() -> dict:
         "ends_at": (start + timedelta(hours=1)).isoformat(),
         "every_tenant": True,
     }
-
-
-def _demo_plan(homes: int) -> str:
-    """Today's and tomorrow's procured energy: a typical household's day, per home."""
-    # kWh in each hour of the day, for one home
-    shape = (0.25, 0.22, 0.2, 0.2, 0.2, 0.22, 0.3, 0.4, 0.45, 0.4, 0.35, 0.33,
-             0.33, 0.32, 0.32, 0.34, 0.4, 0.5, 0.6, 0.62, 0.58, 0.5, 0.4, 0.3)  # fmt: skip
-    today = datetime.now(JST).date()
-    rows = ["date,slot,kwh"]
-    for day in (today, today + timedelta(days=1)):
-        for slot in range(48):
-            rows.append(f"{day},{slot + 1},{shape[slot // 2] / 2 * homes:.3f}")
-    return "\n".join(rows) + "\n"
 
 
 async def _login(client: httpx.AsyncClient, email: str, password: str) -> None:
