@@ -6,6 +6,11 @@ only its identity file. Some meters are reached over ECHONET Lite/UDP on 127.0.1
 behind emulated Wi-SUN dongles on pseudo-terminals (BP35A1 and BP35C2 dialects). The
 gateways are made as a factory would, imported, claimed through the API with their
 printed codes, and from then on everything flows as in production.
+
+A run that finishes setting up leaves `demo.json` in its folder (the logins' password, the
+gateways' keys, the moment the meters' registers are anchored to): a later run in the
+same folder starts the same homes again on the same database, so it shows the same data
+and more. `fresh=True`, or a folder whose set-up was cut short, starts over.
 """
 
 from __future__ import annotations
@@ -14,6 +19,9 @@ import asyncio
 import contextlib
 import csv
 import io
+import json
+import logging
+import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +32,7 @@ import httpx
 import uvicorn
 from sqlalchemy import func, select
 
+from kenshin.demoplan import history_days, plan_and_forecast
 from kenshin.echonet.edt import JST
 from kenshin.gateway.agent import AgentOptions, GatewayAgent
 from kenshin.gateway.identity import Identity, new_claim_code
@@ -37,15 +46,42 @@ from kenshin.sim.dongle import DongleEmulator, DongleModel
 from kenshin.sim.fleet import SimFleet
 from kenshin.sim.load import weather_csv
 from kenshin.sim.meter import MeterConfig, SimulatedMeter
-from kenshin.wire.enrollment import b64encode
+from kenshin.wire.enrollment import b64decode, b64encode
 
 ADMIN_EMAIL = "admin@demo.kenshin.local"
 OPERATOR_EMAIL = "operator@demo.kenshin.local"  # the retailer's operator
 SOLAR_EMAIL = "solar@demo.kenshin.local"  # the generator's operator
+RETAIL_ADMIN_EMAIL = "retail-admin@demo.kenshin.local"  # each tenant's administrator
+SOLAR_ADMIN_EMAIL = "solar-admin@demo.kenshin.local"
 HISTORY_DAYS = 31  # each gateway backfills this much from its meter's memory at first start
 # Simulated B-route credentials (the emulated dongles' meters accept exactly these).
 DEMO_BROUTE_ID = "00000000000000000000000000C0FFEE"
 DEMO_BROUTE_PASSWORD = "KENSHINDEMO1"
+PLAN_WAIT_S = 600.0  # for the backfill, before the plan is made from what is there
+STOP_S = 10.0  # what stopping waits for each part at most
+STATE_FILE = "demo.json"
+# What the demo writes in its folder: all that a fresh start removes (nothing else is).
+DEMO_FILES = ("kenshin.db*", "secret.key", "weather.csv", "*.queue.db*", "ttyWISUN*", STATE_FILE)
+
+
+@dataclass
+class DemoState:
+    """What a second run needs to be the first one again."""
+
+    password: str
+    anchor: datetime  # the meters' registers read their initial values at this moment
+    keys: dict[str, str]  # gateway serial -> private key (base64)
+
+    @classmethod
+    def load(cls, path: Path) -> DemoState:
+        data = json.loads(path.read_text("utf-8"))
+        return cls(data["password"], datetime.fromisoformat(data["anchor"]), data["keys"])
+
+    def save(self, path: Path) -> None:
+        body = {"password": self.password, "anchor": self.anchor.isoformat(), "keys": self.keys}
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # a password
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            json.dump(body, file, indent=2)
 
 
 @dataclass
@@ -67,13 +103,32 @@ class Demo:
     homes_wisun: int = 2
     homes_solar: int = 2
     http_port: int = 8080
+    fresh: bool = False  # start over even where a finished set-up is found
     password: str = field(default_factory=lambda: secrets.token_urlsafe(9))
     echo: Callable[[str], None] = print
     homes: list[Home] = field(default_factory=list)
     agents: list[GatewayAgent] = field(default_factory=list)
+    state: DemoState | None = None  # a finished set-up found in the folder
+
+    def _prepare(self) -> None:
+        """Take up the folder's finished set-up, or clear what the demo left there."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        state_file = self.workdir / STATE_FILE
+        if state_file.exists() and not self.fresh:
+            self.state = DemoState.load(state_file)
+            self.password = self.state.password
+            self.echo(f"Kenshin demo: starting again with the data in {self.workdir}")
+            return
+        left = [p for pattern in DEMO_FILES for p in self.workdir.glob(pattern)]
+        if left and not self.fresh:
+            self.echo(f"Kenshin demo: the set-up in {self.workdir} was not finished")
+        self.echo(f"Kenshin demo: starting fresh in {self.workdir}")
+        for path in left:
+            path.unlink()
 
     async def run(self, seconds: float | None = None, report_every_s: float = 10.0) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._prepare()
+        anchor = self.state.anchor if self.state else datetime.now(JST).replace(microsecond=0)
         port = tcp_port_or_free("127.0.0.1", self.http_port)
         weather = self.workdir / "weather.csv"  # the offline provider beside the plants
         first_day = datetime.now(JST).date() - timedelta(days=HISTORY_DAYS + 1)
@@ -95,14 +150,27 @@ class Demo:
             uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
         )
         serving = asyncio.create_task(web.serve())
-        while not web.started:
-            if serving.done():
-                serving.result()  # raises what stopped it
-            await asyncio.sleep(0.05)
-        base = f"http://127.0.0.1:{port}"
+        try:
+            while not web.started:
+                if serving.done():
+                    serving.result()  # raises what stopped it
+                await asyncio.sleep(0.05)
+            await self._run_homes(app, f"http://127.0.0.1:{port}", anchor, seconds, report_every_s)
+        finally:
+            # Stopping: the broker's complaints about clients that went first are no news.
+            logging.disable(logging.ERROR)
+            web.should_exit = True
+            await _within(STOP_S, serving)
+
+    async def _run_homes(
+        self, app, base: str, anchor: datetime, seconds: float | None, report_every_s: float
+    ) -> None:
         clock = ScaledClock()  # real time: the demo is for watching
+        config = MeterConfig(anchor=anchor)  # the same registers as every earlier run
         udp_port = free_udp_port("127.0.1.1")
-        fleet = SimFleet(self.homes_udp, clock, port=udp_port, multicast=False, seed=101)
+        fleet = SimFleet(
+            self.homes_udp, clock, port=udp_port, multicast=False, seed=101, config=config
+        )
         solar = SimFleet(
             self.homes_solar,
             clock,
@@ -111,23 +179,32 @@ class Demo:
             multicast=False,
             seed=301,
             pv=True,
+            config=config,
         )
+        tasks: list[asyncio.Task] = []
         async with fleet, solar, contextlib.AsyncExitStack() as stack:
-            self._make_homes(base, fleet, clock)
+            self._make_homes(base, fleet, clock, anchor)
             self._make_solar_homes(base, solar)
             for home in self.homes:
                 if home.dongle is not None:
                     await stack.enter_async_context(home.dongle)
-            await self._register(app, base)
+            if self.state is None:
+                await self._register(app, base)
+                keys = {h.identity.serial: b64encode(h.identity.private_key) for h in self.homes}
+                DemoState(self.password, anchor, keys).save(self.workdir / STATE_FILE)
+            else:
+                self._move_meters(app)
             tasks = [asyncio.create_task(self._agent(home, clock)) for home in self.homes]
+            tasks.append(asyncio.create_task(self._plan(app)))
             broker = app.state.device_service.endpoint
             self.echo(
                 f"\nKenshin demo is running: the platform in one process, nothing but simulators.\n"
                 f"  control panel: {base}/   (日本語 / English)\n"
                 f"  web API:      {base}/api/v1/docs   (health: {base}/readyz)\n"
-                f"  log in:       {OPERATOR_EMAIL} / {self.password}   (a retailer)\n"
-                f"                {SOLAR_EMAIL} (a PV generator), {ADMIN_EMAIL} "
-                "(platform admin): same password\n"
+                f"  log in:       {OPERATOR_EMAIL} / {self.password}   (a retailer's operator)\n"
+                f"                {RETAIL_ADMIN_EMAIL} (its administrator), {SOLAR_EMAIL} and "
+                f"{SOLAR_ADMIN_EMAIL} (a PV generator's),\n"
+                f"                {ADMIN_EMAIL} (platform admin: the API only): same password\n"
                 f"  MQTT broker:  embedded, 127.0.0.1:{broker.port}\n"
                 f"  homes:        {self.homes_udp} on ECHONET Lite/UDP, {self.homes_wisun} behind "
                 f"emulated Wi-SUN dongles, {self.homes_solar} PV plants; each gateway backfills "
@@ -148,21 +225,61 @@ class Demo:
                     await asyncio.sleep(wait)
                     self.echo(self.report(app))
             finally:
+                logging.disable(logging.ERROR)
                 for task in tasks:
                     task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+                await _within(STOP_S, *tasks)
                 for agent in self.agents:
                     agent.queue.close()
-                web.should_exit = True
-                await serving
 
-    def _make_homes(self, base: str, fleet: SimFleet, clock) -> None:
+    async def _plan(self, app) -> None:
+        """Once the retailer's month of history is in (the backfill), its past days'
+        forecasts and a plan that follows them (kenshin.demoplan)."""
+        engine = app.state.engine
+        with engine.connect() as conn:
+            tenant_id = conn.execute(
+                select(s.tenants.c.id).where(s.tenants.c.kind == "retailer")
+            ).scalar_one()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + PLAN_WAIT_S
+        today = datetime.now(JST).date()
+        while loop.time() < deadline:
+            done = await asyncio.to_thread(history_days, engine, tenant_id, today, HISTORY_DAYS)
+            if done >= HISTORY_DAYS - 2:  # the first day's slots start mid-day
+                break
+            await asyncio.sleep(5)
+        now = datetime.now(JST)
+        days = await asyncio.to_thread(plan_and_forecast, engine, tenant_id, now, HISTORY_DAYS)
+        self.echo(f"procurement plan: {days} days, following the forecast (a few deviations)")
+
+    def _identity(self, serial: str, base: str) -> Identity:
+        """The gateway's identity: made now, or the one an earlier run registered."""
+        if self.state is None:
+            return Identity.generate(serial, base)
+        return Identity(serial, b64decode(self.state.keys[serial]), base, "kenshin-gw")
+
+    def _move_meters(self, app) -> None:
+        """An earlier run's UDP meters listen on new ports now: the server's meter records
+        follow them (their gateways read the settings afresh when they connect)."""
+        g, m = s.gateways.c, s.meters.c
+        with app.state.engine.begin() as conn:
+            for home in self.homes:
+                if home.udp is None:
+                    continue
+                gateway = select(g.id).where(g.serial == home.identity.serial).scalar_subquery()
+                conn.execute(
+                    s.meters.update()
+                    .where(m.gateway_id == gateway)
+                    .values(udp_host=home.udp[0], udp_port=home.udp[1])
+                )
+
+    def _make_homes(self, base: str, fleet: SimFleet, clock, anchor: datetime) -> None:
         for i, (meter, (host, port)) in enumerate(zip(fleet.meters, fleet.addresses, strict=True)):
             self.homes.append(
                 Home(
                     f"home-{i + 1}",
                     "udp",
-                    Identity.generate(f"DEMO-GW{i + 1:03d}", base),
+                    self._identity(f"DEMO-GW{i + 1:03d}", base),
                     new_claim_code(),
                     meter,
                     udp=(host, port),
@@ -171,7 +288,7 @@ class Demo:
         models = [DongleModel.BP35A1, DongleModel.BP35C2]
         for j in range(self.homes_wisun):
             n = self.homes_udp + j + 1
-            meter = SimulatedMeter(clock, MeterConfig(seed=200 + j, pv=j % 2 == 0))
+            meter = SimulatedMeter(clock, MeterConfig(seed=200 + j, pv=j % 2 == 0, anchor=anchor))
             dongle = DongleEmulator(
                 meter,
                 model=models[j % 2],
@@ -184,7 +301,7 @@ class Demo:
                 Home(
                     f"home-{n}",
                     "wisun",
-                    Identity.generate(f"DEMO-GW{n:03d}", base),
+                    self._identity(f"DEMO-GW{n:03d}", base),
                     new_claim_code(),
                     meter,
                     dongle=dongle,
@@ -198,7 +315,7 @@ class Demo:
                 Home(
                     f"plant-{i + 1}",
                     "udp",
-                    Identity.generate(f"DEMO-GW{n:03d}", base),
+                    self._identity(f"DEMO-GW{n:03d}", base),
                     new_claim_code(),
                     meter,
                     udp=address,
@@ -209,14 +326,15 @@ class Demo:
     async def _register(self, app, base: str) -> None:
         engine = app.state.engine
         ensure_admin(engine, ADMIN_EMAIL, self.password)
-        first_run = False
-        with contextlib.suppress(Exception):  # a second run in the same directory
-            tenant = create_tenant(engine, "デモ電力 Demo Power", "retailer")
-            first_run = True
-            create_user(engine, tenant, OPERATOR_EMAIL, self.password, role="operator")
-        with contextlib.suppress(Exception):
-            tenant = create_tenant(engine, "デモ発電 Demo Solar", "generator")
-            create_user(engine, tenant, SOLAR_EMAIL, self.password, role="operator")
+        for name, kind, operator, admin in (
+            ("デモ電力 Demo Power", "retailer", OPERATOR_EMAIL, RETAIL_ADMIN_EMAIL),
+            ("デモ発電 Demo Solar", "generator", SOLAR_EMAIL, SOLAR_ADMIN_EMAIL),
+        ):
+            tenant = create_tenant(engine, name, kind)
+            create_user(engine, tenant, operator, self.password, role="operator")
+            # A tenant's administrator: the panel's pages (and the tenant's users, keys
+            # and webhooks through the API), where the platform admin has only the API.
+            create_user(engine, tenant, admin, self.password, role="admin")
         rows = io.StringIO()
         writer = csv.writer(rows)
         writer.writerow(["serial", "model", "public_key", "claim_code"])
@@ -236,8 +354,7 @@ class Demo:
                 content=rows.getvalue(),
                 headers={"content-type": "text/csv"},
             )
-            if first_run:
-                await admin.post("/api/v1/notices", json=_demo_notice())
+            await admin.post("/api/v1/notices", json=_demo_notice())
         for tenant, email in (("retail", OPERATOR_EMAIL), ("solar", SOLAR_EMAIL)):
             async with httpx.AsyncClient(base_url=base, timeout=30) as ops:
                 await _login(ops, email, self.password)
@@ -295,12 +412,7 @@ class Demo:
                     f"/api/v1/meters/{meter_id}/prices",
                     json={"yen_per_kwh": 16.0, "valid_from": "2020-01-01"},
                 )
-        else:
-            await ops.put(
-                "/api/v1/procurement-plan.csv",
-                content=_demo_plan(len(homes)),
-                headers={"content-type": "text/csv"},
-            )
+        # The retailer's plan follows its forecast: made once the history is in (_plan).
 
     async def _agent(self, home: Home, clock) -> None:
         agent = GatewayAgent(
@@ -336,6 +448,13 @@ class Demo:
         )
 
 
+async def _within(seconds: float, *tasks: asyncio.Task) -> None:
+    """Wait for `tasks` to end, at most `seconds`: a demo that is asked to stop stops,
+    even if a part of it does not (what is left is cancelled as the loop closes)."""
+    if tasks:
+        await asyncio.wait(tasks, timeout=seconds)
+
+
 class _QuietServer(uvicorn.Server):
     """uvicorn, minus its own Ctrl-C handling: the demo stops its gateways first, then the
     server, so nothing complains about a broker that went away."""
@@ -359,19 +478,6 @@ def _demo_notice() -> dict:
         "ends_at": (start + timedelta(hours=1)).isoformat(),
         "every_tenant": True,
     }
-
-
-def _demo_plan(homes: int) -> str:
-    """Today's and tomorrow's procured energy: a typical household's day, per home."""
-    # kWh in each hour of the day, for one home
-    shape = (0.25, 0.22, 0.2, 0.2, 0.2, 0.22, 0.3, 0.4, 0.45, 0.4, 0.35, 0.33,
-             0.33, 0.32, 0.32, 0.34, 0.4, 0.5, 0.6, 0.62, 0.58, 0.5, 0.4, 0.3)  # fmt: skip
-    today = datetime.now(JST).date()
-    rows = ["date,slot,kwh"]
-    for day in (today, today + timedelta(days=1)):
-        for slot in range(48):
-            rows.append(f"{day},{slot + 1},{shape[slot // 2] / 2 * homes:.3f}")
-    return "\n".join(rows) + "\n"
 
 
 async def _login(client: httpx.AsyncClient, email: str, password: str) -> None:

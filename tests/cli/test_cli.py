@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.support import free_udp_port
@@ -186,6 +187,77 @@ def test_demo_runs_the_whole_platform(tmp_path):
     instant = int(last.split("readings: ")[1].split(" instant")[0])
     half_hour = int(last.split(" instant, ")[1].split(" half-hour")[0])
     assert instant > 0 and half_hour >= 6 * 30 * 48, last  # live power, a month backfilled
+
+
+class Demo:
+    """`kenshin demo` as a user starts it in a terminal (SIGINT not ignored, as it would be
+    in a background job or inherited from a test runner), its output read as it comes."""
+
+    def __init__(self, workdir, *extra: str) -> None:
+        self.proc = subprocess.Popen(
+            [*KENSHIN, "demo", "--dir", str(workdir), "--port", "0", *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )  # fmt: skip
+        self.lines: list[str] = []
+
+    def until(self, text: str, timeout_s: float = 120) -> str:
+        """Read stdout up to the line holding `text` (the demo prints as it goes)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            assert line, f"ended before {text!r}: {''.join(self.lines)}{self.proc.stderr.read()}"
+            self.lines.append(line)
+            if text in line:
+                return line
+        raise AssertionError(f"no {text!r} within {timeout_s:.0f} s")
+
+    def interrupt(self) -> tuple[str, str]:
+        """Ctrl-C: it must stop by itself, exit 0, say so in one line and nothing else."""
+        self.proc.send_signal(signal.SIGINT)
+        out, err = self.proc.communicate(timeout=60)
+        assert self.proc.returncode == 0, err
+        assert out.strip().splitlines()[-1] == "Kenshin demo stopped (Ctrl-C).", out
+        assert "Traceback" not in out, out
+        # The embedded broker may log a client's late ack while it runs (amqtt); nothing
+        # may come of the stop itself.
+        assert "KeyboardInterrupt" not in err and "CancelledError" not in err, err
+        return "".join(self.lines) + out, err
+
+
+@pytest.mark.slow  # three starts of the whole platform
+def test_demo_starts_again_in_its_folder_and_stops_at_ctrl_c_any_time(tmp_path):
+    # Issue 17 item 3: a second run in the same folder crashed (a new password against the
+    # database's), and Ctrl-C in the first seconds was ignored, a second one tracebacks.
+    first = Demo(tmp_path)
+    first.until("starting fresh")
+    login = first.until("log in:")
+    first.until("Press Ctrl-C to stop.")  # set up: tenants, homes, the folder's state
+    first.interrupt()
+
+    again = Demo(tmp_path)
+    again.until("starting again with the data in")
+    panel = again.until("control panel:").split()[2]
+    assert again.until("log in:") == login  # the same logins, password and all
+    again.until("Press Ctrl-C to stop.")
+    password = login.split(" / ")[1].split()[0]
+    with httpx.Client(base_url=panel, timeout=30) as client:  # the first run's data
+        answer = client.post(
+            "/api/v1/auth/login",
+            json={"email": "operator@demo.kenshin.local", "password": password},
+        )
+        assert answer.status_code == 200, answer.text
+        sites = client.get("/api/v1/sites").json()["items"]
+        assert len(sites) == 4  # the retailer's homes, not twice
+    again.interrupt()
+
+    early = Demo(tmp_path)  # Ctrl-C while it sets up: it stops all the same
+    early.until("starting again with the data in")
+    early.interrupt()
+
+    fresh = Demo(tmp_path, "--fresh")
+    fresh.until("starting fresh")
+    fresh.interrupt()
 
 
 def emulated_dongle(tmp_path, model: str, *extra: str):

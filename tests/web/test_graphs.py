@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 from playwright.sync_api import expect
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 
 from kenshin.echonet.edt import JST
 from kenshin.server import schema as s
@@ -34,6 +34,7 @@ from .conftest import (
     SCALE,
     Panel,
     Visit,
+    largest_slot,
     screenshot,
     send,
 )
@@ -307,7 +308,15 @@ def check_detail(page, panel: Panel, meter_id: int, view: str, lang: str, day: d
         }
     assert sum(int(row["wh"]) for row in downloaded if row["wh"]) == series["total_wh"]
 
-    # The range's peak, from the daily peaks the ingest keeps.
+    # The range's peak demand: its largest slot from the API × 2, with the slot's time.
+    top = largest_slot(page, meter_id, data["direction"], first, last)
+    if top is not None:
+        expect(page.locator("#peak-kw")).to_have_text(t.kw(top["wh"] * 2))
+        expect(page.locator("#peak-kw")).to_have_attribute("data-w", str(top["wh"] * 2))
+        expect(page.locator("#peak-at")).to_have_text(t.slot(datetime.fromisoformat(top["start"])))
+    else:
+        expect(page.locator("#peak-kw")).to_have_text(t("meter.demand_none"))
+    # The highest instant reading, from the daily peaks the ingest keeps, and what it covers.
     p = s.meter_daily_peak.c
     with panel.engine.connect() as conn:
         peaks = conn.execute(
@@ -321,10 +330,23 @@ def check_detail(page, panel: Panel, meter_id: int, view: str, lang: str, day: d
     valued = [r for r in peaks if getattr(r, f"{column}_w") is not None]
     if valued:
         top = max(valued, key=lambda r: getattr(r, f"{column}_w"))
-        expect(page.locator("#peak-w")).to_have_text(t.watts(getattr(top, f"{column}_w")))
-        expect(page.locator("#peak-at")).to_have_text(t.datetime(getattr(top, f"{column}_at")))
+        expect(page.locator("#instant-w")).to_have_text(t.watts(getattr(top, f"{column}_w")))
+        expect(page.locator("#instant-at")).to_have_text(t.datetime(getattr(top, f"{column}_at")))
+        i = s.readings_instant.c
+        with panel.engine.connect() as conn:
+            lo, hi = conn.execute(
+                select(func.min(i.at), func.max(i.at)).where(
+                    i.meter_id == meter_id,
+                    i.at >= jst_midnight(first),
+                    i.at < jst_midnight(last + timedelta(days=1)),
+                )
+            ).one()
+        covers = t("meter.instant_covers", first=t.datetime(lo), last=t.datetime(hi),
+                   days=len(valued))  # fmt: skip
+        expect(page.locator("#instant-covers")).to_have_text(covers)
     else:
-        expect(page.locator("#peak-w")).to_have_text(t("common.none"))
+        expect(page.locator("#instant-w")).to_have_text(t("common.none"))
+        expect(page.locator("#instant-covers")).to_have_text(t("meter.instant_none"))
     return series
 
 
@@ -340,7 +362,9 @@ def test_the_detail_shows_the_days_hours_and_peak_and_its_csv_is_the_apis(
     expect(page.locator('#views a[aria-current="page"]')).to_have_text(t("meter.view_hour"))
     series = check_detail(page, history, meter_id, "hour", lang, today())
     assert series["total_wh"] > 0  # GW-A1 bought today
-    expect(page.locator("#peak-w")).not_to_have_text(t("common.none"))  # a reading today
+    expect(page.locator("#instant-w")).not_to_have_text(t("common.none"))  # a reading today
+    # Its peak demand is the slots', not the instant reading's (1,234 W against 600 W).
+    assert page.locator("#peak-kw").get_attribute("data-w") != "1234"
     expect(page.locator("#next")).to_have_count(0)  # no tomorrow yet
     expect(page.locator("#directions")).to_have_count(0)  # it only buys
     visit.check()

@@ -1,24 +1,25 @@
 """The generator pack in real headless Chromium, on SQLite and PostgreSQL: the cross-plant
 list and comparison, one plant's sold energy (hourly with the weather beside it, daily,
-monthly), its sold-power peaks and its sales estimate, each checked against the JSON API
+monthly), its 30-minute sold demand peaks and its sales estimate, each checked against the JSON API
 and the database; prices added by an administrator, never by a viewer; the tenant wall."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import pytest
 from playwright.sync_api import expect
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from kenshin.server import schema as s
+from kenshin.server.metering.series import jst_midnight
 from kenshin.server.web.i18n import translator
 from kenshin.server.web.plants import month_text
 
 from . import conftest
 from .analytics_fixtures import Plants, fill_plants, jst_today, write_weather_csv
-from .conftest import EMAILS, LANGS, Panel, screenshot
+from .conftest import EMAILS, LANGS, Panel, largest_slot, screenshot
 
 ROLES_B = ("admin_b", "viewer_b")  # the generator tenant's users
 APPS: list = []  # every app the module's panels made, to reach their weather source
@@ -185,20 +186,31 @@ def test_a_plant_shows_sold_energy_weather_peaks_and_sales(visit, panel, plants,
     assert plotted["irradiance"]["x"] == [h["at"] for h in weather]
     expect(page.locator("#weather-note")).to_be_hidden()
 
-    # The day's sold-power peaks over the month.
-    peaks = api(page, f"/api/v1/meters/{meter_id}/peaks?from={first}&to={last}")
+    # Each day's highest 30-minute demand sold over the month, and the month's: its
+    # largest slot from the API × 2 with the slot's time; the instant peak labelled apart.
+    demand = api(page, f"/api/v1/meters/{meter_id}/demand?from={first}&to={last}&direction=reverse")
     plotted = chart(page, "peak-chart")
-    assert plotted["peak"]["y"] == [d["export_w"] for d in peaks]
+    assert plotted["peak"]["y"] == [
+        None if d["demand_w"] is None else d["demand_w"] / 1000 for d in demand["days"]
+    ]
+    top = largest_slot(page, meter_id, "reverse", first, last)
+    assert top is not None and demand["peak"]["demand_w"] == top["wh"] * 2
+    expect(page.locator("#peak-summary")).to_have_text(
+        t("plant.peak_of_month", kw=t.kw(top["wh"] * 2),
+          slot=t.slot(datetime.fromisoformat(top["start"])))
+    )  # fmt: skip
+    expect(page.locator("#peak-summary")).to_have_attribute("data-w", str(top["wh"] * 2))
     with panel.engine.connect() as conn:
         stored = conn.execute(
-            select(s.meter_daily_peak.c.export_w).where(
+            select(func.max(s.meter_daily_peak.c.export_w)).where(
                 s.meter_daily_peak.c.meter_id == meter_id,
-                s.meter_daily_peak.c.export_w.is_not(None),
+                s.meter_daily_peak.c.day >= jst_midnight(first),
             )
-        ).scalars()
-        assert set(stored) >= {w for w in plotted["peak"]["y"] if w is not None}
-    top = max((d for d in peaks if d["export_w"] is not None), key=lambda d: d["export_w"])
-    expect(page.locator("#peak-summary")).to_contain_text(t.watts(top["export_w"]))
+        ).scalar()
+    if stored is None:
+        expect(page.locator("#instant-summary")).to_have_text(t("plant.no_instant"))
+    else:
+        expect(page.locator("#instant-summary")).to_contain_text(t.watts(stored))
 
     # The estimate, with its prices and their validity.
     sales = api(page, f"/api/v1/meters/{meter_id}/sales?from={first}&to={last}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from pathlib import Path
 from typing import Annotated
@@ -22,18 +21,26 @@ def demo(
     ] = Path(".kenshin-demo"),
     seconds: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
     report_every: Annotated[float, typer.Option(help="Seconds between status lines.")] = 10.0,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Start over, not with the folder's earlier data.")
+    ] = False,
 ) -> None:
     """Run the server (embedded broker, SQLite), simulated meters and gateways, and print
-    where to look. Ctrl-C stops it."""
-    from kenshin.demo import Demo
+    where to look. A second run in the same folder goes on with its data. Ctrl-C stops it."""
+    # Ctrl-C at any moment, even while the modules load: one line and exit 0. asyncio.run
+    # turns the first into the main task's cancellation, so the demo stops what it began.
+    try:
+        from kenshin.demo import Demo
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    runner = Demo(
-        workdir.resolve(),
-        homes_udp=homes_udp,
-        homes_wisun=homes_wisun,
-        http_port=port,
-        echo=typer.echo,
-    )
-    with contextlib.suppress(KeyboardInterrupt):
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        runner = Demo(
+            workdir.resolve(),
+            homes_udp=homes_udp,
+            homes_wisun=homes_wisun,
+            http_port=port,
+            fresh=fresh,
+            echo=typer.echo,
+        )
         asyncio.run(runner.run(seconds, report_every))
+    except KeyboardInterrupt:
+        typer.echo("Kenshin demo stopped (Ctrl-C).")

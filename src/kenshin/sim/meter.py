@@ -54,6 +54,9 @@ class MeterConfig:
     digits: int = 6
     history_days: int = 100  # E5 accepts 0..history_days-1
     install: datetime | None = None  # default: history_days before the clock's start
+    # When the registers read initial_normal_wh (default: the clock's start). A simulation
+    # started again with the same anchor reads the same registers at the same times.
+    anchor: datetime | None = None
     initial_normal_wh: int | None = None
     drift: timedelta = timedelta(0)  # the meter's clock minus true time
     release: str = "J"  # Appendix release the meter claims (0x82)
@@ -70,14 +73,15 @@ class SimulatedMeter:
         self.config = config = config or MeterConfig()
         self.profile = HouseholdProfile.from_seed(config.seed, pv=config.pv)
         self.load = LoadModel(self.profile)
-        install = config.install or (clock.now() - timedelta(days=config.history_days))
+        anchor = config.anchor or clock.now()
+        install = config.install or (anchor - timedelta(days=config.history_days))
         kwargs = {}
         if config.initial_normal_wh is not None:
             kwargs["initial_normal_wh"] = config.initial_normal_wh
         self.registers = MeterRegisters(
             self.load,
             install=install,
-            anchor=clock.now(),  # initial_normal_wh is the reading when the simulation starts
+            anchor=anchor,
             coefficient=config.coefficient,
             unit_code=int(config.unit),
             digits=config.digits,

@@ -315,6 +315,7 @@ def meter_detail(
         return f"/meters/{meter_id}?{urlencode(params)}"
 
     later = step(view, day, 1)
+    range_only = urlencode({"from": first, "to": last})
     client = {
         "meter_id": meter_id,
         "lang": page.t.lang,
@@ -323,7 +324,7 @@ def meter_detail(
         "first": first.isoformat(),
         "last": last.isoformat(),
         "energy_url": f"{base}/energy?{energy}",
-        "peaks_url": f"{base}/peaks?{urlencode({'from': first, 'to': last})}",
+        "demand_url": f"{base}/demand?{range_only}&direction={direction}",
         "live": (
             {
                 "start_url": f"{base}/live",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from importlib import resources
 from typing import Any, Literal, get_args
 
@@ -25,6 +25,7 @@ Lang = Literal["ja", "en"]
 LANGS: tuple[str, ...] = get_args(Lang)
 DEFAULT_LANG: Lang = "ja"
 # Not strftime's %b, which follows the process's locale.
+SLOT = timedelta(minutes=30)
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
@@ -81,6 +82,10 @@ class Translator:
     def watts(self, w: int | None) -> str:
         return self("common.none") if w is None else f"{self.number(w)} W"
 
+    def kw(self, w: int | None) -> str:
+        """A 30-minute demand (Wh × 2, whole W) in kW: three decimals keep it exact."""
+        return self("common.none") if w is None else f"{self.number(w / 1000, 3)} kW"
+
     def date(self, value: date | datetime | None) -> str:
         if value is None:
             return self("common.none")
@@ -96,6 +101,12 @@ class Translator:
             return self("common.none")
         local = value.astimezone(JST)
         return f"{self.date(local.date())} {local:%H:%M}"
+
+    def slot(self, start: datetime | None) -> str:
+        """A 30-minute slot by its start, as the panel writes it: ``2026年11月24日 15:30–16:00``."""
+        if start is None:
+            return self("common.none")
+        return f"{self.datetime(start)}–{start.astimezone(JST) + SLOT:%H:%M}"
 
     def duration(self, seconds: int | None) -> str:
         if seconds is None:

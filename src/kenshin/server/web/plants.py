@@ -308,7 +308,8 @@ def plant_page(
     plant = found[0]
     anchor = day or today
     first, last, prev_anchor, next_anchor = _view_range(view, anchor)
-    month_first, month_last = _month_bounds(today)
+    month_first, _ = _month_bounds(today)
+    peak_first, peak_last = _month_bounds(anchor)
     weather_on = getattr(request.app.state, "weather", None) is not None
     api = f"{API_PREFIX}/meters/{meter_id}"
     client = {
@@ -316,11 +317,12 @@ def plant_page(
         "first": first.isoformat(),
         "last": last.isoformat(),
         "energy_api": f"{api}/energy",
-        "peaks_api": f"{api}/peaks",
+        "demand_api": f"{api}/demand",
         "prices_api": f"{api}/prices",
         "weather_api": f"{API_PREFIX}/sites/{plant.site_id}/weather" if weather_on else None,
-        "month_first": month_first.isoformat(),
-        "month_last": month_last.isoformat(),
+        # The peaks: of the month holding the view's day, so an earlier month can be read.
+        "peak_first": peak_first.isoformat(),
+        "peak_last": peak_last.isoformat(),
         "lang": page.t.lang,
         "messages": page.t.messages("plant."),
     }
@@ -341,6 +343,7 @@ def plant_page(
         next_anchor=next_anchor,
         today=today,
         month_label=month_text(page.t, month_first),
+        peak_month_label=month_text(page.t, peak_first),
         weather_on=weather_on,
         prices=all_prices(conn, page.tenant_id, meter_id),
         client=client,

@@ -26,6 +26,8 @@ const Kenshin = (() => {
 
   const kwh = (wh, lang) => `${number(wh / 1000, lang, 1)} kWh`;
   const watts = (w, lang) => `${number(w, lang)} W`;
+  // A 30-minute demand (Wh × 2, whole W) in kW: three decimals keep it exact.
+  const kw = (w, lang) => `${number(w / 1000, lang, 3)} kW`;
 
   // JST wall-clock parts of an instant, whatever the browser's own zone.
   function jstParts(instant) {
@@ -43,6 +45,12 @@ const Kenshin = (() => {
       ? `${p.year}年${Number(p.month)}月${Number(p.day)}日`
       : `${Number(p.day)} ${MONTHS[p.month - 1]} ${p.year}`;
     return `${date} ${p.hour}:${p.minute}`;
+  }
+
+  // A 30-minute slot by its start: "2026年11月24日 15:30–16:00".
+  function slot(start, lang) {
+    const end = jstParts(Date.parse(start) + 30 * 60 * 1000);
+    return `${datetime(start, lang)}–${end.hour}:${end.minute}`;
   }
 
   function clock(instant) {
@@ -92,5 +100,5 @@ const Kenshin = (() => {
     return td;
   }
 
-  return { readJSON, message, number, kwh, watts, datetime, clock, csrfToken, api, ApiError, cell };
+  return { readJSON, message, number, kwh, watts, kw, datetime, slot, clock, csrfToken, api, ApiError, cell };
 })();

@@ -76,23 +76,33 @@
     }));
   }
 
-  function showPeak(peaks) {
-    const [watts, at] = client.direction === "reverse" ? ["export_w", "export_at"] : ["import_w", "import_at"];
-    let top = null;
-    for (const day of peaks) {
-      if (day[watts] != null && (top === null || day[watts] > top[watts])) top = day;
-    }
-    document.getElementById("peak-w").textContent = top ? Kenshin.watts(top[watts], lang) : none;
-    document.getElementById("peak-at").textContent = top ? Kenshin.datetime(top[at], lang) : none;
+  // The range's peaks (the demand endpoint): the highest 30-minute demand first, then the
+  // highest instant reading with the span its readings cover, which may be shorter.
+  function showPeak(demand) {
+    const peak = demand.peak;
+    const kw = document.getElementById("peak-kw");
+    kw.textContent = peak ? Kenshin.kw(peak.demand_w, lang) : m("meter.demand_none");
+    kw.dataset.w = peak ? peak.demand_w : "";
+    document.getElementById("peak-at").textContent = peak ? Kenshin.slot(peak.start, lang) : none;
+    const instant = demand.instant;
+    document.getElementById("instant-w").textContent = instant ? Kenshin.watts(instant.power_w, lang) : none;
+    document.getElementById("instant-at").textContent = instant ? Kenshin.datetime(instant.at, lang) : none;
+    document.getElementById("instant-covers").textContent = instant
+      ? m("meter.instant_covers", {
+        first: Kenshin.datetime(instant.covers_from, lang),
+        last: Kenshin.datetime(instant.covers_to, lang),
+        days: Kenshin.number(instant.days, lang),
+      })
+      : m("meter.instant_none");
   }
 
   async function loadEnergy() {
     try {
-      const [series, peaks] = await Promise.all([
-        Kenshin.api(client.energy_url), Kenshin.api(client.peaks_url),
+      const [series, demand] = await Promise.all([
+        Kenshin.api(client.energy_url), Kenshin.api(client.demand_url),
       ]);
       drawEnergy(series);
-      showPeak(peaks);
+      showPeak(demand);
       document.body.dataset.energyLoaded = "1";
     } catch (error) {
       document.getElementById("load-failed").hidden = false;

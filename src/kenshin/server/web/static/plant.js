@@ -1,6 +1,6 @@
 // One plant: its sold energy per hour / day / month (with the day's weather beside the
-// hourly view when the server has a weather source), its daily sold-power peaks over the
-// month, and (operators) a new sale price. Everything is read from the JSON API.
+// hourly view when the server has a weather source), its daily 30-minute sold demand over
+// the month, and (operators) a new sale price. Everything is read from the JSON API.
 "use strict";
 
 (() => {
@@ -96,30 +96,40 @@
     document.body.dataset.energy = "drawn";
   }
 
+  // Each day's highest 30-minute demand sold (slot Wh × 2) over the month, the month's
+  // highest, and the highest instant reading with the span its readings cover.
   async function peaks() {
-    const days = await Kenshin.api(`${client.peaks_api}?${query({
-      from: client.month_first, to: client.month_last,
+    const demand = await Kenshin.api(`${client.demand_api}?${query({
+      from: client.peak_first, to: client.peak_last, direction: "reverse",
     })}`);
+    const days = demand.days;
     const trace = {
       uid: "peak", name: m("plant.trace_peak"), type: "bar", marker: { color: "#2e8b57" },
       x: days.map((d) => d.day),
-      y: days.map((d) => d.export_w),
-      customdata: days.map((d) => (d.export_at ? Kenshin.clock(d.export_at).slice(0, 5) : "")),
-      hovertemplate: `${m("plant.trace_peak")}: %{y:,} W (%{customdata})<extra></extra>`,
+      y: days.map((d) => (d.demand_w === null ? null : d.demand_w / 1000)),
+      customdata: days.map((d) => (d.start ? Kenshin.slot(d.start, lang).split(" ").pop() : "")),
+      hovertemplate: `${m("plant.trace_peak")}: %{y:,.3f} kW (%{customdata})<extra></extra>`,
     };
     const layout = {
       ...base, height: 300, margin: { t: 10, r: 20, b: 40, l: 60 }, showlegend: false,
       xaxis: { type: "date", ...TICKS.day },
-      yaxis: { title: { text: m("plant.axis_w") }, rangemode: "tozero", separatethousands: true },
+      yaxis: { title: { text: m("plant.axis_kw") }, rangemode: "tozero", separatethousands: true },
     };
     Plotly.newPlot(document.getElementById("peak-chart"), [trace], layout, config);
-    const top = days.filter((d) => d.export_w !== null)
-      .reduce((best, d) => (best === null || d.export_w > best.export_w ? d : best), null);
-    document.getElementById("peak-summary").textContent = top
-      ? m("plant.peak_of_month", {
-        watts: Kenshin.watts(top.export_w, lang), time: Kenshin.datetime(top.export_at, lang),
-      })
+    const top = demand.peak;
+    const summary = document.getElementById("peak-summary");
+    summary.textContent = top
+      ? m("plant.peak_of_month", { kw: Kenshin.kw(top.demand_w, lang), slot: Kenshin.slot(top.start, lang) })
       : m("plant.no_peak");
+    summary.dataset.w = top ? top.demand_w : "";
+    const instant = demand.instant;
+    document.getElementById("instant-summary").textContent = instant
+      ? m("plant.instant_of_month", {
+        watts: Kenshin.watts(instant.power_w, lang), time: Kenshin.datetime(instant.at, lang),
+        first: Kenshin.datetime(instant.covers_from, lang),
+        last: Kenshin.datetime(instant.covers_to, lang), days: Kenshin.number(instant.days, lang),
+      })
+      : m("plant.no_instant");
     document.body.dataset.peaks = "drawn";
   }
 
