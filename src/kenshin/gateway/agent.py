@@ -87,6 +87,19 @@ def _credential_refused(err: BaseException) -> bool:
     return isinstance(err, MqttConnectError) and getattr(rc, "value", rc) in CREDENTIAL_REFUSED
 
 
+def _raise_if_cancelled() -> None:
+    """Raise the cancellation this task was sent, if an await returned in its place.
+
+    Python 3.11's `asyncio.wait_for` (under aiomqtt's publish and its PUBACK) returns the
+    answer when it arrives together with a cancellation, and the cancellation is lost: a
+    loop that then went on would keep its task group, and the agent's stop, waiting for
+    ever. `Task.cancelling()` still counts the request.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 def _describe(err: BaseException) -> str:
     """The error itself, not the task group it came out of (the first, if several)."""
     while isinstance(err, BaseExceptionGroup):
@@ -246,6 +259,7 @@ class GatewayAgent:
             except passthrough:
                 raise
             except Exception as err:
+                _raise_if_cancelled()  # an error on the way out is no reason to start again
                 if time.monotonic() - started > max(backoff.steps):
                     backoff.reset()
                 delay = backoff.next_delay()
@@ -473,6 +487,7 @@ class GatewayAgent:
     async def _publish(self, client: aiomqtt.Client, message: Any, *, retain=False) -> None:
         topic, payload = encode_publish(message, self.gateway_id)
         await client.publish(topic, payload, qos=1, retain=retain)
+        _raise_if_cancelled()
 
     async def _heartbeat(self, client: aiomqtt.Client) -> None:
         """A status when something in it changed, else at most every `status_max_s`: every
