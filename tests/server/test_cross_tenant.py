@@ -84,6 +84,9 @@ ROLES = {
     "GET /api/v1/meters/{meter_id}/current": "viewer",
     "GET /api/v1/meters/{meter_id}/power": "viewer",
     "GET /api/v1/meters/{meter_id}/peaks": "viewer",
+    "GET /api/v1/meters/{meter_id}/demand": "viewer",
+    "GET /api/v1/settlement.csv": "viewer",
+    "GET /api/v1/missing-slots": "viewer",
     "POST /api/v1/meters/{meter_id}/live": "viewer",  # watching is reading
     "POST /api/v1/meters/{meter_id}/live/stop": "viewer",
     "GET /api/v1/forecast": "viewer",
