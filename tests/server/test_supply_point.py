@@ -51,16 +51,13 @@ def test_typed_kept_as_digits_unique_per_tenant_and_searchable(new_client, engin
         json={"site_id": site_b["id"], "link": "udp", "udp_host": "h", "supply_point": NUMBER},
     )
     assert theirs.status_code == 201, theirs.text
-    assert [m["id"] for m in admin_b.get("/api/v1/meters", params={"q": "0300"}).json()["items"]] == [
-        theirs.json()["id"]
-    ]
+    found_b = admin_b.get("/api/v1/meters", params={"q": "0300"}).json()["items"]
+    assert [m["id"] for m in found_b] == [theirs.json()["id"]]
     assert_problem(admin_b.patch(f"/api/v1/meters/{meter_id}", json={"supply_point": None}), 404)
 
     # Changed and cleared one at a time.
     other = udp_meter(engine, world, fleet)
-    assert_problem(
-        operator.patch(f"/api/v1/meters/{other.id}", json={"supply_point": TYPED}), 409
-    )
+    assert_problem(operator.patch(f"/api/v1/meters/{other.id}", json={"supply_point": TYPED}), 409)
     cleared = operator.patch(f"/api/v1/meters/{meter_id}", json={"supply_point": ""})
     assert cleared.json()["supply_point"] is None
     moved = operator.patch(f"/api/v1/meters/{other.id}", json={"supply_point": TYPED})
@@ -90,9 +87,7 @@ def test_csv_import_sets_numbers_and_reports_bad_rows(new_client, engine, world,
     assert (report["set"], report["already_known"]) == (2, 1)
     assert [e.split(":")[0] for e in report["errors"]] == ["line 3", "line 5", "line 7", "line 8"]
     assert "several meters" in report["errors"][-1]
-    numbers = {
-        m["id"]: m["supply_point"] for m in operator.get("/api/v1/meters").json()["items"]
-    }
+    numbers = {m["id"]: m["supply_point"] for m in operator.get("/api/v1/meters").json()["items"]}
     assert numbers == {first.id: NUMBER, second.id: "0400000000000000000001"}
     no_key = operator.post(
         "/api/v1/meters/supply-points",
