@@ -67,6 +67,8 @@ ROLES = {
     "GET /api/v1/sites": "viewer",
     "POST /api/v1/meters": "operator",
     "GET /api/v1/meters": "viewer",
+    "PATCH /api/v1/meters/{meter_id}": "operator",
+    "POST /api/v1/meters/supply-points": "operator",
     "PATCH /api/v1/settings/default": "operator",
     "PATCH /api/v1/gateways/{gateway_id}/settings": "operator",
     "DELETE /api/v1/gateways/{gateway_id}/broker-credential": "operator",
@@ -82,6 +84,9 @@ ROLES = {
     "GET /api/v1/meters/{meter_id}/current": "viewer",
     "GET /api/v1/meters/{meter_id}/power": "viewer",
     "GET /api/v1/meters/{meter_id}/peaks": "viewer",
+    "GET /api/v1/meters/{meter_id}/demand": "viewer",
+    "GET /api/v1/settlement.csv": "viewer",
+    "GET /api/v1/missing-slots": "viewer",
     "POST /api/v1/meters/{meter_id}/live": "viewer",  # watching is reading
     "POST /api/v1/meters/{meter_id}/live/stop": "viewer",
     "GET /api/v1/forecast": "viewer",
@@ -162,6 +167,10 @@ BODIES: dict[str, Callable[[dict, int], Any]] = {
         "site_id": ids["site_id"], "gateway_id": ids["gateway_id"], "link": "udp",
         "udp_host": "127.0.0.1",
     },
+    "PATCH /api/v1/meters/{meter_id}": lambda ids, n: {"supply_point": None},
+    "POST /api/v1/meters/supply-points": lambda ids, n: Csv(
+        f"meter_id,supply_point\n{ids['meter_id']},{n:022}\n"
+    ),
     "PATCH /api/v1/settings/default": lambda ids, n: {"values": {}},
     "PATCH /api/v1/gateways/{gateway_id}/settings": lambda ids, n: {"values": {}},
     "POST /api/v1/gateways/{gateway_id}/commands": lambda ids, n: {"name": "restart"},

@@ -21,7 +21,11 @@ SLOT = timedelta(minutes=30)
 DAYS = 3
 
 
-def _feed(engine, meter_id: int, skip: set[int] = frozenset()) -> MeterRegisters:
+def _feed(
+    engine, meter_id: int, skip: set[int] = frozenset(), gateway: str = "GW-A"
+) -> MeterRegisters:
+    """Three days of a PV house's readings from START through the real ingest; `skip`:
+    boundaries never sent (each leaves the two slots beside it missing)."""
     regs = MeterRegisters(
         LoadModel(HouseholdProfile.from_seed(11, pv=True)), install=START, anchor=START
     )
@@ -38,7 +42,7 @@ def _feed(engine, meter_id: int, skip: set[int] = frozenset()) -> MeterRegisters
         )
         fixed = (FixedTimeValue(int(at.timestamp()), *regs.raw(at)),)
         topic, payload = encode_publish(
-            ReadingsBatch(i + 1, f"m{meter_id}", samples, fixed, MeterScale(1, 0x01, 6)), "GW-A"
+            ReadingsBatch(i + 1, f"m{meter_id}", samples, fixed, MeterScale(1, 0x01, 6)), gateway
         )
         with engine.begin() as conn:
             assert ingest.handle(conn, topic, payload).kind == "readings"

@@ -11,6 +11,8 @@ of the tenant wall). Chromium missing: the browser tests are skipped, or fail un
 from __future__ import annotations
 
 import base64
+import csv
+import io
 import os
 import shutil
 import threading
@@ -363,3 +365,15 @@ def screenshot(page, name: str) -> None:
                 raise
             last = err
     warnings.warn(f"no screenshot {name}.png: {last}", stacklevel=2)
+
+
+def download_csv(page, click: str) -> tuple[str, list[list[str]]]:
+    """Click `click` (a selector) and read the CSV the browser downloads: its file name and
+    rows (checked to be UTF-8 with the BOM Excel needs)."""
+    with page.expect_download() as started:
+        page.click(click)
+    download = started.value
+    data = Path(download.path()).read_bytes()
+    assert data.startswith("\ufeff".encode()), data[:20]
+    text = data.decode("utf-8-sig")
+    return download.suggested_filename, list(csv.reader(io.StringIO(text, newline="")))

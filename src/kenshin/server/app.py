@@ -40,6 +40,7 @@ from .jobs import JobRunner, server_jobs
 from .metering import api as metering_api
 from .metering import demand as metering_demand
 from .metering import live as metering_live
+from .metering import settlement as metering_settlement
 from .observe import RequestMiddleware
 from .problems import PROBLEM_RESPONSES, install_problem_handlers
 from .ratelimits import RateLimits
@@ -171,6 +172,7 @@ def _serve_api(app: FastAPI) -> None:
     app.include_router(devices_api.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
     app.include_router(metering_api.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
     app.include_router(metering_demand.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
+    app.include_router(metering_settlement.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
     app.include_router(metering_live.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
     app.include_router(analytics_api.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
     app.include_router(alerts_api.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)

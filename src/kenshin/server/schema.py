@@ -295,6 +295,11 @@ gateways = Table(
     CheckConstraint("site_id IS NULL OR tenant_id IS NOT NULL", name="site_has_tenant"),
 )
 
+# Exactly 22 ASCII digits, with functions both SQLite and PostgreSQL have (as service_code).
+SUPPLY_POINT_CHECK = (
+    "supply_point IS NULL OR (length(supply_point) = 22 AND ltrim(supply_point, '0123456789') = '')"
+)
+
 meters = Table(
     "meters",
     metadata,
@@ -313,14 +318,18 @@ meters = Table(
     Column("coefficient", Integer(), nullable=True),  # EPC 0xD3
     Column("unit_code", SmallInteger(), nullable=True),  # EPC 0xE1
     Column("digits", SmallInteger(), nullable=True),  # EPC 0xD7
+    # 供給地点特定番号: the 22 digits a retailer settles on (digits only; None: not known).
+    Column("supply_point", String(22), nullable=True),
     _created_at(),
     ForeignKeyConstraint(["site_id", "tenant_id"], ["sites.id", "sites.tenant_id"]),
     ForeignKeyConstraint(["gateway_id", "tenant_id"], ["gateways.id", "gateways.tenant_id"]),
     UniqueConstraint("tenant_id", "serial"),
+    UniqueConstraint("tenant_id", "supply_point"),  # NULLs are distinct: many unknown
     Index(None, "site_id"),
     Index(None, "gateway_id"),
     _one_of("link", METER_LINKS),
     CheckConstraint("link <> 'udp' OR udp_host IS NOT NULL", name="udp_has_host"),
+    CheckConstraint(SUPPLY_POINT_CHECK, name="supply_point_format"),
 )
 
 settings = Table(

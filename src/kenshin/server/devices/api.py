@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import func, or_, select
 
 from kenshin.wire.enrollment import b64decode
@@ -311,7 +311,9 @@ _SITE_FIELDS = tuple(SiteOut.model_fields)  # a SiteRow begins with them, in thi
 SiteSort = listing.sort_parameter(
     ("customer_id", "service_code", "address", "name", "created_at", "id")
 )
-SiteSearch = listing.search_parameter("customer ID, service code, address, phone or name")
+SiteSearch = listing.search_parameter(
+    "customer ID, service code, address, phone or name, or a meter's supply point number"
+)
 
 
 @router.get("/sites", summary="The tenant's sites with power now and today's energy")
@@ -327,7 +329,7 @@ def list_sites(
     limit: listing.Limit = listing.DEFAULT_LIMIT,
     cursor: listing.Cursor = None,
 ) -> listing.Page[SiteRow]:
-    site, g = s.sites.c, s.gateways.c
+    site, g, m = s.sites.c, s.gateways.c, s.meters.c
     now = s.utcnow()
     # One gateway a site: a join would list the site once per gateway, and a walk must see
     # each site exactly once. The row shows its first gateway (by id) in the states asked.
@@ -356,9 +358,19 @@ def list_sites(
         listing.combine(
             site.tenant_id == tenant_id,
             in_state,
-            listing.search_filter(
-                q, [site.customer_id, site.service_code, site.address, site.phone, site.name]
-            ),
+            or_(
+                listing.search_filter(
+                    q, [site.customer_id, site.service_code, site.address, site.phone, site.name]
+                ),
+                site.id.in_(  # a retailer's list is searched by the number it settles on
+                    select(m.site_id).where(
+                        m.tenant_id == tenant_id,
+                        listing.search_filter(registry.supply_point_search(q), [m.supply_point]),
+                    )
+                ),
+            )
+            if q
+            else None,
         )
     )
     query, page = listing.paginate(
@@ -396,6 +408,21 @@ def list_sites(
     return json_response({"items": items, "next_cursor": next_cursor})
 
 
+def _supply_point(value: str | None) -> str | None:
+    """Typed as people write it (hyphens, spaces, full-width digits), kept as 22 digits."""
+    try:
+        return registry.supply_point_digits(value) if value else None
+    except registry.RegistryError as err:
+        raise ValueError(str(err)) from None
+
+
+SupplyPoint = Annotated[
+    str | None,
+    Field(max_length=64, description="供給地点特定番号: 22 digits; hyphens and spaces ignored"),
+    AfterValidator(_supply_point),
+]
+
+
 class MeterIn(BaseModel):
     site_id: RowId
     gateway_id: RowId | None = None
@@ -406,6 +433,7 @@ class MeterIn(BaseModel):
     device: str | None = Field(None, max_length=200, description="Wi-SUN dongle's serial port")
     broute_id: str | None = Field(None, min_length=32, max_length=32, repr=False)
     broute_password: str | None = Field(None, min_length=12, max_length=12, repr=False)
+    supply_point: SupplyPoint = None
 
 
 class MeterOut(BaseModel):
@@ -418,6 +446,7 @@ class MeterOut(BaseModel):
     coefficient: int | None
     unit_code: int | None
     digits: int | None
+    supply_point: str | None = Field(description="供給地点特定番号, 22 digits; null: not known")
 
 
 def _meter_out(row) -> MeterOut:
@@ -431,6 +460,7 @@ def _meter_out(row) -> MeterOut:
         coefficient=row.coefficient,
         unit_code=row.unit_code,
         digits=row.digits,
+        supply_point=row.supply_point,
     )
 
 
@@ -442,6 +472,8 @@ def add_meter(
         row = registry.add_meter(
             conn, tenant_id, request.app.state.credential_box, principal.actor, **body.model_dump()
         )
+    except registry.SupplyPointTaken as err:
+        raise Problem(409, str(err)) from None
     except registry.RegistryError as err:
         raise Problem(422, str(err)) from None
     if row.gateway_id is not None:  # a new settings version carries the meter to the gateway
@@ -450,9 +482,52 @@ def add_meter(
     return _meter_out(row)
 
 
+class MeterPatch(BaseModel):
+    supply_point: SupplyPoint = Field(description="null or empty: clear it")
+
+
+@router.patch("/meters/{meter_id}", summary="Change a meter's supply point number")
+def patch_meter(
+    meter_id: RowId, body: MeterPatch, conn: Conn, principal: Operator, tenant_id: TenantId
+) -> MeterOut:
+    try:
+        row = registry.set_supply_point(
+            conn, tenant_id, meter_id, body.supply_point, principal.actor
+        )
+    except registry.SupplyPointTaken as err:
+        raise Problem(409, str(err)) from None
+    except registry.RegistryError:  # the only other refusal: not the tenant's meter
+        raise Problem(404, "no such meter") from None
+    return _meter_out(row)
+
+
+@router.post(
+    "/meters/supply-points",
+    summary="Set meters' supply point numbers from a CSV",
+    description="Columns `supply_point` and `meter_id` or `service_code` (a site with one "
+    "meter); a header row; UTF-8, with or without a BOM. Rows are applied in order: a bad "
+    "row (an unknown meter, not 22 digits, a number another meter has) is listed in "
+    "`errors` and skipped; a meter that already has the number is `already_known`.",
+)
+def import_supply_points(
+    conn: Conn,
+    principal: Operator,
+    tenant_id: TenantId,
+    csv_text: Annotated[
+        str, Body(media_type="text/csv", description="meter_id|service_code,supply_point")
+    ],
+) -> dict[str, Any]:
+    try:
+        report = registry.import_supply_points(conn, tenant_id, csv_text, principal.actor)
+    except registry.RegistryError as err:
+        raise Problem(422, str(err)) from None
+    return {"set": report.added, "already_known": report.already_known, "errors": report.errors}
+
+
 MeterSort = listing.sort_parameter(("serial", "link", "created_at", "id"))
 MeterSearch = listing.search_parameter(
-    "the meter's serial, UDP host or dongle port, or its site's customer ID or service code"
+    "the meter's serial, UDP host, dongle port or supply point number (hyphens ignored), "
+    "or its site's customer ID or service code"
 )
 
 
@@ -472,15 +547,7 @@ def list_meters(
     limit: listing.Limit = listing.DEFAULT_LIMIT,
     cursor: listing.Cursor = None,
 ) -> listing.Page[MeterOut]:
-    m, site, g = s.meters.c, s.sites.c, s.gateways.c
-    of_site = None
-    if q:  # the site's identifiers, so a meter is found by the customer it serves
-        of_site = m.site_id.in_(
-            select(site.id).where(
-                site.tenant_id == tenant_id,
-                listing.search_filter(q, [site.customer_id, site.service_code]),
-            )
-        )
+    m, g = s.meters.c, s.gateways.c
     query = select(s.meters).where(
         listing.combine(
             m.tenant_id == tenant_id,
@@ -490,7 +557,7 @@ def list_meters(
             m.gateway_id.in_(select(g.id).where(g.tenant_id == tenant_id, g.state.in_(state)))
             if state
             else None,
-            or_(listing.search_filter(q, [m.serial, m.udp_host, m.device]), of_site) if q else None,
+            registry.meter_search(q, tenant_id),
         )
     )
     query, page = listing.paginate(

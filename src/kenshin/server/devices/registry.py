@@ -13,13 +13,17 @@ import csv
 import hashlib
 import hmac
 import io
+import re
+import unicodedata
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Row, insert, or_, select, update
 
 from kenshin.wire.enrollment import valid_serial
 
+from .. import listing
 from .. import schema as s
 from ..accounts import audit
 from ..events import record_event
@@ -48,23 +52,30 @@ class ImportReport:
     errors: list[str]
 
 
-def import_identities(conn: Connection, text: str, key: bytes, actor: str) -> ImportReport:
-    """Add manufactured gateways from the factory's CSV; known serials are left as they
-    are (re-importing a file is harmless); a bad row is reported and skipped."""
+def _csv_rows(text: str, need: Iterable[str], one_of: Iterable[str] = ()) -> Iterator[dict]:
+    """An uploaded CSV's rows as dicts (a BOM as Excel writes is skipped): every column of
+    `need` and, if given, at least one of `one_of` must be in its header. What the csv
+    module cannot read is a RegistryError, whenever it is met."""
     try:
-        return _import_identities(conn, text, key, actor)
+        reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff"), newline=""))
+        have = set(reader.fieldnames or ())
+        missing = set(need) - have
+        if missing:
+            raise RegistryError(f"the CSV lacks the column(s) {', '.join(sorted(missing))}")
+        if one_of and not have & set(one_of):
+            raise RegistryError(f"the CSV needs one of the columns {', '.join(one_of)}")
+        yield from reader
     except csv.Error as err:  # e.g. a bare CR inside a field
         raise RegistryError(f"not CSV: {err}") from None
 
 
-def _import_identities(conn: Connection, text: str, key: bytes, actor: str) -> ImportReport:
-    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff"), newline=""))
-    missing = set(IDENTITY_COLUMNS) - set(reader.fieldnames or ())
-    if missing:
-        raise RegistryError(f"the CSV lacks the column(s) {', '.join(sorted(missing))}")
+def import_identities(conn: Connection, text: str, key: bytes, actor: str) -> ImportReport:
+    """Add manufactured gateways from the factory's CSV; known serials are left as they
+    are (re-importing a file is harmless); a bad row is reported and skipped."""
+    rows = _csv_rows(text, IDENTITY_COLUMNS)
     added = known = 0
     errors = []
-    for line, row in enumerate(reader, start=2):
+    for line, row in enumerate(rows, start=2):
         serial = (row["serial"] or "").strip()
         try:
             public_key = base64.urlsafe_b64decode((row["public_key"] or "").strip() + "==")
@@ -172,6 +183,126 @@ def get_site(conn: Connection, site_id: int, tenant_id: int) -> Row | None:
 
 # -- meters ------------------------------------------------------------------------------
 
+SUPPLY_POINT_DIGITS = 22
+# What people type between the digits: hyphens and dashes of every kind, the long-vowel
+# mark typed for one, spaces (NFKC has already made full-width digits and spaces ASCII).
+_SUPPLY_POINT_SEPARATORS = re.compile(r"[\s\-\u2010-\u2015\u2212\u30fc]")
+
+
+class SupplyPointTaken(RegistryError):
+    """Another meter of the tenant already has this supply point number."""
+
+
+def supply_point_digits(text: str) -> str:
+    """A supply point number (供給地点特定番号) as stored: its 22 digits, whatever hyphens,
+    spaces or full-width digits it was typed with; anything else is a RegistryError."""
+    digits = _SUPPLY_POINT_SEPARATORS.sub("", unicodedata.normalize("NFKC", text))
+    if len(digits) != SUPPLY_POINT_DIGITS or not digits.isascii() or not digits.isdigit():
+        raise RegistryError(
+            f"a supply point number is {SUPPLY_POINT_DIGITS} digits (hyphens and spaces "
+            "between them are ignored)"
+        )
+    return digits
+
+
+def supply_point_search(q: str | None) -> str | None:
+    """A search text as it would be stored when it is a (part of a) supply point number
+    typed with separators ("0300-1111" finds 03001111...), else as it is."""
+    if not q:
+        return q
+    digits = _SUPPLY_POINT_SEPARATORS.sub("", unicodedata.normalize("NFKC", q))
+    return digits if digits.isascii() and digits.isdigit() else q
+
+
+def meter_search(q: str | None, tenant_id: int) -> ColumnElement | None:
+    """Meters found by `q` (None: no search): their serial, UDP host, dongle port or
+    supply point number, or their site's customer ID or service code, so a meter is found
+    by the customer it serves (the meter list and the settlement export search alike)."""
+    if not q:
+        return None
+    m, site = s.meters.c, s.sites.c
+    return or_(
+        listing.search_filter(q, [m.serial, m.udp_host, m.device]),
+        listing.search_filter(supply_point_search(q), [m.supply_point]),
+        m.site_id.in_(
+            select(site.id).where(
+                site.tenant_id == tenant_id,
+                listing.search_filter(q, [site.customer_id, site.service_code]),
+            )
+        ),
+    )
+
+
+def _check_supply_point_free(
+    conn: Connection, tenant_id: int, digits: str, meter_id: int | None = None
+) -> None:
+    """A clash is the caller's to hear (409), not the unique constraint's 500."""
+    m = s.meters.c
+    other = conn.execute(
+        select(m.id).where(
+            m.tenant_id == tenant_id, m.supply_point == digits, m.id != (meter_id or 0)
+        )
+    ).first()
+    if other is not None:
+        raise SupplyPointTaken(f"supply point {digits} is already meter {other.id}'s")
+
+
+def set_supply_point(
+    conn: Connection, tenant_id: int, meter_id: int, text: str | None, actor: str
+) -> Row:
+    """Set (or, with None or "", clear) a meter's supply point number."""
+    if get_meter(conn, meter_id, tenant_id) is None:
+        raise RegistryError(f"no meter {meter_id}")
+    digits = supply_point_digits(text) if text else None
+    if digits is not None:
+        _check_supply_point_free(conn, tenant_id, digits, meter_id)
+    conn.execute(update(s.meters).where(s.meters.c.id == meter_id).values(supply_point=digits))
+    audit(
+        conn, actor, "meter.update", target=f"meter:{meter_id}", tenant_id=tenant_id,
+        detail={"supply_point": digits},
+    )  # fmt: skip
+    return get_meter(conn, meter_id, tenant_id)
+
+
+SUPPLY_POINT_KEYS = ("meter_id", "service_code")  # how an import row names its meter
+
+
+def import_supply_points(conn: Connection, tenant_id: int, text: str, actor: str) -> ImportReport:
+    """Supply point numbers from a CSV with `supply_point` and either `meter_id` or the
+    site's `service_code` (then the site must have exactly one meter). Rows are applied in
+    order; a bad row is reported and skipped; the same number again is already known."""
+    m, site = s.meters.c, s.sites.c
+    added = known = 0
+    errors = []
+    for line, row in enumerate(_csv_rows(text, ("supply_point",), SUPPLY_POINT_KEYS), start=2):
+        meter_id, code = ((row.get(k) or "").strip() for k in SUPPLY_POINT_KEYS)
+        if meter_id:  # an id the database can hold, else no meter at all
+            number = int(meter_id) if meter_id.isdecimal() and len(meter_id) < 16 else -1
+            which, named = f"meter {meter_id}", m.id == number
+        else:
+            which, named = (
+                f"service code {code!r}",
+                m.site_id.in_(
+                    select(site.id).where(site.tenant_id == tenant_id, site.service_code == code)
+                ),
+            )
+        ids = conn.execute(select(m.id).where(m.tenant_id == tenant_id, named)).scalars().all()
+        if len(ids) != 1:
+            errors.append(f"line {line}: {which} " + ("has several meters" if ids else "not found"))
+            continue
+        try:
+            digits = supply_point_digits(row["supply_point"] or "")
+            before = get_meter(conn, ids[0], tenant_id).supply_point
+            if before == digits:
+                known += 1
+                continue
+            set_supply_point(conn, tenant_id, ids[0], digits, actor)
+        except RegistryError as err:
+            errors.append(f"line {line}: {err}")
+            continue
+        added += 1
+    return ImportReport(added, known, errors)
+
 
 def add_meter(
     conn: Connection,
@@ -188,6 +319,7 @@ def add_meter(
     device: str | None = None,
     broute_id: str | None = None,
     broute_password: str | None = None,
+    supply_point: str | None = None,
 ) -> Row:
     if get_site(conn, site_id, tenant_id) is None:
         raise RegistryError(f"no site {site_id}")
@@ -197,6 +329,9 @@ def add_meter(
         raise RegistryError("a meter on UDP needs udp_host")
     if link == "wisun" and not (broute_id and broute_password):
         raise RegistryError("a meter on Wi-SUN needs broute_id and broute_password")
+    supply_point = supply_point_digits(supply_point) if supply_point else None
+    if supply_point is not None:
+        _check_supply_point_free(conn, tenant_id, supply_point)
     key = conn.execute(
         insert(s.meters).values(
             tenant_id=tenant_id,
@@ -207,6 +342,7 @@ def add_meter(
             udp_host=udp_host if link == "udp" else None,
             udp_port=udp_port if link == "udp" else None,
             device=device if link == "wisun" else None,
+            supply_point=supply_point,
         )
     ).inserted_primary_key
     meter_id = key[0]

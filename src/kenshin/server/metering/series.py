@@ -13,12 +13,13 @@ fleet's size.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     DateTime,
     Engine,
@@ -44,6 +45,7 @@ __all__ = [
     "DemandPeak",
     "EnergyPoint",
     "InstantPeak",
+    "MeterOfTenant",
     "Period",
     "PowerPoint",
     "daily_peaks",
@@ -52,7 +54,9 @@ __all__ = [
     "instant_peak",
     "instant_power",
     "jst_midnight",
+    "meters_slots",
     "period_starts",
+    "slot_grid",
     "tenant_meter_count",
     "tenant_slot_grid",
 ]
@@ -362,6 +366,70 @@ def instant_power(
     return width, points
 
 
+@dataclass(frozen=True, slots=True)
+class MeterOfTenant:
+    """Who a meter's rows in an export are of."""
+
+    meter_id: int
+    service_code: str
+    customer_id: str
+    supply_point: str | None
+
+
+def meters_slots(
+    engine: Engine,
+    tenant_id: int,
+    directions: Sequence[int],
+    first: date,
+    last: date,
+    where: Sequence[ColumnElement] = (),
+    chunk: int = 2000,
+) -> Iterator[tuple[MeterOfTenant, dict[tuple[int, datetime], tuple[str | None, int | None]]]]:
+    """Every meter of the tenant (by id; `where`: more conditions on meters and their
+    sites) with its stored slots of the days in `directions`, keyed (direction, UTC start)
+    -> (status, wh); a slot not in it has no value. One meter's slots at a time: rows are
+    read in chunks (a server-side cursor on PostgreSQL) on a connection of its own, for a
+    streamed response, so memory stays flat however many meters."""
+    lo, hi = jst_midnight(first), jst_midnight(last + timedelta(days=1))
+    e, m, site = s.slot_energy.c, s.meters.c, s.sites.c
+    # Outer join: a meter without any row in the range is there, with no slots.
+    query = (
+        select(m.id, site.service_code, site.customer_id, m.supply_point, e.direction,
+               e.slot_start, e.status, e.wh)
+        .select_from(s.meters)
+        .join(s.sites, site.id == m.site_id)
+        .outerjoin(
+            s.slot_energy,
+            and_(e.meter_id == m.id, e.direction.in_(directions), e.slot_start >= lo,
+                 e.slot_start < hi),
+        )
+        .where(m.tenant_id == tenant_id, *where)
+        .order_by(m.id, e.slot_start)
+    )  # fmt: skip
+    with engine.connect() as conn:
+        result = conn.execution_options(yield_per=chunk).execute(query)
+        current, stored = None, {}
+        for part in result.partitions():
+            for meter, code, customer, point, direction, at, status, wh in part:
+                if current is not None and current.meter_id != meter:
+                    yield current, stored
+                    stored = {}
+                if current is None or current.meter_id != meter:
+                    current = MeterOfTenant(meter, code, customer, point)
+                if at is not None:
+                    stored[direction, at] = (status, wh)
+        if current is not None:
+            yield current, stored
+
+
+def slot_grid(first: date, last: date, label: Callable[[datetime], object] = lambda at: at):
+    """Every slot of the JST days as (UTC start, as `meters_slots` keys it; `label(start)`),
+    the label computed once per slot of the range rather than once per row."""
+    return [
+        (start.astimezone(UTC), label(start)) for start, _ in period_starts("slot", first, last)
+    ]
+
+
 def tenant_slot_grid(
     engine: Engine,
     tenant_id: int,
@@ -373,44 +441,9 @@ def tenant_slot_grid(
 ) -> Iterator[tuple]:
     """(meter_id, service_code, customer_id, slot, status, wh) for every meter of the
     tenant and every 30-minute slot of the days, by meter then time; a slot without a value
-    is there as `missing`. `slot` is `label(slot_start)`, computed once per slot of the
-    range rather than once per row. Rows are read in chunks (a server-side cursor on
-    PostgreSQL) on a connection of its own, for a streamed response: memory stays flat
-    however many meters."""
-    lo, hi = jst_midnight(first), jst_midnight(last + timedelta(days=1))
-    grid = [
-        (start.astimezone(UTC), label(start)) for start, _ in period_starts("slot", first, last)
-    ]
-    e, m, site = s.slot_energy.c, s.meters.c, s.sites.c
-    # Outer join: a meter without any row in the range still gets its (missing) slots.
-    query = (
-        select(m.id, site.service_code, site.customer_id, e.slot_start, e.status, e.wh)
-        .select_from(s.meters)
-        .join(s.sites, site.id == m.site_id)
-        .outerjoin(
-            s.slot_energy,
-            and_(e.meter_id == m.id, e.direction == direction, e.slot_start >= lo,
-                 e.slot_start < hi),
-        )
-        .where(m.tenant_id == tenant_id)
-        .order_by(m.id, e.slot_start)
-    )  # fmt: skip
-
-    def fill(meter, code, customer, stored):
+    is there as `missing`. `slot` is `label(slot_start)`; streamed (`meters_slots`)."""
+    grid = slot_grid(first, last, label)
+    for meter, stored in meters_slots(engine, tenant_id, (direction,), first, last, chunk=chunk):
         for at, shown in grid:
-            status, wh = stored.get(at, MISSING)
-            yield meter, code, customer, shown, status, wh
-
-    with engine.connect() as conn:
-        result = conn.execution_options(yield_per=chunk).execute(query)
-        current, stored = None, {}
-        for part in result.partitions():
-            for meter, code, customer, at, status, wh in part:
-                if current is not None and current[0] != meter:
-                    yield from fill(*current, stored)
-                    stored = {}
-                current = (meter, code, customer)
-                if at is not None:
-                    stored[at] = (status, wh)
-        if current is not None:
-            yield from fill(*current, stored)
+            status, wh = stored.get((direction, at), MISSING)
+            yield meter.meter_id, meter.service_code, meter.customer_id, shown, status, wh
