@@ -65,6 +65,8 @@ ROLES = {
     "GET /api/v1/gateways/{gateway_id}": "viewer",
     "POST /api/v1/sites": "operator",
     "GET /api/v1/sites": "viewer",
+    "PATCH /api/v1/sites/{site_id}": "operator",
+    "POST /api/v1/homes/import": "operator",
     "POST /api/v1/meters": "operator",
     "GET /api/v1/meters": "viewer",
     "PATCH /api/v1/meters/{meter_id}": "operator",
@@ -168,6 +170,10 @@ BODIES: dict[str, Callable[[dict, int], Any]] = {
         "udp_host": "127.0.0.1",
     },
     "PATCH /api/v1/meters/{meter_id}": lambda ids, n: {"supply_point": None},
+    "PATCH /api/v1/sites/{site_id}": lambda ids, n: {"phone": f"03-{n:08}"},
+    "POST /api/v1/homes/import": lambda ids, n: Csv(
+        f"customer_id,service_code,link,udp_host\nHOME{n},pss9{n:07},udp,127.0.0.1\n"
+    ),
     "POST /api/v1/meters/supply-points": lambda ids, n: Csv(
         f"meter_id,supply_point\n{ids['meter_id']},{n:022}\n"
     ),

@@ -377,3 +377,23 @@ def download_csv(page, click: str) -> tuple[str, list[list[str]]]:
     assert data.startswith("\ufeff".encode()), data[:20]
     text = data.decode("utf-8-sig")
     return download.suggested_filename, list(csv.reader(io.StringIO(text, newline="")))
+
+
+def factory_gateway(page, serial: str) -> str:
+    """A new gateway made at the factory and imported by the platform administrator
+    through the API (`page`: signed in as one), unclaimed; its printed claim code."""
+    code = new_claim_code()
+    key = b64encode(Identity.generate(serial, "http://x").public_key)
+    token = page.request.get("/api/v1/auth/me").headers["x-csrf-token"]
+    answer = page.request.post(
+        "/api/v1/gateways/import",
+        data=f"serial,model,public_key,claim_code\n{serial},kenshin-gw,{key},{code}\n",
+        headers={"Content-Type": "text/csv", "X-CSRF-Token": token},
+    )
+    assert answer.ok and answer.json()["added"] == 1, answer.text()
+    return code
+
+
+def no_sideways_page(page, width: int) -> None:
+    """Nothing wider than the screen: the page never scrolls sideways."""
+    assert page.evaluate("document.documentElement.scrollWidth") <= width, page.url

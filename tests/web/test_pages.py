@@ -370,7 +370,7 @@ def test_another_tenants_gateway_is_not_found(visit, panel, lang):
 
 def test_a_platform_administrator_is_sent_to_the_api(visit, panel):
     page = visit("platform_admin", "en")
-    response = page.goto("/")
+    response = page.goto("/list")  # "/" is theirs: the tenants page (test_admin_pages.py)
     assert response.status == 403
     expect(page.locator("h1")).to_have_text(translator("en")("error.platform_admin"))
     visit.check("status of 403 (Forbidden)")

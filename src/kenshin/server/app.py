@@ -122,7 +122,7 @@ def create_app(
         summary="Smart-meter B-route data, from the meter to the businesses that need it.",
         lifespan=lifespan,
         openapi_url=f"{API_PREFIX}/openapi.json",
-        docs_url=f"{API_PREFIX}/docs",
+        docs_url=None,  # web/apidocs.py: Swagger UI from a package, not a CDN
         redoc_url=None,
     )
     app.state.settings = settings
@@ -178,5 +178,6 @@ def _serve_api(app: FastAPI) -> None:
     app.include_router(alerts_api.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
     app.include_router(webhooks_api.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
     app.include_router(notices.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
+    app.include_router(web.apidocs.router)  # /api/v1/docs
     app.include_router(web.router)  # the control panel's pages
     app.mount(web.STATIC_PREFIX, web.static_app(), name="static")

@@ -13,14 +13,16 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
 
 from kenshin.wire.enrollment import b64decode
 from kenshin.wire.sealing import check_public_key
 
 from .. import listing
 from .. import schema as s
+from ..accounts import audit
 from ..deps import Conn, Principal, RowId, TenantId, require_platform_admin, require_role
 from ..jsonout import json_response
 from ..metering.current import CURRENT_WINDOW_MIN, site_summary_columns
@@ -274,17 +276,37 @@ class SiteOut(SiteIn):
 @router.post("/sites", status_code=201, summary="Add a customer site")
 def add_site(body: SiteIn, conn: Conn, principal: Operator, tenant_id: TenantId) -> SiteOut:
     # Both are unique within a tenant: a clash is a 409, not the database's 500.
-    for column, value, what in (
-        (s.sites.c.customer_id, body.customer_id, f"customer {body.customer_id}"),
-        (s.sites.c.service_code, body.service_code, f"service code {body.service_code}"),
-    ):
-        if conn.execute(
-            select(s.sites.c.id).where(s.sites.c.tenant_id == tenant_id, column == value)
-        ).first():
-            raise Problem(409, f"{what} already has a site")
+    if clash := registry.site_clash(conn, tenant_id, body.model_dump()):
+        raise Problem(409, clash)
     return SiteOut.model_validate(
         registry.add_site(conn, tenant_id, principal.actor, **body.model_dump())
     )
+
+
+class SitePatch(BaseModel):
+    """The fields given change; address, phone and name may be null (none)."""
+
+    customer_id: str | None = Field(None, min_length=1, max_length=64)
+    service_code: str | None = Field(None, pattern=r"^pss[0-9]{8}$")
+    address: str | None = Field(None, max_length=500)
+    phone: str | None = Field(None, max_length=32)
+    name: str | None = Field(None, max_length=200)
+
+
+@router.patch("/sites/{site_id}", summary="Change a customer site")
+def patch_site(
+    site_id: RowId, body: SitePatch, conn: Conn, principal: Operator, tenant_id: TenantId
+) -> SiteOut:
+    changes = body.model_dump(exclude_unset=True)
+    for required in ("customer_id", "service_code"):
+        if required in changes and changes[required] is None:
+            raise Problem(422, f"a site always has a {required}")
+    if registry.get_site(conn, site_id, tenant_id) is None:
+        raise Problem(404, "no such site")
+    if clash := registry.site_clash(conn, tenant_id, changes, site_id):
+        raise Problem(409, clash)
+    row = registry.update_site(conn, tenant_id, site_id, principal.actor, **changes)
+    return SiteOut.model_validate(row)
 
 
 class SiteRow(SiteOut):
@@ -476,29 +498,59 @@ def add_meter(
         raise Problem(409, str(err)) from None
     except registry.RegistryError as err:
         raise Problem(422, str(err)) from None
-    if row.gateway_id is not None:  # a new settings version carries the meter to the gateway
-        config.put_settings(conn, tenant_id, row.gateway_id, {}, actor=principal.actor)
-        _wake(request)
+    _push_meter(request, conn, row, principal, tenant_id)
     return _meter_out(row)
 
 
 class MeterPatch(BaseModel):
-    supply_point: SupplyPoint = Field(description="null or empty: clear it")
+    """The fields given change. The B-route ID and password go together, and like at
+    creation are never answered (only `has_broute_credentials`)."""
+
+    supply_point: SupplyPoint = Field(None, description="null or empty: clear it")
+    broute_id: str | None = Field(None, min_length=32, max_length=32, repr=False)
+    broute_password: str | None = Field(None, min_length=12, max_length=12, repr=False)
 
 
-@router.patch("/meters/{meter_id}", summary="Change a meter's supply point number")
+@router.patch(
+    "/meters/{meter_id}", summary="Change a meter's supply point number or B-route credentials"
+)
 def patch_meter(
-    meter_id: RowId, body: MeterPatch, conn: Conn, principal: Operator, tenant_id: TenantId
+    meter_id: RowId,
+    body: MeterPatch,
+    request: Request,
+    conn: Conn,
+    principal: Operator,
+    tenant_id: TenantId,
 ) -> MeterOut:
-    try:
-        row = registry.set_supply_point(
-            conn, tenant_id, meter_id, body.supply_point, principal.actor
-        )
-    except registry.SupplyPointTaken as err:
-        raise Problem(409, str(err)) from None
-    except registry.RegistryError:  # the only other refusal: not the tenant's meter
-        raise Problem(404, "no such meter") from None
+    given = body.model_fields_set
+    if ("broute_id" in given or "broute_password" in given) and not (
+        body.broute_id and body.broute_password
+    ):
+        raise Problem(422, "broute_id and broute_password are set together")
+    row = registry.get_meter(conn, meter_id, tenant_id)
+    if row is None:
+        raise Problem(404, "no such meter")
+    if "supply_point" in given:
+        try:
+            row = registry.set_supply_point(
+                conn, tenant_id, meter_id, body.supply_point, principal.actor
+            )
+        except registry.SupplyPointTaken as err:
+            raise Problem(409, str(err)) from None
+    if body.broute_id and body.broute_password:
+        row = registry.replace_broute_credentials(
+            conn, tenant_id, request.app.state.credential_box, principal.actor, meter_id,
+            body.broute_id, body.broute_password,
+        )  # fmt: skip
+        _push_meter(request, conn, row, principal, tenant_id)
     return _meter_out(row)
+
+
+def _push_meter(request: Request, conn: Conn, meter, principal: Principal, tenant_id: int) -> None:
+    """A new settings version carries the meter (and its credentials) to its gateway."""
+    if meter.gateway_id is not None:
+        config.put_settings(conn, tenant_id, meter.gateway_id, {}, actor=principal.actor)
+        _wake(request)
 
 
 @router.post(
@@ -522,6 +574,133 @@ def import_supply_points(
     except registry.RegistryError as err:
         raise Problem(422, str(err)) from None
     return {"set": report.added, "already_known": report.already_known, "errors": report.errors}
+
+
+# -- homes from a CSV: sites, their meters, their gateways at once -----------------------
+
+HOME_COLUMNS = ("customer_id", "service_code", "link")
+HOME_OPTIONAL = (
+    "name", "address", "phone", "udp_host", "udp_port", "device", "broute_id",
+    "broute_password", "supply_point", "claim_code",
+)  # fmt: skip
+
+
+class HomeRow(BaseModel):
+    line: int
+    customer_id: str
+    service_code: str
+    site_id: RowId | None = Field(None, description="null in a preview, or for a bad row")
+    meter_id: RowId | None = None
+    gateway_id: RowId | None = None
+    error: str | None = Field(None, description="why the row cannot be imported")
+
+
+class HomesReport(BaseModel):
+    dry_run: bool
+    added: int = Field(description="rows imported (in a preview: that would be)")
+    errors: int
+    rows: list[HomeRow]
+
+
+def _invalid(err: ValidationError) -> str:
+    """A validation error as a line for a person, never echoing the input (a password)."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()[:3])
+
+
+def _import_home(
+    conn: Conn, request: Request, principal: Principal, tenant_id: int, row: dict[str, str]
+) -> tuple[int, int, int | None]:
+    """One row: the site (the same checks as POST /sites), its gateway claimed by its
+    printed code if given (POST /gateways/claim), its meter (POST /meters)."""
+    site = SiteIn.model_validate({k: row.get(k) or None for k in SiteIn.model_fields})
+    fields = {k: row.get(k) or None for k in MeterIn.model_fields if k not in ("site_id",)}
+    MeterIn.model_validate({**fields, "site_id": 1, "gateway_id": None})  # before any write
+    if clash := registry.site_clash(conn, tenant_id, site.model_dump()):
+        raise registry.RegistryError(clash)
+    site_row = registry.add_site(conn, tenant_id, principal.actor, **site.model_dump())
+    gateway_id = None
+    if row.get("claim_code"):
+        gateway_id = registry.claim_gateway(
+            conn, tenant_id, key=_keys(request), actor=principal.actor,
+            claim_code=row["claim_code"], site_id=site_row.id,
+        ).id  # fmt: skip
+    meter = MeterIn.model_validate({**fields, "site_id": site_row.id, "gateway_id": gateway_id})
+    meter_row = registry.add_meter(
+        conn, tenant_id, request.app.state.credential_box, principal.actor, **meter.model_dump()
+    )
+    _push_meter(request, conn, meter_row, principal, tenant_id)
+    return site_row.id, meter_row.id, gateway_id
+
+
+def import_homes(
+    conn: Conn, request: Request, principal: Principal, tenant_id: int, text: str, dry_run: bool
+) -> HomesReport:
+    """Every row of the CSV through `_import_home`, each in a savepoint of its own (a bad
+    row leaves nothing behind), all in one more: a preview (`dry_run`) is the import
+    itself, rolled back; an import with a bad row imports none (422, with the report)."""
+    rows: list[HomeRow] = []
+    everything = conn.begin_nested()
+    try:
+        for line, raw in enumerate(registry.csv_rows(text, HOME_COLUMNS), start=2):
+            row = {k: (v or "").strip() for k, v in raw.items() if isinstance(k, str)}
+            out = HomeRow(
+                line=line,
+                customer_id=row["customer_id"][:64],
+                service_code=row["service_code"][:11],
+            )
+            try:
+                with conn.begin_nested():
+                    ids = _import_home(conn, request, principal, tenant_id, row)
+                if not dry_run:
+                    out.site_id, out.meter_id, out.gateway_id = ids
+            except ValidationError as err:
+                out.error = _invalid(err)
+            except registry.RegistryError as err:
+                out.error = str(err)
+            except IntegrityError:
+                out.error = "conflicts with what is already there"
+            rows.append(out)
+    except registry.RegistryError as err:  # not CSV, or a column missing
+        everything.rollback()
+        raise Problem(422, str(err)) from None
+    bad = sum(r.error is not None for r in rows)
+    report = HomesReport(dry_run=dry_run, added=len(rows) - bad, errors=bad, rows=rows)
+    if dry_run or bad:
+        everything.rollback()
+        request.state.after_commit.clear()  # nothing to push
+    else:
+        everything.commit()
+        audit(
+            conn, principal.actor, "homes.import", tenant_id=tenant_id,
+            detail={"added": report.added},
+        )  # fmt: skip
+    if bad and not dry_run:
+        raise Problem(
+            422, f"{bad} row(s) cannot be imported: nothing was", report=report.model_dump()
+        )
+    return report
+
+
+@router.post(
+    "/homes/import",
+    summary="Onboard homes from a CSV: a site, its meter and its gateway a row",
+    description="Columns `customer_id`, `service_code`, `link` (udp or wisun) and any of "
+    "`name`, `address`, `phone`, `udp_host`, `udp_port`, `device`, `broute_id`, "
+    "`broute_password`, `supply_point`, `claim_code` (the gateway's printed code: it is "
+    "claimed for the row's site); a header row; UTF-8, with or without a BOM. Each row is "
+    "checked as POST /sites, /gateways/claim and /meters check it. `dry_run=true`: the "
+    "report of what would happen, nothing kept. Otherwise every row or none: with a bad "
+    "row, a 422 whose `report` lists each row's error.",
+)
+def import_homes_csv(
+    request: Request,
+    conn: Conn,
+    principal: Operator,
+    tenant_id: TenantId,
+    csv_text: Annotated[str, Body(media_type="text/csv", description="customer_id,...")],
+    dry_run: bool = False,
+) -> HomesReport:
+    return import_homes(conn, request, principal, tenant_id, csv_text, dry_run)
 
 
 MeterSort = listing.sort_parameter(("serial", "link", "created_at", "id"))

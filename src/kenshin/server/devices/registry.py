@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Row, insert, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Row, func, insert, or_, select, update
 
 from kenshin.wire.enrollment import valid_serial
 
@@ -52,7 +52,7 @@ class ImportReport:
     errors: list[str]
 
 
-def _csv_rows(text: str, need: Iterable[str], one_of: Iterable[str] = ()) -> Iterator[dict]:
+def csv_rows(text: str, need: Iterable[str], one_of: Iterable[str] = ()) -> Iterator[dict]:
     """An uploaded CSV's rows as dicts (a BOM as Excel writes is skipped): every column of
     `need` and, if given, at least one of `one_of` must be in its header. What the csv
     module cannot read is a RegistryError, whenever it is met."""
@@ -72,7 +72,7 @@ def _csv_rows(text: str, need: Iterable[str], one_of: Iterable[str] = ()) -> Ite
 def import_identities(conn: Connection, text: str, key: bytes, actor: str) -> ImportReport:
     """Add manufactured gateways from the factory's CSV; known serials are left as they
     are (re-importing a file is harmless); a bad row is reported and skipped."""
-    rows = _csv_rows(text, IDENTITY_COLUMNS)
+    rows = csv_rows(text, IDENTITY_COLUMNS)
     added = known = 0
     errors = []
     for line, row in enumerate(rows, start=2):
@@ -175,6 +175,38 @@ def add_site(conn: Connection, tenant_id: int, actor: str, **values: Any) -> Row
     return get_site(conn, key[0], tenant_id)
 
 
+def site_clash(
+    conn: Connection, tenant_id: int, values: dict[str, Any], site_id: int | None = None
+) -> str | None:
+    """What another site of the tenant already has of `values`' customer_id and
+    service_code (both unique within a tenant), as a sentence; None: nothing."""
+    for column, what in (("customer_id", "customer"), ("service_code", "service code")):
+        value = values.get(column)
+        if value is None:
+            continue
+        c = s.sites.c
+        if conn.execute(
+            select(c.id).where(c.tenant_id == tenant_id, c[column] == value, c.id != (site_id or 0))
+        ).first():
+            return f"{what} {value} already has a site"
+    return None
+
+
+def update_site(
+    conn: Connection, tenant_id: int, site_id: int, actor: str, **changes: Any
+) -> Row | None:
+    """Change a site's fields (None for the site of another tenant, or none at all)."""
+    if get_site(conn, site_id, tenant_id) is None:
+        return None
+    if changes:
+        conn.execute(update(s.sites).where(s.sites.c.id == site_id).values(**changes))
+        audit(
+            conn, actor, "site.update", target=f"site:{site_id}", tenant_id=tenant_id,
+            detail=changes,
+        )  # fmt: skip
+    return get_site(conn, site_id, tenant_id)
+
+
 def get_site(conn: Connection, site_id: int, tenant_id: int) -> Row | None:
     return conn.execute(
         select(s.sites).where(s.sites.c.id == site_id, s.sites.c.tenant_id == tenant_id)
@@ -274,7 +306,7 @@ def import_supply_points(conn: Connection, tenant_id: int, text: str, actor: str
     m, site = s.meters.c, s.sites.c
     added = known = 0
     errors = []
-    for line, row in enumerate(_csv_rows(text, ("supply_point",), SUPPLY_POINT_KEYS), start=2):
+    for line, row in enumerate(csv_rows(text, ("supply_point",), SUPPLY_POINT_KEYS), start=2):
         meter_id, code = ((row.get(k) or "").strip() for k in SUPPLY_POINT_KEYS)
         if meter_id:  # an id the database can hold, else no meter at all
             number = int(meter_id) if meter_id.isdecimal() and len(meter_id) < 16 else -1
@@ -346,10 +378,54 @@ def add_meter(
         )
     ).inserted_primary_key
     meter_id = key[0]
+    audit(conn, actor, "meter.create", target=f"meter:{meter_id}", tenant_id=tenant_id)
     if broute_id and broute_password:
         set_broute_credentials(conn, box, meter_id, broute_id, broute_password)
-    audit(conn, actor, "meter.create", target=f"meter:{meter_id}", tenant_id=tenant_id)
+        _audit_credentials(conn, actor, tenant_id, meter_id)
     return get_meter(conn, meter_id, tenant_id)
+
+
+BROUTE_AUDIT = "meter.broute_credentials"  # when they were set: the audit log's entry
+
+
+def _audit_credentials(conn: Connection, actor: str, tenant_id: int, meter_id: int) -> None:
+    audit(conn, actor, BROUTE_AUDIT, target=f"meter:{meter_id}", tenant_id=tenant_id)
+
+
+def replace_broute_credentials(
+    conn: Connection,
+    tenant_id: int,
+    box: CredentialBox,
+    actor: str,
+    meter_id: int,
+    broute_id: str,
+    password: str,
+) -> Row:
+    """New B-route credentials for a meter of the tenant (they are write-only: the audit
+    log keeps when, never what)."""
+    if get_meter(conn, meter_id, tenant_id) is None:
+        raise RegistryError(f"no meter {meter_id}")
+    set_broute_credentials(conn, box, meter_id, broute_id, password)
+    _audit_credentials(conn, actor, tenant_id, meter_id)
+    return get_meter(conn, meter_id, tenant_id)
+
+
+def broute_credentials_set_at(
+    conn: Connection, tenant_id: int, meter_ids: Iterable[int]
+) -> dict[int, Any]:
+    """meter id -> when its B-route credentials were last set, from the audit log (what
+    the panel shows of them: never the values). A meter whose entry the audit retention
+    has removed is not in the answer."""
+    a = s.audit_log.c
+    targets = {f"meter:{m}": m for m in meter_ids}
+    if not targets:
+        return {}
+    rows = conn.execute(
+        select(a.target, func.max(a.at))
+        .where(a.tenant_id == tenant_id, a.action == BROUTE_AUDIT, a.target.in_(targets))
+        .group_by(a.target)
+    )
+    return {targets[target]: at for target, at in rows}
 
 
 def set_broute_credentials(

@@ -82,9 +82,12 @@ class _OwnFiles(StaticFiles):
 def static_app() -> Router:
     """The ASGI app to mount at `STATIC_PREFIX`."""
     _plotly_js()  # fail at start, not at the first page, when plotly is missing
+    from .apidocs import swagger_mount  # Swagger UI for /api/v1/docs, from its package
+
     return Router(
         routes=[
             Route(_VENDOR_PLOTLY, _plotly, methods=["GET", "HEAD"]),
+            swagger_mount(),
             Mount("/", app=_OwnFiles(directory=STATIC_DIR)),
         ]
     )

@@ -36,7 +36,7 @@ from .queries import (
     home_summary,
     latest_events,
 )
-from .rendering import PageProblem, PageRoute, SignedIn, lang_of, render, safe_next
+from .rendering import Anyone, PageProblem, PageRoute, SignedIn, lang_of, render, safe_next
 
 __all__ = ["LIST_REFRESH_S", "router"]
 
@@ -143,7 +143,9 @@ def logout(request: Request, form: Form, conn: Conn) -> Response:
 
 
 @router.get("/")
-def home(page: SignedIn, conn: Conn) -> Response:
+def home(page: Anyone, conn: Conn) -> Response:
+    if page.tenant_kind is None:  # a platform administrator: the tenants are theirs
+        return RedirectResponse("/platform/tenants", status_code=303)
     now = s.utcnow()
     summary = home_summary(conn, page.tenant_id, now)
     donut = {

@@ -32,9 +32,13 @@ from .i18n import LANGS, Translator, translator
 
 __all__ = [
     "LANG_COOKIE",
+    "AdminPage",
+    "Anyone",
+    "OperatorPage",
     "Page",
     "PageProblem",
     "PageRoute",
+    "PlatformAdminPage",
     "lang_of",
     "render",
     "safe_next",
@@ -115,23 +119,56 @@ class Page:
     def can_operate(self) -> bool:
         return self.principal is not None and self.principal.has_role("operator")
 
+    @property
+    def is_admin(self) -> bool:
+        """A tenant's administrator (the admin pages are theirs)."""
+        return self.tenant_kind is not None and self.principal.role == "admin"
 
-def _signed_in(request: Request, conn: Conn) -> Page:
+
+def _anyone(request: Request, conn: Conn) -> Page:
+    """Whoever is signed in: a tenant's user, or a platform administrator (no tenant)."""
     try:
         principal = current_principal(request, conn, None, request.cookies.get(SESSION_COOKIE))
     except Problem as err:
         if err.status == 401:
             raise LoginRequired from None
         raise
-    if principal.tenant_id is None:  # the panel shows one tenant; they have the API
-        raise PageProblem(403, "error.platform_admin")
-    kind = conn.execute(
-        select(s.tenants.c.kind).where(s.tenants.c.id == principal.tenant_id)
-    ).scalar_one()
+    kind = None
+    if principal.tenant_id is not None:
+        kind = conn.execute(
+            select(s.tenants.c.kind).where(s.tenants.c.id == principal.tenant_id)
+        ).scalar_one()
     return Page(request, principal, lang_of(request), kind)
 
 
+def _signed_in(page: Annotated[Page, Depends(_anyone)]) -> Page:
+    if page.tenant_kind is None:  # the tenant pages show one tenant; theirs are /platform
+        raise PageProblem(403, "error.platform_admin")
+    return page
+
+
+def _role(role: str) -> Callable[[Page], Page]:
+    def check(page: Annotated[Page, Depends(_signed_in)]) -> Page:
+        assert page.principal is not None
+        if not page.principal.has_role(role):  # the same answer as a page that is not there
+            raise PageProblem(403, f"error.needs_{role}")
+        return page
+
+    return check
+
+
+def _platform_admin(page: Annotated[Page, Depends(_anyone)]) -> Page:
+    assert page.principal is not None
+    if not page.principal.is_platform_admin:
+        raise PageProblem(404, "error.not_found")
+    return page
+
+
+Anyone = Annotated[Page, Depends(_anyone)]
 SignedIn = Annotated[Page, Depends(_signed_in)]
+OperatorPage = Annotated[Page, Depends(_role("operator"))]
+AdminPage = Annotated[Page, Depends(_role("admin"))]
+PlatformAdminPage = Annotated[Page, Depends(_platform_admin)]
 
 
 def render(page: Page | Request, template: str, status: int = 200, **values: Any) -> Response:
