@@ -7,12 +7,12 @@ scripts and ``locales/<area>.<lang>.json``); `static_app()` is mounted at `STATI
 
 from fastapi import APIRouter
 
-from . import alerts, export, graphs, pages, plants, retail
+from . import alerts, export, gateway, graphs, pages, plants, retail
 from .assets import STATIC_PREFIX, static_app
 from .pages import LIST_REFRESH_S
 
 __all__ = ["LIST_REFRESH_S", "STATIC_PREFIX", "router", "static_app"]
 
 router = APIRouter(include_in_schema=False)
-for area in (pages, graphs, retail, plants, alerts, export):
+for area in (pages, gateway, graphs, retail, plants, alerts, export):
     router.include_router(area.router)
