@@ -241,6 +241,11 @@ def test_the_list_refreshes_itself_without_reloading_or_losing_the_scroll(visit,
     power = rows.nth(1).locator("td").nth(5)
     expect(power).to_have_text(t.watts(4321), timeout=25_000)
     print(f"\nthe list showed the new power {time.monotonic() - started:.1f} s after the write")
+    # Selling is said in words, as on Plants, never as negative watts (issue 17 item 6).
+    send(panel.engine, "GW-A2", ReadingsBatch(101, f"m{meter}", (InstantSample(now + 1, -850),)))
+    expect(power).to_have_text(t("list.selling", watts=t.watts(850)), timeout=25_000)
+    send(panel.engine, "GW-A2", ReadingsBatch(102, f"m{meter}", (InstantSample(now + 2, 4321),)))
+    expect(power).to_have_text(t.watts(4321), timeout=25_000)
 
     assert page.evaluate("window.stillTheSamePage") is True  # not reloaded
     assert page.evaluate("window.scrollY") == scrolled
