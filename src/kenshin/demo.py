@@ -197,7 +197,7 @@ class Demo:
             else:
                 self._move_meters(app)
             tasks = [asyncio.create_task(self._agent(home, clock)) for home in self.homes]
-            tasks.append(asyncio.create_task(self._plan(app, anchor, first=self.state is None)))
+            tasks.append(asyncio.create_task(self._plan(app, anchor)))
             broker = app.state.device_service.endpoint
             self.echo(
                 f"\nKenshin demo is running: the platform in one process, nothing but simulators.\n"
@@ -234,10 +234,10 @@ class Demo:
                 for agent in self.agents:
                     agent.queue.close()
 
-    async def _plan(self, app, anchor: datetime, *, first: bool) -> None:
+    async def _plan(self, app, anchor: datetime) -> None:
         """Once the retailer's month of history is in (the backfill), its past days'
-        forecasts and a plan that follows them (kenshin.demoplan); on the first set-up,
-        the alerts and events of the month's faults (kenshin.demofaults)."""
+        forecasts and a plan that follows them (kenshin.demoplan), and the alerts and
+        events of the month's faults not on record yet (kenshin.demofaults)."""
         engine = app.state.engine
         with engine.connect() as conn:
             tenant_id = conn.execute(
@@ -254,10 +254,10 @@ class Demo:
         now = datetime.now(JST)
         days = await asyncio.to_thread(plan_and_forecast, engine, tenant_id, now, HISTORY_DAYS)
         self.echo(f"procurement plan: {days} days, following the forecast (a few deviations)")
-        if first:
-            alerts = await asyncio.to_thread(
-                demofaults.record, engine, self.homes, anchor, HISTORY_DAYS
-            )
+        alerts = await asyncio.to_thread(
+            demofaults.record, engine, self.homes, anchor, HISTORY_DAYS
+        )
+        if alerts:
             self.echo(f"faults of the month: {alerts} alerts and a gateway outage on record")
 
     def _identity(self, serial: str, base: str) -> Identity:
