@@ -32,6 +32,7 @@ import httpx
 import uvicorn
 from sqlalchemy import func, select
 
+from kenshin import demofaults
 from kenshin.demoplan import history_days, plan_and_forecast
 from kenshin.echonet.edt import JST
 from kenshin.gateway.agent import AgentOptions, GatewayAgent
@@ -185,6 +186,7 @@ class Demo:
         async with fleet, solar, contextlib.AsyncExitStack() as stack:
             self._make_homes(base, fleet, clock, anchor)
             self._make_solar_homes(base, solar)
+            demofaults.inject(self.homes, anchor)  # a month with a few faults in it
             for home in self.homes:
                 if home.dongle is not None:
                     await stack.enter_async_context(home.dongle)
@@ -195,7 +197,7 @@ class Demo:
             else:
                 self._move_meters(app)
             tasks = [asyncio.create_task(self._agent(home, clock)) for home in self.homes]
-            tasks.append(asyncio.create_task(self._plan(app)))
+            tasks.append(asyncio.create_task(self._plan(app, anchor)))
             broker = app.state.device_service.endpoint
             self.echo(
                 f"\nKenshin demo is running: the platform in one process, nothing but simulators.\n"
@@ -232,9 +234,10 @@ class Demo:
                 for agent in self.agents:
                     agent.queue.close()
 
-    async def _plan(self, app) -> None:
+    async def _plan(self, app, anchor: datetime) -> None:
         """Once the retailer's month of history is in (the backfill), its past days'
-        forecasts and a plan that follows them (kenshin.demoplan)."""
+        forecasts and a plan that follows them (kenshin.demoplan), and the alerts and
+        events of the month's faults not on record yet (kenshin.demofaults)."""
         engine = app.state.engine
         with engine.connect() as conn:
             tenant_id = conn.execute(
@@ -251,6 +254,11 @@ class Demo:
         now = datetime.now(JST)
         days = await asyncio.to_thread(plan_and_forecast, engine, tenant_id, now, HISTORY_DAYS)
         self.echo(f"procurement plan: {days} days, following the forecast (a few deviations)")
+        alerts = await asyncio.to_thread(
+            demofaults.record, engine, self.homes, anchor, HISTORY_DAYS
+        )
+        if alerts:
+            self.echo(f"faults of the month: {alerts} alerts and a gateway outage on record")
 
     def _identity(self, serial: str, base: str) -> Identity:
         """The gateway's identity: made now, or the one an earlier run registered."""

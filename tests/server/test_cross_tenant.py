@@ -75,6 +75,7 @@ ROLES = {
     "PATCH /api/v1/gateways/{gateway_id}/settings": "operator",
     "DELETE /api/v1/gateways/{gateway_id}/broker-credential": "operator",
     "GET /api/v1/gateways/{gateway_id}/settings": "viewer",
+    "GET /api/v1/gateways/{gateway_id}/status": "viewer",
     "POST /api/v1/gateways/{gateway_id}/commands": "operator",
     "GET /api/v1/commands/{command_id}": "viewer",
     "GET /api/v1/events": "viewer",

@@ -521,6 +521,19 @@ def test_the_realtime_trace_shows_points_arriving_from_the_gateway(browser, live
             time.sleep(0.1)
         stop = realtime_commands(panel)[-1]
         assert stop.args == {"interval_s": 3, "duration_s": 0}
+
+        # The gateway's page, on a phone: the agent's own status (issue 17 item 2: it froze
+        # at "connecting", uptime 0, no last read), and the leases folded into one line.
+        t = translator("en")
+        page = visit("operator", "en", viewport={"width": 390, "height": 844})
+        page.goto(f"/gateways/{panel.gateway_id}")
+        expect(page.locator("#link")).to_have_text(t("link.joined"))
+        expect(page.locator("#lqi")).to_have_text(t("gw.lqi_ip"))  # a UDP meter
+        expect(page.locator("#last-good-read")).not_to_have_text(t("common.none"))
+        expect(page.locator("#command-rows tr")).to_have_count(0)
+        expect(page.locator("#leases")).to_contain_text("2 reads for the panel's live power")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        screenshot(page, "gateway-live-agent-phone-en")
         visit.check()
     finally:
         visit.close()

@@ -241,6 +241,11 @@ def test_the_list_refreshes_itself_without_reloading_or_losing_the_scroll(visit,
     power = rows.nth(1).locator("td").nth(5)
     expect(power).to_have_text(t.watts(4321), timeout=25_000)
     print(f"\nthe list showed the new power {time.monotonic() - started:.1f} s after the write")
+    # Selling is said in words, as on Plants, never as negative watts (issue 17 item 6).
+    send(panel.engine, "GW-A2", ReadingsBatch(101, f"m{meter}", (InstantSample(now + 1, -850),)))
+    expect(power).to_have_text(t("list.selling", watts=t.watts(850)), timeout=25_000)
+    send(panel.engine, "GW-A2", ReadingsBatch(102, f"m{meter}", (InstantSample(now + 2, 4321),)))
+    expect(power).to_have_text(t.watts(4321), timeout=25_000)
 
     assert page.evaluate("window.stillTheSamePage") is True  # not reloaded
     assert page.evaluate("window.scrollY") == scrolled
@@ -277,8 +282,10 @@ def test_the_gateway_page_shows_state_status_settings_and_commands(visit, panel,
             .order_by(s.gateway_reports.c.id.desc())
         ).first()
         gateway = conn.execute(select(s.gateways).where(s.gateways.c.id == gateway_id)).one()
-    expect(page.locator("#link")).to_have_text(report.link)
-    expect(page.locator("#lqi")).to_have_text(t.number(report.lqi))
+    expect(page.locator("#link")).to_have_text(t(f"link.{report.link}"))
+    dbm = t.number(round(0.275 * report.lqi - 104.27, 1), 1)
+    expect(page.locator("#lqi")).to_contain_text(f"{report.lqi}")
+    expect(page.locator("#lqi")).to_contain_text(f"{dbm} dBm")
     expect(page.locator("#queue-depth")).to_have_text(t.number(report.queue_depth))
     expect(page.locator("#agent-version")).to_have_text(report.agent_version)
     expect(page.locator("#settings")).to_contain_text("poll.instant_interval_s")
@@ -339,10 +346,10 @@ def test_an_operator_runs_commands_and_sees_their_results(visit, panel):
     restart = run("restart")
 
     # The gateway answers (through the real ingest); the page follows without a reload.
-    send(panel.engine, serial, CommandResult(restart.id, True, {"restarting_in_s": 1}))
+    send(panel.engine, serial, CommandResult(restart.id, True, {"restarting": True}))
     row = page.locator(f'#command-rows tr[data-command-id="{restart.id}"]')
     expect(row.locator(".state")).to_have_text(t("command_state.done"), timeout=10_000)
-    expect(row.locator(".result")).to_have_text('{"restarting_in_s":1}')
+    expect(row.locator(".result")).to_have_text(t("gw.result_restarting"))
     visit.check()
 
 

@@ -296,3 +296,22 @@ def test_link_config_never_shows_the_secrets():
     config = BrouteConfig("/dev/null", RBID, PWD)
     assert RBID not in repr(config) and PWD not in repr(config)
     assert RBID not in repr(replace(config, device="/dev/ttyUSB0"))
+
+
+def test_the_link_quality_follows_each_datagram_on_a_bp35c2(tmp_path):
+    # Issue 17 item 2: the LQI was the scan's, once, and never moved while the link did.
+    async def scenario():
+        async with rig(tmp_path, DongleModel.BP35C2, erxudp_lqi=True, lqi=0x90) as (
+            emulator,
+            link,
+            _,
+        ):
+            session = SmartMeterSession(link)
+            await session.instant_power_w()
+            assert link.status.lqi == 0x90
+            emulator.lqi = 0x40  # the radio got worse
+            await session.instant_power_w()
+            assert link.status.lqi == 0x40
+            assert link.status.rssi_dbm == round(0.275 * 0x40 - 104.27, 1)
+
+    run(scenario())

@@ -68,9 +68,19 @@ from .queue import DurableQueue
 
 log = logging.getLogger(__name__)
 SLOT_S = 1800
-# A Status goes when something in it changes, else once a day: every batch already tells
-# the server the gateway is alive, and each Status exchange costs ~250 B on the bill.
+# A Status goes when something in it changes (checked every STATUS_CHECK_S, locally), else
+# once a day: every batch already tells the server the gateway is alive, and each Status
+# exchange costs ~250 B on the bill. Changes spend a token of a small bucket (STATUS_BURST,
+# one back every `status_refill_s`): a field engineer sees a link come up or an LQI move
+# within seconds, and a flapping link or LQI costs at most one Status per refill period.
 STATUS_MAX_S = 24 * 3600
+STATUS_CHECK_S = 2.0
+STATUS_BURST = 5
+STATUS_REFILL_S = 600.0
+STATUS_GAP_S = 5.0  # changes closer than this go together, in one Status
+LQI_STEP = 12  # an LQI this far from the one last sent is news (about 3 dB)
+BACKLOG = 64  # readings queued: more is a backlog the server should hear of
+STALL_FAILURES = 3  # reads failed in a row: the meter is reported as not answering
 MAX_PENDING_EVENTS = 16
 
 
@@ -146,6 +156,33 @@ class AgentState:
         self.errors[what] = self.errors.get(what, 0) + 1
 
 
+def _backlog(depth: int) -> int:
+    """The queue's depth as news: 0 for what a flush or two takes (it comes and goes with
+    every sample), then which doubling above BACKLOG (a growing queue raises an alert)."""
+    return 0 if depth < BACKLOG else (depth // BACKLOG).bit_length()
+
+
+class StatusGate:
+    """A token bucket for changed statuses: `burst` at once, then one per `refill_s`, never
+    two within `gap_s`. Times are monotonic seconds, passed in (tests drive them)."""
+
+    def __init__(self, burst: int = STATUS_BURST, refill_s: float = STATUS_REFILL_S) -> None:
+        self.burst, self.refill_s = burst, refill_s
+        self.tokens, self._at, self._last = float(burst), None, None
+
+    def allow(self, now: float, *, gap_s: float | None = None) -> bool:
+        """True (and a token spent) when a changed status may go now."""
+        gap_s = STATUS_GAP_S if gap_s is None else gap_s
+        if self._at is not None:
+            self.tokens = min(self.burst, self.tokens + (now - self._at) / self.refill_s)
+        self._at = now
+        if self.tokens < 1 or (self._last is not None and now - self._last < gap_s):
+            return False
+        self.tokens -= 1
+        self._last = now
+        return True
+
+
 class GatewayAgent:
     def __init__(self, identity: Identity, options: AgentOptions, *, clock: Clock | None = None):
         self.identity = identity
@@ -157,7 +194,9 @@ class GatewayAgent:
         self.enrollment: Enrollment | None = None
         self._send_now = asyncio.Event()
         self._group: asyncio.TaskGroup | None = None
-        self._status_sent_at, self._status_sent_key = 0.0, ()
+        self._status_sent_at, self._status_sent = 0.0, None
+        self._published_at = time.monotonic()  # any message: the server's sign of life
+        self._status_gate = StatusGate()
         self._settings_arrived = asyncio.Event()
         self._events: list[Event] = []  # to send with the next flush (the uplink may be down)
         self._reconnect = Backoff(options.reconnect_backoff_s)
@@ -487,11 +526,14 @@ class GatewayAgent:
     async def _publish(self, client: aiomqtt.Client, message: Any, *, retain=False) -> None:
         topic, payload = encode_publish(message, self.gateway_id)
         await client.publish(topic, payload, qos=1, retain=retain)
+        self._published_at = time.monotonic()
         _raise_if_cancelled()
 
     async def _heartbeat(self, client: aiomqtt.Client) -> None:
-        """A status when something in it changed, else at most every `status_max_s`: every
-        message is a sign of life to the server already, and heartbeats are billed."""
+        """A status when something in it changed (link state, an LQI moved by `LQI_STEP`,
+        the settings, a new kind of error, the queue doubling), as the `StatusGate`
+        allows; else when nothing at all went out for `heartbeat_s` (the server takes a
+        gateway silent that long as lost), and at least every `status_max_s`."""
         # Without settings yet: say so now and then. On a cluster, the retained copy may be
         # on a node we are not connected to; the server pushes again to a gateway it hears
         # from without them.
@@ -500,30 +542,39 @@ class GatewayAgent:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._settings_arrived.wait(), SETTINGS_ASK_S)
         while True:
-            await asyncio.sleep(float(self._setting("heartbeat_s", None, 1800)))
-            status = self.status()
-            stale = time.monotonic() - self._status_sent_at > float(
-                self._setting("status_max_s", None, STATUS_MAX_S)
+            await asyncio.sleep(STATUS_CHECK_S)
+            status, now = self.status(), time.monotonic()
+            self._status_gate.refill_s = float(
+                self._setting("status_refill_s", None, STATUS_REFILL_S)
             )
-            if stale or self._status_key(status) != self._status_sent_key:
+            max_s = float(self._setting("status_max_s", None, STATUS_MAX_S))
+            quiet_s = float(self._setting("heartbeat_s", None, 1800))
+            due = now - self._status_sent_at > max_s or now - self._published_at > quiet_s
+            if due or (self._status_changed(status) and self._status_gate.allow(now)):
                 await self._publish_status(client, status)
 
-    @staticmethod
-    def _status_key(status: Status) -> tuple:
-        """What the server must hear about at once (not uptime, not the exact LQI, the
-        queue's depth only when it doubles: a growing queue raises an alert)."""
+    def _status_changed(self, status: Status) -> bool:
+        """What the server must hear about soon: not uptime, not every LQI wobble, not
+        error counts going up (a new kind of error, yes), the queue only when it doubles."""
+        sent = self._status_sent
+        if sent is None:
+            return True
+        if (status.lqi is None) != (sent.lqi is None):
+            return True
+        if status.lqi is not None and abs(status.lqi - sent.lqi) >= LQI_STEP:
+            return True
         return (
-            status.link,
-            status.settings_version,
-            (status.lqi or 0) // 16,
-            status.queue_depth.bit_length(),
-            tuple(sorted(status.errors.items())),
+            status.link != sent.link
+            or status.settings_version != sent.settings_version
+            or _backlog(status.queue_depth) != _backlog(sent.queue_depth)
+            or set(status.errors) != set(sent.errors)
+            or (status.last_good_read_s is None) != (sent.last_good_read_s is None)
         )
 
     async def _publish_status(self, client: aiomqtt.Client, status: Status | None = None) -> None:
         status = status or self.status()
         await self._publish(client, status)
-        self._status_sent_at, self._status_sent_key = time.monotonic(), self._status_key(status)
+        self._status_sent_at, self._status_sent = time.monotonic(), status
 
     def status(self) -> Status:
         link, lqi, last_good, errors = LinkState.CLOSED, None, None, dict(self.state.errors)
@@ -536,6 +587,8 @@ class GatewayAgent:
                 link, lqi = LinkState(link_status.state.value), link_status.lqi
             else:
                 link = LinkState.JOINED if stats.connected else LinkState.CONNECTING
+            if link == LinkState.JOINED and stats.failures_in_row >= STALL_FAILURES:
+                link = LinkState.NO_METER  # reached, but the meter does not answer
         depth = self.queue.depth()
         return Status(
             at_s=int(time.time()),

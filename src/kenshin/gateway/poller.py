@@ -73,6 +73,7 @@ class PollStats:
 
     connected: bool = False
     last_good_read: float | None = None  # epoch seconds
+    failures_in_row: int = 0  # reads (instant or fixed) failed since the last good one
     instant_reads: int = 0
     fixed_reads: int = 0
     refilled_slots: int = 0
@@ -82,6 +83,12 @@ class PollStats:
     def failed(self, what: str, err: Exception) -> None:
         self.errors[what] = self.errors.get(what, 0) + 1
         self.last_error = f"{what}: {err}"
+        if what in ("instant", "fixed"):
+            self.failures_in_row += 1
+
+    def read_ok(self) -> None:
+        self.last_good_read = time.time()
+        self.failures_in_row = 0
 
 
 def slot_of(moment: datetime) -> int:
@@ -201,7 +208,7 @@ class MeterPoller:
             return
         self.queue.put_instant(self.meter_ref, at, power_w, r_da, t_da)
         self.stats.instant_reads += 1
-        self.stats.last_good_read = time.time()
+        self.stats.read_ok()
         if self.realtime_active:
             self.on_urgent()
 
@@ -234,7 +241,7 @@ class MeterPoller:
         except MeterError as err:
             self.stats.failed("fixed", err)
             return False
-        self.stats.last_good_read = time.time()
+        self.stats.read_ok()
         slot = slot_of(reading.at)
         last = self.queue.last_fixed_slot(self.meter_ref)
         if last is not None and slot <= last:

@@ -35,6 +35,7 @@ from .csrf import CsrfGuard
 from .db import make_engine, migrate
 from .deps import DbGate, PrincipalCache
 from .devices import api as devices_api
+from .devices import status_api
 from .inputs import RefuseNul
 from .jobs import JobRunner, server_jobs
 from .metering import api as metering_api
@@ -170,6 +171,7 @@ def _serve_api(app: FastAPI) -> None:
     """The REST API and the panel (roles 'all' and 'api'; the others answer health only)."""
     app.include_router(api_router())
     app.include_router(devices_api.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
+    app.include_router(status_api.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
     app.include_router(metering_api.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
     app.include_router(metering_demand.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
     app.include_router(metering_settlement.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)

@@ -125,6 +125,10 @@ class LoadModel:
         self.profile = profile
         self._seed = profile.seed
         self._means: dict[int, int] = {}
+        # Faults (SimulatedMeter.inject): slot ranges [first, last) with no power at all (a
+        # power cut), and with an extra load in W (a heater left on, a faulty appliance).
+        self.outages: tuple[tuple[int, int], ...] = ()
+        self.surges: tuple[tuple[int, int, int], ...] = ()
 
     # -- per slot ------------------------------------------------------------------------
 
@@ -133,7 +137,11 @@ class LoadModel:
         if mean is None:
             if len(self._means) > 4096:  # a bounded memo: readers mostly want recent slots
                 self._means.clear()
-            mean = self._means[slot] = self._compute_slot_mean(slot)
+            mean = self._compute_slot_mean(slot)
+            if any(first <= slot < last for first, last in self.outages):
+                mean = 0
+            mean += sum(w for first, last, w in self.surges if first <= slot < last)
+            self._means[slot] = mean
         return mean
 
     def slot_energy_ws(self, slot: int) -> tuple[int, int]:

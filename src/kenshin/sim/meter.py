@@ -98,6 +98,25 @@ class SimulatedMeter:
             [self.object], manufacturer_code=SIM_MANUFACTURER, identification=self.identification
         )
 
+    def inject(
+        self,
+        *,
+        outages: tuple[tuple[datetime, datetime], ...] = (),
+        surges: tuple[tuple[datetime, datetime, int], ...] = (),
+    ) -> None:
+        """Faults in the meter's past or future (before it is first read): power cuts (no
+        power, nothing recorded: its history has no values there, which no refill can
+        fetch) and surges (an extra load in W: a faulty appliance)."""
+
+        def slot(moment: datetime) -> int:
+            return int(moment.timestamp()) // 1800
+
+        self.load.outages = tuple((slot(a), slot(b)) for a, b in outages)
+        self.load.surges = tuple((slot(a), slot(b), w) for a, b, w in surges)
+        self.load._means.clear()
+        self.registers.gaps = tuple(outages)
+        self.registers.forget()
+
     @property
     def identification(self) -> bytes:
         """The node profile's 0x83: 0xFE, the maker code, then 13 bytes of this meter's own

@@ -83,6 +83,11 @@ class MeterRegisters:
         # _before[d][i]: energy from the start of slot anchor-i to the anchor slot's start.
         self._after: tuple[list[int], list[int]] = ([0], [0])
         self._before: tuple[list[int], list[int]] = ([0], [0])
+        self.gaps: tuple[tuple[datetime, datetime], ...] = ()  # no values recorded
+
+    def forget(self) -> None:
+        """Drop what was summed so far (after the load changed)."""
+        self._after, self._before = ([0], [0]), ([0], [0])
 
     # -- energy --------------------------------------------------------------------------
 
@@ -129,6 +134,8 @@ class MeterRegisters:
 
     def _raw_if_recorded(self, moment: datetime, now: datetime) -> tuple[int | None, int | None]:
         if moment > now or moment < self.install:
+            return None, None
+        if any(start <= moment < end for start, end in self.gaps):  # the meter was off
             return None, None
         return self.raw(moment)
 

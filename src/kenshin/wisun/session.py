@@ -321,6 +321,8 @@ class BrouteSession:
         self._set_state(LinkState.DEVICE_LOST, f"the dongle went away: {err or 'end of file'}")
 
     def _received(self, datagram: ReceivedUdp) -> None:
+        if datagram.lqi is not None:  # BP35C2 with SA2 1: the link's quality, now
+            self.status.lqi = datagram.lqi
         if datagram.dest_port == ECHONET_PORT:
             self.on_datagram(datagram.data)
 

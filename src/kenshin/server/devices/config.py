@@ -73,6 +73,8 @@ class SettingsValues(BaseModel):
     uplink: _Uplink | None = None
     heartbeat_s: float | None = Field(None, ge=10, le=86400)
     status_max_s: float | None = Field(None, ge=60, le=7 * 86400)
+    # After a burst of changed statuses (link, LQI), at most one per this long.
+    status_refill_s: float | None = Field(None, ge=10, le=86400)
 
 
 def check_values(values: dict[str, Any]) -> None:

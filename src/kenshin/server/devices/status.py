@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, Row, and_, insert, select, update
+from sqlalchemy import Connection, Row, and_, func, insert, select, update
 
 from kenshin.wire import LinkState, Status
 
@@ -135,3 +135,76 @@ def sweep_silent(conn: Connection, heartbeat_s: float, *, now: datetime | None =
     for gateway in quiet:
         set_state(conn, gateway, "lost_contact", reason="silent", at=now)
     return len(quiet)
+
+
+# -- what the gateway page shows, live -------------------------------------------------------
+
+LQI_HISTORY = timedelta(days=1)
+LINK_UP_STATES = ("working", "meter_link_down")  # the agent is connected: its clock runs
+
+
+def rssi_dbm(lqi: int | None) -> float | None:
+    """The LQI as dBm, by the dongle vendors' formula (as the agent's link status)."""
+    return None if lqi is None else round(0.275 * lqi - 104.27, 1)
+
+
+def gateway_status(
+    conn: Connection, tenant_id: int, gateway_id: int, *, now: datetime | None = None
+) -> dict | None:
+    """The gateway's state and newest status report as the page shows it (None: not this
+    tenant's): the uptime carried forward to now while the gateway is connected, the last
+    good read the later of the agent's word and the newest reading stored, and the LQI
+    reports of the last day. Three indexed queries."""
+    now = now or utcnow()
+    g, r = s.gateways.c, s.gateway_reports.c
+    gateway = conn.execute(
+        select(g.id, g.state, g.state_since, g.last_seen_at).where(
+            g.id == gateway_id, g.tenant_id == tenant_id
+        )
+    ).one_or_none()
+    if gateway is None:
+        return None
+    report = conn.execute(
+        select(s.gateway_reports)
+        .where(r.gateway_id == gateway_id)
+        .order_by(r.at.desc(), r.id.desc())
+        .limit(1)
+    ).one_or_none()
+    history = conn.execute(
+        select(r.at, r.lqi)
+        .where(r.gateway_id == gateway_id, r.at >= now - LQI_HISTORY, r.lqi.is_not(None))
+        .order_by(r.at)
+    ).all()
+    m, latest = s.meters.c, s.meter_latest.c
+    last_reading = conn.execute(
+        select(func.max(latest.at))
+        .select_from(s.meter_latest.join(s.meters, m.id == latest.meter_id))
+        .where(m.gateway_id == gateway_id, m.tenant_id == tenant_id)
+    ).scalar()
+    out: dict = {
+        "gateway_id": gateway.id,
+        "state": gateway.state,
+        "state_since": gateway.state_since,
+        "last_seen_at": gateway.last_seen_at,
+        "report": None,
+        "lqi_history": [{"at": h.at, "lqi": h.lqi} for h in history],
+        "last_good_read_at": last_reading,
+    }
+    if report is not None:
+        uptime = report.uptime_s
+        if gateway.state in LINK_UP_STATES:
+            uptime += max(0, int((now - report.at).total_seconds()))
+        good = [t for t in (report.last_good_read_at, last_reading) if t is not None]
+        out["last_good_read_at"] = max(good) if good else None
+        out["report"] = {
+            "at": report.at,
+            "link": report.link,
+            "lqi": report.lqi,
+            "rssi_dbm": rssi_dbm(report.lqi),
+            "uptime_s": uptime,
+            "queue_depth": report.queue_depth,
+            "agent_version": report.agent_version,
+            "settings_version": report.settings_version,
+            "errors": report.errors or {},
+        }
+    return out

@@ -1,4 +1,5 @@
-"""The control panel's pages: login and logout, Home, the List of sites, and a gateway.
+"""The control panel's pages: login and logout, Home, the List of sites and a site (a
+gateway's page is `gateway.py`).
 
 Pages are rendered on the server from a query or two; what changes while a page is open
 (the list's power and energy, a command's result) the page's own JavaScript reads from
@@ -17,13 +18,10 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from kenshin.wire.messages import mask_secrets
-
 from .. import csrf
 from .. import schema as s
 from ..api import API_PREFIX, auth
 from ..deps import Conn, RowId, get_settings, in_transaction
-from ..devices import config
 from ..metering.current import meter_now
 from ..notices import current_notices
 from ..problems import Problem
@@ -31,8 +29,6 @@ from ..settings import Settings
 from .alerts import open_alerts
 from .queries import (
     PANEL_STATES,
-    gateway_commands,
-    gateway_with_report,
     home_summary,
     latest_events,
 )
@@ -231,32 +227,3 @@ def site_page(site_id: RowId, page: SignedIn, conn: Conn) -> Response:
         )
     ]
     return render(page, "site.html", site=site, gateways=gateways, meters=meters)
-
-
-_STATE_EVENTS = {f"gateway_{state}" for state in s.GATEWAY_STATES}
-
-
-@router.get("/gateways/{gateway_id}")
-def gateway_page(gateway_id: RowId, page: SignedIn, conn: Conn, request: Request) -> Response:
-    gateway = gateway_with_report(conn, page.tenant_id, gateway_id)
-    if gateway is None:  # another tenant's, or none at all: the same answer
-        raise PageProblem(404, "error.not_found")
-    settings = config.effective_settings(conn, gateway, request.app.state.credential_box, now_s=0)
-    events = latest_events(conn, page.tenant_id, gateway_id=gateway_id, limit=50)
-    client = {
-        "api": f"{API_PREFIX}/gateways/{gateway_id}/commands",
-        "command_api": f"{API_PREFIX}/commands/",
-        "lang": page.t.lang,
-        "messages": page.t.messages("command.") | page.t.messages("command_state."),
-    }
-    return render(
-        page,
-        "gateway.html",
-        gateway=gateway,
-        settings_version=settings.version if settings else None,
-        settings_rows=_flatten(mask_secrets(dict(settings.values))) if settings else [],
-        state_history=[e for e in events if e.code in _STATE_EVENTS],
-        events=events,
-        commands=gateway_commands(conn, page.tenant_id, gateway_id),
-        client=client,
-    )

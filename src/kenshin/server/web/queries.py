@@ -13,7 +13,6 @@ from ..metering.rollups import day_start
 __all__ = [
     "PANEL_STATES",
     "HomeSummary",
-    "gateway_commands",
     "gateway_with_report",
     "home_summary",
     "latest_events",
@@ -115,17 +114,3 @@ def gateway_with_report(conn: Connection, tenant_id: int, gateway_id: int) -> Ro
         .outerjoin(s.gateway_reports, r.id == newest)
         .where(g.id == gateway_id, g.tenant_id == tenant_id)
     ).one_or_none()
-
-
-def gateway_commands(
-    conn: Connection, tenant_id: int, gateway_id: int, *, limit: int = 20
-) -> list[Row]:
-    c = s.commands.c
-    return list(
-        conn.execute(
-            select(s.commands)
-            .where(c.tenant_id == tenant_id, c.gateway_id == gateway_id)
-            .order_by(c.created_at.desc(), c.id.desc())
-            .limit(limit)
-        )
-    )

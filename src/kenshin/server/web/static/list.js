@@ -41,7 +41,9 @@
     }
     tr.append(state);
     tr.append(site.measured
-      ? Kenshin.cell(Kenshin.watts(site.power_w, lang), "num power")
+      ? Kenshin.cell(site.power_w < 0  // selling: said so, never as negative watts (as on Plants)
+        ? m("list.selling", { watts: Kenshin.watts(-site.power_w, lang) })
+        : Kenshin.watts(site.power_w, lang), "num power")
       : Kenshin.cell(m("list.not_measured"), "num power not-measured"));
     tr.append(Kenshin.cell(
       site.today_bought_wh == null ? m("common.none") : Kenshin.kwh(site.today_bought_wh, lang), "num today"));
