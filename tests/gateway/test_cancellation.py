@@ -42,25 +42,3 @@ def test_a_publish_that_swallowed_a_cancellation_still_ends_the_task(tmp_path):
         assert client.published == 1
 
     run(main())
-
-
-def test_a_supervised_loop_is_not_started_again_once_cancelled(tmp_path):
-    agent = GatewayAgent(
-        Identity.generate("GW-C", "http://127.0.0.1:9"), AgentOptions(queue_path=tmp_path / "q")
-    )
-    runs = 0
-
-    async def failing_after_a_lost_cancellation() -> None:
-        nonlocal runs
-        runs += 1
-        asyncio.current_task().cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.sleep(1)
-        raise RuntimeError("the broker went away meanwhile")
-
-    async def main() -> None:
-        with pytest.raises(asyncio.CancelledError):
-            await agent._supervised("heartbeat", failing_after_a_lost_cancellation)
-        assert runs == 1
-
-    run(main())
