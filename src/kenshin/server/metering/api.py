@@ -353,13 +353,15 @@ def meter_power(
     max_points: Annotated[int, Query(ge=10, le=MAX_POWER_POINTS)] = 1000,
     format: Format = "json",
 ):
-    _meter(conn, meter_id, tenant_id)
     start, end = (t if t.tzinfo else t.replace(tzinfo=JST) for t in (start, end))
     if end <= start:
         raise Problem(400, "'end' must be after 'start'")
     if end - start > timedelta(days=MAX_POWER_DAYS):
         raise Problem(400, f"instant power: at most {MAX_POWER_DAYS} days in one request")
-    width, points = series.instant_power(conn, meter_id, start, end, max_points)
+    found = series.instant_power(conn, meter_id, start, end, max_points, tenant_id)
+    if found is None:
+        raise Problem(404, "no such meter")
+    width, points = found
     if format == "json":  # a PowerSeries, written without building one (jsonout)
         return json_response(
             {
