@@ -129,11 +129,6 @@ class DbGate:
 RETRY_AFTER_S = 1  # by then the queue that made this request wait has moved on
 
 
-async def _db_turn(request: Request) -> AsyncIterator[None]:
-    async with request.app.state.db_gate.turn():
-        yield
-
-
 class _RequestConnection:
     """The request's connection and transaction (`engine.begin()`), taken from the pool
     at its first use, in the thread that uses it (the handler's, usually); anything
@@ -194,27 +189,28 @@ async def in_transaction(request: Request, work: Callable[..., T], *args: Any) -
 _CONN = "kenshin.conn"  # the request's _RequestConnection, in its ASGI scope, once it has one
 
 
-async def get_conn(
-    request: Request, _turn: Annotated[None, Depends(_db_turn, scope="function")]
-) -> AsyncIterator[Connection]:
-    after_commit: list[Callable[[], None]] = []
-    request.state.after_commit = after_commit  # e.g. "push the new settings now"
-    conn = request.scope[_CONN] = _RequestConnection(request.app.state.engine)
-    try:
-        yield conn  # type: ignore[misc]  # a Connection in all but name
-    except BaseException as error:
+async def get_conn(request: Request) -> AsyncIterator[Connection]:
+    # The turn is taken here, not by a dependency of its own: each dependency is walked
+    # wherever `Conn` appears, at a cost in every request.
+    async with request.app.state.db_gate.turn():
+        after_commit: list[Callable[[], None]] = []
+        request.state.after_commit = after_commit  # e.g. "push the new settings now"
+        conn = request.scope[_CONN] = _RequestConnection(request.app.state.engine)
+        try:
+            yield conn  # type: ignore[misc]  # a Connection in all but name
+        except BaseException as error:
+            if conn.taken:
+                await run_in_threadpool(conn.end, error)
+            raise
         if conn.taken:
-            await run_in_threadpool(conn.end, error)
-        raise
-    if conn.taken:
-        if request.method in ("GET", "HEAD"):
-            # A read's commit is one round trip (a write's, at most the key's or the
-            # session's last-used time): cheaper here than one more thread-pool trip.
-            conn.end()
-        else:  # a write's commit may wait for the disk: not on the event loop
-            await run_in_threadpool(conn.end)
-    for callback in after_commit:  # only once the change is there for others to read
-        callback()
+            if request.method in ("GET", "HEAD"):
+                # A read's commit is one round trip (a write's, at most the key's or the
+                # session's last-used time): cheaper here than one more thread-pool trip.
+                conn.end()
+            else:  # a write's commit may wait for the disk: not on the event loop
+                await run_in_threadpool(conn.end)
+        for callback in after_commit:  # only once the change is there for others to read
+            callback()
 
 
 async def _on_database(request: Request, work: Callable[..., T], *args: Any) -> T:
