@@ -11,6 +11,7 @@ import base64
 import hashlib
 import io
 from contextlib import redirect_stderr
+from dataclasses import fields
 
 import httpx
 import pytest
@@ -18,11 +19,10 @@ import pytest
 from bench import queries
 from kenshin.server import accounts
 from kenshin.server.app import create_app
+from kenshin.server.metering import api, series
 from kenshin.server.settings import Settings
 
 from .conftest import PostgresDatabases, bearer, serving
-
-pytestmark = pytest.mark.postgresql
 
 METERS, DAYS = 80, 3  # 80: "港区77" finds a site
 METER = METERS // 2
@@ -106,6 +106,7 @@ def bench_database(postgres: PostgresDatabases) -> str:
     return url
 
 
+@pytest.mark.postgresql
 def test_series_and_list_answers_are_the_same_bytes(bench_database: str) -> None:
     key = base64.b64encode(bytes(32)).decode()
     settings = Settings(database_url=bench_database, secret_key=key, devices=False, jobs=False,
@@ -129,3 +130,18 @@ def test_series_and_list_answers_are_the_same_bytes(bench_database: str) -> None
                     following = httpx.URL(path).copy_merge_params({"cursor": cursor})
                     answers[f"{path} next"] = _said(client.get(following))
     assert answers == GOLDEN
+
+
+@pytest.mark.parametrize(
+    ("written", "model"),
+    [
+        (api.EnergyAnswer, api.EnergySeries),
+        (series.EnergyPoint, api.EnergyValue),
+        (api.PowerAnswer, api.PowerSeries),
+        (series.PowerPoint, api.PowerValue),
+        (series.DayPeak, api.DailyPeak),
+    ],
+)
+def test_what_is_written_has_its_models_fields_in_order(written, model) -> None:
+    """The answers written without their models (jsonout) keep the models' shape."""
+    assert [f.name for f in fields(written)] == list(model.model_fields)

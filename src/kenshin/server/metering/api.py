@@ -104,6 +104,21 @@ class EnergySeries(BaseModel):
     values: list[EnergyValue]
 
 
+@dataclass(slots=True)
+class EnergyAnswer:
+    """An EnergySeries as it is written (jsonout): its fields, in its order."""
+
+    meter_id: int | None
+    meters: int
+    period: str
+    direction: str
+    first: date
+    last: date
+    total_wh: int
+    complete: bool
+    values: list[series.EnergyPoint]
+
+
 @dataclass
 class EnergyQuery:
     """What an energy series is asked for (the query parameters of every energy route)."""
@@ -152,18 +167,11 @@ def _answer(conn, asker: _Asker, ask: EnergyQuery, name: str, meter_id: int | No
     meters, points = found
     if ask.format == "json":  # an EnergySeries, written without building one (jsonout)
         return json_response(
-            {
-                "meter_id": meter_id,
-                "meters": meters,
-                "period": ask.period,
-                "direction": ask.direction,
-                "first": ask.first,
-                "last": ask.last,
-                "total_wh": sum(p.wh or 0 for p in points),
-                "complete": all(p.complete for p in points),
-                "values": points,
-            }
-        )
+            EnergyAnswer(
+                meter_id, meters, ask.period, ask.direction, ask.first, ask.last,
+                sum(p.wh or 0 for p in points), all(p.complete for p in points), points,
+            )
+        )  # fmt: skip
     _exported(asker.request, conn, asker.principal, asker.tenant_id)
     return csv_response(
         f"{name}-{ask.period}-{ask.first}-{ask.last}-{ask.direction}.csv",
@@ -331,6 +339,17 @@ class PowerSeries(BaseModel):
     values: list[PowerValue]
 
 
+@dataclass(slots=True)
+class PowerAnswer:
+    """A PowerSeries as it is written (jsonout): its fields, in its order."""
+
+    meter_id: int
+    start: datetime
+    end: datetime
+    bucket_s: int
+    values: list[series.PowerPoint]
+
+
 @router.get(
     "/meters/{meter_id}/power",
     summary="A meter's instant power over a time range",
@@ -364,13 +383,7 @@ def meter_power(
     width, points = found
     if format == "json":  # a PowerSeries, written without building one (jsonout)
         return json_response(
-            {
-                "meter_id": meter_id,
-                "start": start.astimezone(JST),
-                "end": end.astimezone(JST),
-                "bucket_s": width,
-                "values": points,
-            }
+            PowerAnswer(meter_id, start.astimezone(JST), end.astimezone(JST), width, points)
         )
     _exported(request, conn, principal, tenant_id)
     return csv_response(
