@@ -152,7 +152,8 @@ def _energy_statement(owner: Literal["meter_slot", "meter", "tenant"]) -> Select
             .where(m.id == bindparam("meter_id"), m.tenant_id == bindparam("tenant_id"))
         )
     t = s.tenants.c
-    meters = select(func.count()).where(m.tenant_id == t.id).scalar_subquery()
+    # Not correlated to the tenant's row: counted once, not once a period.
+    meters = select(func.count()).where(m.tenant_id == bindparam("tenant_id")).scalar_subquery()
     return (
         select(c.start, c.wh, c.slots, c.refilled, meters)
         .select_from(s.tenants)
