@@ -10,8 +10,10 @@ when the last is answered, cycling through the query bench's queries (the CSV on
 share). First, the same with one process and one client: the figure the others are
 compared with.
 
-Prints req/s, p50, p95, p99 and the slowest, errors (not 200, or no answer) and the ratio to
-one process and one client. Goals (issue 21): at 100 and 200 clients no error and nothing
+Prints req/s, p50, p95, p99 and the slowest, errors (not 200, or no answer), the ratio to
+one process and one client, and the CPU time a request of the server's processes (read
+from /proc: on a machine shared with other work, a steadier figure than the rates) and of
+the load generator. Goals (issue 21): at 100 and 200 clients no error and nothing
 over 5 s; at 50 clients at least 250 req/s with p95 under 250 ms.
 
     --quick   200 meters × 3 days, 2 s a level: the smoke test's
@@ -30,7 +32,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,9 +50,26 @@ LEVELS = (1, 10, 50, 100, 200)
 SLOW_S = 5.0
 
 
+def cpu_s(pid: int) -> float:
+    """CPU time (user and system, s) of process `pid` and all its descendants; 0 without
+    /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return 0.0
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    children = []
+    for task in tasks:
+        with suppress(OSError):
+            children += (task / "children").read_text().split()
+    return own + sum(cpu_s(int(child)) for child in children)
+
+
 @contextmanager
-def server(url: str, workers: int, log: Path) -> Iterator[str]:
-    """`kenshin server run --workers N` on a free port until the block ends; its base URL."""
+def server(url: str, workers: int, log: Path) -> Iterator[tuple[str, int]]:
+    """`kenshin server run --workers N` on a free port until the block ends; its base URL
+    and process id."""
     env = {
         **os.environ,
         "KENSHIN_DATABASE_URL": url,
@@ -72,7 +91,7 @@ def server(url: str, workers: int, log: Path) -> Iterator[str]:
                 break
         else:
             raise SystemExit(f"the server did not start: see {log}")
-        yield line.split("listening on ")[1].split()[0]
+        yield line.split("listening on ")[1].split()[0], proc.pid
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -90,10 +109,15 @@ class Level:
     latencies: list[float]  # s, of every request answered or failed
     errors: int
     own_cpu_s: float = 0.0  # the load generator's: it shares the machine's cores
+    server_cpu_s: float = 0.0  # the server's processes'
 
     @property
     def own_ms(self) -> float:
         return self.own_cpu_s * 1000 / max(1, len(self.latencies))
+
+    @property
+    def server_ms(self) -> float:
+        return self.server_cpu_s * 1000 / max(1, len(self.latencies))
 
     @property
     def rate(self) -> float:
@@ -124,7 +148,9 @@ async def check(base: str, key: str, meters: int, days: int) -> None:
                 raise SystemExit(f"{query.label}: {answer.status_code} {answer.text[:300]}")
 
 
-async def load(base: str, key: str, urls: list[str], clients: int, seconds: float) -> Level:
+async def load(
+    base: str, pid: int, key: str, urls: list[str], clients: int, seconds: float
+) -> Level:
     # A client of its own (one connection) for each: httpx's pool looks through all its
     # connections and waiting requests at each request, which at 200 made the load
     # generator the bottleneck. Made before the clock starts, with one TLS context (an
@@ -135,7 +161,7 @@ async def load(base: str, key: str, urls: list[str], clients: int, seconds: floa
             for _ in range(clients)]  # fmt: skip
     latencies: list[float] = []
     errors = 0
-    cpu = time.process_time()
+    cpu, server_cpu = time.process_time(), cpu_s(pid)
     started = time.perf_counter()
     deadline = started + seconds
 
@@ -156,7 +182,8 @@ async def load(base: str, key: str, urls: list[str], clients: int, seconds: floa
 
     await asyncio.gather(*(client_loop(n, c) for n, c in enumerate(pool)))
     elapsed = time.perf_counter() - started
-    level = Level(clients, elapsed, latencies, errors, time.process_time() - cpu)
+    level = Level(clients, elapsed, latencies, errors, time.process_time() - cpu,
+                  cpu_s(pid) - server_cpu)  # fmt: skip
     for client in pool:
         await client.aclose()
     return level
@@ -184,25 +211,26 @@ def main(argv: list[str] | None = None) -> int:
     engine.dispose()
     urls = mix(args.meters, args.days)
     log = Path(tempfile.gettempdir()) / "kenshin-api-load.log"
-    with server(url, 1, log) as base:
+    with server(url, 1, log) as (base, pid):
         asyncio.run(check(base, key, args.meters, args.days))
-        one = asyncio.run(load(base, key, urls, 1, args.seconds))
+        one = asyncio.run(load(base, pid, key, urls, 1, args.seconds))
     results = []
-    with server(url, args.workers, log) as base:
+    with server(url, args.workers, log) as (base, pid):
         for clients in levels:
-            results.append(asyncio.run(load(base, key, urls, clients, args.seconds)))
+            results.append(asyncio.run(load(base, pid, key, urls, clients, args.seconds)))
     print(f"API load: {args.meters:,} meters × {args.days} days on PostgreSQL; the 6 JSON "
           f"queries and the CSV (1 in {len(urls)}) of bench/queries.py; {args.seconds:g} s "
           f"a level; kenshin server run --workers {args.workers}; server log: {log}")  # fmt: skip
     print(f"{'clients':>12} {'req/s':>7} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} "
           f"{'max ms':>7} {'errors':>7} {'> 5 s':>6} {'× 1 proc':>8} "
-          f"{'load gen ms/req':>15}")  # fmt: skip
+          f"{'server CPU ms/req':>17} {'load gen ms/req':>15}")  # fmt: skip
     rows = [("1 process, 1", one), *((f"{r.clients}", r) for r in results)]
     for label, r in rows:
         slow = sum(t > SLOW_S for t in r.latencies)
         print(f"{label:>12} {r.rate:>7.0f} {r.quantile(0.5):>7.1f} {r.quantile(0.95):>7.1f} "
               f"{r.quantile(0.99):>7.1f} {max(r.latencies) * 1000:>7.0f} {r.errors:>7} "
-              f"{slow:>6} {r.rate / one.rate:>8.2f} {r.own_ms:>15.2f}")  # fmt: skip
+              f"{slow:>6} {r.rate / one.rate:>8.2f} {r.server_ms:>17.2f} "
+              f"{r.own_ms:>15.2f}")  # fmt: skip
     return 0
 
 

@@ -14,12 +14,16 @@ from __future__ import annotations
 import base64
 import os
 import secrets
+import socket
 import sqlite3
+import threading
+import time
 from collections.abc import Callable, Iterator
-from contextlib import closing
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, make_url
 from sqlalchemy.engine import URL
@@ -300,3 +304,22 @@ def udp_meter(engine, world, fleet):
             gateway_id=fleet["gateway"].id,
             udp_host="127.0.1.1",
         )
+
+
+@contextmanager
+def serving(app) -> Iterator[str]:
+    """`app` under uvicorn in a thread, on a free port of the loopback; its base URL."""
+    sock = socket.create_server(("127.0.0.1", 0))  # port 0: free, and no race for it
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.02)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()

@@ -5,17 +5,12 @@ answered, through a real uvicorn server; a request whose turn does not come in t
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from kenshin.server import accounts
@@ -24,28 +19,9 @@ from kenshin.server.deps import DbGate
 from kenshin.server.devices import registry
 from kenshin.server.settings import Settings
 
-from .conftest import World, assert_problem, bearer
+from .conftest import World, assert_problem, bearer, serving
 
 CLIENTS = 200
-
-
-@contextmanager
-def serving(app) -> Iterator[str]:
-    """`app` under uvicorn in a thread, on a free port of the loopback; its base URL."""
-    sock = socket.create_server(("127.0.0.1", 0))  # port 0: free, and no race for it
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.02)
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
 
 
 async def _all_at_once(base: str, key: str, paths: list[str]) -> list[tuple[int, float]]:

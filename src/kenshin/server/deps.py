@@ -129,11 +129,6 @@ class DbGate:
 RETRY_AFTER_S = 1  # by then the queue that made this request wait has moved on
 
 
-async def _db_turn(request: Request) -> AsyncIterator[None]:
-    async with request.app.state.db_gate.turn():
-        yield
-
-
 class _RequestConnection:
     """The request's connection and transaction (`engine.begin()`), taken from the pool
     at its first use, in the thread that uses it (the handler's, usually); anything
@@ -191,27 +186,47 @@ async def in_transaction(request: Request, work: Callable[..., T], *args: Any) -
         return await run_in_threadpool(run)
 
 
-async def get_conn(
-    request: Request, _turn: Annotated[None, Depends(_db_turn, scope="function")]
-) -> AsyncIterator[Connection]:
-    after_commit: list[Callable[[], None]] = []
-    request.state.after_commit = after_commit  # e.g. "push the new settings now"
-    conn = _RequestConnection(request.app.state.engine)
-    try:
-        yield conn  # type: ignore[misc]  # a Connection in all but name
-    except BaseException as error:
+_CONN = "kenshin.conn"  # the request's _RequestConnection, in its ASGI scope, once it has one
+
+
+async def get_conn(request: Request) -> AsyncIterator[Connection]:
+    # The turn is taken here, not by a dependency of its own: each dependency is walked
+    # wherever `Conn` appears, at a cost in every request.
+    async with request.app.state.db_gate.turn():
+        after_commit: list[Callable[[], None]] = []
+        request.state.after_commit = after_commit  # e.g. "push the new settings now"
+        conn = request.scope[_CONN] = _RequestConnection(request.app.state.engine)
+        try:
+            yield conn  # type: ignore[misc]  # a Connection in all but name
+        except BaseException as error:
+            if conn.taken:
+                await run_in_threadpool(conn.end, error)
+            raise
         if conn.taken:
-            await run_in_threadpool(conn.end, error)
-        raise
-    if conn.taken:
-        if request.method in ("GET", "HEAD"):
-            # A read's commit is one round trip (a write's, at most the key's or the
-            # session's last-used time): cheaper here than one more thread-pool trip.
-            conn.end()
-        else:  # a write's commit may wait for the disk: not on the event loop
-            await run_in_threadpool(conn.end)
-    for callback in after_commit:  # only once the change is there for others to read
-        callback()
+            if request.method in ("GET", "HEAD"):
+                # A read's commit is one round trip (a write's, at most the key's or the
+                # session's last-used time): cheaper here than one more thread-pool trip.
+                conn.end()
+            else:  # a write's commit may wait for the disk: not on the event loop
+                await run_in_threadpool(conn.end)
+        for callback in after_commit:  # only once the change is there for others to read
+            callback()
+
+
+async def _on_database(request: Request, work: Callable[..., T], *args: Any) -> T:
+    """``work(conn, *args)`` in a worker thread: on the request's connection if it has one
+    (`Conn` was solved first: it holds a turn), else in a transaction of its own
+    (`in_transaction`: a turn of its own, given back before `Conn` takes one, so a request
+    never waits for a second turn while holding one).
+
+    Why: the principal and tenant dependencies query only on a cache miss or for a
+    platform administrator. Depending on `Conn` for that made FastAPI walk the connection's
+    dependencies again under each of them: 34 dependencies solved for a series request,
+    most of its Python time besides the query (issue 21)."""
+    conn = request.scope.get(_CONN)
+    if conn is not None:
+        return await run_in_threadpool(work, conn, *args)
+    return await in_transaction(request, work, *args)
 
 
 # scope="function": commit (or roll back) before the response goes out, so a client never
@@ -313,7 +328,6 @@ def current_principal(
 # dependency is one more trip through the thread pool for every request.
 async def _principal(
     request: Request,
-    conn: Conn,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     session_token: Annotated[str | None, Depends(_session_cookie)],
 ) -> Principal:
@@ -321,7 +335,11 @@ async def _principal(
         cached = request.app.state.principals.get(hash_token(bearer.credentials))
         if cached is not None:
             return cached
-    return await run_in_threadpool(current_principal, request, conn, bearer, session_token)
+
+    def find(conn: Connection) -> Principal:
+        return current_principal(request, conn, bearer, session_token)
+
+    return await _on_database(request, find)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(_principal)]
@@ -367,16 +385,16 @@ def tenant_scope(
 
 
 async def _tenant(
+    request: Request,
     principal: CurrentPrincipal,
-    conn: Conn,
     tenant_id: Annotated[
         RowId | None,
         Query(description="Platform administrators only: the tenant to act on."),
     ] = None,
 ) -> int:
     if principal.tenant_id is not None:  # no query: answered here
-        return tenant_scope(principal, conn, tenant_id)
-    return await run_in_threadpool(tenant_scope, principal, conn, tenant_id)
+        return tenant_scope(principal, None, tenant_id)  # type: ignore[arg-type]
+    return await _on_database(request, lambda conn: tenant_scope(principal, conn, tenant_id))
 
 
 TenantId = Annotated[int, Depends(_tenant)]

@@ -7,7 +7,6 @@ beyond them) live in `series` and are stated in each route's OpenAPI description
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Annotated, Literal
@@ -15,7 +14,6 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import select
-from starlette.concurrency import run_in_threadpool
 
 from kenshin.echonet.edt import JST
 
@@ -32,22 +30,21 @@ from .series import MAX_DAYS, MAX_POWER_DAYS, MAX_POWER_POINTS, MAX_TENANT_CSV_D
 Viewer = Annotated[Principal, Depends(require_role("viewer"))]
 
 
-async def _audit_export(
-    request: Request, conn: Conn, principal: Viewer, tenant_id: TenantId
-) -> AsyncIterator[None]:
-    """A CSV export is in the audit log (who took which data out): written once the handler
-    has answered, in the request's transaction, so a refused export is not logged."""
-    yield
-    if request.query_params.get("format") == "csv" or request.url.path.endswith(".csv"):
-        meter_id = request.path_params.get("meter_id")
-        await run_in_threadpool(
-            accounts.audit, conn, principal.actor, "export.csv",
-            target=f"meter:{meter_id}" if meter_id else None, tenant_id=tenant_id,
-            detail={"path": request.url.path, "query": dict(request.query_params)},
-        )  # fmt: skip
+def _exported(request: Request, conn, principal: Principal, tenant_id: int) -> None:
+    """A CSV export goes in the audit log (who took which data out): in the request's
+    transaction, once its checks passed, so a refused export is not logged.
+
+    Called where each route answers CSV, not as the router's dependency: that one made
+    FastAPI solve the connection, principal and tenant dependencies over again for every
+    request, JSON included (issue 21)."""
+    meter_id = request.path_params.get("meter_id")
+    accounts.audit(
+        conn, principal.actor, "export.csv", target=f"meter:{meter_id}" if meter_id else None,
+        tenant_id=tenant_id, detail={"path": request.url.path, "query": dict(request.query_params)},
+    )  # fmt: skip
 
 
-router = APIRouter(tags=["metering"], dependencies=[Depends(_audit_export, scope="function")])
+router = APIRouter(tags=["metering"])
 DIRECTIONS = {"normal": 0, "reverse": 1}
 Direction = Annotated[
     Literal["normal", "reverse"], Query(description="normal: bought; reverse: sold")
@@ -107,6 +104,21 @@ class EnergySeries(BaseModel):
     values: list[EnergyValue]
 
 
+@dataclass(slots=True)
+class EnergyAnswer:
+    """An EnergySeries as it is written (jsonout): its fields, in its order."""
+
+    meter_id: int | None
+    meters: int
+    period: str
+    direction: str
+    first: date
+    last: date
+    total_wh: int
+    complete: bool
+    values: list[series.EnergyPoint]
+
+
 @dataclass
 class EnergyQuery:
     """What an energy series is asked for (the query parameters of every energy route)."""
@@ -133,26 +145,34 @@ async def _energy_query(
 EnergyAsk = Annotated[EnergyQuery, Depends(_energy_query)]
 
 
-def _answer(conn, ask: EnergyQuery, name: str, **owner):
+@dataclass
+class _Asker:
+    """Who asks and where: what an export's audit entry names."""
+
+    request: Request
+    principal: Principal
+    tenant_id: int
+
+
+def _answer(conn, asker: _Asker, ask: EnergyQuery, name: str, meter_id: int | None = None):
+    """The series of the meter (checked to be the tenant's in the same query), else of the
+    tenant, as JSON or CSV."""
     _check_range(ask.first, ask.last, MAX_DAYS[ask.period], f"{ask.period} energy")
-    meters, points = series.energy_series(
+    found = series.energy_series(
         conn, period=ask.period, direction=DIRECTIONS[ask.direction], first=ask.first,
-        last=ask.last, **owner,
+        last=ask.last, tenant_id=asker.tenant_id, meter_id=meter_id,
     )  # fmt: skip
+    if found is None:
+        raise Problem(404, "no such meter" if meter_id is not None else "no such tenant")
+    meters, points = found
     if ask.format == "json":  # an EnergySeries, written without building one (jsonout)
         return json_response(
-            {
-                "meter_id": owner.get("meter_id"),
-                "meters": meters,
-                "period": ask.period,
-                "direction": ask.direction,
-                "first": ask.first,
-                "last": ask.last,
-                "total_wh": sum(p.wh or 0 for p in points),
-                "complete": all(p.complete for p in points),
-                "values": points,
-            }
-        )
+            EnergyAnswer(
+                meter_id, meters, ask.period, ask.direction, ask.first, ask.last,
+                sum(p.wh or 0 for p in points), all(p.complete for p in points), points,
+            )
+        )  # fmt: skip
+    _exported(asker.request, conn, asker.principal, asker.tenant_id)
     return csv_response(
         f"{name}-{ask.period}-{ask.first}-{ask.last}-{ask.direction}.csv",
         ["start_jst", "direction", "wh", "slots", "expected_slots", "refilled", "status"],
@@ -171,9 +191,16 @@ def _answer(conn, ask: EnergyQuery, name: str, **owner):
     response_model=EnergySeries,
     responses=CSV_RESPONSE,
 )
-def meter_energy(meter_id: RowId, conn: Conn, _: Viewer, tenant_id: TenantId, ask: EnergyAsk):
-    _meter(conn, meter_id, tenant_id)
-    return _answer(conn, ask, f"meter-{meter_id}", meter_id=meter_id)
+def meter_energy(
+    request: Request,
+    meter_id: RowId,
+    conn: Conn,
+    principal: Viewer,
+    tenant_id: TenantId,
+    ask: EnergyAsk,
+):
+    asker = _Asker(request, principal, tenant_id)
+    return _answer(conn, asker, ask, f"meter-{meter_id}", meter_id=meter_id)
 
 
 @router.get(
@@ -184,16 +211,17 @@ def meter_energy(meter_id: RowId, conn: Conn, _: Viewer, tenant_id: TenantId, as
     responses=CSV_RESPONSE,
 )
 def meter_slots(
+    request: Request,
     meter_id: RowId,
     conn: Conn,
-    _: Viewer,
+    principal: Viewer,
     tenant_id: TenantId,
     day: Annotated[ApiDate, Query(description="The JST calendar day, YYYY-MM-DD")],
     direction: Direction = "normal",
     format: Format = "json",
 ):
     ask = EnergyQuery(first=day, last=day, period="slot", direction=direction, format=format)
-    return meter_energy(meter_id, conn, _, tenant_id, ask)
+    return meter_energy(request, meter_id, conn, principal, tenant_id, ask)
 
 
 @router.get(
@@ -204,8 +232,11 @@ def meter_slots(
     response_model=EnergySeries,
     responses=CSV_RESPONSE,
 )
-def tenant_energy(conn: Conn, _: Viewer, tenant_id: TenantId, ask: EnergyAsk):
-    return _answer(conn, ask, f"tenant-{tenant_id}", tenant_id=tenant_id)
+def tenant_energy(
+    request: Request, conn: Conn, principal: Viewer, tenant_id: TenantId, ask: EnergyAsk
+):
+    asker = _Asker(request, principal, tenant_id)
+    return _answer(conn, asker, ask, f"tenant-{tenant_id}")
 
 
 class SlotPeak(BaseModel):
@@ -227,7 +258,7 @@ def tenant_peak(
     day: Annotated[ApiDate, Query(description="The JST day")],
     direction: Direction = "normal",
 ) -> SlotPeak | None:
-    _, points = series.energy_series(
+    _, points = series.energy_series(  # type: ignore[misc]  # a tenant's: never None
         conn, period="slot", direction=DIRECTIONS[direction], first=day, last=day,
         tenant_id=tenant_id,
     )  # fmt: skip
@@ -249,13 +280,15 @@ def tenant_peak(
 )
 def tenant_slots_csv(
     request: Request,
-    _: Viewer,
+    conn: Conn,
+    principal: Viewer,
     tenant_id: TenantId,
     first: First,
     last: Last,
     direction: Direction = "normal",
 ):
     _check_range(first, last, MAX_TENANT_CSV_DAYS, "the tenant's slot CSV")
+    _exported(request, conn, principal, tenant_id)
     rows = series.tenant_slot_grid(
         request.app.state.engine, tenant_id, DIRECTIONS[direction], first, last, label=jst_text
     )
@@ -306,6 +339,17 @@ class PowerSeries(BaseModel):
     values: list[PowerValue]
 
 
+@dataclass(slots=True)
+class PowerAnswer:
+    """A PowerSeries as it is written (jsonout): its fields, in its order."""
+
+    meter_id: int
+    start: datetime
+    end: datetime
+    bucket_s: int
+    values: list[series.PowerPoint]
+
+
 @router.get(
     "/meters/{meter_id}/power",
     summary="A meter's instant power over a time range",
@@ -318,32 +362,30 @@ class PowerSeries(BaseModel):
     responses=CSV_RESPONSE,
 )
 def meter_power(
+    request: Request,
     meter_id: RowId,
     conn: Conn,
-    _: Viewer,
+    principal: Viewer,
     tenant_id: TenantId,
     start: Annotated[ApiDateTime, Query(description="ISO 8601; no offset: JST")],
     end: Annotated[ApiDateTime, Query(description="exclusive")],
     max_points: Annotated[int, Query(ge=10, le=MAX_POWER_POINTS)] = 1000,
     format: Format = "json",
 ):
-    _meter(conn, meter_id, tenant_id)
     start, end = (t if t.tzinfo else t.replace(tzinfo=JST) for t in (start, end))
     if end <= start:
         raise Problem(400, "'end' must be after 'start'")
     if end - start > timedelta(days=MAX_POWER_DAYS):
         raise Problem(400, f"instant power: at most {MAX_POWER_DAYS} days in one request")
-    width, points = series.instant_power(conn, meter_id, start, end, max_points)
+    found = series.instant_power(conn, meter_id, start, end, max_points, tenant_id)
+    if found is None:
+        raise Problem(404, "no such meter")
+    width, points = found
     if format == "json":  # a PowerSeries, written without building one (jsonout)
         return json_response(
-            {
-                "meter_id": meter_id,
-                "start": start.astimezone(JST),
-                "end": end.astimezone(JST),
-                "bucket_s": width,
-                "values": points,
-            }
+            PowerAnswer(meter_id, start.astimezone(JST), end.astimezone(JST), width, points)
         )
+    _exported(request, conn, principal, tenant_id)
     return csv_response(
         f"meter-{meter_id}-power-{start.astimezone(JST):%Y%m%dT%H%M}.csv",
         ["at_jst", "mean_w", "min_w", "max_w", "count"],
@@ -368,9 +410,10 @@ class DailyPeak(BaseModel):
     responses=CSV_RESPONSE,
 )
 def meter_peaks(
+    request: Request,
     meter_id: RowId,
     conn: Conn,
-    _: Viewer,
+    principal: Viewer,
     tenant_id: TenantId,
     first: First,
     last: Last,
@@ -381,6 +424,7 @@ def meter_peaks(
     peaks = series.daily_peaks(conn, meter_id, first, last)
     if format == "json":  # list[DailyPeak], written without building them (jsonout)
         return json_response(peaks)
+    _exported(request, conn, principal, tenant_id)
     return csv_response(
         f"meter-{meter_id}-peaks-{first}-{last}.csv",
         ["day", "import_w", "import_at_jst", "export_w", "export_at_jst"],

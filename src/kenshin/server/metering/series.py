@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import cache, lru_cache
 from typing import Literal
 
 from sqlalchemy import (
@@ -25,8 +26,11 @@ from sqlalchemy import (
     Engine,
     Float,
     Integer,
+    Select,
     and_,
+    bindparam,
     cast,
+    exists,
     func,
     select,
     type_coerce,
@@ -126,6 +130,53 @@ def tenant_meter_count(conn: Connection, tenant_id: int) -> int:
     return conn.execute(select(func.count()).where(m.tenant_id == tenant_id)).scalar_one()
 
 
+# The series' statements are built once, their values bound at each request: building a
+# select() and its comparisons cost more Python than executing it (issue 21). Each reads
+# from its owner's row, outer-joined to the stored periods: the meter's row checks that it
+# is the tenant's (no row: not found) in the same round trip, and the tenant's row carries
+# its meter count; an owner without values in the range is one row of NULLs.
+def _in_range(c, at):
+    return and_(c.direction == bindparam("direction"), at >= bindparam("lo"), at < bindparam("hi"))
+
+
+@cache
+def _energy_statement(owner: Literal["meter_slot", "meter", "tenant"]) -> Select:
+    m = s.meters.c
+    if owner == "meter_slot":
+        e = s.slot_energy.c
+        return (
+            select(e.slot_start, e.wh, e.status)
+            .select_from(s.meters)
+            .outerjoin(s.slot_energy, and_(e.meter_id == m.id, _in_range(e, e.slot_start)))
+            .where(m.id == bindparam("meter_id"), m.tenant_id == bindparam("tenant_id"))
+        )
+    c = (s.meter_energy if owner == "meter" else s.tenant_energy).c
+    range_ = and_(c.period == bindparam("period"), _in_range(c, c.start))
+    if owner == "meter":
+        return (
+            select(c.start, c.wh, c.slots, c.refilled)
+            .select_from(s.meters)
+            .outerjoin(s.meter_energy, and_(c.meter_id == m.id, range_))
+            .where(m.id == bindparam("meter_id"), m.tenant_id == bindparam("tenant_id"))
+        )
+    t = s.tenants.c
+    # Not correlated to the tenant's row: counted once, not once a period.
+    meters = select(func.count()).where(m.tenant_id == bindparam("tenant_id")).scalar_subquery()
+    return (
+        select(c.start, c.wh, c.slots, c.refilled, meters)
+        .select_from(s.tenants)
+        .outerjoin(s.tenant_energy, and_(c.tenant_id == t.id, range_))
+        .where(t.id == bindparam("tenant_id"))
+    )
+
+
+@lru_cache(maxsize=256)
+def _spans(period: Period, first: date, last: date) -> tuple[tuple[datetime, datetime, int], ...]:
+    """period_starts with each period's 30-minute slots: the same few ranges are asked
+    again and again (today, the last 90 days), each costing a loop of date arithmetic."""
+    return tuple((a, b, int((b - a) / SLOT)) for a, b in period_starts(period, first, last))
+
+
 def energy_series(
     conn: Connection,
     *,
@@ -133,44 +184,37 @@ def energy_series(
     direction: int,
     first: date,
     last: date,
+    tenant_id: int,
     meter_id: int | None = None,
-    tenant_id: int | None = None,
-) -> tuple[int, list[EnergyPoint]]:
-    """One meter's (meter_id) or one tenant's (tenant_id) energy per period, and how many
-    meters it is of: a tenant's period is complete when every one of its meters (as
-    registered now) has every slot of it."""
-    spans = period_starts(period, first, last)
-    meters = 1 if meter_id is not None else tenant_meter_count(conn, tenant_id)
-    if not spans:
-        return meters, []
-    lo, hi = spans[0][0], spans[-1][1]
+) -> tuple[int, list[EnergyPoint]] | None:
+    """One meter's (meter_id, of tenant `tenant_id`) or one tenant's energy per period, and
+    how many meters it is of; None when the tenant has no such meter. A tenant's period is
+    complete when every one of its meters (as registered now) has every slot of it."""
+    spans = _spans(period, first, last)  # never empty: first <= last
+    per_slot = meter_id is not None and period == "slot"
+    owner = "meter_slot" if per_slot else "meter" if meter_id is not None else "tenant"
+    rows = conn.execute(
+        _energy_statement(owner),
+        {"meter_id": meter_id, "tenant_id": tenant_id, "period": period,
+         "direction": direction, "lo": spans[0][0], "hi": spans[-1][1]},
+    ).all()  # fmt: skip
+    if not rows:
+        return None
+    meters = rows[0][4] if owner == "tenant" else 1
     # Keyed by the stored (UTC) times: an aware datetime hashes and compares by its
     # instant, so the JST starts find them as they are. Rows unpacked as tuples.
     stored: dict[datetime, tuple[int | None, int, int, str | None]] = {}
-    if meter_id is not None and period == "slot":
-        e = s.slot_energy.c
-        for at, wh, status in conn.execute(
-            select(e.slot_start, e.wh, e.status).where(
-                e.meter_id == meter_id, e.direction == direction, e.slot_start >= lo,
-                e.slot_start < hi,
-            )
-        ):  # fmt: skip
+    if per_slot:
+        for at, wh, status in rows:
             stored[at] = (wh, int(wh is not None), int(status == "refilled"), status)
     else:
-        table = s.meter_energy if meter_id is not None else s.tenant_energy
-        c = table.c
-        owner = c.meter_id == meter_id if meter_id is not None else c.tenant_id == tenant_id
-        for at, wh, slots, refilled in conn.execute(
-            select(c.start, c.wh, c.slots, c.refilled).where(
-                owner, c.period == period, c.direction == direction, c.start >= lo, c.start < hi
-            )
-        ):
+        for at, wh, slots, refilled, *_ in rows:
             stored[at] = (wh, slots, refilled, None)
-    gap = (None, 0, 0, "missing" if period == "slot" and meter_id is not None else None)
+    gap = (None, 0, 0, "missing" if per_slot else None)
     out = []
-    for start, end in spans:  # the starts are JST already (period_starts)
+    for start, _, slots_in in spans:  # the starts are JST already (period_starts)
         wh, slots, refilled, status = stored.get(start, gap)
-        expected = meters * int((end - start) / SLOT)
+        expected = meters * slots_in
         if status is None and gap[3]:
             status = gap[3]  # a row without a status: the same gap to the reader
         out.append(
@@ -318,22 +362,49 @@ def bucket_width(span: timedelta, max_points: int) -> int:
     return -(-int(need) // 86400) * 86400
 
 
+@cache
+def _raw_power(dialect: str) -> Select:
+    """A meter's readings in a range, in time order, at most `n`, if the meter is the
+    tenant's (an uncorrelated EXISTS: checked once, in the same round trip)."""
+    i, m = s.readings_instant.c, s.meters.c
+    # On PostgreSQL the driver's own aware datetimes (the session is UTC): UTCDateTime's
+    # check, a Python call per row, cost more than the rest of a day of readings.
+    at = type_coerce(i.at, DateTime(timezone=True)) if dialect == "postgresql" else i.at
+    owned = exists().where(m.id == bindparam("meter_id"), m.tenant_id == bindparam("tenant_id"))
+    in_range = and_(i.meter_id == bindparam("meter_id"), i.at >= bindparam("lo"),
+                    i.at < bindparam("hi"))  # fmt: skip
+    return select(at, i.power_w).where(in_range, owned).order_by(i.at).limit(bindparam("n"))
+
+
+def _owns(conn: Connection, tenant_id: int, meter_id: int) -> bool:
+    m = s.meters.c
+    found = select(m.id).where(m.id == meter_id, m.tenant_id == tenant_id)
+    return conn.execute(found).first() is not None
+
+
 def instant_power(
-    conn: Connection, meter_id: int, start: datetime, end: datetime, max_points: int
-) -> tuple[int, list[PowerPoint]]:
+    conn: Connection,
+    meter_id: int,
+    start: datetime,
+    end: datetime,
+    max_points: int,
+    tenant_id: int,
+) -> tuple[int, list[PowerPoint]] | None:
     """Readings in [start, end): as they are when at most `max_points`, else grouped in
     equal buckets from `start` (mean, min, max, count; computed by the database, so a
     month of readings never crosses the wire) so that there are at most `max_points`.
-    Returns the bucket width in seconds (0: raw) and the points."""
+    Returns the bucket width in seconds (0: raw) and the points; None when the tenant has
+    no such meter."""
     i = s.readings_instant.c
     in_range = and_(i.meter_id == meter_id, i.at >= start, i.at < end)
     # One more than allowed tells "too many" without counting them all.
-    # On PostgreSQL the driver's own aware datetimes (the session is UTC): UTCDateTime's
-    # check, a Python call per row, cost more than the rest of a day of readings.
-    at = type_coerce(i.at, DateTime(timezone=True)) if conn.dialect.name == "postgresql" else i.at
     rows = conn.execute(
-        select(at, i.power_w).where(in_range).order_by(i.at).limit(max_points + 1)
-    ).all()
+        _raw_power(conn.dialect.name),
+        {"meter_id": meter_id, "tenant_id": tenant_id, "lo": start, "hi": end,
+         "n": max_points + 1},
+    ).all()  # fmt: skip
+    if not rows and not _owns(conn, tenant_id, meter_id):  # none, or not the tenant's?
+        return None
     if len(rows) <= max_points:
         # Unpacked as tuples: named access on 1,440 rows cost more than the query.
         # mean_w a float, as the API's model holds it (the JSON shows 523.0).
