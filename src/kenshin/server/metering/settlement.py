@@ -28,12 +28,12 @@ from kenshin.echonet.edt import JST
 from .. import listing
 from .. import schema as s
 from ..bounds import ApiDate
-from ..deps import Principal, RowId, TenantId, require_role
+from ..deps import Conn, Principal, RowId, TenantId, require_role
 from ..devices.registry import meter_search
 from ..jsonout import json_response
 from ..web.i18n import translator
 from . import series
-from .api import DIRECTIONS, First, Last, _audit_export, _check_range
+from .api import DIRECTIONS, First, Last, _check_range, _exported
 from .csvout import CSV_RESPONSE, CsvStream, csv_response
 
 __all__ = [
@@ -44,7 +44,7 @@ __all__ = [
     "settlement_rows",
 ]
 
-router = APIRouter(tags=["metering"], dependencies=[Depends(_audit_export, scope="function")])
+router = APIRouter(tags=["metering"])
 Viewer = Annotated[Principal, Depends(require_role("viewer"))]
 MAX_SETTLEMENT_DAYS = series.MAX_DAYS["slot"]  # 93: a quarter, as the slot series
 SLOT = timedelta(minutes=30)
@@ -152,7 +152,8 @@ def settlement_rows(
 )
 def settlement_csv(
     request: Request,
-    _: Viewer,
+    conn: Conn,
+    principal: Viewer,
     tenant_id: TenantId,
     first: First,
     last: Last,
@@ -165,6 +166,7 @@ def settlement_csv(
     q: Search = None,
 ):
     _check_range(first, last, MAX_SETTLEMENT_DAYS, "settlement export")
+    _exported(request, conn, principal, tenant_id)
     directions = (0, 1) if direction == "both" else (DIRECTIONS[direction],)
     header, rows = settlement_rows(
         request.app.state.engine, tenant_id, first, last, layout=layout, lang=lang,
@@ -252,7 +254,8 @@ def yesterday() -> date:
 )
 def missing_slots(
     request: Request,
-    _: Viewer,
+    conn: Conn,
+    principal: Viewer,
     tenant_id: TenantId,
     first: Annotated[ApiDate | None, Query(alias="from", description="default: yesterday")] = None,
     last: Annotated[ApiDate | None, Query(alias="to", description="default: `from`")] = None,
@@ -291,6 +294,7 @@ def missing_slots(
                 ],
             }
         )
+    _exported(request, conn, principal, tenant_id)
     t = translator(lang)
     header = [
         t(f"settle.col.{c}")
