@@ -108,3 +108,16 @@ def test_servers_starting_at_once_migrate_once(backend: str, empty_database_url:
         t.join(60)
     assert errors == []
     assert current_revision(empty_database_url) == head_revision()
+
+
+def test_two_databases_migrated_at_once_in_one_process(tmp_path):
+    # Two apps starting in threads of one process (the browser tests' panels, the demo)
+    # each migrate their database: Alembic's module-global context must not cross.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from kenshin.server.db import migrate as migrate_one
+
+    urls = [f"sqlite:///{tmp_path / f'db{n}.sqlite'}" for n in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        revisions = list(pool.map(migrate_one, urls))
+    assert len(set(revisions)) == 1 and revisions[0] is not None

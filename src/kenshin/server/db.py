@@ -19,6 +19,7 @@ server processes may start at once.
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -127,13 +128,19 @@ def alembic_config(connection: Any = None):
     return config
 
 
+# Alembic's `context` and `op` are module globals, set for the migration that runs: two
+# migrations at once in one process (two apps starting in threads, as the tests and the
+# demo do) crossed ("no such table", KeyError 'config'). One at a time, then.
+_MIGRATING = threading.Lock()
+
+
 def migrate(url_or_engine: str | URL | Engine, revision: str = "head") -> str | None:
     """Upgrade the database to `revision` (default: the newest); return where it now is."""
     from alembic import command
 
     engine, owned = _engine(url_or_engine)
     try:
-        with engine.begin() as connection:
+        with _MIGRATING, engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_ID})")
             before = _revision_of(connection)
