@@ -59,7 +59,7 @@ from kenshin.wire import (
 from kenshin.wire.sealing import NotSealedToThisKey, SealError
 from kenshin.wire.topics import device_subscriptions
 
-from .backoff import Backoff
+from .backoff import Backoff, raise_if_cancelled
 from .batches import build_batches, more_behind, take
 from .enroll import Enrollment, enroll_until_claimed
 from .identity import Identity
@@ -95,20 +95,6 @@ CREDENTIAL_REFUSED = {4, 5, 134, 135}
 def _credential_refused(err: BaseException) -> bool:
     rc = getattr(err, "rc", None)
     return isinstance(err, MqttConnectError) and getattr(rc, "value", rc) in CREDENTIAL_REFUSED
-
-
-def _raise_if_cancelled() -> None:
-    """Raise the cancellation this task was sent, if an await returned in its place.
-
-    Python 3.11's `asyncio.wait_for` (under aiomqtt's publish and its PUBACK) returns the
-    answer when it arrives together with a cancellation, and the cancellation is lost: a
-    loop that then went on would keep its task group, and the agent's stop, waiting for
-    ever. `Task.cancelling()` still counts the request. Only for tasks without a TaskGroup
-    of their own: on 3.11 one whose child failed leaves its parent's count at 1.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 def _describe(err: BaseException) -> str:
@@ -527,7 +513,7 @@ class GatewayAgent:
         topic, payload = encode_publish(message, self.gateway_id)
         await client.publish(topic, payload, qos=1, retain=retain)
         self._published_at = time.monotonic()
-        _raise_if_cancelled()
+        raise_if_cancelled()
 
     async def _heartbeat(self, client: aiomqtt.Client) -> None:
         """A status when something in it changed (link state, an LQI moved by `LQI_STEP`,

@@ -54,3 +54,18 @@ class Backoff:
         delay = self.next_delay(min_ceiling_s)
         await asyncio.sleep(delay)
         return delay
+
+
+def raise_if_cancelled() -> None:
+    """Raise the cancellation this task was sent, if an await returned in its place.
+
+    Python 3.11's `asyncio.wait_for` (under aiomqtt's publish and its PUBACK, and the
+    meter session's requests) returns the answer when it arrives together with a
+    cancellation, and the cancellation is lost: a loop that then went on would keep its
+    task group, and the agent's stop, waiting for ever. Loops call this after such awaits:
+    `Task.cancelling()` still counts the request. Only in tasks without a TaskGroup of
+    their own: on 3.11 one whose child failed leaves its parent's count at 1.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

@@ -28,7 +28,7 @@ from kenshin.echonet import edt as e
 from kenshin.echonet.edt import JST
 from kenshin.meter import MeterError, PropertyUnavailable, SmartMeterSession
 
-from .backoff import Backoff, doubling
+from .backoff import Backoff, doubling, raise_if_cancelled
 from .queue import DurableQueue
 
 log = logging.getLogger(__name__)
@@ -178,6 +178,7 @@ class MeterPoller:
             # Stamped at the tick it was due (not when the answer came): regular times
             # compress to almost nothing on the wire.
             await self.read_instant(int(due.timestamp()) if sleeper.done() else None)
+            raise_if_cancelled()
 
     async def read_instant(self, at: int | None = None) -> None:
         at = at if at is not None else int(self.clock.now().timestamp())
@@ -220,6 +221,7 @@ class MeterPoller:
             first_try = datetime.fromtimestamp(boundary + self.policy.fixed_delay_s, UTC)
             await self.clock.sleep_until(first_try)
             await self.read_fixed_until_new(boundary)
+            raise_if_cancelled()
 
     async def read_fixed_until_new(self, expected_slot: int) -> bool:
         """Read EA/EB until the meter shows a slot newer than the last queued (or give
@@ -228,6 +230,7 @@ class MeterPoller:
         while True:
             if await self.read_fixed():
                 return True
+            raise_if_cancelled()
             if self.clock.now().timestamp() + self.policy.fixed_retry_s > deadline:
                 return False
             await self.clock.sleep_until(
