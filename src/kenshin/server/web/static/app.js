@@ -178,7 +178,16 @@ const Kenshin = (() => {
       },
       month: { tickformat: lang === "ja" ? "%Y年%-m月" : "%b %Y", hoverformat: "%Y-%m", dtick: `M${k}` },
     };
-    return { type: "date", tick0: first, ticklabelmode: "instant", ...formats[view] };
+    return { type: "date", tick0: first, ticklabelmode: "instant", ticklabelstandoff: 6, ...formats[view] };
+  }
+
+  // Once drawn, the x axis's ticks spaced again for the plot's real width (the margins
+  // plotly gave the other axes' labels are known only then).
+  async function fitTimeAxis(element, view, first, count, lang) {
+    const width = element._fullLayout && element._fullLayout.xaxis && element._fullLayout.xaxis._length;
+    if (!width) return;
+    const { dtick } = timeAxis(view, first, count, width, lang);
+    if (dtick !== element.layout.xaxis.dtick) await Plotly.relayout(element, { "xaxis.dtick": dtick });
   }
 
   // Whether a period's value (the energy API's: start, wh, complete) is still running: this
@@ -209,6 +218,6 @@ const Kenshin = (() => {
 
   return {
     readJSON, message, number, kwh, watts, kw, power, datetime, slot, clock, csrfToken, api, ApiError, cell,
-    valueAxis, every, timeAxis, running, barMarker, narrow,
+    valueAxis, every, timeAxis, fitTimeAxis, running, barMarker, narrow,
   };
 })();
