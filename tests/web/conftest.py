@@ -13,7 +13,9 @@ from __future__ import annotations
 import base64
 import csv
 import io
+import itertools
 import os
+import re
 import shutil
 import threading
 import time
@@ -397,3 +399,60 @@ def factory_gateway(page, serial: str) -> str:
 def no_sideways_page(page, width: int) -> None:
     """Nothing wider than the screen: the page never scrolls sideways."""
     assert page.evaluate("document.documentElement.scrollWidth") <= width, page.url
+
+
+# -- charts as drawn ---------------------------------------------------------------------------
+
+_CHART_TEXT = """(selector) => {
+  const chart = document.querySelector(selector);
+  const read = (css) => [...chart.querySelectorAll(css)]
+    .filter((e) => e.getBoundingClientRect().width > 0 && getComputedStyle(e).display !== "none");
+  const axes = {};
+  for (const name of ["x", "y", "y2", "y3"]) {
+    axes[name] = read(`.${name}tick text`).map((e) => e.textContent);
+  }
+  const boxes = read(".xtick text, .ytick text, .y2tick text, .y3tick text, .g-xtitle text, "
+    + ".g-ytitle text, .g-y2title text, .g-y3title text, .annotation-text")
+    .map((e) => [e.textContent, e.getBoundingClientRect()]);
+  const overlaps = [];
+  boxes.forEach(([a, r], i) => boxes.slice(i + 1).forEach(([b, s]) => {
+    const apart = r.right - 1 <= s.left || s.right - 1 <= r.left
+      || r.bottom - 1 <= s.top || s.bottom - 1 <= r.top;
+    if (!apart) {
+      overlaps.push(`${a} / ${b}`);
+    }
+  }));
+  return { axes, overlaps, annotations: read(".annotation-text").map((e) => e.textContent) };
+}"""
+UNITS = {"Wh": ("Wh", "kWh", "MWh", "GWh"), "W": ("W", "kW", "MW", "GW")}
+
+
+def readable_chart(page, selector: str, base: str = "Wh") -> dict:
+    """The chart as plotly drew it (tick labels read from its SVG) reads at a glance: no
+    two labels or titles on top of each other, no x label twice in a row, and every y
+    label distinct, in one unit fitting the magnitude (the top tick below 1,000 of it,
+    and not under 1 of a unit above the base), or one "0 Wh" for an axis of nothing.
+    Returns the labels by axis ("x", "y", "y2") and the annotations."""
+    drawn = page.evaluate(_CHART_TEXT, selector)
+    assert not drawn["overlaps"], (selector, drawn["overlaps"])
+    x = drawn["axes"]["x"]
+    assert x, selector
+    assert all(a != b for a, b in itertools.pairwise(x)), (selector, x)
+    y = drawn["axes"]["y"]
+    assert y and len(set(y)) == len(y), (selector, y)
+    units = {label.rsplit(" ", 1)[-1] for label in y}
+    assert len(units) == 1 and units <= set(UNITS[base]), (selector, y)
+    (unit,) = units
+    top = max(abs(float(label.rsplit(" ", 1)[0].replace(",", ""))) for label in y)
+    if top == 0:
+        assert y == [f"0 {base}"], (selector, y)
+    else:
+        assert top < 1000 and (unit == base or top >= 1), (selector, y)
+    return drawn
+
+
+def no_negative_power(page) -> None:
+    """Power is bought or sold, never written as negative watts ("-850 W")."""
+    text = page.locator("body").inner_text()
+    negative = re.findall(r"[-−]\s?[\d,.]+\s?k?W\b", text)
+    assert not negative, (page.url, negative)

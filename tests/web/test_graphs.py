@@ -35,6 +35,9 @@ from .conftest import (
     Panel,
     Visit,
     largest_slot,
+    no_negative_power,
+    no_sideways_page,
+    readable_chart,
     screenshot,
     send,
 )
@@ -438,18 +441,88 @@ def test_another_tenants_meter_is_not_found(visit, history, lang):
     visit.check("status of 404 (Not Found)")
 
 
-def test_on_a_phone_the_grid_and_the_detail_fit_the_screen(visit, history):
-    page = visit(
-        "operator", "ja", viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
-    )
+SIZES = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, "height": 844}}
+
+
+def period_end(view: str, start: str) -> datetime:
+    begun = datetime.fromisoformat(start)
+    if view == "hour":
+        return begun + timedelta(hours=1)
+    if view == "day":
+        return begun + timedelta(days=1)
+    return (begun + timedelta(days=32)).replace(day=1)
+
+
+def chart_range(page, element_id: str) -> list[float]:
+    return page.evaluate(f"document.getElementById('{element_id}')._fullLayout.yaxis.range")
+
+
+@pytest.mark.parametrize(("lang", "size"), [(lang, size) for lang in LANGS for size in SIZES])
+def test_the_charts_read_at_a_glance(visit, history, lang, size):
+    """Issue 17 item 6 in one visit a language and screen: every chart's y axis in one unit
+    fit to its magnitude (nothing measured: one "0 Wh"), no date written twice, no labels
+    on top of each other, today's unfinished period hatched rather than a fall, the grid's
+    cards on one scale when asked, no negative watts, nothing wider than a phone."""
+    t = translator(lang)
+    width = SIZES[size]["width"]
+    phone = {"is_mobile": True, "has_touch": True} if size == "phone" else {}
+    page = visit("operator", lang, viewport=SIZES[size], **phone)
+    ids = tenant_meters(history, history.world.tenant_a)
+
+    # The grid: each card on its own scale, then (the toggle) all on the page's one.
     page.goto("/graphs")
-    wait_js(page, f"document.body.dataset.drawn === '{len(FLEET_A)}'")
-    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # no sideways page
-    screenshot(page, "graphs-ja-phone")
+    wait_js(page, f"document.body.dataset.drawn === '{len(ids)}'")
+    own = {tuple(chart_range(page, f"bars-{i}")) for i in ids}
+    assert len(own) > 1  # the sites' own scales differ...
+    expect(page.locator("#scale-toggle")).to_have_text(t("graphs.scale_to_shared"))
+    page.locator("#scale-toggle").click()
+    page.wait_for_url("**scale=shared*")
+    wait_js(page, f"document.body.dataset.drawn === '{len(ids)}'")
+    shared = {tuple(chart_range(page, f"bars-{i}")) for i in ids}
+    assert len(shared) == 1, shared  # ...and on the shared one they are the same
+    biggest = max(wh for i in ids for wh in slot_values(history, i, 0, today()) if wh is not None)
+    assert shared.pop()[1] >= biggest
+    for meter_id in ids:
+        readable_chart(page, f"#bars-{meter_id}")
+    expect(page.locator("#scale-toggle")).to_have_text(t("graphs.scale_to_own"))
+    if size == "phone":
+        no_sideways_page(page, width)
+        screenshot(page, f"graphs-{lang}-phone")
+
+    # A meter that buys and sells, in each view: today's period is hatched, not a drop.
+    meter_id = history.meters["GW-A1"]
+    for view in VIEWS:
+        page.goto(f"/meters/{meter_id}?view={view}")
+        wait_js(page, "document.body.dataset.energyLoaded === '1'")
+        drawn = readable_chart(page, "#chart")
+        series = page.request.get(client_data(page)["energy_url"]).json()
+        now = datetime.now(UTC)
+        running = [
+            v for v in series["values"]
+            if v["wh"] is not None and not v["complete"]
+            and datetime.fromisoformat(v["start"]) <= now < period_end(view, v["start"])
+        ]  # fmt: skip
+        assert page.locator("#chart").get_attribute("data-unfinished") == str(len(running))
+        if view == "month":
+            unit = drawn["axes"]["y"][-1].rsplit(" ", 1)[1]
+            assert unit in ("Wh", "kWh")  # never a month in "700,000 Wh"
+        if size == "phone":
+            screenshot(page, f"meter-{view}-{lang}-phone")
+        no_negative_power(page)
+        if size == "phone":
+            no_sideways_page(page, width)
+    # A year with nothing measured: one "0 Wh", not "1 Wh 1 Wh 0 Wh".
+    page.goto(f"/meters/{meter_id}?view=month&date={today().year - 3}-01-01")
+    wait_js(page, "document.body.dataset.energyLoaded === '1'")
+    assert readable_chart(page, "#chart")["axes"]["y"] == ["0 Wh"]
+
+    # The PV site's page writes what it sells as sold, never as negative watts; its live
+    # trace too (W or kW by magnitude).
     page.goto(f"/meters/{history.meters['GW-A3']}")
     wait_js(page, "document.body.dataset.energyLoaded === '1'")
-    assert page.evaluate("document.documentElement.scrollWidth") <= 390
-    screenshot(page, "meter-hour-ja-phone")
+    readable_chart(page, "#chart")
+    readable_chart(page, "#live-chart", base="W")
+    no_negative_power(page)
     visit.check()
 
 

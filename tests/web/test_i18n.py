@@ -30,6 +30,8 @@ def test_japanese_formats():
     assert t.kwh(1_234_000) == "1,234.0 kWh"
     assert t.kwh(56) == "0.1 kWh"
     assert t.watts(1234) == "1,234 W"
+    assert t.power(1234) == "1,234 W"
+    assert t.power(-850) == "売電 850 W"  # sold, never negative watts
     assert t.number(None) == "—"
     assert t.duration(3 * 86400 + 4 * 3600 + 59) == "3日4時間"
     assert t.duration(3600 + 120) == "1時間2分"

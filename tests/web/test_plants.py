@@ -19,7 +19,16 @@ from kenshin.server.web.plants import month_text
 
 from . import conftest
 from .analytics_fixtures import Plants, fill_plants, jst_today, write_weather_csv
-from .conftest import EMAILS, LANGS, Panel, largest_slot, screenshot
+from .conftest import (
+    EMAILS,
+    LANGS,
+    Panel,
+    largest_slot,
+    no_negative_power,
+    no_sideways_page,
+    readable_chart,
+    screenshot,
+)
 
 ROLES_B = ("admin_b", "viewer_b")  # the generator tenant's users
 APPS: list = []  # every app the module's panels made, to reach their weather source
@@ -114,11 +123,15 @@ def test_the_plant_list_shows_each_plants_energy_sales_and_power(visit, panel, p
         expect(row.locator(".power")).to_have_text(t.watts(sold_now_w(panel, meter_id)))
         total_yen += sales["yen"]
         # The comparison graph: one line a plant, the days' sold kWh as the API has them.
+        # Today is not over: its energy so far is a point apart, not the line's fall.
         trace = plotted[f"plant-{meter_id}"]
         assert trace["x"] == days
         by_day = {d["day"]: d["sold_wh"] for d in sales["days"]}
-        assert trace["y"] == [by_day[d] / 1000 for d in days]
+        assert trace["y"] == [by_day[d] / 1000 for d in days[:-1]] + [None]
+        assert plotted[f"today-{meter_id}"]["x"] == [today.isoformat()]
+        assert plotted[f"today-{meter_id}"]["y"] == [by_day[today.isoformat()] / 1000]
     expect(page.locator("#month-sales")).to_have_text(f"¥{t.number(total_yen)}")
+    readable_chart(page, "#compare-chart")
     if role == "admin_b":
         screenshot(page, f"plants-{lang}")
     visit.check()
@@ -185,6 +198,9 @@ def test_a_plant_shows_sold_energy_weather_peaks_and_sales(visit, panel, plants,
     assert plotted["temperature"]["y"] == [h["temperature_c"] for h in weather]
     assert plotted["irradiance"]["x"] == [h["at"] for h in weather]
     expect(page.locator("#weather-note")).to_be_hidden()
+    # The weather still to come is labelled a forecast (the rest of today is).
+    drawn = readable_chart(page, "#energy-chart")
+    assert drawn["annotations"] == [t("plant.forecast")]
 
     # Each day's highest 30-minute demand sold over the month, and the month's: its
     # largest slot from the API × 2 with the slot's time; the instant peak labelled apart.
@@ -200,6 +216,7 @@ def test_a_plant_shows_sold_energy_weather_peaks_and_sales(visit, panel, plants,
           slot=t.slot(datetime.fromisoformat(top["start"])))
     )  # fmt: skip
     expect(page.locator("#peak-summary")).to_have_attribute("data-w", str(top["wh"] * 2))
+    readable_chart(page, "#peak-chart", base="W")
     with panel.engine.connect() as conn:
         stored = conn.execute(
             select(func.max(s.meter_daily_peak.c.export_w)).where(
@@ -272,6 +289,7 @@ def test_a_plant_by_day_of_the_month_and_by_month_of_the_year(visit, panel, plan
             None if v["wh"] is None else v["wh"] / 1000 for v in energy["values"]
         ]
         expect(page.locator("#weather-note")).to_have_text(translator(lang)("plant.weather_daily"))
+        readable_chart(page, "#energy-chart")  # no "12/1 12/1 12/2", a year not in Wh
     page.click("#prev")
     page.wait_for_url(f"**/plants/{meter_id}?view=month&day={today.year - 1}-01-01")
     wait_charts(page)
@@ -279,6 +297,7 @@ def test_a_plant_by_day_of_the_month_and_by_month_of_the_year(visit, panel, plan
     page.wait_for_url(f"**/plants/{meter_id}?view=month&day={today.year - 2}-01-01")
     wait_charts(page)
     assert all(v is None for v in chart(page, "energy-chart")["sold"]["y"])
+    assert readable_chart(page, "#energy-chart")["axes"]["y"] == ["0 Wh"]  # not "1 Wh 1 Wh 0 Wh"
 
     # The previous month by day: the history's days, sold energy on them.
     first, last = month_bounds(today.replace(day=1) - timedelta(days=1))
@@ -291,6 +310,31 @@ def test_a_plant_by_day_of_the_month_and_by_month_of_the_year(visit, panel, plan
     sold = chart(page, "energy-chart")["sold"]["y"]
     assert sold == [None if v["wh"] is None else v["wh"] / 1000 for v in energy["values"]]
     assert sum(v or 0 for v in sold) > 0
+    visit.check()
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_on_a_phone_the_plants_read_and_fit(visit, panel, plants, lang):
+    """390 px: the list and a plant's hourly (with the weather and its forecast) and daily
+    charts fit the screen, their labels and titles apart, power never negative."""
+    page = visit(
+        "viewer_b", lang, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
+    )
+    page.goto("/plants")
+    page.wait_for_function("() => document.body.dataset.drawn === '1'")
+    readable_chart(page, "#compare-chart")
+    no_sideways_page(page, 390)
+    no_negative_power(page)
+    screenshot(page, f"plants-{lang}-phone")
+    meter_id = min(plants.meters)
+    for view in ("hour", "day"):
+        page.goto(f"/plants/{meter_id}?view={view}")
+        wait_charts(page)
+        readable_chart(page, "#energy-chart")
+        readable_chart(page, "#peak-chart", base="W")
+        no_sideways_page(page, 390)
+        no_negative_power(page)
+        screenshot(page, f"plant-{view}-{lang}-phone")
     visit.check()
 
 

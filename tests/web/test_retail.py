@@ -14,7 +14,15 @@ from kenshin.server import schema as s
 from kenshin.server.web.i18n import translator
 
 from .analytics_fixtures import fill_retail, jst_today, plan_csv, plan_wh
-from .conftest import LANGS, ROLES, Panel, screenshot
+from .conftest import (
+    LANGS,
+    ROLES,
+    Panel,
+    no_negative_power,
+    no_sideways_page,
+    readable_chart,
+    screenshot,
+)
 
 TRACES = ("low", "high", "mid", "plan", "actual", "imbalance")
 KEYS = {
@@ -72,6 +80,34 @@ def assert_chart_is_the_apis(page, outlook: dict) -> None:
             assert slot["actual_wh"] is None
 
 
+def assert_readable(page) -> None:
+    """Both axes in a unit by magnitude, labels once each and apart (the helper reads the
+    energy axis; the imbalance axis, signed, is read here)."""
+    drawn = readable_chart(page, "#chart")
+    imbalance = drawn["axes"]["y2"]
+    assert imbalance and len(set(imbalance)) == len(imbalance), imbalance
+    assert len({label.rsplit(" ", 1)[-1] for label in imbalance}) == 1, imbalance
+    assert {label.rsplit(" ", 1)[-1] for label in imbalance} <= {"Wh", "kWh", "MWh"}, imbalance
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_on_a_phone_the_retailer_view_fits(visit, retail, lang):
+    """390 px: the chart's labels apart, the page never sideways (the at-risk table
+    scrolls inside its own box), no negative watts."""
+    page = visit(
+        "operator", lang, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
+    )
+    page.goto("/retail")
+    wait_drawn(page)
+    assert_readable(page)
+    no_sideways_page(page, 390)
+    no_negative_power(page)
+    box = page.locator("#at-risk .table-wrap")
+    assert box.evaluate("e => e.getBoundingClientRect().right") <= 390
+    screenshot(page, f"retail-{lang}-phone")
+    visit.check()
+
+
 @pytest.mark.parametrize(("role", "lang"), [(r, lang) for r in ROLES for lang in LANGS])
 def test_the_retailer_sees_plan_forecast_actual_and_imbalance(visit, retail, role, lang):
     t = translator(lang)
@@ -86,6 +122,7 @@ def test_the_retailer_sees_plan_forecast_actual_and_imbalance(visit, retail, rol
     outlook = api_outlook(page, today)
     assert outlook["day"] == today.isoformat()
     assert_chart_is_the_apis(page, outlook)
+    assert_readable(page)
     # And the API's numbers are the database's: the plan the admin uploaded, the actuals.
     with retail.engine.connect() as conn:
         plan = dict(

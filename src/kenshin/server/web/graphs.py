@@ -235,6 +235,7 @@ def graph_grid(
     after: RowId | None = None,
     before: RowId | None = None,
     direction: Direction | None = None,
+    scale: Literal["own", "shared"] = "own",
 ) -> Response:
     shown = direction or tenant_direction(page.tenant_kind)
     day = today_jst()
@@ -245,7 +246,8 @@ def graph_grid(
     total = grid_count(conn, page.tenant_id, q or None)
 
     def link(**extra) -> str:
-        params = {"q": q or None, "direction": direction, **extra}
+        shared = "shared" if scale == "shared" else None
+        params = {"q": q or None, "direction": direction, "scale": shared, **extra}
         query = urlencode({k: v for k, v in params.items() if v is not None})
         return f"/graphs?{query}" if query else "/graphs"
 
@@ -266,6 +268,8 @@ def graph_grid(
         "day": day.isoformat(),
         "slots": [f"{n // 2:02d}:{n % 2 * 30:02d}" for n in range(SLOTS_A_DAY)],
         "meters": [{"id": m.id, "wh": values[m.id]} for m in meters],
+        # One y scale for every card of the page (to compare sites), or each its own.
+        "scale": scale,
     }
     return render(
         page,
@@ -280,6 +284,8 @@ def graph_grid(
         prev_url=link(before=meters[0].id) if has_prev and meters else None,
         next_url=link(after=meters[-1].id) if has_next and meters else None,
         other_direction_url=link(direction="normal" if shown == "reverse" else "reverse"),
+        scale=scale,
+        other_scale_url=link(scale=None if scale == "shared" else "shared"),
     )
 
 
@@ -337,7 +343,9 @@ def meter_detail(
             if meter.gateway_id is not None
             else None
         ),
-        "messages": page.t.messages("meter.") | page.t.messages("common."),
+        "messages": page.t.messages("meter.")
+        | page.t.messages("common.")
+        | page.t.messages("list.selling"),
     }
     return render(
         page,

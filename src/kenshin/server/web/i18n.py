@@ -82,6 +82,13 @@ class Translator:
     def watts(self, w: int | None) -> str:
         return self("common.none") if w is None else f"{self.number(w)} W"
 
+    def power(self, w: int | None) -> str:
+        """Power as the panel says it on every page: bought as plain watts, sold as
+        ``売電 850 W`` / ``selling 850 W``, never as negative watts."""
+        if w is not None and w < 0:
+            return self("list.selling", watts=self.watts(-w))
+        return self.watts(w)
+
     def kw(self, w: int | None) -> str:
         """A 30-minute demand (Wh × 2, whole W) in kW: three decimals keep it exact."""
         return self("common.none") if w is None else f"{self.number(w / 1000, 3)} kW"

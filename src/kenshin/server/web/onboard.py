@@ -55,7 +55,7 @@ def setup_page(site_id: RowId, page: OperatorPage, conn: Conn) -> Response:
         "meters": [{"id": x.id, "url": f"{API_PREFIX}/meters/{x.id}/current"} for x in meters],
         "poll_ms": FIRST_READING_POLL_S * 1000,
         "lang": page.t.lang,
-        "messages": page.t.messages("setup.reading"),
+        "messages": page.t.messages("setup.reading") | page.t.messages("list.selling"),
     }
     return render(
         page,

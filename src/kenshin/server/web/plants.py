@@ -255,6 +255,7 @@ def plants_page(
             {"meter_id": r.meter_id, "name": r.name, "wh": [r.days.get(d, 0) for d in days]}
             for r in rows
         ],
+        "today": today.isoformat(),
         "lang": page.t.lang,
         "messages": page.t.messages("plants."),
     }
@@ -323,6 +324,7 @@ def plant_page(
         # The peaks: of the month holding the view's day, so an earlier month can be read.
         "peak_first": peak_first.isoformat(),
         "peak_last": peak_last.isoformat(),
+        "today": today.isoformat(),
         "lang": page.t.lang,
         "messages": page.t.messages("plant."),
     }

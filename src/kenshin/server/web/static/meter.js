@@ -45,21 +45,34 @@
 
   function drawEnergy(series) {
     const x = series.values.map((v) => axisLabel(v.start));
+    // The period still running (this hour, today, this month) is not a fall in use: its
+    // bar is drawn hatched and pale, and says so, until the period is over.
+    const unfinished = series.values.map((v) => Kenshin.running(client.view, v));
+    const axis = Kenshin.valueAxis(series.values.map((v) => v.wh), "Wh", lang);
     const trace = {
       type: "bar",
       x,
       y: series.values.map((v) => v.wh),
-      marker: { color },
-      customdata: series.values.map((v) => (v.wh == null ? none : Kenshin.kwh(v.wh, lang))),
+      marker: Kenshin.barMarker(color, unfinished),
+      customdata: series.values.map((v, i) => (v.wh == null ? none
+        : unfinished[i] ? m("meter.so_far", { value: Kenshin.kwh(v.wh, lang) }) : Kenshin.kwh(v.wh, lang))),
       hovertemplate: "%{x}: %{customdata}<extra></extra>",
     };
+    document.getElementById("chart").dataset.unfinished = unfinished.filter(Boolean).length;
     const layout = {
       height: 320,
       margin: { t: 10, b: 40, l: 60, r: 10 },
       paper_bgcolor: "rgba(0,0,0,0)",
       plot_bgcolor: "rgba(0,0,0,0)",
-      xaxis: { type: "category", tickangle: 0, automargin: true },
-      yaxis: { rangemode: "tozero", tickformat: ",d", ticksuffix: " Wh", automargin: true },
+      // As many labels as fit the width, each a round number of periods apart: never
+      // two on top of each other on a phone.
+      xaxis: {
+        type: "category", automargin: true, fixedrange: true, tickangle: 0, tickmode: "linear", tick0: 0,
+        ticklabelstandoff: 6,
+        dtick: Kenshin.every(x.length, document.getElementById("chart").clientWidth - 70,
+          { hour: 44, day: 30, month: 40 }[client.view]),
+      },
+      yaxis: { rangemode: "tozero", ...axis.layout },
       bargap: 0.15,
     };
     Plotly.newPlot("chart", [trace], layout, { displayModeBar: false, responsive: true });
@@ -121,6 +134,8 @@
     // An instant as plotly's date axis takes it: the JST wall clock (JST has no DST).
     const jstWall = (ms) => new Date(ms + 9 * 3600 * 1000).toISOString().slice(0, 19).replace("T", " ");
     const windowRange = () => [jstWall(Date.now() - SHOWN_MS), jstWall(Date.now() + 10 * 1000)];
+    // W or kW by magnitude; power sold (negative) written as sold, never as "-850 W".
+    const powerAxis = (values) => Kenshin.valueAxis(values, "W", lang, { selling: m("list.selling") }).layout;
     let active = false;
     let lastMs = null;
     let points = 0;
@@ -136,8 +151,8 @@
       margin: { t: 10, b: 40, l: 60, r: 10 },
       paper_bgcolor: "rgba(0,0,0,0)",
       plot_bgcolor: "rgba(0,0,0,0)",
-      xaxis: { type: "date", tickformat: "%H:%M:%S", range: windowRange() },
-      yaxis: { rangemode: "tozero", tickformat: ",d", ticksuffix: " W", automargin: true },
+      xaxis: { type: "date", tickformat: "%H:%M:%S", range: windowRange(), ticklabelstandoff: 6, nticks: 6 },
+      yaxis: powerAxis([]),
     }, { displayModeBar: false, responsive: true });
 
     function show(on, text) {
@@ -170,12 +185,14 @@
             x: [fresh.map((v) => jstWall(Date.parse(v.at)))],
             y: [fresh.map((v) => v.mean_w)],
           }, [0], KEEP);
+          Plotly.relayout(chart, { yaxis: powerAxis(chart.data[0].y) });
           const newest = fresh[fresh.length - 1];
           lastMs = Date.parse(newest.at);
           points += fresh.length;
           document.body.dataset.livePoints = points;
           latest.textContent = m("meter.live_latest", {
-            power: Kenshin.watts(Math.round(newest.mean_w), lang), time: Kenshin.clock(newest.at),
+            power: Kenshin.power(Math.round(newest.mean_w), lang, m("list.selling")),
+            time: Kenshin.clock(newest.at),
           });
         }
         Plotly.relayout(chart, { "xaxis.range": windowRange() });

@@ -92,7 +92,7 @@
         }
         if (now && now.at) {
           element.textContent = Kenshin.message(messages, "setup.reading_arrived", {
-            power: now.power_w === null ? "—" : Kenshin.watts(now.power_w, lang),
+            power: now.power_w === null ? "—" : Kenshin.power(now.power_w, lang, messages["list.selling"]),
             at: Kenshin.datetime(now.at, lang),
           });
           element.classList.add("arrived");

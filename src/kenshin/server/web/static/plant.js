@@ -12,13 +12,8 @@
     paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
     hovermode: "x unified", legend: { orientation: "h", y: -0.18 },
   };
-  const TICKS = {
-    hour: { tickformat: "%H:%M", hoverformat: "%H:%M" },
-    day: { tickformat: lang === "ja" ? "%-m/%-d" : "%b %-d", hoverformat: "%Y-%m-%d" },
-    month: { tickformat: lang === "ja" ? "%Y年%-m月" : "%b %Y", hoverformat: "%Y-%m" },
-  };
+  const COUNTS = { hour: 24, day: 0, month: 12 };  // a day view: the month's days
   const PERIOD_MS = { hour: 3600e3, day: 86400e3, month: 0 };
-
   function fail(error) {
     const element = document.getElementById("load-failed");
     element.textContent = m("plant.load_failed", { detail: error.message });
@@ -44,6 +39,11 @@
     }
   }
 
+  // An instant as plotly's date axis takes it: the JST wall clock (JST has no DST).
+  const jstWall = (ms) => new Date(ms + 9 * 3600e3).toISOString().slice(0, 19).replace("T", " ");
+  // An hour of weather that has not been yet is a forecast.
+  const forecastHour = (h) => Date.parse(h.at) + 3600e3 > Date.now();
+
   async function energy() {
     const view = client.view;
     const [series, hours] = await Promise.all([
@@ -52,44 +52,83 @@
       })}`),
       weather(),
     ]);
+    const element = document.getElementById("energy-chart");
+    const narrow = Kenshin.narrow();
+    const y = series.values.map((v) => (v.wh === null ? null : v.wh / 1000));
+    const axis = Kenshin.valueAxis(y, "kWh", lang);
+    // This hour / today / this month so far: hatched, not a fall in production.
+    const unfinished = series.values.map((v) => Kenshin.running(view, v));
+    element.dataset.unfinished = unfinished.filter(Boolean).length;
     const traces = [{
-      uid: "sold", name: m("plant.trace_sold"), type: "bar", marker: { color: "#e0a526" },
+      uid: "sold", name: m("plant.trace_sold"), type: "bar", marker: Kenshin.barMarker("#e0a526", unfinished),
       x: series.values.map((v) => v.start),
-      y: series.values.map((v) => (v.wh === null ? null : v.wh / 1000)),
-      hovertemplate: `${m("plant.trace_sold")}: %{y:,.1f} kWh<extra></extra>`,
+      y,
+      customdata: y.map((v, i) => (unfinished[i] ? m("plant.so_far", { value: axis.text(v) }) : axis.text(v))),
+      hovertemplate: `${m("plant.trace_sold")}: %{customdata}<extra></extra>`,
       ...(PERIOD_MS[view] ? { xperiod: PERIOD_MS[view], xperiodalignment: "middle" } : {}),
     }];
+    const count = COUNTS[view] || series.values.length;
     const layout = {
       ...base, height: 380, margin: { t: 10, r: 20, b: 40, l: 60 },
-      xaxis: { type: "date", ...TICKS[view] },
-      yaxis: { title: { text: m("plant.axis_kwh") }, rangemode: "tozero", separatethousands: true },
+      xaxis: {
+        ...Kenshin.timeAxis(view, client.first, count, element.clientWidth - 100, lang), fixedrange: true,
+      },
+      yaxis: { ...axis.layout, title: { text: narrow ? "" : m("plant.axis_energy") } },
     };
+    if (view === "hour") {  // the day, whatever the labels and notes beside it
+      const midnight = Date.parse(`${client.first}T00:00:00+09:00`);
+      layout.xaxis.range = [jstWall(midnight), jstWall(midnight + 86400e3)];
+    }
     if (hours.length) {
       const x = hours.map((h) => h.at);
+      const forecast = hours.map(forecastHour);
+      // What has not happened yet is a forecast, and the chart says so: in the hover, in
+      // the legend, and as a shaded, labelled span from the first forecast hour.
+      const tag = (name) => (forecast.some(Boolean) ? m("plant.with_forecast", { name }) : name);
+      const hoverName = (name) => forecast.map((f) => (f ? m("plant.forecast_of", { name }) : name));
       traces.push({
-        uid: "irradiance", name: m("plant.trace_irradiance"), type: "scatter", mode: "lines",
+        uid: "irradiance", name: tag(m("plant.trace_irradiance")), type: "scatter", mode: "lines",
         x, y: hours.map((h) => h.irradiance_w_m2), yaxis: "y2", line: { color: "#d0453c", shape: "spline" },
-        hovertemplate: `${m("plant.trace_irradiance")}: %{y:,.0f} W/m²<extra></extra>`,
+        customdata: hoverName(m("plant.trace_irradiance")),
+        hovertemplate: "%{customdata}: %{y:,.0f} W/m²<extra></extra>",
         xperiod: 3600e3, xperiodalignment: "middle",
       }, {
-        uid: "temperature", name: m("plant.trace_temperature"), type: "scatter", mode: "lines+markers",
+        uid: "temperature", name: tag(m("plant.trace_temperature")), type: "scatter", mode: "lines+markers",
         x, y: hours.map((h) => h.temperature_c), yaxis: "y3",
         line: { color: "#4682c8", dash: "dot" }, marker: { size: 4 },
-        hovertemplate: `${m("plant.trace_temperature")}: %{y:.1f} ${m("plant.axis_temperature")}<extra></extra>`,
+        customdata: hoverName(m("plant.trace_temperature")),
+        hovertemplate: `%{customdata}: %{y:.1f} ${m("plant.axis_temperature")}<extra></extra>`,
         xperiod: 3600e3, xperiodalignment: "middle",
       });
       layout.margin.r = 10;
-      layout.xaxis.domain = [0, 0.86];
+      layout.xaxis.domain = [0, narrow ? 0.78 : 0.86];
       layout.yaxis2 = {
-        title: { text: m("plant.axis_irradiance") }, overlaying: "y", side: "right",
-        rangemode: "tozero", showgrid: false, anchor: "x", tickformat: ",.0f",
+        title: { text: narrow ? "" : m("plant.axis_irradiance") }, overlaying: "y", side: "right",
+        rangemode: "tozero", showgrid: false, anchor: "x", tickformat: ",.0f", fixedrange: true,
+        nticks: 5, ...(narrow ? { ticksuffix: " W/m²", tickfont: { size: 10 } } : {}),
       };
+      // On a phone the temperature keeps its line, legend and hover, not a third axis of
+      // labels squeezed beside the second.
       layout.yaxis3 = {
-        title: { text: m("plant.axis_temperature") }, overlaying: "y", side: "right",
-        anchor: "free", position: 0.96, showgrid: false, tickformat: ".0f",
+        title: { text: narrow ? "" : m("plant.axis_temperature") }, overlaying: "y", side: "right",
+        anchor: "free", position: 0.96, showgrid: false, tickformat: ".0f", fixedrange: true,
+        nticks: 5, showticklabels: !narrow,
       };
+      const first = hours.find(forecastHour);
+      if (first) {
+        const end = jstWall(Date.parse(hours[hours.length - 1].at) + 3600e3);
+        layout.shapes = [{
+          type: "rect", xref: "x", yref: "paper", x0: first.at, x1: end, y0: 0, y1: 1,
+          fillcolor: "rgba(120, 130, 140, 0.12)", line: { width: 0 }, layer: "below",
+        }];
+        layout.annotations = [{
+          xref: "x", yref: "paper", x: end, y: 1, xanchor: "right", yanchor: "top", showarrow: false,
+          text: m("plant.forecast"), font: { size: 11, color: "#55606b" },
+        }];
+      }
     }
-    Plotly.newPlot(document.getElementById("energy-chart"), traces, layout, config);
+    await Plotly.newPlot(element, traces, layout, config);
+    await Kenshin.fitTimeAxis(element, view, client.first, count, lang);
     document.getElementById("energy-total").textContent = m("plant.total", {
       kwh: Kenshin.kwh(series.total_wh, lang),
     });
@@ -103,19 +142,31 @@
       from: client.peak_first, to: client.peak_last, direction: "reverse",
     })}`);
     const days = demand.days;
+    const element = document.getElementById("peak-chart");
+    const y = days.map((d) => (d.demand_w === null ? null : d.demand_w / 1000));
+    const axis = Kenshin.valueAxis(y, "kW", lang);
+    const today = client.today;
+    const unfinished = days.map((d) => d.day === today && d.demand_w !== null);  // today's so far
     const trace = {
-      uid: "peak", name: m("plant.trace_peak"), type: "bar", marker: { color: "#2e8b57" },
+      uid: "peak", name: m("plant.trace_peak"), type: "bar", marker: Kenshin.barMarker("#2e8b57", unfinished),
       x: days.map((d) => d.day),
-      y: days.map((d) => (d.demand_w === null ? null : d.demand_w / 1000)),
-      customdata: days.map((d) => (d.start ? Kenshin.slot(d.start, lang).split(" ").pop() : "")),
-      hovertemplate: `${m("plant.trace_peak")}: %{y:,.3f} kW (%{customdata})<extra></extra>`,
+      y,
+      customdata: days.map((d, i) => {
+        const value = `${axis.text(y[i])} (${d.start ? Kenshin.slot(d.start, lang).split(" ").pop() : ""})`;
+        return unfinished[i] ? m("plant.so_far", { value }) : value;
+      }),
+      hovertemplate: `${m("plant.trace_peak")}: %{customdata}<extra></extra>`,
     };
     const layout = {
       ...base, height: 300, margin: { t: 10, r: 20, b: 40, l: 60 }, showlegend: false,
-      xaxis: { type: "date", ...TICKS.day },
-      yaxis: { title: { text: m("plant.axis_kw") }, rangemode: "tozero", separatethousands: true },
+      xaxis: {
+        ...Kenshin.timeAxis("day", client.peak_first, days.length, element.clientWidth - 80, lang),
+        fixedrange: true,
+      },
+      yaxis: { ...axis.layout, title: { text: Kenshin.narrow() ? "" : m("plant.axis_demand") } },
     };
-    Plotly.newPlot(document.getElementById("peak-chart"), [trace], layout, config);
+    await Plotly.newPlot(element, [trace], layout, config);
+    await Kenshin.fitTimeAxis(element, "day", client.peak_first, days.length, lang);
     const top = demand.peak;
     const summary = document.getElementById("peak-summary");
     summary.textContent = top

@@ -55,20 +55,29 @@
   }
 
   // The day's energy above; the projected imbalance in its own band below, same time axis.
-  function layout() {
+  // Each axis in one unit chosen by its magnitude (Kenshin.valueAxis); on a phone the
+  // ticks carry the unit and the titles give way.
+  function layout(outlook) {
+    const energy = ["low_wh", "high_wh", "mid_wh", "plan_wh", "actual_wh"]
+      .flatMap((key) => outlook.slots.map((slot) => kwh(slot[key])));
+    const narrow = Kenshin.narrow();
     return {
       height: 480, margin: { t: 10, r: 20, b: 40, l: 70 },
       paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
       hovermode: "x unified",
       legend: { orientation: "h", y: -0.12 },
-      xaxis: { type: "date", tickformat: "%H:%M", hoverformat: "%H:%M", anchor: "y2" },
+      xaxis: {
+        ...Kenshin.timeAxis("hour", outlook.day, 24, chart.clientWidth - 90, lang),
+        anchor: "y2", fixedrange: true,
+      },
       yaxis: {
-        domain: [0.34, 1], title: { text: m("retail.axis_energy") }, rangemode: "tozero",
-        separatethousands: true,
+        domain: [0.34, 1], title: { text: narrow ? "" : m("retail.axis_energy") },
+        ...Kenshin.valueAxis(energy, "kWh", lang).layout,
       },
       yaxis2: {
-        domain: [0, 0.26], title: { text: m("retail.axis_imbalance") }, zeroline: true,
-        zerolinecolor: "#6b7785", separatethousands: true, tickformat: ",.2~f",
+        domain: [0, 0.26], title: { text: narrow ? "" : m("retail.axis_imbalance") }, zeroline: true,
+        zerolinecolor: "#6b7785",
+        ...Kenshin.valueAxis(outlook.slots.map((slot) => kwh(slot.imbalance_wh)), "kWh", lang, { ticks: 2 }).layout,
       },
     };
   }
@@ -117,10 +126,11 @@
     const slots = outlook.slots;
     const anything = slots.some((s) => s.plan_wh !== null || s.mid_wh !== null || s.actual_wh !== null);
     document.getElementById("no-data").hidden = anything;
-    Plotly.react(chart, traces(slots), layout(), { displayModeBar: false, responsive: true });
+    Plotly.react(chart, traces(slots), layout(outlook), { displayModeBar: false, responsive: true })
+      .then(() => Kenshin.fitTimeAxis(chart, "hour", outlook.day, 24, lang))
+      .then(() => { document.body.dataset.drawn = String(Number(document.body.dataset.drawn || 0) + 1); });
     figures(slots);
     table(outlook);
-    document.body.dataset.drawn = String(Number(document.body.dataset.drawn || 0) + 1);
   }
 
   async function reload() {
