@@ -214,6 +214,7 @@ def database(name: str, meters: int, days: int, rebuild: bool) -> str:
                 with psycopg.connect(url) as conn:
                     done = conn.execute("SELECT meters, days FROM bench_complete").fetchone()
                 if done == (meters, days):
+                    migrate(url)  # kept from an earlier schema: brought up to the newest
                     return url
             except psycopg.errors.UndefinedTable:  # a build that did not finish
                 pass  # (any other error, e.g. no connection, must not drop the data)
