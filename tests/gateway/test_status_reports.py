@@ -6,50 +6,20 @@ meter over UDP; a Wi-SUN link's own status (state and LQI) stands in where noted
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator
-from datetime import datetime
 
 import pytest
 
 from kenshin.echonet import udp
 from kenshin.gateway import agent as agent_module
-from kenshin.gateway.agent import STATUS_BURST, AgentOptions, GatewayAgent, StatusGate
-from kenshin.gateway.identity import Identity
-from kenshin.sim.clock import JST, ScaledClock
-from kenshin.sim.fleet import SimFleet
-from kenshin.sim.meter import MeterConfig
-from kenshin.wire import LinkState, Settings, Status
+from kenshin.gateway.agent import STATUS_BURST, StatusGate
+from kenshin.wire import LinkState, Status
 from kenshin.wisun.session import LinkState as WisunState
 from kenshin.wisun.session import LinkStatus
-from tests.gateway.cloud import Cloud
-from tests.support import eventually, free_udp_port, run
+from tests.gateway.test_supervision import gateway_with_meter
+from tests.support import eventually, run
 
 SERIAL = "GW-ST"
-
-
-@contextlib.asynccontextmanager
-async def gateway_with_meter(tmp_path) -> AsyncIterator[tuple[Cloud, SimFleet, GatewayAgent]]:
-    clock = ScaledClock(datetime(2026, 7, 1, 10, 0, tzinfo=JST), speed=20.0)
-    meter_port = free_udp_port("127.0.1.1")
-    meter = {"link": "udp", "host": "127.0.1.1", "port": meter_port, "ref": "m1"}
-    values = {"meter": meter, "poll": {"instant_interval_s": 2}, "uplink": {"max_delay_s": 0.2}}
-    options = AgentOptions(queue_path=tmp_path / "q.db", restart_backoff_s=(0.05, 0.1))
-    async with (
-        SimFleet(1, clock, port=meter_port, config=MeterConfig(seed=5)) as fleet,
-        Cloud() as cloud,
-        cloud.service() as service,
-    ):
-        await cloud.send(service, Settings(1, int(time.time()), values), SERIAL, retain=True)
-        agent = GatewayAgent(Identity.generate(SERIAL, cloud.url), options, clock=clock)
-        running = asyncio.create_task(agent.run_forever())
-        try:
-            yield cloud, fleet, agent
-        finally:
-            running.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await running
 
 
 def test_the_status_gate_lets_a_burst_through_then_one_per_refill():
@@ -86,7 +56,7 @@ def test_link_state_and_lqi_are_reported_when_they_change(tmp_path, monkeypatch)
     monkeypatch.setattr(udp.EchonetClient, "__init__", quick)
 
     async def main() -> None:
-        async with gateway_with_meter(tmp_path) as (cloud, fleet, agent):
+        async with gateway_with_meter(tmp_path, SERIAL) as (cloud, _, fleet, agent):
 
             def joined() -> bool:
                 return any(

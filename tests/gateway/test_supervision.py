@@ -45,22 +45,26 @@ def fail_once(owner, name: str, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @contextlib.asynccontextmanager
-async def gateway_with_meter(tmp_path) -> AsyncIterator[tuple[Cloud, object, GatewayAgent]]:
+async def gateway_with_meter(
+    tmp_path, serial: str = SERIAL
+) -> AsyncIterator[tuple[Cloud, object, SimFleet, GatewayAgent]]:
+    """An agent reading a UDP meter at `SPEED`, its settings retained on the cloud's broker;
+    yields the cloud, the cloud's service client, the meter fleet and the agent."""
     clock = ScaledClock(datetime(2026, 7, 1, 10, 0, tzinfo=JST), speed=SPEED)
     meter_port = free_udp_port("127.0.1.1")
     meter = {"link": "udp", "host": "127.0.1.1", "port": meter_port, "ref": "m1"}
     values = {"meter": meter, "poll": {"instant_interval_s": 2}, "uplink": {"max_delay_s": 0.2}}
     options = AgentOptions(queue_path=tmp_path / "q.db", restart_backoff_s=(0.05, 0.1))
     async with (
-        SimFleet(1, clock, port=meter_port, config=MeterConfig(seed=5)),
+        SimFleet(1, clock, port=meter_port, config=MeterConfig(seed=5)) as fleet,
         Cloud() as cloud,
         cloud.service() as service,
     ):
-        await cloud.send(service, Settings(1, int(time.time()), values), SERIAL, retain=True)
-        agent = GatewayAgent(Identity.generate(SERIAL, cloud.url), options, clock=clock)
+        await cloud.send(service, Settings(1, int(time.time()), values), serial, retain=True)
+        agent = GatewayAgent(Identity.generate(serial, cloud.url), options, clock=clock)
         running = asyncio.create_task(agent.run_forever())
         try:
-            yield cloud, service, agent
+            yield cloud, service, fleet, agent
         finally:
             running.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -95,7 +99,7 @@ def test_a_task_that_dies_is_started_again_and_reported(tmp_path, monkeypatch, t
     fail_once(owner, task_fault[task], monkeypatch)
 
     async def main() -> None:
-        async with gateway_with_meter(tmp_path) as (cloud, _, agent):
+        async with gateway_with_meter(tmp_path) as (cloud, _, _, agent):
             await failure_reported(cloud, task)
             # Readings go on: the meter is read and its samples sent after the restart.
             sent = samples(cloud)
@@ -107,7 +111,7 @@ def test_a_task_that_dies_is_started_again_and_reported(tmp_path, monkeypatch, t
 
 def test_a_command_failing_in_any_way_answers_failed_and_the_agent_goes_on(tmp_path, monkeypatch):
     async def main() -> None:
-        async with gateway_with_meter(tmp_path) as (cloud, service, agent):
+        async with gateway_with_meter(tmp_path) as (cloud, service, _, agent):
             await eventually(lambda: agent.meter is not None and samples(cloud) > 0, 10)
             # Only the command's path (the poller reads properties too): its answer fails.
             fail_once(agent_module, "to_jsonable", monkeypatch)
