@@ -19,6 +19,7 @@ from ..api import API_PREFIX
 from ..deps import Conn, RowId
 from ..devices import registry
 from ..devices.api import HOME_COLUMNS, HOME_OPTIONAL
+from .queries import site_gateways
 from .rendering import OperatorPage, PageProblem, PageRoute, render
 
 __all__ = ["FIRST_READING_POLL_S", "router"]
@@ -44,10 +45,8 @@ def setup_page(site_id: RowId, page: OperatorPage, conn: Conn) -> Response:
     site = registry.get_site(conn, site_id, page.tenant_id)
     if site is None:  # another tenant's, or none at all: the same answer
         raise PageProblem(404, "error.not_found")
-    g, m = s.gateways.c, s.meters.c
-    gateways = conn.execute(
-        select(s.gateways).where(g.site_id == site_id, g.tenant_id == page.tenant_id).order_by(g.id)
-    ).all()
+    m = s.meters.c
+    gateways = site_gateways(conn, page.tenant_id, site_id)
     meters = conn.execute(
         select(s.meters).where(m.site_id == site_id, m.tenant_id == page.tenant_id).order_by(m.id)
     ).all()

@@ -31,6 +31,7 @@ from .queries import (
     PANEL_STATES,
     home_summary,
     latest_events,
+    site_gateways,
 )
 from .rendering import Anyone, PageProblem, PageRoute, SignedIn, lang_of, render, safe_next
 
@@ -213,10 +214,8 @@ def site_page(site_id: RowId, page: SignedIn, conn: Conn) -> Response:
     ).one_or_none()
     if site is None:  # another tenant's, or none at all: the same answer
         raise PageProblem(404, "error.not_found")
-    g, m = s.gateways.c, s.meters.c
-    gateways = conn.execute(
-        select(s.gateways).where(g.site_id == site_id, g.tenant_id == page.tenant_id).order_by(g.id)
-    ).all()
+    m = s.meters.c
+    gateways = site_gateways(conn, page.tenant_id, site_id)
     now = s.utcnow()
     meters = [
         (row, meter_now(conn, row.id, now))

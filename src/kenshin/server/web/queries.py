@@ -84,6 +84,13 @@ def latest_events(
     return list(conn.execute(query.order_by(e.at.desc(), e.id.desc()).limit(limit)))
 
 
+def site_gateways(conn: Connection, tenant_id: int, site_id: int) -> list[Row]:
+    """A site's gateways, oldest first (the site page and its set-up page)."""
+    g = s.gateways.c
+    query = select(s.gateways).where(g.site_id == site_id, g.tenant_id == tenant_id)
+    return conn.execute(query.order_by(g.id)).all()
+
+
 def gateway_with_report(conn: Connection, tenant_id: int, gateway_id: int) -> Row | None:
     """The gateway (None if not this tenant's), its site, and its newest status report
     (``report_*`` columns, None before the first): one query."""
