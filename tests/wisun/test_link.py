@@ -152,17 +152,21 @@ def test_radio_misses_at_join_are_retried(tmp_path, model):
 
 @MODELS
 def test_session_expiry_mid_read_is_recovered_without_losing_the_read(tmp_path, model):
-    meter = MeterConfig(seed=3, pv=True, faults=MeterFaults(delay_s=0.15))
+    # The answer is on its way for 0.5 s and lands while the session is being re-authenticated
+    # (1 s), so it is lost; a loaded machine still advances the clock within that 0.5 s.
+    meter = MeterConfig(seed=3, pv=True, faults=MeterFaults(delay_s=0.5))
 
     async def scenario():
         async with rig(
             tmp_path, model, meter=meter, session_lifetime=timedelta(hours=1),
-            reauth_delay_s=0.1, request_timeout_s=1.0,
+            reauth_delay_s=1.0, request_timeout_s=1.5,
         ) as (emulator, link, clock):  # fmt: skip
             session = SmartMeterSession(link)
             await session.connect()
+            sent = emulator.frames_sent
             read = asyncio.create_task(session.instant_power_w())
-            await asyncio.sleep(0.05)  # the Get is at the meter, its answer is on its way
+            while emulator.frames_sent == sent:  # the Get is at the meter, its answer on its way
+                await asyncio.sleep(0.005)
             clock.advance(timedelta(hours=1, seconds=1))  # the session expires now
             power = await read
             assert power == emulator.meter.registers.instant_power_w(clock.now())
