@@ -16,6 +16,10 @@ settings.register_profile("ci", deadline=None, derandomize=True, print_blob=True
 settings.load_profile("ci" if os.environ.get("CI") == "true" else "kenshin")
 
 
+# First: xdist's worker reads the `xdist_group` marks in its own hook of this name and
+# turns them into the "@group" suffix of node ids that `--dist loadgroup` schedules by;
+# marks added after it are never seen (and every group was scattered over the workers).
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Markers from what a test uses.
 
@@ -26,7 +30,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     - `xdist_group`: tests sharing a module-scoped fixture (a panel with its server and
       fleet, a month of polling) go to one worker under ``--dist loadgroup``, which then
       builds it once instead of once on every worker that runs one of them.
+
+    Then each group's tests are put next to each other (a stable sort, modules kept in
+    their order): pytest's own reordering for several parametrized fixtures can interleave
+    a module's SQLite and PostgreSQL tests, and a worker then tears a panel (and the
+    10,000-meter tenant built on it, a minute) down and builds it again for each run of
+    them.
     """
+    groups: dict[pytest.Item, str] = {}
     for item in items:
         if "browser" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.browser)
@@ -42,4 +53,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             # which of them a test uses: they build on one another.
             chosen = sorted(f"{n}={v}" for n, v in (params.params if params else {}).items())
             chosen = [c for c in chosen if c.split("=")[0] in shared]
-            item.add_marker(pytest.mark.xdist_group("/".join([item.module.__name__, *chosen])))
+            group = "/".join([item.module.__name__, *chosen])
+            item.add_marker(pytest.mark.xdist_group(group))
+            groups[item] = group
+    modules = {}
+    for item in items:
+        modules.setdefault(item.module.__name__ if item.module else "", len(modules))
+    first = {}
+    for position, item in enumerate(items):
+        first.setdefault(groups.get(item, item.nodeid), position)
+    items.sort(
+        key=lambda item: (
+            modules[item.module.__name__ if item.module else ""],
+            first[groups.get(item, item.nodeid)],
+        )
+    )
