@@ -89,3 +89,10 @@ def test_brokers_measures_engines_and_a_killed_node():
     assert {"mosquitto", "nats"} <= set(rows)
     for name in ("nats",):  # the cluster keeps what was queued for a session
         assert rows[name].rstrip(" |").endswith("100/100"), rows[name]
+
+
+def test_wire_codec_prints_decodes_per_second_of_each_payload():
+    out = run_bench("wire_codec.py")
+    for row in ("half hour, 60 s", "day in one batch", "heartbeat"):
+        assert row in out
+    assert "decodes/s" in out and "samples/s decoded" in out and "encodes/s" in out
