@@ -20,14 +20,16 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, make_url, pool
+from sqlalchemy import Engine, create_engine, event, exc, make_url, pool
 from sqlalchemy.engine import URL
 
 __all__ = [
     "MIGRATIONS_DIR",
+    "PING_IDLE_S",
     "alembic_config",
     "current_revision",
     "head_revision",
@@ -90,15 +92,48 @@ def make_engine(
         event.listen(engine, "connect", _sqlite_on_connect(wal=not in_memory))
         return engine
     if backend == "postgresql":
-        kwargs.setdefault("pool_pre_ping", True)
         # The session zone pinned to UTC: SQL that casts or truncates a timestamptz then
         # means the same whatever the server's default zone, and psycopg hands back
         # datetimes in the fixed `timezone.utc` (a zoneinfo zone such as the common
         # 'Etc/UTC' made reading a day of 60-s power several times slower).
         connect_args = {"options": "-c TimeZone=UTC"}
         connect_args.update(kwargs.pop("connect_args", {}))
-        return create_engine(parsed, connect_args=connect_args, **kwargs)
+        engine = create_engine(parsed, connect_args=connect_args, **kwargs)
+        if not kwargs.get("pool_pre_ping"):
+            _ping_when_idle(engine)
+        return engine
     raise ValueError(f"unsupported database {parsed.render_as_string(hide_password=True)!r}")
+
+
+PING_IDLE_S = 1.0
+_IDLE_SINCE = "kenshin_idle_since"
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Ping a pooled connection before use only when it has been idle more than `PING_IDLE_S`
+    (SQLAlchemy's `pool_pre_ping` pings at every checkout); one that fails the ping
+    renews the whole pool and another is taken, as with `pool_pre_ping`.
+
+    Why: under load a connection is back in use milliseconds after it was returned, and
+    the ping was one more round trip, in every request, beside the one query a read needs
+    (issue 21). What the ping is for, connections that died while idle (a database
+    restart, a failover, an idle timeout on the way), is still caught. A connection used
+    within `PING_IDLE_S` of a restart fails its statement instead; SQLAlchemy then renews the
+    whole pool, and the request is answered 503 with Retry-After (problems.py), so at
+    most the requests under way then, and those that took a connection before the first
+    failure (the pool's size), see the restart."""
+
+    @event.listens_for(engine, "checkin")
+    def _returned(dbapi_connection: Any, record: Any) -> None:
+        if dbapi_connection is not None:
+            record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _taken(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get(_IDLE_SINCE)  # None: connected just now
+        idle = since is not None and time.monotonic() - since > PING_IDLE_S
+        if idle and not engine.dialect._do_ping_w_event(dbapi_connection):
+            raise exc.InvalidatePoolError()  # the pool renews itself, tries another
 
 
 def _sqlite_on_connect(wal: bool):

@@ -21,7 +21,7 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
 from pydantic import BaseModel, Field
-from sqlalchemy import ColumnElement, Row, Select, and_, func, literal, or_, tuple_
+from sqlalchemy import ColumnElement, Row, Select, and_, bindparam, func, or_, tuple_
 
 from .problems import Problem
 
@@ -32,10 +32,15 @@ __all__ = [
     "Limit",
     "Page",
     "combine",
+    "matching",
+    "page_of",
+    "page_values",
     "paginate",
     "search_filter",
+    "search_needle",
     "search_parameter",
     "sort_parameter",
+    "sorted_page",
 ]
 
 DEFAULT_LIMIT = 50
@@ -117,13 +122,83 @@ def search_filter(q: str | None, columns: Sequence[ColumnElement]) -> ColumnElem
     backends)."""
     if not q:
         return None
-    needle = "%" + q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    return matching(columns, search_needle(q))
+
+
+def search_needle(q: str) -> str:
+    """The LIKE pattern `search_filter` looks for `q` with."""
+    return "%" + q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def matching(columns: Sequence[ColumnElement], needle: str | ColumnElement) -> ColumnElement:
+    """Rows where any column, lower-cased, is LIKE `needle`: a `search_needle`, or a bound
+    parameter that will hold one (a statement built once)."""
     return or_(*(func.lower(c).like(needle, escape="\\") for c in columns))
 
 
 def combine(*conditions: ColumnElement | None) -> ColumnElement:
     """AND of the conditions that apply (None: a filter the request did not ask for)."""
     return and_(*(c for c in conditions if c is not None))
+
+
+def _sort_column(sortable: dict[str, ColumnElement], sort: str) -> ColumnElement:
+    name = sort.removeprefix("-")
+    if name not in sortable:
+        raise Problem(400, f"sort by one of {', '.join(sorted(sortable))} (-name: descending)")
+    return sortable[name]
+
+
+def sorted_page(
+    query: Select,
+    *,
+    sortable: dict[str, ColumnElement],
+    id_column: ColumnElement,
+    sort: str,
+    after: bool,
+) -> Select:
+    """`query` in `sort`'s order, one page of it, with its values as bound parameters (a
+    list's statement can then be built once for each sort and filter, and SQLAlchemy's
+    compiled cache is hit without building and walking a `select()` again): the page holds
+    `page_rows` rows and, with `after`, starts after the row whose sort value and id are
+    `after_value` and `after_id`. `page_values` gives them.
+
+    `sortable` maps the names a client may sort by to never-NULL expressions; the query's
+    rows gain a ``sort_key`` column, and must carry `id_column` under its own name."""
+    descending = sort.startswith("-")
+    column = _sort_column(sortable, sort)
+    if after:
+        key = tuple_(column, id_column)
+        start = tuple_(bindparam("after_value", type_=column.type),
+                       bindparam("after_id", type_=id_column.type))  # fmt: skip
+        query = query.where(key < start if descending else key > start)
+    order = (column.desc(), id_column.desc()) if descending else (column, id_column)
+    return (
+        query.add_columns(column.label("sort_key")).order_by(*order).limit(bindparam("page_rows"))
+    )
+
+
+def page_values(
+    sortable: dict[str, ColumnElement], sort: str, limit: int, cursor: str | None
+) -> dict[str, Any]:
+    """The bound values of a `sorted_page` (one row more than `limit`, to know whether
+    another page follows); a 400 problem for a cursor not made for this list and sort."""
+    values: dict[str, Any] = {"page_rows": limit + 1}
+    if cursor is not None:
+        column = _sort_column(sortable, sort)
+        # A TypeDecorator (UTCDateTime) tells its Python type through the type it wraps.
+        python_type = getattr(column.type, "impl_instance", column.type).python_type
+        values["after_value"], values["after_id"] = _decode(cursor, sort, python_type)
+    return values
+
+
+def page_of(
+    rows: Sequence[Row], *, sort: str, limit: int, id_key: str
+) -> tuple[Sequence[Row], str | None]:
+    """A `sorted_page`'s fetched rows as (the page's rows, next_cursor)."""
+    if len(rows) <= limit:
+        return rows, None
+    last = rows[limit - 1]._mapping
+    return rows[:limit], _encode(sort, last["sort_key"], last[id_key])
 
 
 def paginate(
@@ -135,30 +210,12 @@ def paginate(
     limit: int,
     cursor: str | None,
 ) -> tuple[Select, Callable[[Sequence[Row]], tuple[Sequence[Row], str | None]]]:
-    """The query limited to one page (one row more, to know whether another follows), and
-    a function that turns the fetched rows into (rows, next_cursor).
-
-    `sortable` maps the names a client may sort by to never-NULL expressions; the query's
-    rows gain a ``sort_key`` column, and must carry `id_column` under its own name."""
-    descending = sort.startswith("-")
-    name = sort.removeprefix("-")
-    if name not in sortable:
-        raise Problem(400, f"sort by one of {', '.join(sorted(sortable))} (-name: descending)")
-    column = sortable[name]
-    key = tuple_(column, id_column)
-    if cursor is not None:
-        # A TypeDecorator (UTCDateTime) tells its Python type through the type it wraps.
-        python_type = getattr(column.type, "impl_instance", column.type).python_type
-        value, row_id = _decode(cursor, sort, python_type)
-        after = tuple_(literal(value, column.type), literal(row_id, id_column.type))
-        query = query.where(key < after if descending else key > after)
-    order = (column.desc(), id_column.desc()) if descending else (column, id_column)
-    query = query.add_columns(column.label("sort_key")).order_by(*order).limit(limit + 1)
-
-    def page(rows: Sequence[Row]) -> tuple[Sequence[Row], str | None]:
-        if len(rows) <= limit:
-            return rows, None
-        last = rows[limit - 1]._mapping
-        return rows[:limit], _encode(sort, last["sort_key"], last[id_column.key])
-
-    return query, page
+    """The query limited to one page (`sorted_page` with its values), and a function that
+    turns the fetched rows into (rows, next_cursor)."""
+    page = sorted_page(
+        query, sortable=sortable, id_column=id_column, sort=sort, after=cursor is not None
+    )
+    values = page_values(sortable, sort, limit, cursor)
+    return page.params(values), lambda rows: page_of(
+        rows, sort=sort, limit=limit, id_key=id_column.key
+    )

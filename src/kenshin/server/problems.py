@@ -17,7 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -146,6 +146,17 @@ async def _on_pool_timeout(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _on_database_error(request: Request, exc: Exception) -> JSONResponse:
+    # A connection lost under a statement (the database restarted, a failover): SQLAlchemy
+    # renews the pool, and the same request sent again gets a new connection (db.py).
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        log.warning("a database connection was lost: %s", exc)
+        return problem_response(
+            503, "the database connection was lost: try again", headers={"Retry-After": "1"}
+        )
+    return await _on_unexpected(request, exc)
+
+
 async def _on_out_of_range(_request: Request, exc: Exception) -> JSONResponse:
     # A number or date past what the server computes with (the validation missed it).
     log.warning("a request's value out of range: %s", exc)
@@ -170,4 +181,5 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(PoolTimeout, _on_pool_timeout)
     app.add_exception_handler(OverflowError, _on_out_of_range)
     app.add_exception_handler(DataError, _on_data_error)
+    app.add_exception_handler(DBAPIError, _on_database_error)
     app.add_exception_handler(Exception, _on_unexpected)

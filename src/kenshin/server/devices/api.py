@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlalchemy import func, or_, select
+from sqlalchemy import Select, String, bindparam, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from kenshin.wire.enrollment import b64decode
@@ -25,7 +26,7 @@ from .. import schema as s
 from ..accounts import audit
 from ..deps import Conn, Principal, RowId, TenantId, require_platform_admin, require_role
 from ..jsonout import json_response
-from ..metering.current import CURRENT_WINDOW_MIN, site_summary_columns
+from ..metering.current import CURRENT_WINDOW_MIN, site_summary_columns, site_summary_values
 from ..problems import Problem
 from ..ratelimits import RATE_LIMITED
 from . import commands, config, enrollment, registry
@@ -338,6 +339,73 @@ SiteSearch = listing.search_parameter(
 )
 
 
+@lru_cache(maxsize=128)
+def _site_list(sort: str, searched: bool, in_states: bool, after: bool) -> Select:
+    """The site list's statement for a sort and the filters asked, built once: its values
+    are bound parameters (`tenant_id`, `needle` and `supply_point` when searched, `states`,
+    the page's, the summary's). Building it for each request, and SQLAlchemy walking it to
+    find its compiled form, cost more than the rest of the handler (issue 21)."""
+    site, g, m = s.sites.c, s.gateways.c, s.meters.c
+    tenant_id = bindparam("tenant_id")
+    states = bindparam("states", expanding=True)
+    # One gateway a site: a join would list the site once per gateway, and a walk must see
+    # each site exactly once. The row shows its first gateway (by id) in the states asked.
+    first = s.gateways.alias("first_gateway").c
+
+    def of_first_gateway(column):
+        return (
+            select(column)
+            .where(first.site_id == site.id, *([first.state.in_(states)] if in_states else []))
+            .order_by(first.id)
+            .limit(1)
+            .scalar_subquery()
+        )
+
+    in_state = None
+    if in_states:  # a semi-join: the planner sees how many sites match (index on tenant, state)
+        in_state = site.id.in_(
+            select(g.site_id).where(g.tenant_id == tenant_id, g.state.in_(states))
+        )
+    query = select(
+        s.sites,
+        of_first_gateway(first.id).label("gateway_id"),
+        of_first_gateway(first.state).label("gateway_state"),
+        *site_summary_columns(),
+    ).where(
+        listing.combine(
+            site.tenant_id == tenant_id,
+            in_state,
+            or_(
+                listing.matching(
+                    [site.customer_id, site.service_code, site.address, site.phone, site.name],
+                    bindparam("needle", type_=String),
+                ),
+                site.id.in_(  # a retailer's list is searched by the number it settles on
+                    select(m.site_id).where(
+                        m.tenant_id == tenant_id,
+                        listing.matching([m.supply_point], bindparam("supply_point", type_=String)),
+                    )
+                ),
+            )
+            if searched
+            else None,
+        )
+    )
+    return listing.sorted_page(
+        query, sortable=_SITE_SORTS, id_column=site.id, sort=sort, after=after
+    )
+
+
+_SITE_SORTS = {
+    "customer_id": s.sites.c.customer_id,
+    "service_code": s.sites.c.service_code,
+    "address": func.coalesce(s.sites.c.address, ""),
+    "name": func.coalesce(s.sites.c.name, ""),
+    "created_at": s.sites.c.created_at,
+    "id": s.sites.c.id,
+}
+
+
 @router.get("/sites", summary="The tenant's sites with power now and today's energy")
 def list_sites(
     conn: Conn,
@@ -351,66 +419,20 @@ def list_sites(
     limit: listing.Limit = listing.DEFAULT_LIMIT,
     cursor: listing.Cursor = None,
 ) -> listing.Page[SiteRow]:
-    site, g, m = s.sites.c, s.gateways.c, s.meters.c
-    now = s.utcnow()
-    # One gateway a site: a join would list the site once per gateway, and a walk must see
-    # each site exactly once. The row shows its first gateway (by id) in the states asked.
-    first = s.gateways.alias("first_gateway").c
-
-    def of_first_gateway(column):
-        return (
-            select(column)
-            .where(first.site_id == site.id, *([first.state.in_(state)] if state else []))
-            .order_by(first.id)
-            .limit(1)
-            .scalar_subquery()
-        )
-
-    in_state = None
-    if state:  # a semi-join: the planner sees how many sites match (index on tenant, state)
-        in_state = site.id.in_(
-            select(g.site_id).where(g.tenant_id == tenant_id, g.state.in_(state))
-        )
-    query = select(
-        s.sites,
-        of_first_gateway(first.id).label("gateway_id"),
-        of_first_gateway(first.state).label("gateway_state"),
-        *site_summary_columns(now),
-    ).where(
-        listing.combine(
-            site.tenant_id == tenant_id,
-            in_state,
-            or_(
-                listing.search_filter(
-                    q, [site.customer_id, site.service_code, site.address, site.phone, site.name]
-                ),
-                site.id.in_(  # a retailer's list is searched by the number it settles on
-                    select(m.site_id).where(
-                        m.tenant_id == tenant_id,
-                        listing.search_filter(registry.supply_point_search(q), [m.supply_point]),
-                    )
-                ),
-            )
-            if q
-            else None,
-        )
+    values = {
+        "tenant_id": tenant_id,
+        **site_summary_values(s.utcnow()),
+        **listing.page_values(_SITE_SORTS, sort, limit, cursor),
+    }
+    if state:
+        values["states"] = state
+    if q:
+        values["needle"] = listing.search_needle(q)
+        values["supply_point"] = listing.search_needle(registry.supply_point_search(q))
+    query = _site_list(sort, bool(q), bool(state), cursor is not None)
+    rows, next_cursor = listing.page_of(
+        conn.execute(query, values).all(), sort=sort, limit=limit, id_key="id"
     )
-    query, page = listing.paginate(
-        query,
-        sortable={
-            "customer_id": site.customer_id,
-            "service_code": site.service_code,
-            "address": func.coalesce(site.address, ""),
-            "name": func.coalesce(site.name, ""),
-            "created_at": site.created_at,
-            "id": site.id,
-        },
-        id_column=site.id,
-        sort=sort,
-        limit=limit,
-        cursor=cursor,
-    )
-    rows, next_cursor = page(conn.execute(query).all())
     # A Page[SiteRow], written without building the models (jsonout): keys in the model's
     # order; the sums are PostgreSQL numerics (Decimal), shown as the integers they are.
     whole = lambda n: None if n is None else int(n)  # noqa: E731

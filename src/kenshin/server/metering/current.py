@@ -9,34 +9,41 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import BindParameter, Connection, bindparam, func, select
 
 from kenshin.echonet.edt import JST
 
 from .. import schema as s
 from .rollups import day_start
 
-__all__ = ["CURRENT_WINDOW", "CURRENT_WINDOW_MIN", "meter_now", "site_summary_columns"]
+__all__ = [
+    "CURRENT_WINDOW",
+    "CURRENT_WINDOW_MIN",
+    "meter_now",
+    "site_summary_columns",
+    "site_summary_values",
+]
 
 CURRENT_WINDOW_MIN = 10
 CURRENT_WINDOW = timedelta(minutes=CURRENT_WINDOW_MIN)
 
 
-def _today_wh(meter_filter, direction: int, now: datetime):
+def _today_wh(meter_filter, direction: int, today: datetime | BindParameter):
     e, m = s.meter_energy.c, s.meters.c
     return (
         select(func.sum(e.wh))
         .join_from(s.meter_energy, s.meters, m.id == e.meter_id)
-        .where(meter_filter, e.period == "day", e.direction == direction, e.start == day_start(now))
+        .where(meter_filter, e.period == "day", e.direction == direction, e.start == today)
         .scalar_subquery()
     )
 
 
-def site_summary_columns(now: datetime) -> list:
+def site_summary_columns() -> list:
     """Per site row: power_w (the sum over its meters measured in the window; NULL when
     none is), power_at (its meters' newest reading, however old), today's bought and sold
     Wh. Correlated subqueries on primary keys, evaluated for the page's rows only: one
-    page, one query."""
+    page, one query. The time is in bound parameters (`site_summary_values`), so a list's
+    statement is built once."""
     latest, m = s.meter_latest.c, s.meters.c
     of_site = m.site_id == s.sites.c.id
 
@@ -48,12 +55,20 @@ def site_summary_columns(now: datetime) -> list:
             .scalar_subquery()
         )
 
+    today = bindparam("today_start")
     return [
-        over_latest(func.sum(latest.power_w), latest.at >= now - CURRENT_WINDOW).label("power_w"),
+        over_latest(func.sum(latest.power_w), latest.at >= bindparam("measured_since")).label(
+            "power_w"
+        ),
         over_latest(func.max(latest.at)).label("power_at"),
-        _today_wh(of_site, 0, now).label("today_bought_wh"),
-        _today_wh(of_site, 1, now).label("today_sold_wh"),
+        _today_wh(of_site, 0, today).label("today_bought_wh"),
+        _today_wh(of_site, 1, today).label("today_sold_wh"),
     ]
+
+
+def site_summary_values(now: datetime) -> dict[str, datetime]:
+    """The bound values of `site_summary_columns` at `now`."""
+    return {"measured_since": now - CURRENT_WINDOW, "today_start": day_start(now)}
 
 
 def meter_now(conn: Connection, meter_id: int, now: datetime) -> dict:
