@@ -132,8 +132,15 @@ def _ping_when_idle(engine: Engine) -> None:
     def _taken(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         since = record.info.get(_IDLE_SINCE)  # None: connected just now
         idle = since is not None and time.monotonic() - since > PING_IDLE_S
-        if idle and not engine.dialect._do_ping_w_event(dbapi_connection):
+        if idle and not _answers(engine, dbapi_connection):
             raise exc.InvalidatePoolError()  # the pool renews itself, tries another
+
+
+def _answers(engine: Engine, dbapi_connection: Any) -> bool:
+    try:
+        return bool(engine.dialect.do_ping(dbapi_connection))
+    except engine.dialect.loaded_dbapi.Error:
+        return False
 
 
 def _sqlite_on_connect(wal: bool):
