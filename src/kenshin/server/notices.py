@@ -22,6 +22,7 @@ from . import schema as s
 from .bounds import ApiAwareDateTime
 from .deps import Conn, Principal, RowId, TenantId, require_role, tenant_scope
 from .problems import Problem
+from .times import JstDateTime
 
 __all__ = ["SHOWN_AHEAD", "current_notices", "router"]
 
@@ -59,10 +60,10 @@ class NoticeOut(BaseModel):
     kind: Kind
     title: str
     body: str
-    starts_at: datetime
-    ends_at: datetime | None
+    starts_at: JstDateTime
+    ends_at: JstDateTime | None
     created_by: str
-    created_at: datetime
+    created_at: JstDateTime
 
 
 def _out(row: Row) -> NoticeOut:

@@ -3,7 +3,6 @@ the rules' parameters and who is told (admin)."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
@@ -15,6 +14,7 @@ from .. import schema as s
 from ..analytics.anomalies import RULES
 from ..deps import Conn, Principal, RowId, TenantId, require_role
 from ..problems import Problem
+from ..times import JstDateTime
 from .engine import configured_rules, transition
 
 router = APIRouter(tags=["alerts"])
@@ -33,11 +33,11 @@ class AlertOut(BaseModel):
     severity: Severity
     state: Literal["open", "acknowledged", "resolved"]
     detail: dict[str, Any] | None
-    opened_at: datetime
-    last_seen_at: datetime
-    acknowledged_at: datetime | None
+    opened_at: JstDateTime
+    last_seen_at: JstDateTime
+    acknowledged_at: JstDateTime | None
     acknowledged_by: str | None
-    resolved_at: datetime | None
+    resolved_at: JstDateTime | None
 
 
 @router.get("/alerts", summary="The tenant's alerts, newest first")

@@ -18,6 +18,7 @@ from ..bounds import ApiDate, ApiDateTime
 from ..deps import Conn, Principal, RowId, TenantId, require_role
 from ..devices.registry import get_meter, get_site
 from ..problems import Problem
+from ..times import JstDateTime, jst_text
 from . import generation, retail
 from .store import read_tenant_forecast
 
@@ -36,7 +37,7 @@ def _today() -> date:
 
 
 class ForecastSlot(BaseModel):
-    start: datetime
+    start: JstDateTime
     low_wh: int
     mid_wh: int
     high_wh: int
@@ -69,7 +70,7 @@ def _store_plan(conn, tenant_id: RowId, plan: dict[datetime, int], principal: Pr
         principal.actor,
         "plan.upload",
         tenant_id=tenant_id,
-        detail={"slots": count, "first": min(plan).isoformat(), "last": max(plan).isoformat()},
+        detail={"slots": count, "first": jst_text(min(plan)), "last": jst_text(max(plan))},
     )
     return PlanStored(slots=count)
 
@@ -112,7 +113,7 @@ async def put_plan_csv(
 
 
 class Outlook(BaseModel):
-    start: datetime
+    start: JstDateTime
     plan_wh: int | None
     actual_wh: int | None
     low_wh: int | None
@@ -284,7 +285,7 @@ def sales(
 
 
 class WeatherHour(BaseModel):
-    at: datetime
+    at: JstDateTime
     irradiance_w_m2: float | None
     temperature_c: float | None
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -13,6 +12,7 @@ from .. import accounts
 from .. import schema as s
 from ..deps import Conn, Principal, RowId, TenantId, require_role
 from ..problems import Problem
+from ..times import JstDateTime
 from .models import Role
 
 router = APIRouter(prefix="/api-keys", tags=["api keys"])
@@ -29,9 +29,9 @@ class ApiKeyOut(BaseModel):
     name: str
     prefix: str  # the 8 characters after "ksk_"
     role: Role
-    created_at: datetime
-    last_used_at: datetime | None
-    revoked_at: datetime | None
+    created_at: JstDateTime
+    last_used_at: JstDateTime | None
+    revoked_at: JstDateTime | None
 
 
 class ApiKeyCreated(ApiKeyOut):

@@ -8,7 +8,7 @@ them. Another tenant's ids are not found (404), whatever the endpoint.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
@@ -28,6 +28,7 @@ from ..jsonout import json_response
 from ..metering.current import CURRENT_WINDOW_MIN, site_summary_columns
 from ..problems import Problem
 from ..ratelimits import RATE_LIMITED
+from ..times import JST, JstDateTime
 from . import commands, config, enrollment, registry
 
 log = logging.getLogger(__name__)
@@ -161,8 +162,8 @@ class GatewayOut(BaseModel):
     model: str
     site_id: RowId | None
     state: str
-    state_since: datetime
-    last_seen_at: datetime | None
+    state_since: JstDateTime
+    last_seen_at: JstDateTime | None
     settings_version_applied: int | None
 
 
@@ -324,7 +325,7 @@ class SiteRow(SiteOut):
     power_w: int | None = Field(
         description="instant power summed over the site's measured meters; null: not measured"
     )
-    power_at: datetime | None = Field(description="the newest reading's time, however old")
+    power_at: JstDateTime | None = Field(description="the newest reading's time, however old")
     today_bought_wh: int | None = Field(description="normal direction since JST midnight")
     today_sold_wh: int | None = Field(description="reverse direction since JST midnight")
 
@@ -421,7 +422,7 @@ def list_sites(
             "gateway_state": r.gateway_state,
             "measured": r.power_w is not None,
             "power_w": whole(r.power_w),
-            "power_at": r.power_at,
+            "power_at": r.power_at and r.power_at.astimezone(JST),  # as JstDateTime writes
             "today_bought_wh": whole(r.today_bought_wh),
             "today_sold_wh": whole(r.today_sold_wh),
         }
@@ -767,7 +768,7 @@ class SettingsIn(BaseModel):
 class SettingsOut(BaseModel):
     version: int
     values: dict[str, Any]
-    created_at: datetime
+    created_at: JstDateTime
     applied_version: int | None = None
 
 
@@ -843,8 +844,8 @@ class CommandOut(BaseModel):
     state: str
     result: dict[str, Any] | None
     error: str | None
-    created_at: datetime
-    done_at: datetime | None
+    created_at: JstDateTime
+    done_at: JstDateTime | None
 
 
 @router.post("/gateways/{gateway_id}/commands", status_code=201, summary="Run a command")
@@ -890,7 +891,7 @@ class EventOut(BaseModel):
     code: str
     severity: str
     detail: dict[str, Any] | None
-    at: datetime
+    at: JstDateTime
 
 
 @router.get("/events", summary="The tenant's latest events")
