@@ -442,7 +442,7 @@ def build_fleet(engine, new_client, root: TestClient, tenant_id: int, tag: str, 
     _send_readings(engine, serial, ids["meter_id"], day, COUNTS_PER_SLOT[tag])
     with engine.begin() as conn:  # a day on, the meter has been silent: no_data opens
         assert run_rules(conn, tenant_id, utcnow() + timedelta(days=1)).opened
-    ids["alert_id"] = _created(admin.get("/api/v1/alerts"), 200)[0]["id"]
+    ids["alert_id"] = _created(admin.get("/api/v1/alerts"), 200)["items"][0]["id"]
     assert set(ids) >= FLEET_PARAMETERS, FLEET_PARAMETERS - set(ids)
     return fleet
 
@@ -518,13 +518,13 @@ def matrix(app, engine, new_client, world, tmp_path) -> Matrix:
 
 
 def _listed(response: Response) -> list:
-    """The rows a listing answered with (a page's items, or a JSON list)."""
+    """The rows a listing answered with (a page's items)."""
     if not response.headers.get("content-type", "").startswith("application/json"):
         return []
     body = response.json()
     if isinstance(body, dict) and isinstance(body.get("items"), list):
         return body["items"]
-    return body if isinstance(body, list) else []
+    return []
 
 
 # -- the tests ------------------------------------------------------------------------------------
@@ -716,5 +716,6 @@ def test_every_list_is_a_page_and_every_time_is_jst(matrix: Matrix):
                 timed.add(op.key)
                 if not text.endswith("+09:00"):
                     not_jst.append(f"{where}: {text}")
+    assert not bare, "bare JSON arrays, not pages:\n" + "\n".join(sorted(set(bare)))
     assert not not_jst, "times not in JST (+09:00):\n" + "\n".join(not_jst)
     assert len(timed) >= 30, sorted(timed)  # the walk saw times in most answers

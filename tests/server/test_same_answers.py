@@ -43,7 +43,8 @@ VARIANTS = [
 ]
 # (status and media type, the body's SHA-256, its first half): commit 9e303e4's answers, the
 # same as before the work on issue 21 began (7b370d5). Changed on purpose since (issue 17):
-# /sites' `power_at` in JST, +09:00, not UTC `Z` (checked: the same bytes with it put back).
+# /sites' `power_at` in JST, +09:00, not UTC `Z` (checked: the same bytes with it put back);
+# /peaks a page, `{"items": [...], "next_cursor": null}`, not a bare array.
 GOLDEN = {
     "/api/v1/energy?period=slot&from=2026-11-24&to=2026-11-24":
         ("200 application/json", "f23af834870764a5e94678204b62385d"),
@@ -74,7 +75,7 @@ GOLDEN = {
     "/api/v1/energy?period=slot&from=2026-11-24&to=2026-11-24&format=csv":
         ("200 text/csv; charset=utf-8", "074fc5dd0f458ce8549c80d4d88308c3"),
     "/api/v1/meters/40/peaks?from=2026-11-24&to=2026-11-24":
-        ("200 application/json", "8e205a1fc4218b2d867e0807c902f92a"),
+        ("200 application/json", "0416e9b4cf8751743fe9fb1c5d531cf2"),
     "/api/v1/meters/40/power?start=2026-11-24T00:00:00&end=2026-11-24T12:00:00&max_points=100":
         ("200 application/json", "296faf23f28eae5845df1e419cb17587"),
     "/api/v1/sites?limit=7&sort=-address":

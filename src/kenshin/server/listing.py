@@ -32,6 +32,7 @@ __all__ = [
     "Limit",
     "Page",
     "combine",
+    "one_page",
     "paginate",
     "search_filter",
     "search_parameter",
@@ -72,6 +73,12 @@ def sort_parameter(fields: Sequence[str]) -> Any:
 class Page(BaseModel, Generic[T]):
     items: list[T]
     next_cursor: str | None = Field(description="pass as `cursor` for the next page; null: last")
+
+
+def one_page(items: Sequence[T]) -> Page[T]:
+    """A list that is never long (a tenant's users, the rules, a day's hours) as the one
+    page every list answers: all of it, `next_cursor` null."""
+    return Page(items=list(items), next_cursor=None)
 
 
 def _encode(sort: str, value: Any, row_id: int) -> str:

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import Connection, Row, delete, insert, or_, select, update
 
-from . import accounts
+from . import accounts, listing
 from . import schema as s
 from .bounds import ApiAwareDateTime
 from .deps import Conn, Principal, RowId, TenantId, require_role, tenant_scope
@@ -93,10 +93,10 @@ def list_notices(
     _: Viewer,
     tenant_id: TenantId,
     ended: Annotated[bool, Query(description="also the ended ones (the newest 100)")] = False,
-) -> list[NoticeOut]:
+) -> listing.Page[NoticeOut]:
     now = s.utcnow()
     if not ended:
-        return [_out(r) for r in current_notices(conn, tenant_id, now)]
+        return listing.one_page([_out(r) for r in current_notices(conn, tenant_id, now)])
     n = s.notices.c
     rows = conn.execute(
         select(s.notices)
@@ -104,7 +104,7 @@ def list_notices(
         .order_by(n.starts_at.desc(), n.id.desc())
         .limit(100)
     )
-    return [_out(r) for r in rows]
+    return listing.one_page([_out(r) for r in rows])
 
 
 TenantQuery = Annotated[

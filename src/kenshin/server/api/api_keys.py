@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, StringConstraints
 from sqlalchemy import select, update
 
-from .. import accounts
+from .. import accounts, listing
 from .. import schema as s
 from ..deps import Conn, Principal, RowId, TenantId, require_role
 from ..problems import Problem
@@ -69,11 +69,11 @@ def create_api_key(
 
 
 @router.get("", summary="List the tenant's API keys (never the keys themselves)")
-def list_api_keys(conn: Conn, _: Admin, tenant_id: TenantId) -> list[ApiKeyOut]:
+def list_api_keys(conn: Conn, _: Admin, tenant_id: TenantId) -> listing.Page[ApiKeyOut]:
     rows = conn.execute(
         select(s.api_keys).where(s.api_keys.c.tenant_id == tenant_id).order_by(s.api_keys.c.id)
     ).all()
-    return [_out(r) for r in rows]
+    return listing.one_page([_out(r) for r in rows])
 
 
 @router.get("/{key_id}", summary="One API key")

@@ -900,10 +900,17 @@ def list_events(
     _: Viewer,
     tenant_id: TenantId,
     gateway_id: RowId | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> list[EventOut]:
-    query = select(s.events).where(s.events.c.tenant_id == tenant_id)
+    limit: listing.Limit = 100,
+    cursor: listing.Cursor = None,
+) -> listing.Page[EventOut]:
+    e = s.events.c
+    query = select(s.events).where(e.tenant_id == tenant_id)
     if gateway_id is not None:
-        query = query.where(s.events.c.gateway_id == gateway_id)
-    rows = conn.execute(query.order_by(s.events.c.at.desc(), s.events.c.id.desc()).limit(limit))
-    return [EventOut.model_validate(r) for r in rows]
+        query = query.where(e.gateway_id == gateway_id)
+    query, page = listing.paginate(
+        query, sortable={"at": e.at}, id_column=e.id, sort="-at", limit=limit, cursor=cursor
+    )
+    rows, next_cursor = page(conn.execute(query).all())
+    return listing.Page[EventOut](
+        items=[EventOut.model_validate(r) for r in rows], next_cursor=next_cursor
+    )

@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from kenshin.echonet.edt import JST
 
-from .. import accounts
+from .. import accounts, listing
 from .. import schema as s
 from ..bounds import ApiDate, ApiDateTime
 from ..deps import Conn, Principal, RowId, TenantId, require_role
@@ -407,7 +407,7 @@ class DailyPeak(BaseModel):
     summary="A meter's daily peaks, bought and sold",
     description=f"Every JST day of the range, at most {MAX_DAYS['day']:,} (400 problem "
     "beyond); a day without readings has nulls.",
-    response_model=list[DailyPeak],
+    response_model=listing.Page[DailyPeak],
     responses=CSV_RESPONSE,
 )
 def meter_peaks(
@@ -423,8 +423,8 @@ def meter_peaks(
     _meter(conn, meter_id, tenant_id)
     _check_range(first, last, MAX_DAYS["day"], "peaks")
     peaks = series.daily_peaks(conn, meter_id, first, last)
-    if format == "json":  # list[DailyPeak], written without building them (jsonout)
-        return json_response(peaks)
+    if format == "json":  # a Page[DailyPeak] (every day: one page), written as jsonout does
+        return json_response({"items": peaks, "next_cursor": None})
     _exported(request, conn, principal, tenant_id)
     return csv_response(
         f"meter-{meter_id}-peaks-{first}-{last}.csv",

@@ -130,11 +130,11 @@ def add_hook(
 
 
 @router.get("/webhooks", summary="The tenant's webhooks (never their secrets)")
-def list_hooks(conn: Conn, _: Admin, tenant_id: TenantId) -> list[HookOut]:
+def list_hooks(conn: Conn, _: Admin, tenant_id: TenantId) -> listing.Page[HookOut]:
     rows = conn.execute(
         select(s.webhooks).where(s.webhooks.c.tenant_id == tenant_id).order_by(s.webhooks.c.id)
     )
-    return [HookOut.model_validate(r._mapping) for r in rows]
+    return listing.one_page([HookOut.model_validate(r._mapping) for r in rows])
 
 
 @router.get("/webhooks/{hook_id}", summary="One webhook")
