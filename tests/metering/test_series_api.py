@@ -227,7 +227,7 @@ def test_daily_peaks_every_day_of_the_range(new_client, data):
     x, _, record = data
     viewer = login(new_client(), "viewer@a.test")
     url = f"/api/v1/meters/{x.id}/peaks"
-    peaks = _get(viewer, url, **{"from": "2026-03-29", "to": "2026-04-01"})
+    peaks = _get(viewer, url, **{"from": "2026-03-29", "to": "2026-04-01"})["items"]
     assert [p["day"] for p in peaks] == ["2026-03-29", "2026-03-30", "2026-03-31", "2026-04-01"]
     assert peaks[0] == {"day": "2026-03-29", "import_w": None, "import_at": None,
                         "export_w": None, "export_at": None}  # fmt: skip

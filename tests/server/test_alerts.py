@@ -335,13 +335,13 @@ def test_the_alerts_api_acknowledges_resolves_and_keeps_tenants_apart(
         _report(engine, street.gateway.id, depth)
     street.run(0)
     viewer, ops = login(new_client(), "viewer@a.test"), login(new_client(), "operator@a.test")
-    (alert,) = viewer.get("/api/v1/alerts", params={"state": "open"}).json()
+    (alert,) = viewer.get("/api/v1/alerts", params={"state": "open"}).json()["items"]
     assert_problem(viewer.post(f"/api/v1/alerts/{alert['id']}/acknowledge"), 403)
     acked = ops.post(f"/api/v1/alerts/{alert['id']}/acknowledge").json()
     assert acked["state"] == "acknowledged" and acked["acknowledged_by"].startswith("user:")
     assert_problem(ops.post(f"/api/v1/alerts/{alert['id']}/acknowledge"), 409)
     other = login(new_client(), "admin@b.test")
-    assert other.get("/api/v1/alerts").json() == []
+    assert other.get("/api/v1/alerts").json() == {"items": [], "next_cursor": None}
     assert_problem(other.get(f"/api/v1/alerts/{alert['id']}"), 404)
     assert_problem(other.post(f"/api/v1/alerts/{alert['id']}/resolve"), 404)
     assert ops.post(f"/api/v1/alerts/{alert['id']}/resolve").json()["state"] == "resolved"
@@ -354,9 +354,9 @@ def test_the_alerts_api_acknowledges_resolves_and_keeps_tenants_apart(
         "/api/v1/alert-rules/no_data", json={"params": {"slots": 2}, "severity": "error"}
     ).json()
     assert changed["params"] == {"slots": 2} and changed["severity"] == "error"
-    rules = {r["rule"]: r for r in viewer.get("/api/v1/alert-rules").json()}
+    rules = {r["rule"]: r for r in viewer.get("/api/v1/alert-rules").json()["items"]}
     assert rules["no_data"]["params"] == {"slots": 2} and len(rules) == 6
-    theirs = {r["rule"]: r for r in other.get("/api/v1/alert-rules").json()}
+    theirs = {r["rule"]: r for r in other.get("/api/v1/alert-rules").json()["items"]}
     assert theirs["no_data"]["params"] == {"slots": 4}  # B keeps the defaults
     sub = admin.post("/api/v1/alert-subscriptions", json={"channel": "email", "target": "a@b.jp"})
     assert sub.status_code == 201

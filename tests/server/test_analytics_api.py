@@ -102,7 +102,7 @@ def test_the_days_outlook_projects_imbalance_and_raises_one_event_per_slot(
         x["plan_wh"] is None
         for x in other.get("/api/v1/imbalance", params={"day": str(DAY)}).json()["slots"]
     )
-    assert other.get("/api/v1/forecast", params={"day": str(DAY)}).json() == []
+    assert other.get("/api/v1/forecast", params={"day": str(DAY)}).json()["items"] == []
 
 
 def test_plan_as_json_refuses_what_is_not_a_half_hour(new_client, world):
@@ -167,7 +167,7 @@ def test_sale_prices_and_sales_estimate_per_plant(new_client, engine, world, fle
     assert sales["yen"] == 20 * 165.0 + 2 * 85.0
     assert sales["sold_wh"] == 230_000
     assert ops.delete(f"{base}/prices/{newer['id']}").status_code == 204
-    assert len(ops.get(f"{base}/prices").json()) == 1
+    assert len(ops.get(f"{base}/prices").json()["items"]) == 1
     other = login(new_client(), "admin@b.test")
     for answer in (
         other.get(f"{base}/prices"),
@@ -191,7 +191,7 @@ def test_weather_from_a_csv_beside_production(new_client, app, tmp_path, world, 
     url = f"/api/v1/sites/{fleet['site'].id}/weather"
     assert "weather_csv" in assert_problem(viewer.get(url), 404)["detail"]
     app.state.weather = CsvWeather(path)
-    hours = viewer.get(url, params={"day": "2026-11-25"}).json()
+    hours = viewer.get(url, params={"day": "2026-11-25"}).json()["items"]
     assert [(h["irradiance_w_m2"], h["temperature_c"]) for h in hours] == [
         (580.0, 14.0),
         (None, 15.0),

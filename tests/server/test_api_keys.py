@@ -24,7 +24,7 @@ def test_a_key_is_shown_once_and_stored_hashed(client: TestClient, world: World,
     created = _make_key(client)
     key = created["key"]
     assert key.startswith("ksk_") and created["prefix"] == key[4:12]
-    listed = client.get("/api/v1/api-keys").json()
+    listed = client.get("/api/v1/api-keys").json()["items"]
     assert listed == [{k: v for k, v in created.items() if k != "key"}]
     assert "key" not in client.get(f"/api/v1/api-keys/{created['id']}").json()
     with engine.connect() as conn:
@@ -43,8 +43,8 @@ def test_a_key_authenticates_with_its_role(client: TestClient, world: World, new
     assert me["tenant"]["id"] == world.tenant_a
     assert_problem(api.get("/api/v1/users", headers=bearer(viewer_key)), 403)
     users = api.get("/api/v1/users", headers=bearer(admin_key))
-    assert users.status_code == 200 and len(users.json()) == 3
-    used = client.get("/api/v1/api-keys").json()
+    assert users.status_code == 200 and len(users.json()["items"]) == 3
+    used = client.get("/api/v1/api-keys").json()["items"]
     assert all(k["last_used_at"] is not None for k in used)
 
 
@@ -74,7 +74,7 @@ def test_another_tenants_keys_do_not_exist(client: TestClient, world: World, new
     login(client, "admin@a.test")
     assert_problem(client.get(f"/api/v1/api-keys/{key_b['id']}"), 404)
     assert_problem(client.delete(f"/api/v1/api-keys/{key_b['id']}"), 404)
-    assert client.get("/api/v1/api-keys").json() == []
+    assert client.get("/api/v1/api-keys").json()["items"] == []
     # ... and B's key still works, and sees only B.
     me = new_client().get("/api/v1/auth/me", headers=bearer(key_b["key"])).json()
     assert me["tenant"]["id"] == world.tenant_b

@@ -16,7 +16,8 @@ rules, so that every series and list has the other tenant's data to leak.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -441,7 +442,7 @@ def build_fleet(engine, new_client, root: TestClient, tenant_id: int, tag: str, 
     _send_readings(engine, serial, ids["meter_id"], day, COUNTS_PER_SLOT[tag])
     with engine.begin() as conn:  # a day on, the meter has been silent: no_data opens
         assert run_rules(conn, tenant_id, utcnow() + timedelta(days=1)).opened
-    ids["alert_id"] = _created(admin.get("/api/v1/alerts"), 200)[0]["id"]
+    ids["alert_id"] = _created(admin.get("/api/v1/alerts"), 200)["items"][0]["id"]
     assert set(ids) >= FLEET_PARAMETERS, FLEET_PARAMETERS - set(ids)
     return fleet
 
@@ -477,11 +478,14 @@ class Matrix:
 _NUMBERS = itertools.count()  # unique names for what the calls create
 
 
-def _call(client: TestClient, op: Operation, ids: dict, params: dict | None = None) -> Response:
-    """`op` as `client`, naming the rows in `ids`, with a body and query it accepts."""
+def _call(client: TestClient, op: Operation, ids: dict, params: dict | None = None,
+          required_only: bool = False) -> Response:  # fmt: skip
+    """`op` as `client`, naming the rows in `ids`, with a body and query it accepts (the
+    QUERY values of every parameter it takes, or only of those it requires)."""
     url = op.path.format(**{p: ids[p] for p in op.path_ids})
     day = date.fromisoformat(ids["day"])
-    query = {q: QUERY[q](day) for q in op.query if q in QUERY} | (params or {})
+    named = op.required_query if required_only else op.query
+    query = {q: QUERY[q](day) for q in named if q in QUERY} | (params or {})
     body = BODIES[op.key](ids, next(_NUMBERS)) if op.has_body else None
     return _send(client, op.method, url, body, query)
 
@@ -514,13 +518,13 @@ def matrix(app, engine, new_client, world, tmp_path) -> Matrix:
 
 
 def _listed(response: Response) -> list:
-    """The rows a listing answered with (a page's items, or a JSON list)."""
+    """The rows a listing answered with (a page's items)."""
     if not response.headers.get("content-type", "").startswith("application/json"):
         return []
     body = response.json()
     if isinstance(body, dict) and isinstance(body.get("items"), list):
         return body["items"]
-    return body if isinstance(body, list) else []
+    return []
 
 
 # -- the tests ------------------------------------------------------------------------------------
@@ -666,3 +670,52 @@ def test_nobody_unauthenticated_gets_anything(app, client):
         answer = _call(client, op, ids)
         assert answer.status_code == 401, f"{op.key}: {answer.status_code} {answer.text[:200]}"
         assert answer.headers["content-type"].startswith("application/problem+json")
+
+
+# -- what every answer looks like ----------------------------------------------------------------
+
+_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")  # a time, not a bare date
+
+
+def _times(value: Any, where: str) -> Iterator[tuple[str, str]]:
+    """(where, text) of every string in a JSON value that parses as a date and time."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            yield from _times(inner, f"{where}.{key}")
+    elif isinstance(value, list):
+        for i, inner in enumerate(value):
+            yield from _times(inner, f"{where}[{i}]")
+    elif isinstance(value, str) and _TIME.match(value):
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            return
+        yield where, value
+
+
+def test_every_list_is_a_page_and_every_time_is_jst(matrix: Matrix):
+    """docs/api.md's two rules, on every GET operation's answer over a fleet with data: a
+    list is `{"items": [...], "next_cursor": ...}`, never a bare array; every time is ISO
+    8601 in JST, `+09:00` (a platform administrator naming tenant A reaches them all)."""
+    caller = next(c for c in matrix.callers if c.name == "platform ?tenant_id=A")
+    fleet = matrix.fleets["A"]
+    bare, not_jst, timed = [], [], set()
+    for op in matrix.operations:
+        if op.method != "GET":
+            continue
+        # With the data's day, and with the defaults (the audit log's are today's rows).
+        for required_only in (False, True):
+            answer = _call(caller.client, op, fleet.ids, caller.scope(op), required_only)
+            assert answer.is_success, f"{op.key}: {answer.status_code} {answer.text[:300]}"
+            if not answer.headers["content-type"].startswith("application/json"):
+                continue  # CSV: times as JST text, said in its header (tests/metering)
+            body = answer.json()
+            if isinstance(body, list):
+                bare.append(op.key)
+            for where, text in _times(body, op.key):
+                timed.add(op.key)
+                if not text.endswith("+09:00"):
+                    not_jst.append(f"{where}: {text}")
+    assert not bare, "bare JSON arrays, not pages:\n" + "\n".join(sorted(set(bare)))
+    assert not not_jst, "times not in JST (+09:00):\n" + "\n".join(not_jst)
+    assert len(timed) >= 30, sorted(timed)  # the walk saw times in most answers

@@ -37,17 +37,21 @@ def test_a_tenants_readers_see_their_own_and_every_tenants_notices(world, new_cl
     )
     assert far.status_code == later_info.status_code == 201
 
-    titles_a = [n["title"] for n in viewer_a.get("/api/v1/notices").json()]
+    titles_a = [n["title"] for n in viewer_a.get("/api/v1/notices").json()["items"]]
     assert titles_a == ["uplink down", "全体メンテナンス"]  # failures first
-    assert [n["title"] for n in viewer_b.get("/api/v1/notices").json()] == ["全体メンテナンス"]
+    assert [n["title"] for n in viewer_b.get("/api/v1/notices").json()["items"]] == [
+        "全体メンテナンス"
+    ]
 
     # Ended: gone from the current list, still in the history.
     ended = admin_a.patch(
         f"/api/v1/notices/{mine.json()['id']}", json={"ends_at": _iso(timedelta())}
     )
     assert ended.status_code == 200, ended.text
-    assert [n["title"] for n in viewer_a.get("/api/v1/notices").json()] == ["全体メンテナンス"]
-    history = viewer_a.get("/api/v1/notices", params={"ended": "true"}).json()
+    assert [n["title"] for n in viewer_a.get("/api/v1/notices").json()["items"]] == [
+        "全体メンテナンス"
+    ]
+    history = viewer_a.get("/api/v1/notices", params={"ended": "true"}).json()["items"]
     assert "uplink down" in [n["title"] for n in history]
 
 
@@ -71,7 +75,7 @@ def test_only_platform_administrators_write_for_every_tenant(world, new_client):
         json={"kind": "info", "title": "for A only"},
     )
     assert for_a.status_code == 201, for_a.text
-    assert "for A only" in [n["title"] for n in admin_a.get("/api/v1/notices").json()]
+    assert "for A only" in [n["title"] for n in admin_a.get("/api/v1/notices").json()["items"]]
 
 
 def test_a_notice_must_end_after_it_starts(world, new_client):

@@ -42,7 +42,9 @@ VARIANTS = [
     f"/api/v1/meters/{METERS + 1}/energy?period=day&from={DAY}&to={DAY}",  # 404
 ]
 # (status and media type, the body's SHA-256, its first half): commit 9e303e4's answers, the
-# same as before the work on issue 21 began (7b370d5).
+# same as before the work on issue 21 began (7b370d5). Changed on purpose since (issue 17):
+# /sites' `power_at` in JST, +09:00, not UTC `Z` (checked: the same bytes with it put back);
+# /peaks a page, `{"items": [...], "next_cursor": null}`, not a bare array.
 GOLDEN = {
     "/api/v1/energy?period=slot&from=2026-11-24&to=2026-11-24":
         ("200 application/json", "f23af834870764a5e94678204b62385d"),
@@ -51,11 +53,11 @@ GOLDEN = {
     "/api/v1/meters/40/energy?period=day&from=2025-11-25&to=2026-11-24":
         ("200 application/json", "111d677e333f2ae8ec60fae23b42c6ce"),
     "/api/v1/sites?limit=50":
-        ("200 application/json", "9af22806971d4d1f1f038a19a6b8d12c"),
+        ("200 application/json", "c8b2bf0e603465dca8a199345a5281a7"),
     "/api/v1/sites?limit=50 next":
-        ("200 application/json", "67432af5fd22d2382f69ebd1addb5926"),
+        ("200 application/json", "b36482c5f69ba829a22333e07865ed72"),
     "/api/v1/sites?limit=50&q=%E6%B8%AF%E5%8C%BA77":
-        ("200 application/json", "20015c88901ed7967d54ab8f5949eccc"),
+        ("200 application/json", "91286977eec30bcd77f9449e4f495904"),
     "/api/v1/meters/40/power?start=2026-11-24T00%3A00%3A00&end=2026-11-25T00%3A00%3A00&max_points=1440":
         ("200 application/json", "f6a8561e7f787e195e79677e21725242"),
     "/api/v1/meters/40/energy?period=slot&format=csv&from=2026-11-22&to=2026-11-24":
@@ -73,13 +75,13 @@ GOLDEN = {
     "/api/v1/energy?period=slot&from=2026-11-24&to=2026-11-24&format=csv":
         ("200 text/csv; charset=utf-8", "074fc5dd0f458ce8549c80d4d88308c3"),
     "/api/v1/meters/40/peaks?from=2026-11-24&to=2026-11-24":
-        ("200 application/json", "8e205a1fc4218b2d867e0807c902f92a"),
+        ("200 application/json", "0416e9b4cf8751743fe9fb1c5d531cf2"),
     "/api/v1/meters/40/power?start=2026-11-24T00:00:00&end=2026-11-24T12:00:00&max_points=100":
         ("200 application/json", "296faf23f28eae5845df1e419cb17587"),
     "/api/v1/sites?limit=7&sort=-address":
-        ("200 application/json", "5cead236dc2c8b73cdeb4858c7822f57"),
+        ("200 application/json", "c0cf12aca72624c706cfcd4eccd2846a"),
     "/api/v1/sites?limit=7&sort=-address next":
-        ("200 application/json", "d166f736a358880adef1b3c8a02d0cb7"),
+        ("200 application/json", "79ef43f8625ddc7127519c09c0c2c468"),
     "/api/v1/meters/81/energy?period=day&from=2026-11-24&to=2026-11-24":
         ("404 application/problem+json", "746e0c6819e6161d8832c1ab997e108a"),
 }  # fmt: skip

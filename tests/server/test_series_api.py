@@ -127,7 +127,7 @@ def test_power_raw_or_in_buckets_and_daily_peaks(new_client, engine, world, flee
 
     peaks = viewer.get(
         f"/api/v1/meters/{meter.id}/peaks", params={"from": "2026-05-30", "to": "2026-06-01"}
-    ).json()
+    ).json()["items"]
     assert len(peaks) == DAYS
     for peak in peaks:
         day = datetime.fromisoformat(f"{peak['day']}T00:00:00+09:00")

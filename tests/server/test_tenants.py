@@ -14,7 +14,7 @@ def test_platform_admin_creates_and_lists_tenants(client: TestClient, world: Wor
     assert created.status_code == 201
     tenant = created.json()
     assert (tenant["name"], tenant["kind"]) == ("Solar Co", "generator")
-    names = [t["name"] for t in client.get("/api/v1/tenants").json()]
+    names = [t["name"] for t in client.get("/api/v1/tenants").json()["items"]]
     assert names == ["Tenant A", "Tenant B", "Solar Co"]
     assert client.get(f"/api/v1/tenants/{tenant['id']}").json() == tenant
     assert_problem(client.get("/api/v1/tenants/999999"), 404)

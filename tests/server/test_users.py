@@ -25,7 +25,7 @@ def test_admin_manages_users(client: TestClient, world: World, engine) -> None:
         "operator",
         world.tenant_a,
     )
-    listed = client.get("/api/v1/users").json()
+    listed = client.get("/api/v1/users").json()["items"]
     assert {u["email"] for u in listed} == {
         "admin@a.test",
         "operator@a.test",
@@ -118,7 +118,7 @@ def test_another_tenants_users_do_not_exist(client: TestClient, world: World) ->
     assert_problem(client.get(f"/api/v1/users?tenant_id={world.tenant_b}"), 404)
     assert_problem(client.post(f"/api/v1/users?tenant_id={world.tenant_b}", json=NEW_USER), 404)
     assert_problem(client.get("/api/v1/users/999999"), 404)
-    emails = {u["email"] for u in client.get("/api/v1/users").json()}
+    emails = {u["email"] for u in client.get("/api/v1/users").json()["items"]}
     assert "viewer@b.test" not in emails and "admin@b.test" not in emails
 
 
@@ -156,7 +156,7 @@ def test_platform_admin_names_the_tenant(client: TestClient, world: World) -> No
     login(client, "root@kenshin.test")
     assert_problem(client.get("/api/v1/users"), 400)
     assert_problem(client.get("/api/v1/users?tenant_id=999999"), 404)
-    listed = client.get(f"/api/v1/users?tenant_id={world.tenant_b}").json()
+    listed = client.get(f"/api/v1/users?tenant_id={world.tenant_b}").json()["items"]
     assert {u["email"] for u in listed} == {"admin@b.test", "viewer@b.test"}
     created = client.post(f"/api/v1/users?tenant_id={world.tenant_b}", json=NEW_USER)
     assert created.status_code == 201 and created.json()["tenant_id"] == world.tenant_b

@@ -280,7 +280,7 @@ def test_slots_and_events_arrive_signed_through_failures_and_outages(
     _add_hook(login(new_client(), "admin@b.test"), receiver.url, ["slot.closed", "event"])
     receiver.secret = hook["secret"]
     assert hook["secret"].startswith("whsec_")
-    assert "secret" not in admin.get("/api/v1/webhooks").json()[0]
+    assert "secret" not in admin.get("/api/v1/webhooks").json()["items"][0]
 
     receiver.start()
     receiver.fail = 2
@@ -554,7 +554,7 @@ def test_hooks_are_for_admins_of_their_own_tenant(new_client, app, engine, world
         other.post(f"/api/v1/webhook-deliveries/{ids[0]}/redeliver"),
     ):
         assert_problem(answer, 404)
-    assert other.get("/api/v1/webhooks").json() == []
+    assert other.get("/api/v1/webhooks").json()["items"] == []
     rotated = admin.post(f"/api/v1/webhooks/{hook['id']}/rotate-secret").json()
     assert rotated["secret"] != own and rotated["secret"].startswith("whsec_")
     mine = admin.post(f"/api/v1/webhooks/{hook['id']}/rotate-secret", json={"secret": own * 2})

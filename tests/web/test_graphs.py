@@ -529,6 +529,42 @@ def test_the_charts_read_at_a_glance(visit, history, lang, size):
 # -- the realtime trace ------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("lang", LANGS)
+def test_the_realtime_hover_says_bought_and_sold_in_positive_watts(visit, history, lang):
+    """The live trace's hover speaks as the rest of the panel (買電 / 売電, positive W),
+    never "-850 W". Its two readings, one bought and one sold, are given to the page by
+    intercepting its API calls: the shared panel keeps no lease and no new readings."""
+    t = translator(lang)
+    meter_id = history.meters["GW-A3"]  # the PV site, on a gateway: the page runs a trace
+    now = datetime.now(JST).replace(microsecond=0)
+    readings = [(now - timedelta(seconds=20), 1234), (now - timedelta(seconds=10), -850)]
+    series = {
+        "meter_id": meter_id, "start": (now - timedelta(minutes=10)).isoformat(),
+        "end": (now + timedelta(hours=1)).isoformat(), "bucket_s": 0,
+        "values": [{"at": at.isoformat(), "mean_w": float(w), "min_w": w, "max_w": w,
+                    "count": 1} for at, w in readings],
+    }  # fmt: skip
+    lease = {"meter_id": meter_id, "gateway_id": 1, "command_id": None, "interval_s": 3,
+             "lease_s": 60, "renew_s": 20, "until": None, "sent": False}  # fmt: skip
+    page = visit("viewer", lang)
+    page.route(f"**/api/v1/meters/{meter_id}/power?*", lambda r: r.fulfill(json=series))
+    page.route(f"**/api/v1/meters/{meter_id}/live", lambda r: r.fulfill(json=lease))
+    page.route(f"**/api/v1/meters/{meter_id}/live/stop", lambda r: r.fulfill(status=204))
+    page.goto(f"/meters/{meter_id}")
+    wait_js(page, "Number(document.body.dataset.livePoints || 0) >= 2")
+    bought, sold = (t(f"meter.live_{k}", watts="{w}") for k in ("bought", "sold"))
+    said = [bought.replace("{w}", "1,234 W"), sold.replace("{w}", "850 W")]
+    hovers, label = [], page.locator("#live-chart .hoverlayer .hovertext")
+    for point, words in enumerate(said):
+        page.evaluate(f"Plotly.Fx.hover('live-chart', [{{curveNumber: 0, pointNumber: {point}}}])")
+        expect(label).to_contain_text(words)  # an SVG label: its textContent
+        hovers.append(label.text_content())
+    assert readings[1][0].strftime("%H:%M:%S") in hovers[1], hovers  # the JST wall clock
+    assert not any("-" in h or "−" in h for h in hovers), hovers
+    screenshot(page, f"meter-live-hover-{lang}")
+    visit.check()
+
+
 def realtime_commands(panel: Panel) -> list:
     c = s.commands.c
     with panel.engine.connect() as conn:

@@ -192,7 +192,7 @@ def test_a_plant_shows_sold_energy_weather_peaks_and_sales(visit, panel, plants,
     expect(page.locator("#energy-total")).to_have_text(
         t("plant.total", kwh=t.kwh(energy["total_wh"]))
     )
-    weather = api(page, f"/api/v1/sites/{site_id}/weather?day={today}")
+    weather = api(page, f"/api/v1/sites/{site_id}/weather?day={today}")["items"]
     assert len(weather) == 24
     assert plotted["irradiance"]["y"] == [h["irradiance_w_m2"] for h in weather]
     assert plotted["temperature"]["y"] == [h["temperature_c"] for h in weather]
@@ -234,7 +234,7 @@ def test_a_plant_shows_sold_energy_weather_peaks_and_sales(visit, panel, plants,
     expect(page.locator("#month-sales")).to_have_text(f"¥{t.number(sales['yen'])}")
     expect(page.locator("#month-sold")).to_have_text(t.kwh(sales["sold_wh"]))
     expect(page.locator("#power-now")).to_have_text(t.watts(sold_now_w(panel, meter_id)))
-    prices = api(page, f"/api/v1/meters/{meter_id}/prices")
+    prices = api(page, f"/api/v1/meters/{meter_id}/prices")["items"]
     rows = page.locator("#price-rows tr")
     expect(rows).to_have_count(len(prices))
     for row, price in zip(rows.all(), prices, strict=True):

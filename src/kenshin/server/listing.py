@@ -33,6 +33,7 @@ __all__ = [
     "Page",
     "combine",
     "matching",
+    "one_page",
     "page_of",
     "page_values",
     "paginate",
@@ -77,6 +78,12 @@ def sort_parameter(fields: Sequence[str]) -> Any:
 class Page(BaseModel, Generic[T]):
     items: list[T]
     next_cursor: str | None = Field(description="pass as `cursor` for the next page; null: last")
+
+
+def one_page(items: Sequence[T]) -> Page[T]:
+    """A list that is never long (a tenant's users, the rules, a day's hours) as the one
+    page every list answers: all of it, `next_cursor` null."""
+    return Page(items=list(items), next_cursor=None)
 
 
 def _encode(sort: str, value: Any, row_id: int) -> str:

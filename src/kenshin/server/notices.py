@@ -17,11 +17,12 @@ from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import Connection, Row, delete, insert, or_, select, update
 
-from . import accounts
+from . import accounts, listing
 from . import schema as s
 from .bounds import ApiAwareDateTime
 from .deps import Conn, Principal, RowId, TenantId, require_role, tenant_scope
 from .problems import Problem
+from .times import JstDateTime
 
 __all__ = ["SHOWN_AHEAD", "current_notices", "router"]
 
@@ -59,10 +60,10 @@ class NoticeOut(BaseModel):
     kind: Kind
     title: str
     body: str
-    starts_at: datetime
-    ends_at: datetime | None
+    starts_at: JstDateTime
+    ends_at: JstDateTime | None
     created_by: str
-    created_at: datetime
+    created_at: JstDateTime
 
 
 def _out(row: Row) -> NoticeOut:
@@ -92,10 +93,10 @@ def list_notices(
     _: Viewer,
     tenant_id: TenantId,
     ended: Annotated[bool, Query(description="also the ended ones (the newest 100)")] = False,
-) -> list[NoticeOut]:
+) -> listing.Page[NoticeOut]:
     now = s.utcnow()
     if not ended:
-        return [_out(r) for r in current_notices(conn, tenant_id, now)]
+        return listing.one_page([_out(r) for r in current_notices(conn, tenant_id, now)])
     n = s.notices.c
     rows = conn.execute(
         select(s.notices)
@@ -103,7 +104,7 @@ def list_notices(
         .order_by(n.starts_at.desc(), n.id.desc())
         .limit(100)
     )
-    return [_out(r) for r in rows]
+    return listing.one_page([_out(r) for r in rows])
 
 
 TenantQuery = Annotated[

@@ -3,18 +3,18 @@ the rules' parameters and who is told (admin)."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import delete, insert, select
 
-from .. import accounts
+from .. import accounts, listing
 from .. import schema as s
 from ..analytics.anomalies import RULES
 from ..deps import Conn, Principal, RowId, TenantId, require_role
 from ..problems import Problem
+from ..times import JstDateTime
 from .engine import configured_rules, transition
 
 router = APIRouter(tags=["alerts"])
@@ -33,11 +33,11 @@ class AlertOut(BaseModel):
     severity: Severity
     state: Literal["open", "acknowledged", "resolved"]
     detail: dict[str, Any] | None
-    opened_at: datetime
-    last_seen_at: datetime
-    acknowledged_at: datetime | None
+    opened_at: JstDateTime
+    last_seen_at: JstDateTime
+    acknowledged_at: JstDateTime | None
     acknowledged_by: str | None
-    resolved_at: datetime | None
+    resolved_at: JstDateTime | None
 
 
 @router.get("/alerts", summary="The tenant's alerts, newest first")
@@ -48,14 +48,21 @@ def list_alerts(
     state: Annotated[
         list[Literal["open", "acknowledged", "resolved"]] | None, Query(description="any of")
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> list[AlertOut]:
+    limit: listing.Limit = 100,
+    cursor: listing.Cursor = None,
+) -> listing.Page[AlertOut]:
     a = s.alerts.c
     query = select(s.alerts).where(a.tenant_id == tenant_id)
     if state:
         query = query.where(a.state.in_(state))
-    rows = conn.execute(query.order_by(a.opened_at.desc(), a.id.desc()).limit(limit))
-    return [AlertOut.model_validate(r._mapping) for r in rows]
+    query, page = listing.paginate(
+        query, sortable={"opened_at": a.opened_at}, id_column=a.id, sort="-opened_at",
+        limit=limit, cursor=cursor,
+    )  # fmt: skip
+    rows, next_cursor = page(conn.execute(query).all())
+    return listing.Page[AlertOut](
+        items=[AlertOut.model_validate(r._mapping) for r in rows], next_cursor=next_cursor
+    )
 
 
 def _alert(conn, alert_id: RowId, tenant_id: RowId):
@@ -121,8 +128,8 @@ def _rule_out(config) -> RuleOut:
 
 
 @router.get("/alert-rules", summary="Every anomaly rule with the tenant's parameters")
-def list_rules(conn: Conn, _: Viewer, tenant_id: TenantId) -> list[RuleOut]:
-    return [_rule_out(c) for c in configured_rules(conn, tenant_id)]
+def list_rules(conn: Conn, _: Viewer, tenant_id: TenantId) -> listing.Page[RuleOut]:
+    return listing.one_page([_rule_out(c) for c in configured_rules(conn, tenant_id)])
 
 
 @router.put("/alert-rules/{rule}", summary="Set a rule's parameters, severity, on or off")
@@ -200,12 +207,12 @@ def add_subscription(
 
 
 @router.get("/alert-subscriptions", summary="Who is told about alerts")
-def list_subscriptions(conn: Conn, _: Admin, tenant_id: TenantId) -> list[SubscriptionOut]:
+def list_subscriptions(conn: Conn, _: Admin, tenant_id: TenantId) -> listing.Page[SubscriptionOut]:
     c = s.alert_subscriptions.c
     rows = conn.execute(
         select(s.alert_subscriptions).where(c.tenant_id == tenant_id).order_by(c.id)
     )
-    return [SubscriptionOut.model_validate(r._mapping) for r in rows]
+    return listing.one_page([SubscriptionOut.model_validate(r._mapping) for r in rows])
 
 
 @router.delete(

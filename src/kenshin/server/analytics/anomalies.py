@@ -34,6 +34,7 @@ from sqlalchemy import Connection, and_, case, exists, func, or_, select
 from kenshin.echonet.edt import JST
 
 from .. import schema as s
+from ..times import jst_text
 
 __all__ = ["RULES", "Finding", "Rule", "floor_slot"]
 
@@ -95,7 +96,7 @@ def no_data(conn: Connection, tenant_id: int, now: datetime, p: NoData) -> list[
             m.gateway_id.is_not(None), m.created_at < cutoff, latest.is_(None)
         )
     )
-    return [_meter_finding(r, slots=p.slots, since=cutoff.isoformat()) for r in rows]
+    return [_meter_finding(r, slots=p.slots, since=jst_text(cutoff)) for r in rows]
 
 
 # -- meter_stuck ---------------------------------------------------------------------------
@@ -276,7 +277,7 @@ def outside_band(conn: Connection, tenant_id: int, now: datetime, p: OutsideBand
         )
     ).one()
     if row.n == p.slots and row.outside == p.slots:
-        findings.append(Finding("tenant", detail={"slots": p.slots, "since": start.isoformat()}))
+        findings.append(Finding("tenant", detail={"slots": p.slots, "since": jst_text(start)}))
     e, mf, m = s.slot_energy.c, s.meter_forecast.c, s.meters.c
     per_meter = conn.execute(
         select(m.id, m.gateway_id)

@@ -12,12 +12,13 @@ from sqlalchemy import delete, insert, select
 
 from kenshin.echonet.edt import JST
 
-from .. import accounts
+from .. import accounts, listing
 from .. import schema as s
 from ..bounds import ApiDate, ApiDateTime
 from ..deps import Conn, Principal, RowId, TenantId, require_role
 from ..devices.registry import get_meter, get_site
 from ..problems import Problem
+from ..times import JstDateTime, jst_text
 from . import generation, retail
 from .store import read_tenant_forecast
 
@@ -36,7 +37,7 @@ def _today() -> date:
 
 
 class ForecastSlot(BaseModel):
-    start: datetime
+    start: JstDateTime
     low_wh: int
     mid_wh: int
     high_wh: int
@@ -45,12 +46,14 @@ class ForecastSlot(BaseModel):
 @router.get("/forecast", summary="The tenant's 30-minute demand forecast with its 80 % band")
 def tenant_forecast(
     conn: Conn, _: Viewer, tenant_id: TenantId, day: Day | None = None
-) -> list[ForecastSlot]:
+) -> listing.Page[ForecastSlot]:
     rows = read_tenant_forecast(conn, tenant_id, day or _today())
-    return [
-        ForecastSlot(start=at.astimezone(JST), low_wh=low, mid_wh=mid, high_wh=high)
-        for at, low, mid, high in rows
-    ]
+    return listing.one_page(
+        [
+            ForecastSlot(start=at.astimezone(JST), low_wh=low, mid_wh=mid, high_wh=high)
+            for at, low, mid, high in rows
+        ]
+    )
 
 
 class PlanSlot(BaseModel):
@@ -69,7 +72,7 @@ def _store_plan(conn, tenant_id: RowId, plan: dict[datetime, int], principal: Pr
         principal.actor,
         "plan.upload",
         tenant_id=tenant_id,
-        detail={"slots": count, "first": min(plan).isoformat(), "last": max(plan).isoformat()},
+        detail={"slots": count, "first": jst_text(min(plan)), "last": jst_text(max(plan))},
     )
     return PlanStored(slots=count)
 
@@ -112,7 +115,7 @@ async def put_plan_csv(
 
 
 class Outlook(BaseModel):
-    start: datetime
+    start: JstDateTime
     plan_wh: int | None
     actual_wh: int | None
     low_wh: int | None
@@ -211,13 +214,15 @@ def add_price(
 
 
 @router.get("/meters/{meter_id}/prices", summary="A plant's sale prices")
-def list_prices(meter_id: RowId, conn: Conn, _: Viewer, tenant_id: TenantId) -> list[PriceOut]:
+def list_prices(
+    meter_id: RowId, conn: Conn, _: Viewer, tenant_id: TenantId
+) -> listing.Page[PriceOut]:
     _plant(conn, meter_id, tenant_id)
     p = s.plant_prices.c
     rows = conn.execute(
         select(s.plant_prices).where(p.meter_id == meter_id).order_by(p.valid_from, p.id)
     )
-    return [_price_out(r) for r in rows]
+    return listing.one_page([_price_out(r) for r in rows])
 
 
 @router.delete(
@@ -284,7 +289,7 @@ def sales(
 
 
 class WeatherHour(BaseModel):
-    at: datetime
+    at: JstDateTime
     irradiance_w_m2: float | None
     temperature_c: float | None
 
@@ -297,7 +302,7 @@ def weather(
     _: Viewer,
     tenant_id: TenantId,
     day: Day | None = None,
-) -> list[WeatherHour]:
+) -> listing.Page[WeatherHour]:
     if get_site(conn, site_id, tenant_id) is None:
         raise Problem(404, "no such site")
     provider: generation.WeatherProvider | None = getattr(request.app.state, "weather", None)
@@ -308,4 +313,4 @@ def weather(
         hours = provider.hourly(site_id, start, start + timedelta(days=1))
     except generation.WeatherError as err:
         raise Problem(503, f"the weather source cannot be read: {err}") from None
-    return [WeatherHour(**h.__dict__) for h in hours]
+    return listing.one_page([WeatherHour(**h.__dict__) for h in hours])

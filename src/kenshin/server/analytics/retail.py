@@ -30,6 +30,7 @@ from kenshin.echonet.edt import JST
 
 from .. import schema as s
 from ..bounds import EARLIEST, LATEST
+from ..times import jst_text
 from .forecast import SLOTS
 from .store import read_tenant_forecast
 
@@ -244,8 +245,8 @@ def check_imbalance(conn: Connection, tenant_id: int, now: datetime) -> list[Slo
     if not at_risk:
         return []
     e = s.events.c
-    raised = {
-        row.detail.get("slot_start")
+    raised = {  # instants: details written before times were JST held UTC text
+        datetime.fromisoformat(row.detail["slot_start"])
         for row in conn.execute(
             select(e.detail).where(
                 e.tenant_id == tenant_id,
@@ -253,9 +254,9 @@ def check_imbalance(conn: Connection, tenant_id: int, now: datetime) -> list[Slo
                 e.at >= _midnight(day).astimezone(UTC) - timedelta(days=1),
             )
         )
-        if row.detail
+        if row.detail and row.detail.get("slot_start")
     }
-    new = [o for o in at_risk if o.start.astimezone(UTC).isoformat() not in raised]
+    new = [o for o in at_risk if o.start not in raised]
     for o in new:
         from ..events import record_event  # the one way events are written (and webhooked)
 
@@ -265,7 +266,7 @@ def check_imbalance(conn: Connection, tenant_id: int, now: datetime) -> list[Slo
             code="imbalance_projected",
             severity="warning",
             detail={
-                "slot_start": o.start.astimezone(UTC).isoformat(),
+                "slot_start": jst_text(o.start),
                 "plan_wh": o.plan_wh,
                 "projected_wh": o.projected_wh,
                 "deviation_pct": round(o.deviation_pct or 0, 1),

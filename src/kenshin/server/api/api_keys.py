@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, StringConstraints
 from sqlalchemy import select, update
 
-from .. import accounts
+from .. import accounts, listing
 from .. import schema as s
 from ..deps import Conn, Principal, RowId, TenantId, require_role
 from ..problems import Problem
+from ..times import JstDateTime
 from .models import Role
 
 router = APIRouter(prefix="/api-keys", tags=["api keys"])
@@ -29,9 +29,9 @@ class ApiKeyOut(BaseModel):
     name: str
     prefix: str  # the 8 characters after "ksk_"
     role: Role
-    created_at: datetime
-    last_used_at: datetime | None
-    revoked_at: datetime | None
+    created_at: JstDateTime
+    last_used_at: JstDateTime | None
+    revoked_at: JstDateTime | None
 
 
 class ApiKeyCreated(ApiKeyOut):
@@ -69,11 +69,11 @@ def create_api_key(
 
 
 @router.get("", summary="List the tenant's API keys (never the keys themselves)")
-def list_api_keys(conn: Conn, _: Admin, tenant_id: TenantId) -> list[ApiKeyOut]:
+def list_api_keys(conn: Conn, _: Admin, tenant_id: TenantId) -> listing.Page[ApiKeyOut]:
     rows = conn.execute(
         select(s.api_keys).where(s.api_keys.c.tenant_id == tenant_id).order_by(s.api_keys.c.id)
     ).all()
-    return [_out(r) for r in rows]
+    return listing.one_page([_out(r) for r in rows])
 
 
 @router.get("/{key_id}", summary="One API key")

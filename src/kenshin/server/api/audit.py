@@ -22,6 +22,7 @@ from .. import listing
 from .. import schema as s
 from ..deps import Conn, Principal, TenantId, require_role
 from ..problems import Problem
+from ..times import JstDateTime
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 Admin = Annotated[Principal, Depends(require_role("admin"))]
@@ -30,7 +31,7 @@ AuditSort = listing.sort_parameter(("at", "id"))
 
 class AuditEntry(BaseModel):
     id: int
-    at: datetime
+    at: JstDateTime
     actor: str
     action: str
     target: str | None

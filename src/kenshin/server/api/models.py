@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from ..times import JstDateTime
 
 __all__ = ["Email", "Password", "Role", "TenantKind", "TenantOut", "UserOut"]
 
@@ -30,7 +31,7 @@ class TenantOut(_Row):
     id: int
     name: str
     kind: TenantKind
-    created_at: datetime
+    created_at: JstDateTime
     instant_retention_days: int | None = Field(None, description="null: kept forever")
     energy_retention_days: int | None = Field(None, description="null: kept forever")
 
@@ -41,4 +42,4 @@ class UserOut(_Row):
     email: str
     role: Role
     disabled: bool
-    created_at: datetime
+    created_at: JstDateTime

@@ -9,7 +9,6 @@ sender's, or is refused by the database (each also an event). Rows are bounded: 
 from __future__ import annotations
 
 import base64
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -18,6 +17,7 @@ from sqlalchemy import func, select
 
 from .. import schema as s
 from ..deps import Conn, Principal, require_platform_admin
+from ..times import JstDateTime
 
 router = APIRouter(prefix="/quarantine", tags=["quarantine"])
 PlatformAdmin = Annotated[Principal, Depends(require_platform_admin)]
@@ -27,7 +27,7 @@ class QuarantinedOut(BaseModel):
     id: int
     topic: str
     reason: str
-    at: datetime
+    at: JstDateTime
     size: int
     payload_b64: str
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field, StringConstraints
 from sqlalchemy import select, update
 
-from .. import accounts
+from .. import accounts, listing
 from .. import schema as s
 from ..deps import Conn, Principal, RowId, require_platform_admin
 from ..problems import Problem
@@ -41,9 +41,9 @@ def create_tenant(body: TenantCreate, conn: Conn, principal: PlatformAdmin) -> T
 
 
 @router.get("", summary="List tenants")
-def list_tenants(conn: Conn, _: PlatformAdmin) -> list[TenantOut]:
+def list_tenants(conn: Conn, _: PlatformAdmin) -> listing.Page[TenantOut]:
     rows = conn.execute(select(s.tenants).order_by(s.tenants.c.id)).all()
-    return [TenantOut.model_validate(r) for r in rows]
+    return listing.one_page([TenantOut.model_validate(r) for r in rows])
 
 
 class RetentionIn(BaseModel):

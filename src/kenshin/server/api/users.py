@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 from sqlalchemy import select, update
 
-from .. import accounts
+from .. import accounts, listing
 from .. import schema as s
 from ..deps import Conn, Principal, RowId, TenantId, require_role
 from ..problems import Problem
@@ -61,11 +61,11 @@ def create_user(body: UserCreate, conn: Conn, principal: Admin, tenant_id: Tenan
 
 
 @router.get("", summary="List the tenant's users")
-def list_users(conn: Conn, _: Admin, tenant_id: TenantId) -> list[UserOut]:
+def list_users(conn: Conn, _: Admin, tenant_id: TenantId) -> listing.Page[UserOut]:
     rows = conn.execute(
         select(s.users).where(s.users.c.tenant_id == tenant_id).order_by(s.users.c.id)
     ).all()
-    return [UserOut.model_validate(r) for r in rows]
+    return listing.one_page([UserOut.model_validate(r) for r in rows])
 
 
 @router.get("/{user_id}", summary="One user")

@@ -8,7 +8,7 @@ them. Another tenant's ids are not found (404), whatever the endpoint.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
@@ -29,6 +29,7 @@ from ..jsonout import json_response
 from ..metering.current import CURRENT_WINDOW_MIN, site_summary_columns, site_summary_values
 from ..problems import Problem
 from ..ratelimits import RATE_LIMITED
+from ..times import JST, JstDateTime
 from . import commands, config, enrollment, registry
 
 log = logging.getLogger(__name__)
@@ -162,8 +163,8 @@ class GatewayOut(BaseModel):
     model: str
     site_id: RowId | None
     state: str
-    state_since: datetime
-    last_seen_at: datetime | None
+    state_since: JstDateTime
+    last_seen_at: JstDateTime | None
     settings_version_applied: int | None
 
 
@@ -325,7 +326,7 @@ class SiteRow(SiteOut):
     power_w: int | None = Field(
         description="instant power summed over the site's measured meters; null: not measured"
     )
-    power_at: datetime | None = Field(description="the newest reading's time, however old")
+    power_at: JstDateTime | None = Field(description="the newest reading's time, however old")
     today_bought_wh: int | None = Field(description="normal direction since JST midnight")
     today_sold_wh: int | None = Field(description="reverse direction since JST midnight")
 
@@ -443,7 +444,7 @@ def list_sites(
             "gateway_state": r.gateway_state,
             "measured": r.power_w is not None,
             "power_w": whole(r.power_w),
-            "power_at": r.power_at,
+            "power_at": r.power_at and r.power_at.astimezone(JST),  # as JstDateTime writes
             "today_bought_wh": whole(r.today_bought_wh),
             "today_sold_wh": whole(r.today_sold_wh),
         }
@@ -789,7 +790,7 @@ class SettingsIn(BaseModel):
 class SettingsOut(BaseModel):
     version: int
     values: dict[str, Any]
-    created_at: datetime
+    created_at: JstDateTime
     applied_version: int | None = None
 
 
@@ -865,8 +866,8 @@ class CommandOut(BaseModel):
     state: str
     result: dict[str, Any] | None
     error: str | None
-    created_at: datetime
-    done_at: datetime | None
+    created_at: JstDateTime
+    done_at: JstDateTime | None
 
 
 @router.post("/gateways/{gateway_id}/commands", status_code=201, summary="Run a command")
@@ -912,7 +913,7 @@ class EventOut(BaseModel):
     code: str
     severity: str
     detail: dict[str, Any] | None
-    at: datetime
+    at: JstDateTime
 
 
 @router.get("/events", summary="The tenant's latest events")
@@ -921,10 +922,17 @@ def list_events(
     _: Viewer,
     tenant_id: TenantId,
     gateway_id: RowId | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> list[EventOut]:
-    query = select(s.events).where(s.events.c.tenant_id == tenant_id)
+    limit: listing.Limit = 100,
+    cursor: listing.Cursor = None,
+) -> listing.Page[EventOut]:
+    e = s.events.c
+    query = select(s.events).where(e.tenant_id == tenant_id)
     if gateway_id is not None:
-        query = query.where(s.events.c.gateway_id == gateway_id)
-    rows = conn.execute(query.order_by(s.events.c.at.desc(), s.events.c.id.desc()).limit(limit))
-    return [EventOut.model_validate(r) for r in rows]
+        query = query.where(e.gateway_id == gateway_id)
+    query, page = listing.paginate(
+        query, sortable={"at": e.at}, id_column=e.id, sort="-at", limit=limit, cursor=cursor
+    )
+    rows, next_cursor = page(conn.execute(query).all())
+    return listing.Page[EventOut](
+        items=[EventOut.model_validate(r) for r in rows], next_cursor=next_cursor
+    )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
@@ -10,26 +9,15 @@ from pydantic import BaseModel, Field
 
 from ..deps import Conn, Principal, RowId, TenantId, require_role
 from ..problems import Problem
+from ..times import JstDateTime
 from .status import gateway_status
 
 router = APIRouter(tags=["devices"])
 Viewer = Annotated[Principal, Depends(require_role("viewer"))]
-JST = timezone(timedelta(hours=9), "JST")
-
-
-def _jst(value: Any) -> Any:
-    """Every instant with the +09:00 offset the series use, however deep."""
-    if isinstance(value, datetime):
-        return value.astimezone(JST)
-    if isinstance(value, dict):
-        return {k: _jst(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_jst(v) for v in value]
-    return value
 
 
 class ReportOut(BaseModel):
-    at: datetime = Field(description="when the server received the newest status report")
+    at: JstDateTime = Field(description="when the server received the newest status report")
     link: str = Field(description="the gateway's link to its meter (joined, no_meter, ...)")
     lqi: int | None = Field(description="Wi-SUN link quality 0..255; null on an IP link")
     rssi_dbm: float | None = Field(description="the LQI as dBm (0.275 × LQI − 104.27)")
@@ -41,18 +29,18 @@ class ReportOut(BaseModel):
 
 
 class LqiPoint(BaseModel):
-    at: datetime
+    at: JstDateTime
     lqi: int
 
 
 class GatewayStatusOut(BaseModel):
     gateway_id: int
     state: str
-    state_since: datetime | None
-    last_seen_at: datetime | None
+    state_since: JstDateTime | None
+    last_seen_at: JstDateTime | None
     report: ReportOut | None
     lqi_history: list[LqiPoint] = Field(description="the LQI reports of the last 24 hours")
-    last_good_read_at: datetime | None = Field(
+    last_good_read_at: JstDateTime | None = Field(
         description="the later of the agent's last good read and the newest reading stored"
     )
 
@@ -62,4 +50,4 @@ def get_status(gateway_id: RowId, conn: Conn, _: Viewer, tenant_id: TenantId) ->
     status = gateway_status(conn, tenant_id, gateway_id)
     if status is None:
         raise Problem(404, "no such gateway")
-    return GatewayStatusOut.model_validate(_jst(status))
+    return GatewayStatusOut.model_validate(status)

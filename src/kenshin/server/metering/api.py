@@ -8,7 +8,7 @@ beyond them) live in `series` and are stated in each route's OpenAPI description
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -17,12 +17,13 @@ from sqlalchemy import select
 
 from kenshin.echonet.edt import JST
 
-from .. import accounts
+from .. import accounts, listing
 from .. import schema as s
 from ..bounds import ApiDate, ApiDateTime
 from ..deps import Conn, Principal, RowId, TenantId, require_role
 from ..jsonout import json_response
 from ..problems import Problem
+from ..times import JstDateTime
 from . import current, series
 from .csvout import CSV_RESPONSE, CsvStream, csv_response, jst_text
 from .series import MAX_DAYS, MAX_POWER_DAYS, MAX_POWER_POINTS, MAX_TENANT_CSV_DAYS
@@ -81,7 +82,7 @@ def _check_range(first: date, last: date, limit: int, what: str) -> None:
 
 
 class EnergyValue(BaseModel):
-    start: datetime = Field(description="the period's start, JST")
+    start: JstDateTime = Field(description="the period's start, JST")
     wh: int | None = Field(description="null: no 30-minute value in it")
     slots: int = Field(description="30-minute values summed (a tenant's: meter-slots)")
     expected_slots: int = Field(description="the period's slots × the meters it is of")
@@ -240,7 +241,7 @@ def tenant_energy(
 
 
 class SlotPeak(BaseModel):
-    start: datetime = Field(description="the half hour's start, JST")
+    start: JstDateTime = Field(description="the half hour's start, JST")
     wh: int = Field(description="the tenant's energy in that half hour")
     average_w: int = Field(description="the slot's energy as a 30-minute average power")
     slots: int = Field(description="meter-slots summed in it")
@@ -311,7 +312,7 @@ class MeterNow(BaseModel):
     power_w: int | None
     current_r_da: int | None
     current_t_da: int | None
-    at: datetime | None = Field(description="the newest reading's time, however old")
+    at: JstDateTime | None = Field(description="the newest reading's time, however old")
     today: date
     today_bought_wh: int | None
     today_sold_wh: int | None
@@ -324,7 +325,7 @@ def meter_current(meter_id: RowId, conn: Conn, _: Viewer, tenant_id: TenantId) -
 
 
 class PowerValue(BaseModel):
-    at: datetime = Field(description="JST; a bucket's start when downsampled")
+    at: JstDateTime = Field(description="JST; a bucket's start when downsampled")
     mean_w: float
     min_w: int
     max_w: int
@@ -333,8 +334,8 @@ class PowerValue(BaseModel):
 
 class PowerSeries(BaseModel):
     meter_id: RowId
-    start: datetime
-    end: datetime
+    start: JstDateTime
+    end: JstDateTime
     bucket_s: int = Field(description="0: every reading as it came")
     values: list[PowerValue]
 
@@ -344,8 +345,8 @@ class PowerAnswer:
     """A PowerSeries as it is written (jsonout): its fields, in its order."""
 
     meter_id: int
-    start: datetime
-    end: datetime
+    start: JstDateTime
+    end: JstDateTime
     bucket_s: int
     values: list[series.PowerPoint]
 
@@ -396,9 +397,9 @@ def meter_power(
 class DailyPeak(BaseModel):
     day: date = Field(description="the JST day")
     import_w: int | None = Field(description="the highest bought power; null: no reading")
-    import_at: datetime | None
+    import_at: JstDateTime | None
     export_w: int | None = Field(description="the highest sold power (positive W)")
-    export_at: datetime | None
+    export_at: JstDateTime | None
 
 
 @router.get(
@@ -406,7 +407,7 @@ class DailyPeak(BaseModel):
     summary="A meter's daily peaks, bought and sold",
     description=f"Every JST day of the range, at most {MAX_DAYS['day']:,} (400 problem "
     "beyond); a day without readings has nulls.",
-    response_model=list[DailyPeak],
+    response_model=listing.Page[DailyPeak],
     responses=CSV_RESPONSE,
 )
 def meter_peaks(
@@ -422,8 +423,8 @@ def meter_peaks(
     _meter(conn, meter_id, tenant_id)
     _check_range(first, last, MAX_DAYS["day"], "peaks")
     peaks = series.daily_peaks(conn, meter_id, first, last)
-    if format == "json":  # list[DailyPeak], written without building them (jsonout)
-        return json_response(peaks)
+    if format == "json":  # a Page[DailyPeak] (every day: one page), written as jsonout does
+        return json_response({"items": peaks, "next_cursor": None})
     _exported(request, conn, principal, tenant_id)
     return csv_response(
         f"meter-{meter_id}-peaks-{first}-{last}.csv",

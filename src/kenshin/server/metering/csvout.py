@@ -11,12 +11,11 @@ import csv
 import io
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime
 from itertools import islice
 
 from fastapi.responses import StreamingResponse
 
-from kenshin.echonet.edt import JST
+from ..times import jst_text
 
 __all__ = [
     "BOM",
@@ -38,11 +37,6 @@ class CsvStream(StreamingResponse):
     """A streamed CSV; as a route's `response_class`, OpenAPI lists text/csv for it."""
 
     media_type = "text/csv"  # Starlette adds "; charset=utf-8"
-
-
-def jst_text(at: datetime | None) -> str | None:
-    """A time as CSV shows it: ISO 8601 in JST (None stays an empty cell)."""
-    return None if at is None else at.astimezone(JST).isoformat()
 
 
 # A cell a spreadsheet would run as a formula (OWASP "CSV injection"): text beginning

@@ -9,13 +9,14 @@ A route of its own beside `metering.api` (whose series it reuses), not a change 
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
 from ..deps import Conn, Principal, RowId, TenantId, require_role
+from ..times import JstDateTime
 from . import series
 from .api import DIRECTIONS, Direction, First, Last, _check_range, _meter
 
@@ -28,16 +29,16 @@ Viewer = Annotated[Principal, Depends(require_role("viewer"))]
 
 class DemandDay(BaseModel):
     day: date = Field(description="the JST day")
-    start: datetime | None = Field(description="its highest slot's start, JST; null: no value")
+    start: JstDateTime | None = Field(description="its highest slot's start, JST; null: no value")
     wh: int | None = Field(description="that slot's energy")
     demand_w: int | None = Field(description="the slot's energy as a 30-minute average: Wh × 2")
 
 
 class InstantMax(BaseModel):
     power_w: int = Field(description="the highest instant reading (bought or sold, positive)")
-    at: datetime
-    covers_from: datetime = Field(description="the range's first instant reading, JST")
-    covers_to: datetime = Field(description="its last instant reading")
+    at: JstDateTime
+    covers_from: JstDateTime = Field(description="the range's first instant reading, JST")
+    covers_to: JstDateTime = Field(description="its last instant reading")
     days: int = Field(description="JST days of the range with instant readings")
 
 

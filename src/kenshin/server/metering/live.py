@@ -30,6 +30,7 @@ from ..deps import Conn, Principal, RowId, TenantId, require_role
 from ..devices import commands
 from ..devices.registry import get_meter
 from ..problems import Problem
+from ..times import JstDateTime
 
 __all__ = ["INTERVAL_S", "LEASE_S", "router"]
 
@@ -50,7 +51,7 @@ class LiveLease(BaseModel):
     interval_s: int = Field(description="seconds between the gateway's instant reads")
     lease_s: int = Field(description="how long one lease lasts")
     renew_s: int = Field(description="ask again this often while watching")
-    until: datetime | None = Field(description="when the lease runs out; null: none running")
+    until: JstDateTime | None = Field(description="when the lease runs out; null: none running")
     sent: bool = Field(description="a command went to the gateway for this request")
 
 

@@ -33,6 +33,7 @@ from sqlalchemy import Connection, Engine, Row, func, insert, select, update
 from .. import schema as s
 from ..devices import commands
 from ..events import record_event
+from ..times import jst_text
 from .slots import SLOT_S
 
 __all__ = ["RepairPolicy", "run_repairs"]
@@ -161,7 +162,7 @@ def _repair_meter(
         record_event(
             conn, tenant_id=meter.tenant_id, gateway_id=meter.gateway_id, meter_id=meter.id,
             code="gap_repair_gave_up", severity="warning",
-            detail={"from": _at(gap[0]).isoformat(), "to": _at(gap[-1]).isoformat(),
+            detail={"from": jst_text(_at(gap[0])), "to": jst_text(_at(gap[-1])),
                     "slots": len(gap), "reason": "older than the meter's history"},
         )  # fmt: skip
         report.gave_up += 1
@@ -180,7 +181,7 @@ def _repair_meter(
     record_event(
         conn, tenant_id=meter.tenant_id, gateway_id=meter.gateway_id, meter_id=meter.id,
         code="gap_repair_requested", severity="info",
-        detail={"from": _at(gap[0]).isoformat(), "to": _at(gap[-1]).isoformat(),
+        detail={"from": jst_text(_at(gap[0])), "to": jst_text(_at(gap[-1])),
                 "slots": len(gap), "attempt": state.attempts + 1, "command_id": command.id},
     )  # fmt: skip
     report.requested += 1

@@ -31,6 +31,7 @@ from ..bounds import ApiDate
 from ..deps import Conn, Principal, RowId, TenantId, require_role
 from ..devices.registry import meter_search
 from ..jsonout import json_response
+from ..times import JstDateTime
 from ..web.i18n import translator
 from . import series
 from .api import DIRECTIONS, First, Last, _check_range, _exported
@@ -179,8 +180,8 @@ def settlement_csv(
 
 
 class MissingRange(BaseModel):
-    start: datetime = Field(description="the first missing slot's start, JST")
-    end: datetime = Field(description="the last missing slot's end")
+    start: JstDateTime = Field(description="the first missing slot's start, JST")
+    end: JstDateTime = Field(description="the last missing slot's end")
     slots: int
 
 

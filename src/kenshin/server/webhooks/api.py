@@ -7,7 +7,6 @@ its own systems (the issue's "admin: users, keys, webhooks")."""
 from __future__ import annotations
 
 import secrets
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -18,6 +17,7 @@ from .. import accounts, listing
 from .. import schema as s
 from ..deps import Conn, Principal, RowId, TenantId, require_role
 from ..problems import Problem
+from ..times import JstDateTime
 from .dispatcher import sealed_for
 from .targets import UnsafeTarget, resolve_target
 
@@ -61,7 +61,7 @@ class HookOut(BaseModel):
     kinds: list[Kind]
     description: str | None
     active: bool
-    created_at: datetime
+    created_at: JstDateTime
 
 
 class HookWithSecret(HookOut):
@@ -74,11 +74,11 @@ class DeliveryOut(BaseModel):
     kind: str
     state: Literal["pending", "delivered", "dead"]
     attempts: int
-    next_attempt_at: datetime | None
+    next_attempt_at: JstDateTime | None
     last_status: int | None
     last_error: str | None
-    created_at: datetime
-    delivered_at: datetime | None
+    created_at: JstDateTime
+    delivered_at: JstDateTime | None
     payload: dict[str, Any]
 
 
@@ -130,11 +130,11 @@ def add_hook(
 
 
 @router.get("/webhooks", summary="The tenant's webhooks (never their secrets)")
-def list_hooks(conn: Conn, _: Admin, tenant_id: TenantId) -> list[HookOut]:
+def list_hooks(conn: Conn, _: Admin, tenant_id: TenantId) -> listing.Page[HookOut]:
     rows = conn.execute(
         select(s.webhooks).where(s.webhooks.c.tenant_id == tenant_id).order_by(s.webhooks.c.id)
     )
-    return [HookOut.model_validate(r._mapping) for r in rows]
+    return listing.one_page([HookOut.model_validate(r._mapping) for r in rows])
 
 
 @router.get("/webhooks/{hook_id}", summary="One webhook")

@@ -136,6 +136,10 @@
     const windowRange = () => [jstWall(Date.now() - SHOWN_MS), jstWall(Date.now() + 10 * 1000)];
     // W or kW by magnitude; power sold (negative) written as sold, never as "-850 W".
     const powerAxis = (values) => Kenshin.valueAxis(values, "W", lang, { selling: m("list.selling") }).layout;
+    // The hover says it as the rest of the panel: "買電 850 W" / "売電 850 W", never "-850 W".
+    const hoverPower = (w) => m(w < 0 ? "meter.live_sold" : "meter.live_bought", {
+      watts: Kenshin.watts(Math.round(Math.abs(w)), lang),
+    });
     let active = false;
     let lastMs = null;
     let points = 0;
@@ -145,7 +149,8 @@
     Plotly.newPlot(chart, [{
       type: "scatter", mode: "lines+markers", x: [], y: [],
       line: { color, width: 2 }, marker: { size: 4, color },
-      hovertemplate: "%{x|%H:%M:%S}: %{y:,} W<extra></extra>",
+      customdata: [],
+      hovertemplate: "%{x|%H:%M:%S} %{customdata}<extra></extra>",
     }], {
       height: 260,
       margin: { t: 10, b: 40, l: 60, r: 10 },
@@ -184,6 +189,7 @@
           Plotly.extendTraces(chart, {
             x: [fresh.map((v) => jstWall(Date.parse(v.at)))],
             y: [fresh.map((v) => v.mean_w)],
+            customdata: [fresh.map((v) => hoverPower(v.mean_w))],
           }, [0], KEEP);
           Plotly.relayout(chart, { yaxis: powerAxis(chart.data[0].y) });
           const newest = fresh[fresh.length - 1];

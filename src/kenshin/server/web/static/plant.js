@@ -26,7 +26,8 @@
     const note = document.getElementById("weather-note");
     if (client.view !== "hour" || !client.weather_api) return [];
     try {
-      const hours = await Kenshin.api(`${client.weather_api}?${query({ day: client.first })}`);
+      const url = `${client.weather_api}?${query({ day: client.first })}`;
+      const { items: hours } = await Kenshin.api(url); // one page: the day's hours
       if (!hours.length) {
         note.textContent = m("plant.weather_none");
         note.hidden = false;
