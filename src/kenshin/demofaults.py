@@ -19,11 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Engine, func, select, update
 
 from kenshin.echonet.edt import JST
 from kenshin.server import schema as s
-from kenshin.server.alerts.engine import _record, transition
+from kenshin.server.alerts.engine import open_alert, opened_at, transition
 from kenshin.server.events import record_event
 
 __all__ = ["FAULTS", "Fault", "inject", "record"]
@@ -139,34 +139,21 @@ def record(engine: Engine, homes: list, anchor: datetime, history_days: int) -> 
                 problem = f"slot of {biggest} Wh: more than 12000 W could give"
                 detail = {"problems": [problem]}
             opened = start + RULE_SPAN[fault.kind]
-            a = s.alerts.c
-            done = conn.execute(
-                select(a.id).where(
-                    a.tenant_id == tenant_id,
-                    a.rule == rule,
-                    a.subject == f"meter:{meter_id}",
-                    a.opened_at == opened,
-                )
-            ).first()
-            if done:
+            subject = f"meter:{meter_id}"
+            if opened_at(conn, tenant_id, rule, subject, opened):
                 continue
-            alert = conn.execute(
-                insert(s.alerts)
-                .values(
-                    tenant_id=tenant_id,
-                    rule=rule,
-                    subject=f"meter:{meter_id}",
-                    meter_id=meter_id,
-                    gateway_id=gateway_id,
-                    severity=severity,
-                    state="open",
-                    detail=detail,
-                    opened_at=opened,
-                    last_seen_at=end,
-                )
-                .returning(s.alerts)
-            ).one()
-            _record(conn, alert, "opened", opened)
+            alert = open_alert(
+                conn,
+                tenant_id,
+                rule,
+                subject,
+                meter_id=meter_id,
+                gateway_id=gateway_id,
+                severity=severity,
+                detail=detail,
+                opened_at=opened,
+                last_seen_at=end,
+            )
             transition(conn, alert.id, "resolved", "system", end + timedelta(minutes=30))
             written += 1
     return written

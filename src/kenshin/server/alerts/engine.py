@@ -130,6 +130,53 @@ def transition(conn: Connection, alert_id: int, state: str, actor: str, now: dat
     return row
 
 
+def open_alert(
+    conn: Connection,
+    tenant_id: int,
+    rule: str,
+    subject: str,
+    *,
+    meter_id: int | None,
+    gateway_id: int | None,
+    severity: str,
+    detail: dict[str, Any],
+    opened_at: datetime,
+    last_seen_at: datetime | None = None,
+):
+    """Open an alert, with its event and its notifications; returns its row. The one way
+    an alert is written, for the rules here and for the demo's history (demofaults.py)."""
+    alert = conn.execute(
+        insert(s.alerts)
+        .values(
+            tenant_id=tenant_id,
+            rule=rule,
+            subject=subject,
+            meter_id=meter_id,
+            gateway_id=gateway_id,
+            severity=severity,
+            state="open",
+            detail=detail,
+            opened_at=opened_at,
+            last_seen_at=last_seen_at or opened_at,
+        )
+        .returning(s.alerts)
+    ).one()
+    _record(conn, alert, "opened", opened_at)
+    return alert
+
+
+def opened_at(conn: Connection, tenant_id: int, rule: str, subject: str, at: datetime) -> bool:
+    """Whether an alert of this rule and subject opened at `at` (the demo's history is
+    written once however often the demo starts)."""
+    a = s.alerts.c
+    found = conn.execute(
+        select(a.id).where(
+            a.tenant_id == tenant_id, a.rule == rule, a.subject == subject, a.opened_at == at
+        )
+    )
+    return found.first() is not None
+
+
 def run_rules(conn: Connection, tenant_id: int, now: datetime) -> RunSummary:
     summary = RunSummary()
     a = s.alerts.c
@@ -158,23 +205,17 @@ def run_rules(conn: Connection, tenant_id: int, now: datetime) -> RunSummary:
                 )
                 summary.ongoing += 1
                 continue
-            alert = conn.execute(
-                insert(s.alerts)
-                .values(
-                    tenant_id=tenant_id,
-                    rule=name,
-                    subject=subject,
-                    meter_id=finding.meter_id,
-                    gateway_id=finding.gateway_id,
-                    severity=config.severity,
-                    state="open",
-                    detail=finding.detail,
-                    opened_at=now,
-                    last_seen_at=now,
-                )
-                .returning(s.alerts)
-            ).one()
-            _record(conn, alert, "opened", now)
+            alert = open_alert(
+                conn,
+                tenant_id,
+                name,
+                subject,
+                meter_id=finding.meter_id,
+                gateway_id=finding.gateway_id,
+                severity=config.severity,
+                detail=finding.detail,
+                opened_at=now,
+            )
             summary.opened.append(alert.id)
         for subject, alert in unresolved.items():
             if subject not in findings:
