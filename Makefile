@@ -42,6 +42,7 @@ test: $(STAMP)
 	scripts/ensure-services
 	scripts/ensure-chromium
 	$(BIN)/ruff check src tests bench
+	$(BIN)/lint-imports
 	$(BIN)/pytest -n $(WORKERS) --dist loadgroup
 
 # The fast tests: not the slow or browser ones, and the storage tests on SQLite only
@@ -52,6 +53,7 @@ check: lint
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
