@@ -34,9 +34,9 @@ from sqlalchemy import func, select
 
 from kenshin import demofaults
 from kenshin.demoplan import history_days, plan_and_forecast
-from kenshin.echonet.edt import JST
 from kenshin.gateway.agent import AgentOptions, GatewayAgent
 from kenshin.gateway.identity import Identity, new_claim_code
+from kenshin.jst import JST
 from kenshin.ports import free_udp_port, tcp_port_or_free
 from kenshin.server import schema as s
 from kenshin.server.app import create_app

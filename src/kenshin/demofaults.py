@@ -21,7 +21,7 @@ from datetime import datetime, time, timedelta
 
 from sqlalchemy import Engine, func, select, update
 
-from kenshin.echonet.edt import JST
+from kenshin.jst import JST
 from kenshin.server import schema as s
 from kenshin.server.alerts.engine import open_alert, opened_at, transition
 from kenshin.server.events import record_event

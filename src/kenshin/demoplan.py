@@ -11,23 +11,18 @@ writes the same rows, so a demo started again in its folder does no harm.
 from __future__ import annotations
 
 import random
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import Engine, and_, delete, func, insert, select
 
-from kenshin.echonet.edt import JST
+from kenshin.jst import JST, SLOT, jst_midnight
 from kenshin.server import schema as s
 from kenshin.server.analytics.forecast import SLOTS, forecast_with_band
 from kenshin.server.analytics.retail import store_plan
 
 __all__ = ["history_days", "plan_and_forecast"]
 
-SLOT = timedelta(minutes=30)
 FIRST_FORECAST_AGE = 7  # the forecast needs a week of history before its first day
-
-
-def _midnight(day: date) -> datetime:
-    return datetime.combine(day, time(0), JST)
 
 
 def _history(engine: Engine, tenant_id: int, first: date, last: date) -> dict[date, list]:
@@ -38,7 +33,7 @@ def _history(engine: Engine, tenant_id: int, first: date, last: date) -> dict[da
         rows = conn.execute(
             select(t.start, t.wh, t.slots).where(
                 t.tenant_id == tenant_id, t.period == "slot", t.direction == 0,
-                t.start >= _midnight(first), t.start < _midnight(last + timedelta(days=1)),
+                t.start >= jst_midnight(first), t.start < jst_midnight(last + timedelta(days=1)),
             )
         ).all()  # fmt: skip
     days: dict[date, list] = {}
@@ -87,7 +82,7 @@ def plan_and_forecast(engine: Engine, tenant_id: int, now: datetime, span: int) 
             band = forecast_with_band(before, day)
             if all(v is None for v in band.mid):
                 continue
-            start = _midnight(day)
+            start = jst_midnight(day)
             if day < today:  # a past day's forecast, as it was that morning
                 f = s.tenant_forecast.c
                 conn.execute(

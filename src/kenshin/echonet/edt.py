@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from enum import IntEnum
 from typing import Any
 
+from kenshin.jst import JST  # the meter's clock (its time properties)
+
 from .errors import EchonetDecodeError, EchonetEncodeError
 from .frame import EOJ
 
-JST = timezone(timedelta(hours=9), "JST")
 NO_DATA_U32 = 0xFFFFFFFE  # cumulative values and history slots without data
 NO_DATA_S32 = 0x7FFFFFFE  # instantaneous power without data
 NO_DATA_S16 = 0x7FFE  # a current without data; in T: single-phase 2-wire

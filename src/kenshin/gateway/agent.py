@@ -43,6 +43,7 @@ from aiomqtt.exceptions import MqttConnectError
 
 from kenshin import __version__
 from kenshin.echonet.jsonable import to_jsonable
+from kenshin.jst import SLOT_S
 from kenshin.meter import MeterError, SmartMeterSession
 from kenshin.wire import (
     Command,
@@ -67,7 +68,6 @@ from .poller import Clock, MeterPoller, PollPolicy, SystemClock
 from .queue import DurableQueue
 
 log = logging.getLogger(__name__)
-SLOT_S = 1800
 # A Status goes when something in it changes (checked every STATUS_CHECK_S, locally), else
 # once a day: every batch already tells the server the gateway is alive, and each Status
 # exchange costs ~250 B on the bill. Changes spend a token of a small bucket (STATUS_BURST,

@@ -25,14 +25,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from kenshin.echonet import edt as e
-from kenshin.echonet.edt import JST
+from kenshin.jst import JST, SLOT_S
 from kenshin.meter import MeterError, PropertyUnavailable, SmartMeterSession
 
 from .backoff import Backoff, doubling, raise_if_cancelled
 from .queue import DurableQueue
 
 log = logging.getLogger(__name__)
-SLOT_S = 1800
 HISTORY2_MAX = 12
 HISTORY1_MAX_DAY = 99
 CLOCK_SET_AFTER_S = 1_577_836_800  # 2020-01-01: earlier means the clock was never set

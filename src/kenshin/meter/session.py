@@ -22,8 +22,7 @@ from kenshin.echonet.errors import EchonetDecodeError
 from kenshin.echonet.frame import ESV, SMART_METER, Property
 from kenshin.echonet.smart_meter import EnergyScale
 from kenshin.echonet.udp import EchonetClient, EchonetTimeout, Response
-
-HALF_HOUR = timedelta(minutes=30)
+from kenshin.jst import SLOT
 
 
 class MeterError(Exception):
@@ -254,7 +253,7 @@ class SmartMeterSession:
             energy = self.energy(raw)
             points.append(
                 HistoryPoint(
-                    start + i * HALF_HOUR, None if reverse else energy, energy if reverse else None
+                    start + i * SLOT, None if reverse else energy, energy if reverse else None
                 )
             )
         return points

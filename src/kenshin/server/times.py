@@ -16,7 +16,7 @@ from typing import Annotated
 
 from pydantic import PlainSerializer
 
-from kenshin.echonet.edt import JST
+from kenshin.jst import JST
 
 __all__ = ["JST", "JstDateTime", "jst_text"]
 

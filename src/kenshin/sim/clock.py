@@ -14,7 +14,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from kenshin.echonet.edt import JST
+from kenshin.jst import JST
 
 __all__ = ["JST", "Clock", "ManualClock", "ScaledClock"]
 

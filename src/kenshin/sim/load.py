@@ -23,10 +23,11 @@ import random
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+from kenshin.jst import JST_OFFSET_S
+
 STEP_S = 10
 STEPS_PER_SLOT = 180
 SLOT_S = STEP_S * STEPS_PER_SLOT
-JST_OFFSET_S = 9 * 3600
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _MASK = (1 << 64) - 1
 

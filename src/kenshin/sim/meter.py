@@ -21,13 +21,13 @@ from kenshin.echonet.classes import Access
 from kenshin.echonet.device import LocalNode, LocalObject, PropertyRefused
 from kenshin.echonet.frame import ESV, SMART_METER, Frame, Property
 from kenshin.echonet.udp import Address, EchonetDeviceEndpoint
+from kenshin.jst import SLOT
 
 from .clock import JST, Clock
 from .load import HouseholdProfile, LoadModel
 from .registers import MeterRegisters
 
 log = logging.getLogger(__name__)
-HALF_HOUR = timedelta(minutes=30)
 SIM_MANUFACTURER = 0xFFFFFE  # not a registered maker: nobody mistakes this for a real meter
 
 
@@ -217,8 +217,8 @@ class SimulatedMeter:
     def next_announcement_time(self) -> datetime:
         """True time of the next INF: the meter's next half hour plus its usual delay."""
         meter_now = self.now()
-        slot = meter_now.timestamp() // HALF_HOUR.total_seconds()
-        boundary = datetime.fromtimestamp((slot + 1) * HALF_HOUR.total_seconds(), JST)
+        slot = meter_now.timestamp() // SLOT.total_seconds()
+        boundary = datetime.fromtimestamp((slot + 1) * SLOT.total_seconds(), JST)
         return boundary - self.config.drift + self.announce_delay
 
 

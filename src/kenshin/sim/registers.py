@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from kenshin.echonet.edt import HISTORY1_SLOTS, JST
+from kenshin.echonet.edt import HISTORY1_SLOTS
+from kenshin.jst import JST, SLOT
 
 from .load import SLOT_S, STEP_S, STEPS_PER_SLOT, LoadModel, mix, unit_interval
 
@@ -35,7 +36,6 @@ WS_PER_UNIT = {
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 _STEP_US = STEP_S * 1_000_000
-HALF_HOUR = timedelta(minutes=30)
 MINUTE = timedelta(minutes=1)
 
 
@@ -158,7 +158,7 @@ class MeterRegisters:
 
     def fixed_time(self, now: datetime) -> tuple[datetime, int, int]:
         """EA/EB: the latest half-hour boundary and both registers at it."""
-        boundary = floor_time(now, HALF_HOUR)
+        boundary = floor_time(now, SLOT)
         normal, reverse = self.raw(boundary)
         return boundary, normal, reverse
 
@@ -173,15 +173,13 @@ class MeterRegisters:
         midnight = datetime.combine(now.astimezone(JST).date(), datetime.min.time(), JST)
         start = midnight - timedelta(days=day)
         side = 1 if reverse else 0
-        return [
-            self._raw_if_recorded(start + i * HALF_HOUR, now)[side] for i in range(HISTORY1_SLOTS)
-        ]
+        return [self._raw_if_recorded(start + i * SLOT, now)[side] for i in range(HISTORY1_SLOTS)]
 
     def history2(
         self, now: datetime, newest: datetime, count: int
     ) -> list[tuple[int | None, int | None]]:
         """EC: (normal, reverse) pairs from `newest` backwards in 30-minute steps."""
-        return [self._raw_if_recorded(newest - i * HALF_HOUR, now) for i in range(count)]
+        return [self._raw_if_recorded(newest - i * SLOT, now) for i in range(count)]
 
     def history3(
         self, now: datetime, newest: datetime, count: int

@@ -20,10 +20,12 @@ import io
 import json
 import math
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any
 
 import cbor2
+
+from kenshin.jst import JST  # to_json's times
 
 from .checks import (
     CBOR_MAX_DEPTH,
@@ -90,8 +92,6 @@ __all__ = [
     "encode_publish",
     "to_json",
 ]
-
-JST = timezone(timedelta(hours=9), "JST")  # for to_json's times (docs: Known debts, JST twice)
 
 
 # -- the public API --------------------------------------------------------------------------

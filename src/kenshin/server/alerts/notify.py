@@ -17,7 +17,7 @@ from email.utils import format_datetime, make_msgid
 
 from sqlalchemy import Engine, and_, or_, select, update
 
-from kenshin.echonet.edt import JST
+from kenshin.jst import JST
 
 from .. import schema as s
 from ..retry import after_failure

@@ -31,14 +31,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, and_, case, exists, func, or_, select
 
-from kenshin.echonet.edt import JST
+from kenshin.jst import JST, SLOT
 
 from .. import schema as s
 from ..times import jst_text
 
 __all__ = ["RULES", "Finding", "Rule", "floor_slot"]
-
-SLOT = timedelta(minutes=30)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body, Depends, Query, Request
 from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import delete, insert, select
 
-from kenshin.echonet.edt import JST
+from kenshin.jst import JST
 
 from .. import accounts, listing
 from .. import schema as s

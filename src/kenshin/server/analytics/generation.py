@@ -19,7 +19,7 @@ from typing import Protocol
 
 from sqlalchemy import Connection, and_, or_, select
 
-from kenshin.echonet.edt import JST
+from kenshin.jst import JST
 
 from .. import schema as s
 

@@ -21,12 +21,12 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 from sqlalchemy import Connection, and_, delete, insert, select
 
-from kenshin.echonet.edt import JST
+from kenshin.jst import JST, SLOT, jst_midnight
 
 from .. import schema as s
 from ..bounds import EARLIEST, LATEST
@@ -44,7 +44,6 @@ __all__ = [
     "store_plan",
 ]
 
-SLOT = timedelta(minutes=30)
 DEFAULT_THRESHOLD_PCT = 10.0
 MAX_PLAN_ROWS = 48 * 62  # two months of slots in one upload
 MAX_SLOT_WH = 10**12  # a terawatt-hour in half an hour: past any plan (and the JSON form's cap)
@@ -52,10 +51,6 @@ MAX_SLOT_WH = 10**12  # a terawatt-hour in half an hour: past any plan (and the 
 
 class PlanError(ValueError):
     """A plan that cannot be taken, with the line at fault."""
-
-
-def _midnight(day: date) -> datetime:
-    return datetime.combine(day, time(0), JST)
 
 
 def _energy_wh(row: dict[str, str], line: int) -> int:
@@ -83,7 +78,7 @@ def _slot_start(row: dict[str, str], line: int) -> datetime:
             number = int(row["slot"])
             if not 1 <= number <= SLOTS:
                 raise PlanError(f"line {line}: slot must be 1 to 48, not {number}")
-            at = _midnight(date.fromisoformat(row["date"].strip())) + (number - 1) * SLOT
+            at = jst_midnight(date.fromisoformat(row["date"].strip())) + (number - 1) * SLOT
         if not EARLIEST <= at.date() <= LATEST:
             raise PlanError(f"line {line}: a date from {EARLIEST} to {LATEST}")
     except (KeyError, ValueError, TypeError) as err:
@@ -173,7 +168,7 @@ def day_outlook(
     now: datetime,
     threshold_pct: float = DEFAULT_THRESHOLD_PCT,
 ) -> list[SlotOutlook]:
-    start, end = _midnight(day), _midnight(day + timedelta(days=1))
+    start, end = jst_midnight(day), jst_midnight(day + timedelta(days=1))
     p, t = s.procurement_plan.c, s.tenant_energy.c
     plan = {
         r.slot_start: r.wh
@@ -251,7 +246,7 @@ def check_imbalance(conn: Connection, tenant_id: int, now: datetime) -> list[Slo
             select(e.detail).where(
                 e.tenant_id == tenant_id,
                 e.code == "imbalance_projected",
-                e.at >= _midnight(day).astimezone(UTC) - timedelta(days=1),
+                e.at >= jst_midnight(day).astimezone(UTC) - timedelta(days=1),
             )
         )
         if row.detail and row.detail.get("slot_start")

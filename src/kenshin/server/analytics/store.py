@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import Connection, and_, delete, insert, select
 
-from kenshin.echonet.edt import JST
+from kenshin.jst import JST, SLOT, jst_midnight
 
 from .. import schema as s
 from .forecast import SLOTS, Band, History, forecast_with_band, update_intraday
@@ -24,12 +24,7 @@ from .forecast import SLOTS, Band, History, forecast_with_band, update_intraday
 __all__ = ["ForecastRow", "read_tenant_forecast", "refresh_meter", "refresh_tenant"]
 
 HISTORY_DAYS = 35
-SLOT = timedelta(minutes=30)
 ForecastRow = tuple[datetime, int, int, int]  # slot start, low, mid, high (Wh)
-
-
-def _midnight(day: date) -> datetime:
-    return datetime.combine(day, time(0), JST)
 
 
 def _slot_index(at: datetime) -> tuple[date, int]:
@@ -53,7 +48,7 @@ def _history(
 
 def _known_prefix(values: list[float | None], now: datetime, today: date) -> list[float | None]:
     """Today's slots that have closed by `now`, in order (None where unknown)."""
-    closed = int((now - _midnight(today)).total_seconds() // SLOT.total_seconds())
+    closed = int((now - jst_midnight(today)).total_seconds() // SLOT.total_seconds())
     return values[: max(0, min(SLOTS, closed))]
 
 
@@ -72,7 +67,7 @@ def _rows(day: date, band: Band, owner: dict, direction: int, made_at: datetime)
         out.append(
             {
                 **owner,
-                "slot_start": _midnight(day) + index * SLOT,
+                "slot_start": jst_midnight(day) + index * SLOT,
                 "direction": direction,
                 "low_wh": round(low if low is not None else mid),
                 "mid_wh": round(mid),
@@ -90,8 +85,8 @@ def _replace(conn: Connection, table, owner: dict, direction: int, today: date, 
             and_(
                 *key,
                 table.c.direction == direction,
-                table.c.slot_start >= _midnight(today),
-                table.c.slot_start < _midnight(today + timedelta(days=2)),
+                table.c.slot_start >= jst_midnight(today),
+                table.c.slot_start < jst_midnight(today + timedelta(days=2)),
             )
         )
     )
@@ -109,8 +104,8 @@ def refresh_tenant(conn: Connection, tenant_id: int, now: datetime, direction: i
             t.tenant_id == tenant_id,
             t.period == "slot",
             t.direction == direction,
-            t.start >= _midnight(today - timedelta(days=HISTORY_DAYS)),
-            t.start < _midnight(today + timedelta(days=1)),
+            t.start >= jst_midnight(today - timedelta(days=HISTORY_DAYS)),
+            t.start < jst_midnight(today + timedelta(days=1)),
         )
     ).all()
     if not found:
@@ -132,8 +127,8 @@ def refresh_meter(conn: Connection, meter_id: int, now: datetime, direction: int
             e.meter_id == meter_id,
             e.direction == direction,
             e.wh.is_not(None),
-            e.slot_start >= _midnight(today - timedelta(days=HISTORY_DAYS)),
-            e.slot_start < _midnight(today + timedelta(days=1)),
+            e.slot_start >= jst_midnight(today - timedelta(days=HISTORY_DAYS)),
+            e.slot_start < jst_midnight(today + timedelta(days=1)),
         )
     ).all()
     history, today_values = _history(((at, wh, 1) for at, wh in found), today, min_count=1)
@@ -154,8 +149,8 @@ def read_tenant_forecast(
             .where(
                 f.tenant_id == tenant_id,
                 f.direction == direction,
-                f.slot_start >= _midnight(day),
-                f.slot_start < _midnight(day + timedelta(days=1)),
+                f.slot_start >= jst_midnight(day),
+                f.slot_start < jst_midnight(day + timedelta(days=1)),
             )
             .order_by(f.slot_start)
         )

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 from sqlalchemy import func, or_, select
 
-from kenshin.echonet.edt import JST
+from kenshin.jst import JST
 
 from .. import listing
 from .. import schema as s

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from kenshin.echonet.edt import JST
+from kenshin.jst import JST
 
 from .. import accounts, listing
 from .. import schema as s

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import BindParameter, Connection, bindparam, func, select
 
-from kenshin.echonet.edt import JST
+from kenshin.jst import JST
 
 from .. import schema as s
 from .rollups import day_start

@@ -18,7 +18,7 @@ from datetime import date, datetime
 
 from sqlalchemy import Connection, text
 
-from kenshin.echonet.edt import JST
+from kenshin.jst import JST
 
 __all__ = [
     "MONTHS_AHEAD",

@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, bindparam, case, func, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from kenshin.echonet.edt import JST
+from kenshin.jst import JST, JST_OFFSET_S
 
 from .. import schema as s
 from ..outbox import subscribed
@@ -219,7 +219,6 @@ def _rows(deltas: Mapping[tuple[str, datetime], list[int]], **fixed: int) -> lis
 # messages brings tens of thousands, and datetimes are made only for what is written.
 InstantRow = tuple[int, int, int, int, int | None]
 
-JST_OFFSET_S = 9 * 3600
 DAY_S = 86400
 _INT4_MAX = 2**31 - 1  # the peak columns: a meter's -2**31 W (E7's floor) would not fit
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import cache, lru_cache
 from typing import Literal
 
@@ -36,7 +36,7 @@ from sqlalchemy import (
     type_coerce,
 )
 
-from kenshin.echonet.edt import JST
+from kenshin.jst import JST, SLOT, jst_midnight
 
 from .. import schema as s
 
@@ -66,7 +66,6 @@ __all__ = [
 ]
 
 Period = Literal["slot", "hour", "day", "month"]
-SLOT = timedelta(minutes=30)
 MISSING = ("missing", None)
 # What one request may ask for (a 400 problem beyond): JST days, inclusive, per period...
 MAX_DAYS: dict[str, int] = {"slot": 93, "hour": 93, "day": 3660, "month": 3660}
@@ -78,10 +77,6 @@ MAX_TENANT_CSV_DAYS = 31
 # Bucket widths (s) for downsampled power: each divides a day, so buckets from a round
 # start stay on round clock times.
 BUCKET_WIDTHS = (10, 20, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200)
-
-
-def jst_midnight(day: date) -> datetime:
-    return datetime.combine(day, time(0), JST)
 
 
 def _month_after(at: datetime) -> datetime:

@@ -23,7 +23,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import ColumnElement, Engine
 
-from kenshin.echonet.edt import JST
+from kenshin.jst import JST, SLOT
 
 from .. import listing
 from .. import schema as s
@@ -48,7 +48,6 @@ __all__ = [
 router = APIRouter(tags=["metering"])
 Viewer = Annotated[Principal, Depends(require_role("viewer"))]
 MAX_SETTLEMENT_DAYS = series.MAX_DAYS["slot"]  # 93: a quarter, as the slot series
-SLOT = timedelta(minutes=30)
 Layout = Literal["long", "wide"]
 Lang = Literal["ja", "en"]
 Directions = Literal["both", "normal", "reverse"]

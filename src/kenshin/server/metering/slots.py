@@ -19,9 +19,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
+from kenshin.jst import SLOT_S
 from kenshin.wire import MeterScale
-
-SLOT_S = 1800
 
 
 class SlotStatus(StrEnum):

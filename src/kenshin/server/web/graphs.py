@@ -25,7 +25,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from sqlalchemy import Connection, Row, and_, func, select
 
-from kenshin.echonet.edt import JST
+from kenshin.jst import JST
 
 from .. import listing
 from .. import schema as s

@@ -13,11 +13,11 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from importlib import resources
 from typing import Any, Literal, get_args
 
-from kenshin.echonet.edt import JST
+from kenshin.jst import JST, SLOT
 
 __all__ = ["DEFAULT_LANG", "LANGS", "Lang", "Translator", "catalogue", "translator"]
 
@@ -25,7 +25,6 @@ Lang = Literal["ja", "en"]
 LANGS: tuple[str, ...] = get_args(Lang)
 DEFAULT_LANG: Lang = "ja"
 # Not strftime's %b, which follows the process's locale.
-SLOT = timedelta(minutes=30)
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 

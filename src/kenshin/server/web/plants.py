@@ -20,7 +20,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from sqlalchemy import Connection, and_, or_, select
 
-from kenshin.echonet.edt import JST
+from kenshin.jst import JST, jst_midnight
 
 from .. import schema as s
 from ..api import API_PREFIX
@@ -77,10 +77,6 @@ def _parse_month(text: str | None, today: date) -> date:
         return date(year, month, 1)
     except ValueError:
         raise PageProblem(404, "error.not_found") from None
-
-
-def _midnight(day: date) -> datetime:
-    return datetime.combine(day, datetime.min.time(), JST)
 
 
 # -- queries ----------------------------------------------------------------------------------
@@ -174,8 +170,8 @@ def plant_rows(
             *of_tenant,
             e.period == "day",
             e.direction == 1,
-            e.start >= _midnight(low),
-            e.start < _midnight(high + timedelta(days=1)),
+            e.start >= jst_midnight(low),
+            e.start < jst_midnight(high + timedelta(days=1)),
         )
     ).all()
     p = s.plant_prices.c

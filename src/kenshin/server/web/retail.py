@@ -16,7 +16,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from kenshin.echonet.edt import JST
+from kenshin.jst import JST
 
 from ..analytics import api as analytics_api
 from ..api import API_PREFIX
