@@ -2,7 +2,8 @@
 
 `record_event` writes the event and, for a tenant's event when the tenant has a webhook
 for events, an outbox row in the same transaction, so the webhook dispatcher delivers
-exactly the events that were committed.
+exactly the events that were committed. `tenant_events` is the one read of them that
+the API lists (GET /events).
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection, Row, insert, select
 
+from . import listing
 from . import schema as s
 from .outbox import subscribed
 
-__all__ = ["record_event"]
+__all__ = ["record_event", "tenant_events"]
 
 
 def record_event(
@@ -62,3 +64,17 @@ def record_event(
             )
         )
     return event_id
+
+
+def tenant_events(
+    conn: Connection, tenant_id: int, gateway_id: int | None, limit: int, cursor: str | None
+) -> tuple[list[Row], str | None]:
+    """A page of the tenant's events, newest first (of one gateway if given)."""
+    e = s.events.c
+    query = select(s.events).where(e.tenant_id == tenant_id)
+    if gateway_id is not None:
+        query = query.where(e.gateway_id == gateway_id)
+    query, page = listing.paginate(
+        query, sortable={"at": e.at}, id_column=e.id, sort="-at", limit=limit, cursor=cursor
+    )
+    return page(conn.execute(query).all())

@@ -12,6 +12,12 @@ refuses it, or the ingest trips over it) is quarantined alone and the others go 
 Where the broker has shared subscriptions (Mosquitto), several server processes split the
 readings with `$share/ingest/k/+/d`; the embedded amqtt broker has none, so a single
 process subscribes plainly there.
+
+`DeviceService` is assembled here from its parts: this module starts, connects,
+supervises and reports it (and holds its ingest node name); `runtime_ingest.py` is what
+comes in, `runtime_push.py` what goes out (settings, commands, the sweep), and
+`runtime_broker.py` the broker's side (who may connect, a managed Mosquitto, credentials
+issued and revoked). `device_service` and `broker_link` build it from the settings.
 """
 
 from __future__ import annotations
@@ -22,45 +28,35 @@ import logging
 import os
 import secrets
 import socket
-import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
-import psycopg
-from sqlalchemy import Engine, delete, exc, insert, select, update
+from sqlalchemy import Engine, delete, insert, select, update
 
 from kenshin.ports import require_free_tcp_port
-from kenshin.wire import encode_publish
 from kenshin.wire.topics import Kind
 
-from . import ingest, metrics, wakeups
 from . import schema as s
-from .broker import dynsec, mqtt_ack
-from .broker.access import Account, Principal, PrincipalKind, StaticCredentials, verify_password
+from . import wakeups
+from .broker import mqtt_ack
+from .broker.access import Account, PrincipalKind, StaticCredentials
 from .broker.access import hash_password as mqtt_hash
 from .broker.control import RESPONSE_TOPIC, DynsecControl
-from .devices import commands, config, status
-from .events import record_event
 from .leader import Leadership
+from .runtime_broker import BrokerEndpoint, BrokerMixin, DatabaseCredentials
+from .runtime_ingest import GROUP_MAX, Arrival, IngestMixin
+from .runtime_push import PushMixin
 from .security import CredentialBox
 from .supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 SERVICE_USER = "kenshin-service"
-GROUP_MAX = 2000  # messages committed together at most
-REPUSH_S = 20.0  # a gateway active this long after its settings went out without them
-FOLLOWER_RETRY_S = 5.0  # an ingest process that does not push tries for the lock this often
 NODE_LEASE_S = 90.0  # an ingest node name whose holder is silent this long is free
 HOLDER = f"{socket.gethostname()}:{os.getpid()}"
-# What says the database (or the way to it) is in trouble, rather than the message: the
-# message is held and tried again, never quarantined for it.
-Arrival = tuple[str, bytes, Callable[[], Any]]  # topic, payload, acknowledge after the commit
-UNAVAILABLE = (exc.OperationalError, exc.InterfaceError, psycopg.OperationalError,
-               psycopg.InterfaceError)  # fmt: skip
 
 
 class NodeNameTaken(RuntimeError):
@@ -81,40 +77,8 @@ def _holder_alive(holder: str) -> bool:
     return True
 
 
-class DatabaseCredentials:
-    """The broker asks this who may connect: gateways by their enrolled MQTT password
-    (hash in the database), the server's own service account from memory."""
-
-    def __init__(self, engine: Engine, service: StaticCredentials):
-        self.engine, self.service = engine, service
-
-    async def authenticate(self, username: str, password: str) -> Principal | None:
-        found = await self.service.authenticate(username, password)
-        if found is not None:
-            return found
-        return await asyncio.to_thread(self._gateway, username, password)
-
-    def _gateway(self, username: str, password: str) -> Principal | None:
-        with self.engine.connect() as conn:
-            stored = conn.execute(
-                select(s.gateways.c.mqtt_password_hash).where(
-                    s.gateways.c.mqtt_username == username
-                )
-            ).scalar()
-        if stored and verify_password(password, stored):
-            return Principal(username, PrincipalKind.DEVICE)
-        return None
-
-
 @dataclass
-class BrokerEndpoint:
-    host: str
-    port: int
-    tls: bool = False
-
-
-@dataclass
-class DeviceService:
+class DeviceService(IngestMixin, PushMixin, BrokerMixin):
     engine: Engine
     box: CredentialBox
     mode: str = "embedded"  # embedded | mosquitto (a managed child process)
@@ -232,105 +196,6 @@ class DeviceService:
 
     # -- Mosquitto, managed ----------------------------------------------------------------
 
-    async def _start_mosquitto(self, service: StaticCredentials) -> None:
-        from .broker.mosquitto import (
-            MosquittoListener,
-            MosquittoProcess,
-            directory_lock,
-            stop_orphan,
-        )
-
-        if self.mosquitto_dir is not None:  # persistence survives a restart of the server
-            self._mosquitto_dir = Path(self.mosquitto_dir).resolve()
-            self._mosquitto_dir.mkdir(parents=True, exist_ok=True)
-        else:
-            self._mosquitto_dir = Path(tempfile.mkdtemp(prefix="kenshin-mosquitto-"))
-        self._dir_lock = directory_lock(self._mosquitto_dir)
-        orphan = await stop_orphan(self._mosquitto_dir)
-        if orphan is not None:
-            log.warning("stopped Mosquitto pid %d that an earlier server left running", orphan)
-        port = self._mosquitto_port()
-        self._mosquitto_listener = MosquittoListener(port, host=self.host)
-        self._service_accounts = service
-        self._write_mosquitto_files()
-        self._broker = MosquittoProcess(self._mosquitto_dir, port, host=self.host)
-        await self._broker.start()
-        self.endpoint = BrokerEndpoint(self.host, port)
-
-    def _mosquitto_port(self) -> int:
-        """The configured port; port 0 picks a free one once and keeps it in the broker's
-        directory, so a restarted server serves the port its gateways were told."""
-        if self.port:
-            return self.port
-        remembered = self._mosquitto_dir / "port"
-        with contextlib.suppress(OSError, ValueError):
-            return int(remembered.read_text())
-        from kenshin.ports import free_tcp_port
-
-        port = free_tcp_port(self.host)
-        remembered.write_text(f"{port}\n")
-        return port
-
-    async def _keep_mosquitto(self) -> None:
-        """Supervised: (re)start Mosquitto when it is not running, then wait on it; its
-        exit is a failure the supervisor answers with a restart."""
-        if not self._broker.running:
-            self._write_mosquitto_files()  # gateways may have enrolled meanwhile
-            await self._broker.start()
-            log.warning("Mosquitto restarted on %s:%d", self.host, self._broker.port)
-        code = await self._broker.wait()
-        raise RuntimeError(f"mosquitto exited with code {code}")
-
-    def _write_mosquitto_files(self) -> None:
-        from .broker.mosquitto import write_mosquitto_config
-
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(s.gateways.c.mqtt_username, s.gateways.c.mqtt_password_hash).where(
-                    s.gateways.c.mqtt_password_hash.is_not(None)
-                )
-            ).all()
-        accounts = [Account(u, h, PrincipalKind.DEVICE) for u, h in rows]
-        accounts += list(self._service_accounts.accounts())
-        user = None
-        if os.geteuid() == 0:  # mosquitto started as root drops privileges: keep our user
-            import pwd
-
-            user = pwd.getpwuid(os.geteuid()).pw_name
-        write_mosquitto_config(
-            self._mosquitto_dir,
-            accounts,
-            [self._mosquitto_listener],
-            user=user,
-            dynamic_security=True,
-        )
-
-    def credential_issued(self, username: str, password: str, timeout_s: float = 10.0) -> None:
-        """A gateway enrolled with a new MQTT password (already committed). The embedded
-        broker asks the database; a managed Mosquitto is told this one credential through
-        its dynamic-security API, and this returns once it has taken it, so the gateway
-        may connect at once. Thread-safe (called from request handlers)."""
-        self._control_threadsafe(dynsec.grant_device(username, password), timeout_s)
-
-    def credential_revoked(self, username: str, timeout_s: float = 10.0) -> None:
-        """The gateway's MQTT access ends now: its broker client is deleted (dynamic
-        security) or its connections closed (RabbitMQ), which ends its session."""
-        self._control_threadsafe(dynsec.revoke_device(username), timeout_s)
-        if self.management_url:  # RabbitMQ: its open connections end too
-            from .broker.rabbitmq import close_connections_soon
-
-            close_connections_soon(self.management_url, username, timeout_s)
-
-    def _control_threadsafe(self, commands: list[dict], timeout_s: float) -> None:
-        if not self.dynsec:
-            return  # the embedded broker and an HTTP-auth broker ask the database
-        if self.mode == "mosquitto" and not (self._broker and self._broker.running):
-            return  # the supervisor restarts it from the database, which has the change
-        future = asyncio.run_coroutine_threadsafe(
-            self._control.send(commands, timeout_s), self._loop
-        )
-        future.result(timeout_s + 1)
-
     # -- the service client ------------------------------------------------------------------
 
     def wake(self) -> None:
@@ -407,218 +272,6 @@ class DeviceService:
         async for delivery in AmqpSource(self.amqp_urls, GROUP_MAX).deliveries(self.subscribed.set):
             yield delivery.topic, delivery.payload, delivery.ack
 
-    async def _consume(self, source: AsyncIterator[Arrival]) -> None:
-        """Two stages: messages are taken off the connection as they arrive while the
-        previous group is decoded and written in a thread; then everything that arrived
-        meanwhile goes into one transaction (one commit for many is most of the ingest's
-        speed under load) and is acknowledged after its commit. Decoding stays off this
-        loop: in one process with the embedded broker and the web server (the demo), a
-        backfill's worth of decoding here would stall them all."""
-        arrived: list[tuple[Callable, str, bytes, float]] = []
-        waiting = asyncio.Event()
-
-        async def receive() -> None:
-            async for topic, payload, ack in source:
-                now = time.monotonic()
-                arrived.append((ack, topic, payload, now))
-                if self._oldest_unacked is None:
-                    self._oldest_unacked = now
-                waiting.set()
-
-        async def commit() -> None:
-            while True:
-                await waiting.wait()
-                group = arrived[:GROUP_MAX]
-                del arrived[:GROUP_MAX]
-                if not arrived:
-                    waiting.clear()
-                work = [(topic, payload) for _, topic, payload, _ in group]
-                delay = 0.5
-                # The database is down: hold these messages (unacknowledged) and try
-                # again, rather than move on; MQTT 3.1.1 redelivers unacked messages only
-                # at reconnection.
-                while (outcomes := await asyncio.to_thread(self.commit_group, work)) is None:
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 15.0)
-                for (ack, *_), outcome in zip(group, outcomes, strict=True):
-                    done = ack()  # committed (or quarantined)
-                    if done is not None:
-                        await done
-                    self._count(outcome.kind)
-                    metrics.ingested(outcome)
-                self._oldest_unacked = arrived[0][3] if arrived else None
-
-        async with asyncio.TaskGroup() as stages:
-            stages.create_task(receive())
-            stages.create_task(commit())
-
-    def commit_group(
-        self, work: list[tuple[str, bytes]], decoded: list[ingest.Decoded] | None = None
-    ) -> list[ingest.Outcome] | None:
-        """All in one transaction; if that fails, each alone (so one message that breaks
-        its transaction holds back only itself). None: the database is unreachable (the
-        ones committed so far come again with the rest: redelivery is idempotent)."""
-        if len(work) > 1:
-            if decoded is None:  # before the transaction begins: it holds locks
-                decoded = [ingest.decode(topic, payload) for topic, payload in work]
-            try:
-                with self.engine.begin() as conn:
-                    outcomes = ingest.handle_group(conn, work, decoded)
-                self._count("groups")
-                return outcomes
-            except Exception as err:
-                log.info("a group of %d failed (%s); committing one by one", len(work), err)
-        outcomes = []
-        for topic, payload in work:
-            outcome = self._commit(topic, payload)
-            if outcome is None:
-                return None
-            outcomes.append(outcome)
-        return outcomes
-
-    def _commit(self, topic: str, payload: bytes) -> ingest.Outcome | None:
-        try:
-            with self.engine.begin() as conn:
-                return ingest.handle(conn, topic, payload)
-        except UNAVAILABLE as err:  # no ack: the caller tries again
-            return self._unavailable(topic, err)
-        except Exception as err:  # this message's own trouble: it would fail forever
-            reason = f"could not be stored: {type(err).__name__}: {err}"[:500]
-        try:
-            with self.engine.begin() as conn:
-                outcome = ingest.quarantine(conn, topic, payload, reason)
-        except Exception as err:
-            return self._unavailable(topic, err)
-        log.warning("ingest quarantined a message on %s: %s", topic, reason)
-        return outcome
-
-    def _unavailable(self, topic: str, err: Exception) -> None:
-        log.warning("ingest could not commit a message on %s: %s", topic, err)
-        self._count("ingest_errors")
-        return None
-
-    def _count(self, name: str) -> None:
-        self.counters[name] = self.counters.get(name, 0) + 1
-
-    async def _push_loop(self, client: aiomqtt.Client) -> None:
-        """Settings and commands out to gateways, by one ingest process of many (the
-        holder of the pushers' lock, server/leader.py): the others stand by and take over
-        within FOLLOWER_RETRY_S of its death."""
-        last_sweep = 0.0
-        while True:
-            self._wake.clear()  # before looking: a change made while we push wakes us again
-            outbox, leading = [], False
-            try:
-                leading = await asyncio.to_thread(self._pushing.held)
-                if leading:
-                    outbox = await asyncio.to_thread(self._prepare_pushes)
-                else:
-                    self._published.clear()  # another pushes; taking over, we push all anew
-            except UNAVAILABLE as err:  # the database is down: try again at the next round
-                log.warning("cannot prepare settings and commands to push: %s", err)
-            for topic, payload, retain, command_id, gateway_id, published in outbox:
-                await client.publish(topic, payload, qos=1, retain=retain)
-                if command_id is not None:
-                    await asyncio.to_thread(self._mark_sent, command_id)
-                if published is not None:
-                    self._published[gateway_id] = published
-                    self._pushed_at[gateway_id] = s.utcnow()
-            if time.monotonic() - last_sweep > self.sweep_every_s:
-                last_sweep = time.monotonic()
-                try:
-                    await asyncio.to_thread(self._sweep)
-                except Exception as err:
-                    log.warning("status sweep failed: %s", err)
-            with contextlib.suppress(TimeoutError):
-                wait_s = self.sweep_every_s if leading else FOLLOWER_RETRY_S
-                await asyncio.wait_for(self._wake.wait(), wait_s)
-
-    def _prepare_pushes(self) -> list[tuple]:
-        """Settings whose effective version or seal key differs from what we retained,
-        sealed for the wire, and pending commands, as (topic, payload, retain, command id,
-        gateway id, (version, seal key)). Each gateway
-        and each command is prepared on its own: one that cannot be (a value the wire
-        refuses, a key that does not open its credentials) is skipped with an event, and
-        every other gateway of every tenant still gets its settings and commands."""
-        out = []
-        now_s = int(time.time())
-        with self.engine.connect() as reading:  # one connection for the round's reads
-            gateways = reading.execute(
-                select(s.gateways).where(
-                    s.gateways.c.tenant_id.is_not(None), s.gateways.c.mqtt_username.is_not(None)
-                )
-            ).all()
-            pending = commands.pending(reading)
-            reading.rollback()
-            out += self._prepare_settings(reading, gateways, now_s)
-        for row, serial in pending:
-            try:
-                topic, payload = encode_publish(commands.as_message(row), serial)
-            except Exception as err:
-                with self.engine.begin() as conn:
-                    commands.fail(conn, row.id, f"cannot be sent: {err}")
-                continue
-            out.append((topic, payload, False, row.id, row.gateway_id, None))
-        return out
-
-    def _prepare_settings(self, reading: Any, gateways: list, now_s: int) -> list[tuple]:
-        """Each gateway's settings to retain, where they changed; one that fails is
-        skipped (its reads rolled back, so the connection serves the next one)."""
-        out = []
-        versions = config.effective_versions(reading)  # one query, not one per gateway
-        reading.rollback()
-        for gateway in gateways:
-            # A restarted agent enrolls with a new key: the same version, sealed again.
-            known = (versions.get(gateway.id, 0), gateway.seal_public_key)
-            if self._published.get(gateway.id) == known and not self._missed(gateway, known[0]):
-                continue
-            try:
-                settings = config.effective_settings(reading, gateway, self.box, now_s=now_s)
-                reading.rollback()
-                if settings is None:
-                    continue
-                published = (settings.version, gateway.seal_public_key)
-                with self.engine.begin() as conn:
-                    settings = config.for_wire(conn, gateway, settings)
-                topic, payload = encode_publish(settings, gateway.serial)
-            except UNAVAILABLE:
-                raise
-            except Exception as err:
-                reading.rollback()
-                self._cannot_push(gateway, "settings", err)
-                continue
-            out.append((topic, payload, True, None, gateway.id, published))
-        return out
-
-    def _missed(self, gateway: Any, version: int) -> bool:
-        """Heard from well after our push, yet still on other settings: the retained copy
-        did not reach it (a cluster's node keeps retained messages to itself, and the
-        gateway connected to another). Pushed again, once per REPUSH_S of its activity."""
-        pushed = self._pushed_at.get(gateway.id)
-        return (
-            pushed is not None
-            and gateway.last_seen_at is not None
-            and gateway.settings_version_applied != version
-            and (gateway.last_seen_at - pushed).total_seconds() > REPUSH_S
-        )
-
-    def _cannot_push(self, gateway: Any, what: str, err: Exception) -> None:
-        """Recorded once per gateway and cause, not at every round of the push loop."""
-        cause = f"{type(err).__name__}: {err}"[:300]
-        if self._unpushable.get(gateway.id) == cause:
-            return
-        self._unpushable[gateway.id] = cause
-        log.warning("gateway %s: its %s cannot be pushed: %s", gateway.serial, what, cause)
-        with self.engine.begin() as conn:
-            record_event(
-                conn,
-                tenant_id=gateway.tenant_id,
-                gateway_id=gateway.id,
-                code="settings_not_pushed",
-                severity="error",
-                detail={"error": cause, "action": "correct this gateway's settings"},
-            )
-
     def _hold_node_name(self) -> None:
         """This process's claim on its ingest session name, renewed by the sweep. Two
         processes under one name would take the session from each other at every
@@ -654,16 +307,6 @@ class DeviceService:
                     s.ingest_nodes.c.node_name == self.node_name, s.ingest_nodes.c.holder == HOLDER
                 )
             )
-
-    def _mark_sent(self, command_id: int) -> None:
-        with self.engine.begin() as conn:
-            commands.mark_sent(conn, command_id)
-
-    def _sweep(self) -> None:
-        self._hold_node_name()
-        with self.engine.begin() as conn:
-            status.sweep_silent(conn, self.heartbeat_s)
-            commands.expire(conn)
 
 
 def device_service(settings: Any, engine: Engine, box: CredentialBox) -> DeviceService:
