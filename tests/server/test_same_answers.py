@@ -19,7 +19,7 @@ import pytest
 from bench import queries
 from kenshin.server import accounts
 from kenshin.server.app import create_app
-from kenshin.server.metering import api, series
+from kenshin.server.metering import api, peaks, series
 from kenshin.server.settings import Settings
 
 from .conftest import PostgresDatabases, bearer, serving
@@ -141,7 +141,7 @@ def test_series_and_list_answers_are_the_same_bytes(bench_database: str) -> None
         (series.EnergyPoint, api.EnergyValue),
         (api.PowerAnswer, api.PowerSeries),
         (series.PowerPoint, api.PowerValue),
-        (series.DayPeak, api.DailyPeak),
+        (peaks.DayPeak, api.DailyPeak),
     ],
 )
 def test_what_is_written_has_its_models_fields_in_order(written, model) -> None:

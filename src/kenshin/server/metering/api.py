@@ -24,7 +24,7 @@ from ..deps import Conn, Principal, RowId, TenantId, require_role
 from ..jsonout import json_response
 from ..problems import Problem
 from ..times import JstDateTime
-from . import current, series
+from . import current, peaks, series
 from .csvout import CSV_RESPONSE, CsvStream, csv_response, jst_text
 from .series import MAX_DAYS, MAX_POWER_DAYS, MAX_POWER_POINTS, MAX_TENANT_CSV_DAYS
 
@@ -422,15 +422,15 @@ def meter_peaks(
 ):
     _meter(conn, meter_id, tenant_id)
     _check_range(first, last, MAX_DAYS["day"], "peaks")
-    peaks = series.daily_peaks(conn, meter_id, first, last)
+    days = peaks.daily_peaks(conn, meter_id, first, last)
     if format == "json":  # a Page[DailyPeak] (every day: one page), written as jsonout does
-        return json_response({"items": peaks, "next_cursor": None})
+        return json_response({"items": days, "next_cursor": None})
     _exported(request, conn, principal, tenant_id)
     return csv_response(
         f"meter-{meter_id}-peaks-{first}-{last}.csv",
         ["day", "import_w", "import_at_jst", "export_w", "export_at_jst"],
         (
             [p.day, p.import_w, jst_text(p.import_at), p.export_w, jst_text(p.export_at)]
-            for p in peaks
+            for p in days
         ),
     )

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from ..deps import Conn, Principal, RowId, TenantId, require_role
 from ..times import JstDateTime
-from . import series
+from . import peaks
 from .api import DIRECTIONS, Direction, First, Last, _check_range, _meter
 
 __all__ = ["MAX_DEMAND_DAYS", "router"]
@@ -73,11 +73,11 @@ def meter_demand(
     sense = DIRECTIONS[direction]
     days = [
         DemandDay(day=d.day, start=d.start, wh=d.wh, demand_w=d.demand_w)
-        for d in series.demand_peaks(conn, meter_id, sense, first, last)
+        for d in peaks.demand_peaks(conn, meter_id, sense, first, last)
     ]
     valued = [d for d in days if d.wh is not None]
     peak = max(valued, key=lambda d: (d.wh, -d.start.timestamp())) if valued else None
-    instant = series.instant_peak(conn, meter_id, sense, first, last)
+    instant = peaks.instant_peak(conn, meter_id, sense, first, last)
     return Demand(
         meter_id=meter_id,
         direction=direction,
