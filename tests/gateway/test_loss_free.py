@@ -288,6 +288,7 @@ def test_nothing_measured_is_lost_under_faults(tmp_path, request):
             queue.close()
 
             regs = fleet.meters[0].registers
+            endpoint = fleet.endpoints[0]
             with engine.connect() as conn:
                 fixed = conn.execute(select(s.readings_fixed)).all()
                 instant = conn.execute(select(s.readings_instant)).all()
@@ -326,12 +327,28 @@ def test_nothing_measured_is_lost_under_faults(tmp_path, request):
             (down_from - timedelta(minutes=3), down_to + timedelta(minutes=5)),
             (cut_from - timedelta(minutes=3), cut_to + timedelta(minutes=30)),
         ]
-        missing = [
-            t
-            for t in range(int(START.timestamp()) + 300, last_slot, 60)
-            if t not in have and not any(a.timestamp() <= t <= b.timestamp() for a, b in gaps)
-        ]
-        assert len(missing) <= 3, f"{len(missing)} minutes without a sample: {missing[:10]}"
+
+        def outside_gaps(t: int) -> bool:  # and inside the period checked
+            return int(START.timestamp()) + 300 <= t < last_slot and not any(
+                a.timestamp() <= t <= b.timestamp() for a, b in gaps
+            )
+
+        minutes = [t for t in range(int(START.timestamp()) + 300, last_slot, 60) if outside_gaps(t)]
+        missing = [t for t in minutes if t not in have]
+        # Nothing measured is lost: every instant read the meter answered outside the gaps
+        # is a sample in the database. On a loaded machine the gateway may stall for a real
+        # second, four simulated minutes; it then reads the next minute, never the past one,
+        # so a minute it did not ask for is not a loss. One read at each gap's two edges
+        # may fall on either side of it.
+        answered = [t for t in endpoint.instant_reads_answered if outside_gaps(t)]
+        stored = [t for t in times if outside_gaps(t)]
+        assert len(stored) >= len(answered) - 2 * len(gaps), (
+            f"the meter answered {len(answered)} instant reads, {len(stored)} stored; "
+            f"minutes without a sample: {missing[:10]}"
+        )
+        # And the gateway read on: on a quiet machine every minute but a few; a loaded one
+        # (load average 15-20 seen) skipped 26 of about 300.
+        assert len(missing) <= max(3, len(minutes) // 4), f"{len(missing)} minutes unread"
         assert leftover["fixed"] == 0, leftover
 
     run(scenario(), timeout_s=400)

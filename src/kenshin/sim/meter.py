@@ -235,6 +235,9 @@ class MeterEndpoint(EchonetDeviceEndpoint):
         self._rng = random.Random(meter.config.seed ^ 0x5EED)
         self._announcer: asyncio.Task | None = None
         self.requests_answered = 0
+        # When (simulated Unix seconds) each Get of instant power was answered: what a
+        # controller measured, so a test can tell a sample lost from a minute never read.
+        self.instant_reads_answered: list[int] = []
 
     @property
     def faults(self) -> MeterFaults:
@@ -269,6 +272,8 @@ class MeterEndpoint(EchonetDeviceEndpoint):
         answers = self._answers(frame)
         copies = 2 if faults.duplicate_rate and self._rng.random() < faults.duplicate_rate else 1
         self.requests_answered += 1
+        if frame.esv == ESV.GET and any(p.epc == 0xE7 for p in frame.props):
+            self.instant_reads_answered.append(int(self.meter.clock.now().timestamp()))
         if faults.delay_s:
             loop = asyncio.get_running_loop()
             for answer in answers:
