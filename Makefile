@@ -2,9 +2,9 @@
 # `make check` is the quick loop while working: lint and the fast tests.
 PYTHON ?= python3
 # Parallel pytest workers. The suite mostly waits (sockets, PostgreSQL, simulated meters,
-# Chromium): on 2 cores 4 workers used under one core on average (922 CPU-s in 944 s), so
-# more workers than cores pays off (README).
-WORKERS ?= 8
+# Chromium), so more workers than cores pays off, up to a point: on 2 cores 4 workers took
+# 944 s (922 CPU-s), 8 took 976 s (1,138 CPU-s, and two benches timed out under the load).
+WORKERS ?= 4
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
