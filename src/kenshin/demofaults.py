@@ -23,7 +23,7 @@ from sqlalchemy import Engine, func, select, update
 
 from kenshin.jst import JST
 from kenshin.server import schema as s
-from kenshin.server.alerts.engine import open_alert, opened_at, transition
+from kenshin.server.alerts.engine import alert_opened_at, open_alert, transition
 from kenshin.server.events import record_event
 
 __all__ = ["FAULTS", "Fault", "inject", "record"]
@@ -140,7 +140,7 @@ def record(engine: Engine, homes: list, anchor: datetime, history_days: int) -> 
                 detail = {"problems": [problem]}
             opened = start + RULE_SPAN[fault.kind]
             subject = f"meter:{meter_id}"
-            if opened_at(conn, tenant_id, rule, subject, opened):
+            if alert_opened_at(conn, tenant_id, rule, subject, opened):
                 continue
             alert = open_alert(
                 conn,

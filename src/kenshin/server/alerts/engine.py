@@ -165,7 +165,9 @@ def open_alert(
     return alert
 
 
-def opened_at(conn: Connection, tenant_id: int, rule: str, subject: str, at: datetime) -> bool:
+def alert_opened_at(
+    conn: Connection, tenant_id: int, rule: str, subject: str, at: datetime
+) -> bool:
     """Whether an alert of this rule and subject opened at `at` (the demo's history is
     written once however often the demo starts)."""
     a = s.alerts.c
