@@ -26,7 +26,7 @@ import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from kenshin.echonet.edt import JST
+from kenshin.jst import JST
 from kenshin.server.analytics.forecast import (
     SLOTS,
     forecast_with_band,

@@ -42,7 +42,7 @@ import httpx
 import psycopg
 from fastapi.testclient import TestClient
 
-from kenshin.echonet.edt import JST
+from kenshin.jst import JST
 from kenshin.server import accounts, schema
 from kenshin.server.app import create_app
 from kenshin.server.db import make_engine, migrate

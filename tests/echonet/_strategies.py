@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from kenshin.echonet import edt as e
 from kenshin.echonet.classes import all_classes
 from kenshin.echonet.frame import EOJ, ESV, Frame, Property
+from kenshin.jst import JST
 
-JST = e.JST
 ENERGY_MAX = e.ENERGY_RAW.maximum
 PRINTABLE = "".join(chr(c) for c in range(0x20, 0x7F))  # printable ASCII
 

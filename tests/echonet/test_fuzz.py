@@ -29,7 +29,7 @@ from kenshin.echonet import (
 )
 from kenshin.echonet import edt as e
 from kenshin.echonet.classes import all_classes
-from kenshin.echonet.edt import JST
+from kenshin.jst import JST
 
 from ._strategies import sample_edt, typed_frames
 

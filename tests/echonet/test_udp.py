@@ -16,6 +16,7 @@ from kenshin.echonet import (
     ESV,
     NODE_PROFILE,
     SMART_METER,
+    EchonetDecodeError,
     Frame,
     LocalNode,
     Property,
@@ -427,7 +428,7 @@ def test_malformed_edt_in_an_answer_is_reported_not_raised() -> None:
             meter.bind(0xE8, get=lambda: b"\x00\x01")  # a broken meter: 2 bytes, not 4
             r = await client.get("127.0.1.1", SMART_METER, [0xE7, 0xE8])
             assert r.values[0xE7] == 100
-            assert isinstance(r.values[0xE8], e.EchonetDecodeError)
+            assert isinstance(r.values[0xE8], EchonetDecodeError)
             assert r.values[0xE8].epc == 0xE8
 
     run(main())

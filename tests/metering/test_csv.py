@@ -13,7 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import update
 
-from kenshin.echonet.edt import JST
+from kenshin.jst import JST
 from kenshin.server import accounts
 from kenshin.server import schema as s
 from kenshin.server.app import create_app

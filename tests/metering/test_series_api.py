@@ -17,7 +17,7 @@ from itertools import islice
 
 import pytest
 
-from kenshin.echonet.edt import JST
+from kenshin.jst import JST
 from kenshin.server import ingest
 from kenshin.server.devices.registry import meter_ref
 from kenshin.server.metering import series

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kenshin.echonet.edt import JST
+from kenshin.jst import JST
 from kenshin.server.metering.slots import (
     SLOT_S,
     Boundary,

@@ -13,7 +13,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import insert, select
 
-from kenshin.echonet.edt import JST
+from kenshin.jst import JST
 from kenshin.ports import free_tcp_port
 from kenshin.server import ingest
 from kenshin.server import schema as s

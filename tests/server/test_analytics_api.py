@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, time, timedelta
 import pytest
 from sqlalchemy import insert, select
 
-from kenshin.echonet.edt import JST
+from kenshin.jst import JST
 from kenshin.server import schema as s
 from kenshin.server.analytics import retail
 from kenshin.server.analytics.generation import CsvWeather, WeatherError

@@ -26,8 +26,8 @@ import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
 
-from kenshin.echonet.edt import JST
 from kenshin.gateway.identity import Identity, new_claim_code
+from kenshin.jst import JST
 from kenshin.server import ingest
 from kenshin.server.alerts.engine import run_rules
 from kenshin.server.schema import utcnow

@@ -233,7 +233,7 @@ def test_the_api_keeps_tenants_apart_and_credentials_hidden(client, new_client, 
 def test_ingest_keeps_slot_energy_exact_through_gaps_and_late_data(engine, world, fleet):
     from datetime import datetime, timedelta
 
-    from kenshin.echonet.edt import JST
+    from kenshin.jst import JST
     from kenshin.sim.load import HouseholdProfile, LoadModel
     from kenshin.sim.registers import MeterRegisters
 
@@ -299,7 +299,7 @@ def test_ingest_keeps_slot_energy_exact_through_gaps_and_late_data(engine, world
 def test_a_days_slots_as_json_and_excel_csv(client, new_client, engine, world, fleet):
     from datetime import datetime, timedelta
 
-    from kenshin.echonet.edt import JST
+    from kenshin.jst import JST
 
     meter = _meter(engine, world, fleet)
     day = datetime(2026, 4, 2, tzinfo=JST)

@@ -124,7 +124,7 @@ def test_tenant_forecasts_are_stored_for_today_and_tomorrow(engine, world):
 
     from sqlalchemy import insert, select
 
-    from kenshin.echonet.edt import JST
+    from kenshin.jst import JST
     from kenshin.server import schema as s
     from kenshin.server.analytics.store import read_tenant_forecast, refresh_tenant
 

@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import insert, update
 
-from kenshin.echonet.edt import JST
 from kenshin.gateway.identity import Identity, new_claim_code
+from kenshin.jst import JST
 from kenshin.server import ingest
 from kenshin.server import schema as s
 from kenshin.server.devices import registry

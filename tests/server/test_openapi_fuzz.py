@@ -19,7 +19,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from kenshin.echonet.edt import JST
+from kenshin.jst import JST
 from kenshin.server import accounts, security
 from kenshin.server.app import create_app
 from kenshin.server.bootstrap import create_tenant, ensure_admin

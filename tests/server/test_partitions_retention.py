@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy import func, insert, select, text, update
 
-from kenshin.echonet.edt import JST
+from kenshin.jst import JST
 from kenshin.server import schema as s
 from kenshin.server.metering.partitions import (
     PARTITIONED,

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
-from kenshin.echonet.edt import JST
+from kenshin.jst import JST
 from kenshin.server import ingest
 from kenshin.server import schema as s
 from kenshin.server.metering.rollups import day_start, hour_start, month_start

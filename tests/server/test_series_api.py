@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import insert
 
-from kenshin.echonet.edt import JST
+from kenshin.jst import JST
 from kenshin.server import ingest
 from kenshin.server import schema as s
 from kenshin.sim.load import HouseholdProfile, LoadModel

@@ -12,7 +12,7 @@ from decimal import Decimal
 
 import pytest
 
-from kenshin.echonet.edt import JST
+from kenshin.jst import JST
 from kenshin.server.devices import registry
 from kenshin.server.security import CredentialBox
 

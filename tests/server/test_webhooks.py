@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from sqlalchemy import func, select
 
-from kenshin.echonet.edt import JST
+from kenshin.jst import JST
 from kenshin.ports import free_tcp_port
 from kenshin.server import ingest
 from kenshin.server import schema as s

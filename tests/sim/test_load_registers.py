@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kenshin.echonet.edt import JST
 from kenshin.echonet.smart_meter import EnergyScale, EnergyUnit
+from kenshin.jst import JST
 from kenshin.sim.load import SLOT_S, STEPS_PER_SLOT, HouseholdProfile, LoadModel
 from kenshin.sim.registers import WS_PER_UNIT, MeterRegisters, floor_time
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy import insert
 
-from kenshin.echonet.edt import JST
+from kenshin.jst import JST
 from kenshin.server import schema as s
 from kenshin.server.devices import registry
 from kenshin.wire import FixedTimeValue, InstantSample, ReadingsBatch

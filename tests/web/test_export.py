@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from playwright.sync_api import expect
 
-from kenshin.echonet.edt import JST
+from kenshin.jst import JST
 from kenshin.server.web.i18n import translator
 
 from .conftest import FLEET_A, Panel, download_csv, screenshot

@@ -18,7 +18,7 @@ import pytest
 from playwright.sync_api import expect
 from sqlalchemy import func, insert, select
 
-from kenshin.echonet.edt import JST
+from kenshin.jst import JST
 from kenshin.server import schema as s
 from kenshin.server.bootstrap import create_tenant, create_user
 from kenshin.server.metering.series import jst_midnight

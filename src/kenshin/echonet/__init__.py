@@ -1,6 +1,8 @@
 """ECHONET Lite, sans-I/O: frames, property codecs, class descriptions, the device role;
 plus a thin asyncio UDP adapter in `kenshin.echonet.udp`."""
 
+from kenshin.jst import JST
+
 from .classes import (
     Access,
     ClassSpec,
@@ -12,7 +14,7 @@ from .classes import (
     register_class,
 )
 from .device import LocalNode, LocalObject, PropertyRefused
-from .edt import JST, EnergyUnit
+from .edt import EnergyUnit
 from .errors import EchonetDecodeError, EchonetEncodeError, EchonetError
 from .frame import (
     CONTROLLER,

@@ -1,0 +1,91 @@
+"""Codecs for property values (EDT): bytes <-> typed Python values. No I/O.
+
+Each codec knows one EDT layout. `decode` raises `EchonetDecodeError` (offset inside the
+EDT); `encode` raises `EchonetEncodeError`. Codecs are small objects so that classes can
+be described by data (see `classes.py`) and so tests can walk every one of them.
+
+`codecs.py` holds the generic layouts (integers, choices, dates, property maps, versions);
+`smart_meter.py` the low-voltage smart meter's own (registers, history, currents).
+"""
+
+from .codecs import (
+    ENERGY_MAX,
+    HISTORY1_SLOTS,
+    NO_DATA_S16,
+    NO_DATA_S32,
+    NO_DATA_U32,
+    UNSET_YEAR,
+    Ascii,
+    Choice,
+    ClassListCodec,
+    Codec,
+    DateCodec,
+    InstanceListCodec,
+    NodeVersion,
+    NodeVersionCodec,
+    PropertyMapCodec,
+    Raw,
+    Signed,
+    StandardVersion,
+    StandardVersionCodec,
+    TimeCodec,
+    Unsigned,
+)
+from .smart_meter import (
+    ENERGY_RAW,
+    Currents,
+    CurrentsCodec,
+    EnergyUnit,
+    FaultStatus,
+    FixedTimeEnergy,
+    FixedTimeEnergyCodec,
+    History1,
+    History1Codec,
+    History2,
+    History2Codec,
+    HistoryTime,
+    HistoryTimeCodec,
+    OneMinuteEnergy,
+    OneMinuteEnergyCodec,
+    OnOff,
+)
+
+__all__ = [
+    "ENERGY_MAX",
+    "ENERGY_RAW",
+    "HISTORY1_SLOTS",
+    "NO_DATA_S16",
+    "NO_DATA_S32",
+    "NO_DATA_U32",
+    "UNSET_YEAR",
+    "Ascii",
+    "Choice",
+    "ClassListCodec",
+    "Codec",
+    "Currents",
+    "CurrentsCodec",
+    "DateCodec",
+    "EnergyUnit",
+    "FaultStatus",
+    "FixedTimeEnergy",
+    "FixedTimeEnergyCodec",
+    "History1",
+    "History1Codec",
+    "History2",
+    "History2Codec",
+    "HistoryTime",
+    "HistoryTimeCodec",
+    "InstanceListCodec",
+    "NodeVersion",
+    "NodeVersionCodec",
+    "OnOff",
+    "OneMinuteEnergy",
+    "OneMinuteEnergyCodec",
+    "PropertyMapCodec",
+    "Raw",
+    "Signed",
+    "StandardVersion",
+    "StandardVersionCodec",
+    "TimeCodec",
+    "Unsigned",
+]
