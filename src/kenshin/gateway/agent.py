@@ -113,6 +113,11 @@ class AgentOptions:
     # Failed connects in a row after which the agent asks the server again where its broker
     # is (it may have moved); once per outage. A broker restart is over long before.
     reenroll_after_failures: int = 6
+    # Refusals of the credential in a row (a backoff apart) that mean it was revoked or
+    # rotated. One may be the broker's auth backend failing under load: RabbitMQ answers
+    # "not authorized" when its HTTP call to the server times out, and a fleet that
+    # enrolled again at each would storm the server exactly when it is busiest.
+    refusals_before_reenroll: int = 2
     settings_wait_s: float = 30.0
 
 
@@ -145,6 +150,7 @@ class GatewayAgent:
         self._events: list[Event] = []  # to send with the next flush (the uplink may be down)
         self._reconnect = Backoff(options.reconnect_backoff_s)
         self._node_attempt = 0  # which of the broker's nodes (a cluster) to try next
+        self._refusals = 0  # of our credential, in a row
 
     @property
     def gateway_id(self) -> str:
@@ -169,10 +175,12 @@ class GatewayAgent:
                 except LINK_ERRORS as err:
                     self.state.count("uplink")
                     if _credential_refused(err):
-                        # Revoked or rotated on the server: only a new enrollment helps.
-                        log.warning("the broker refused our credential; enrolling again")
                         self.state.count("credential_refused")
-                        self.enrollment = None
+                        self._refusals += 1
+                        if self._refusals >= self.options.refusals_before_reenroll:
+                            # Revoked or rotated on the server: only a new enrollment helps.
+                            log.warning("the broker refused our credential; enrolling again")
+                            self.enrollment, self._refusals = None, 0
                     else:
                         self._node_attempt += 1  # a cluster's next node, where there are several
                         if self._reconnect.failures + 1 == self.options.reenroll_after_failures:
@@ -206,6 +214,7 @@ class GatewayAgent:
             for topic_filter in device_subscriptions(self.gateway_id):
                 await client.subscribe(topic_filter, qos=1)
             self._reconnect.reset()
+            self._refusals = 0
             self.state.connections += 1
             try:
                 async with asyncio.TaskGroup() as group:
