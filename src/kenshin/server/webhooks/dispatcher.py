@@ -40,6 +40,7 @@ import httpx
 from sqlalchemy import Connection, Engine, Row, delete, func, insert, or_, select, update
 
 from .. import schema as s
+from ..chunked import delete_before
 from ..retry import after_failure
 from ..security import CredentialBox, CredentialError
 from .signing import SIGNATURE_HEADER, sign
@@ -54,6 +55,7 @@ __all__ = [
     "http_post",
     "http_poster",
     "sealed_for",
+    "trim_webhook_tables",
 ]
 
 log = logging.getLogger(__name__)
@@ -382,3 +384,20 @@ def _dead(conn: Connection, head: Row, attempts: int, error: str, now: datetime)
         )
     )
     log.warning("webhook delivery %s given up after %d tries: %s", head.id, attempts, error)
+
+
+def trim_webhook_tables(
+    engine: Engine, now: datetime, *, outbox_keep: timedelta, log_keep: timedelta
+) -> dict[str, int]:
+    """Outbox rows older than `outbox_keep` (no dispatcher took them: none runs, or the
+    tenant's webhooks went since) and finished deliveries (delivered or dead) created
+    before `log_keep` are deleted. Run by the retention job on every node, whether or not
+    it runs the dispatcher: the outbox would otherwise grow without end on a node whose
+    dispatcher is off."""
+    finished = s.webhook_deliveries.c.state.in_(("delivered", "dead"))
+    return {
+        "outbox": delete_before(engine, s.outbox, "at", now - outbox_keep),
+        "webhook_deliveries": delete_before(
+            engine, s.webhook_deliveries, "created_at", now - log_keep, finished
+        ),
+    }
