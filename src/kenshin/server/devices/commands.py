@@ -74,6 +74,24 @@ def get(conn: Connection, command_id: int, tenant_id: int) -> Row | None:
     ).first()
 
 
+def newest(
+    conn: Connection, tenant_id: int, gateway_id: int, name: str, since: datetime
+) -> Row | None:
+    """The gateway's newest command `name` created after `since`, if any."""
+    c = s.commands.c
+    return conn.execute(
+        select(s.commands)
+        .where(
+            c.tenant_id == tenant_id,
+            c.gateway_id == gateway_id,
+            c.name == name,
+            c.created_at > since,
+        )
+        .order_by(c.id.desc())
+        .limit(1)
+    ).first()
+
+
 def pending(conn: Connection) -> list[tuple[Row, str]]:
     """Commands to publish, with their gateway's MQTT id."""
     rows = conn.execute(

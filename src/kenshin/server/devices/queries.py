@@ -1,22 +1,139 @@
-"""The devices room's reads for its HTTP lists: gateways, meters and sites, a page at a time.
+"""The devices room's reads: its HTTP lists (gateways, meters and sites, a page at a
+time) and the doors other rooms read meters and gateways through.
 
 Separate from the handlers (`devices/api/`) so the SQL of a list lives in one place and
 the handlers only check, call and shape; separate from `registry.py`, which holds the
 room's writes and its one-row doors for other rooms. The site list's statement is built
 once per shape and cached (`_site_list`): its values are bound parameters.
+
+A door that another room joins to (`tenant_meters`, `tenant_meter`, `export_meters`)
+hands out a selectable with named columns, never the table: the caller keeps its one
+query, and the meters' table stays this room's to change. A tenant or meter id may be a
+`bindparam`, for statements built once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, Row, Select, String, bindparam, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Row,
+    Select,
+    String,
+    Subquery,
+    bindparam,
+    func,
+    or_,
+    select,
+)
 
 from .. import listing
 from .. import schema as s
 from ..metering.current import site_summary_columns, site_summary_values
 from . import registry
+
+
+def tenant_meters(tenant_id: int | ColumnElement) -> Subquery:
+    """The tenant's meters (`id`, `site_id`, `gateway_id`, `created_at`), to join to."""
+    m = s.meters.c
+    return (
+        select(m.id, m.site_id, m.gateway_id, m.created_at)
+        .where(m.tenant_id == tenant_id)
+        .subquery("tenant_meters")
+    )
+
+
+def tenant_meter_ids(tenant_id: int | ColumnElement) -> Select:
+    """The ids of the tenant's meters, for an IN or a count."""
+    m = s.meters.c
+    return select(m.id).where(m.tenant_id == tenant_id)
+
+
+def tenant_meter(meter_id: int | ColumnElement, tenant_id: int | ColumnElement) -> Select:
+    """The meter's id (one row) if it is the tenant's, else no row: to join from or to
+    test with `.exists()` in the caller's query."""
+    m = s.meters.c
+    return select(m.id).where(m.id == meter_id, m.tenant_id == tenant_id)
+
+
+def has_meter(conn: Connection, tenant_id: int, meter_id: int) -> bool:
+    return conn.execute(tenant_meter(meter_id, tenant_id)).first() is not None
+
+
+def meter_count(conn: Connection, tenant_id: int) -> int:
+    counted = select(func.count()).select_from(tenant_meter_ids(tenant_id).subquery())
+    return conn.execute(counted).scalar_one()
+
+
+def export_meters(
+    tenant_id: int, site_ids: Sequence[int] | None = None, q: str | None = None
+) -> Subquery:
+    """The tenant's meters an export is of (on the sites `site_ids`, found by `q`: see
+    `registry.meter_search`) and whom each serves: `meter_id`, `service_code`,
+    `customer_id`, `supply_point`."""
+    m, site = s.meters.c, s.sites.c
+    return (
+        select(m.id.label("meter_id"), site.service_code, site.customer_id, m.supply_point)
+        .join_from(s.meters, s.sites, site.id == m.site_id)
+        .where(
+            listing.combine(
+                m.tenant_id == tenant_id,
+                m.site_id.in_(site_ids) if site_ids else None,
+                registry.meter_search(q, tenant_id),
+            )
+        )
+        .subquery("export_meters")
+    )
+
+
+def working_meters(conn: Connection) -> list[Row]:
+    """Every meter behind a working gateway (`id`, `tenant_id`, `gateway_id`), by id."""
+    m, g = s.meters.c, s.gateways.c
+    return conn.execute(
+        select(m.id, m.tenant_id, m.gateway_id)
+        .join(s.gateways, g.id == m.gateway_id)
+        .where(g.state == "working")
+        .order_by(m.id)
+    ).all()
+
+
+def lock_meter(conn: Connection, meter_id: int) -> None:
+    """Lock the meter's row to the end of the transaction (PostgreSQL; SQLite has one
+    writer anyway): what one meter's writers take turns on."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(s.meters.c.id).where(s.meters.c.id == meter_id).with_for_update())
+
+
+def queue_depths(
+    conn: Connection, tenant_id: int, since: datetime, reports: int
+) -> dict[int, list[int]]:
+    """The queue depths of each of the tenant's gateways' last `reports` reports since
+    `since`, oldest first."""
+    r, g = s.gateway_reports.c, s.gateways.c
+    ranked = (
+        select(
+            r.gateway_id,
+            r.queue_depth,
+            func.row_number().over(partition_by=r.gateway_id, order_by=r.at.desc()).label("n"),
+        )
+        .join_from(s.gateway_reports, s.gateways, g.id == r.gateway_id)
+        .where(g.tenant_id == tenant_id, r.at >= since)
+        .subquery()
+    )
+    rows = conn.execute(
+        select(ranked.c.gateway_id, ranked.c.queue_depth)
+        .where(ranked.c.n <= reports)
+        .order_by(ranked.c.gateway_id, ranked.c.n.desc())
+    )
+    depths: dict[int, list[int]] = {}
+    for gateway_id, depth in rows:
+        depths.setdefault(gateway_id, []).append(depth)
+    return depths
 
 
 def gateway_page(
@@ -151,7 +268,7 @@ def _site_list(sort: str, searched: bool, in_states: bool, after: bool) -> Selec
         s.sites,
         of_first_gateway(first.id).label("gateway_id"),
         of_first_gateway(first.state).label("gateway_state"),
-        *site_summary_columns(),
+        *site_summary_columns(select(m.id).where(m.site_id == site.id).correlate(s.sites)),
     ).where(
         listing.combine(
             site.tenant_id == tenant_id,
