@@ -17,7 +17,7 @@ from . import listing
 from . import schema as s
 from .outbox import subscribed
 
-__all__ = ["record_event", "tenant_events"]
+__all__ = ["event_details", "record_event", "tenant_events"]
 
 
 def record_event(
@@ -64,6 +64,14 @@ def record_event(
             )
         )
     return event_id
+
+
+def event_details(conn: Connection, tenant_id: int, code: str, since: datetime) -> list[dict]:
+    """The details of the tenant's events `code` recorded since `since` (without a
+    detail: not listed)."""
+    e = s.events.c
+    found = select(e.detail).where(e.tenant_id == tenant_id, e.code == code, e.at >= since)
+    return [detail for detail in conn.execute(found).scalars() if detail]
 
 
 def tenant_events(

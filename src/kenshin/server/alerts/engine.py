@@ -15,12 +15,19 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Connection, and_, insert, select, update
+from sqlalchemy import Connection, Row, and_, insert, select, update
 
 from .. import schema as s
 from ..analytics.anomalies import RULES, Finding, Rule
 
-__all__ = ["RuleConfig", "RunSummary", "configured_rules", "run_rules", "transition"]
+__all__ = [
+    "RuleConfig",
+    "RunSummary",
+    "configured_rules",
+    "rule_setting",
+    "run_rules",
+    "transition",
+]
 
 SEVERITY_RANK = {name: rank for rank, name in enumerate(s.SEVERITIES)}
 
@@ -31,6 +38,16 @@ class RuleConfig:
     params: Any
     enabled: bool
     severity: str
+
+
+def rule_setting(conn: Connection, tenant_id: int, rule: str) -> Row | None:
+    """The tenant's stored setting of `rule` (`params`, `enabled`, `severity`), if any;
+    also of a rule outside `RULES` that another room checks itself (analytics'
+    `imbalance`)."""
+    r = s.alert_rules.c
+    return conn.execute(
+        select(r.params, r.enabled, r.severity).where(r.tenant_id == tenant_id, r.rule == rule)
+    ).first()
 
 
 def configured_rules(conn: Connection, tenant_id: int) -> list[RuleConfig]:
