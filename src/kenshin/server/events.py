@@ -30,8 +30,10 @@ def record_event(
     gateway_id: int | None = None,
     meter_id: int | None = None,
     at: datetime | None = None,
+    webhooked: bool = True,
 ) -> int:
-    """Record an event; returns its id."""
+    """Record an event; returns its id. `webhooked=False`: not queued for the tenant's
+    webhooks (an event about a dead delivery, which must not queue another one)."""
     at = at or s.utcnow()
     event_id = conn.execute(
         insert(s.events)
@@ -46,7 +48,7 @@ def record_event(
         )
         .returning(s.events.c.id)
     ).scalar_one()
-    if tenant_id is not None and subscribed(conn, tenant_id, "event"):
+    if webhooked and tenant_id is not None and subscribed(conn, tenant_id, "event"):
         conn.execute(
             insert(s.outbox).values(
                 tenant_id=tenant_id,

@@ -91,6 +91,20 @@ def export_meters(
     )
 
 
+def service_codes(conn: Connection, meter_ids: set[int]) -> dict[int, str]:
+    """meter id -> its site's service code, as a webhook names the meter."""
+    if not meter_ids:
+        return {}
+    m, site = s.meters.c, s.sites.c
+    return dict(
+        conn.execute(
+            select(m.id, site.service_code)
+            .join_from(s.meters, s.sites, site.id == m.site_id)
+            .where(m.id.in_(meter_ids))
+        ).all()
+    )
+
+
 def working_meters(conn: Connection) -> list[Row]:
     """Every meter behind a working gateway (`id`, `tenant_id`, `gateway_id`), by id."""
     m, g = s.meters.c, s.gateways.c
