@@ -5,6 +5,7 @@ the caller; tenant-owned rows are always looked up together with their tenant.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,6 +31,7 @@ __all__ = [
     "insert_api_key",
     "insert_tenant",
     "insert_user",
+    "last_audited",
     "normalize_email",
     "start_session",
     "tenant_retentions",
@@ -72,6 +74,20 @@ def audit(
             request_id=logs.request_id.get(),
         )
     )
+
+
+def last_audited(
+    conn: Connection, tenant_id: int, action: str, targets: Iterable[str]
+) -> dict[str, datetime]:
+    """target -> when `action` was last done to it in the tenant, from the audit log (a
+    target without an entry, or whose entries the retention removed, is not in it)."""
+    a = s.audit_log.c
+    rows = conn.execute(
+        select(a.target, func.max(a.at))
+        .where(a.tenant_id == tenant_id, a.action == action, a.target.in_(list(targets)))
+        .group_by(a.target)
+    )
+    return dict(rows.all())
 
 
 def trim_audit_log(engine: Engine, cutoff: datetime, *, dry_run: bool = False) -> int:

@@ -33,14 +33,15 @@ from sqlalchemy import (
 )
 
 from .. import listing
-from .. import schema as s
 from ..metering.current import site_summary_columns, site_summary_values
+from ..schema_base import utcnow
 from . import registry
+from . import tables as t
 
 
 def tenant_meters(tenant_id: int | ColumnElement) -> Subquery:
     """The tenant's meters (`id`, `site_id`, `gateway_id`, `created_at`), to join to."""
-    m = s.meters.c
+    m = t.meters.c
     return (
         select(m.id, m.site_id, m.gateway_id, m.created_at)
         .where(m.tenant_id == tenant_id)
@@ -50,14 +51,14 @@ def tenant_meters(tenant_id: int | ColumnElement) -> Subquery:
 
 def tenant_meter_ids(tenant_id: int | ColumnElement) -> Select:
     """The ids of the tenant's meters, for an IN or a count."""
-    m = s.meters.c
+    m = t.meters.c
     return select(m.id).where(m.tenant_id == tenant_id)
 
 
 def tenant_meter(meter_id: int | ColumnElement, tenant_id: int | ColumnElement) -> Select:
     """The meter's id (one row) if it is the tenant's, else no row: to join from or to
     test with `.exists()` in the caller's query."""
-    m = s.meters.c
+    m = t.meters.c
     return select(m.id).where(m.id == meter_id, m.tenant_id == tenant_id)
 
 
@@ -76,10 +77,10 @@ def export_meters(
     """The tenant's meters an export is of (on the sites `site_ids`, found by `q`: see
     `registry.meter_search`) and whom each serves: `meter_id`, `service_code`,
     `customer_id`, `supply_point`."""
-    m, site = s.meters.c, s.sites.c
+    m, site = t.meters.c, t.sites.c
     return (
         select(m.id.label("meter_id"), site.service_code, site.customer_id, m.supply_point)
-        .join_from(s.meters, s.sites, site.id == m.site_id)
+        .join_from(t.meters, t.sites, site.id == m.site_id)
         .where(
             listing.combine(
                 m.tenant_id == tenant_id,
@@ -95,11 +96,11 @@ def service_codes(conn: Connection, meter_ids: set[int]) -> dict[int, str]:
     """meter id -> its site's service code, as a webhook names the meter."""
     if not meter_ids:
         return {}
-    m, site = s.meters.c, s.sites.c
+    m, site = t.meters.c, t.sites.c
     return dict(
         conn.execute(
             select(m.id, site.service_code)
-            .join_from(s.meters, s.sites, site.id == m.site_id)
+            .join_from(t.meters, t.sites, site.id == m.site_id)
             .where(m.id.in_(meter_ids))
         ).all()
     )
@@ -107,10 +108,10 @@ def service_codes(conn: Connection, meter_ids: set[int]) -> dict[int, str]:
 
 def working_meters(conn: Connection) -> list[Row]:
     """Every meter behind a working gateway (`id`, `tenant_id`, `gateway_id`), by id."""
-    m, g = s.meters.c, s.gateways.c
+    m, g = t.meters.c, t.gateways.c
     return conn.execute(
         select(m.id, m.tenant_id, m.gateway_id)
-        .join(s.gateways, g.id == m.gateway_id)
+        .join(t.gateways, g.id == m.gateway_id)
         .where(g.state == "working")
         .order_by(m.id)
     ).all()
@@ -120,7 +121,7 @@ def lock_meter(conn: Connection, meter_id: int) -> None:
     """Lock the meter's row to the end of the transaction (PostgreSQL; SQLite has one
     writer anyway): what one meter's writers take turns on."""
     if conn.dialect.name == "postgresql":
-        conn.execute(select(s.meters.c.id).where(s.meters.c.id == meter_id).with_for_update())
+        conn.execute(select(t.meters.c.id).where(t.meters.c.id == meter_id).with_for_update())
 
 
 def queue_depths(
@@ -128,14 +129,14 @@ def queue_depths(
 ) -> dict[int, list[int]]:
     """The queue depths of each of the tenant's gateways' last `reports` reports since
     `since`, oldest first."""
-    r, g = s.gateway_reports.c, s.gateways.c
+    r, g = t.gateway_reports.c, t.gateways.c
     ranked = (
         select(
             r.gateway_id,
             r.queue_depth,
             func.row_number().over(partition_by=r.gateway_id, order_by=r.at.desc()).label("n"),
         )
-        .join_from(s.gateway_reports, s.gateways, g.id == r.gateway_id)
+        .join_from(t.gateway_reports, t.gateways, g.id == r.gateway_id)
         .where(g.tenant_id == tenant_id, r.at >= since)
         .subquery()
     )
@@ -162,8 +163,8 @@ def gateway_page(
     cursor: str | None,
 ) -> tuple[list[Row], str | None]:
     """A page of the tenant's gateways, searched, filtered by state and site, sorted."""
-    g = s.gateways.c
-    query = select(s.gateways).where(
+    g = t.gateways.c
+    query = select(t.gateways).where(
         listing.combine(
             g.tenant_id == tenant_id,
             g.state.in_(state) if state else None,
@@ -196,8 +197,8 @@ def meter_page(
     cursor: str | None,
 ) -> tuple[list[Row], str | None]:
     """A page of the tenant's meters (every column: the caller hides the credentials)."""
-    m, g = s.meters.c, s.gateways.c
-    query = select(s.meters).where(
+    m, g = t.meters.c, t.gateways.c
+    query = select(t.meters).where(
         listing.combine(
             m.tenant_id == tenant_id,
             m.link == link if link else None,
@@ -239,7 +240,7 @@ def site_page(
     the metering room's summary columns (power now, today's energy)."""
     values: dict[str, Any] = {
         "tenant_id": tenant_id,
-        **site_summary_values(s.utcnow()),
+        **site_summary_values(utcnow()),
         **listing.page_values(_SITE_SORTS, sort, limit, cursor),
     }
     if state:
@@ -257,12 +258,12 @@ def _site_list(sort: str, searched: bool, in_states: bool, after: bool) -> Selec
     are bound parameters (`tenant_id`, `needle` and `supply_point` when searched, `states`,
     the page's, the summary's). Building it for each request, and SQLAlchemy walking it to
     find its compiled form, cost more than the rest of the handler (issue 21)."""
-    site, g, m = s.sites.c, s.gateways.c, s.meters.c
+    site, g, m = t.sites.c, t.gateways.c, t.meters.c
     tenant_id = bindparam("tenant_id")
     states = bindparam("states", expanding=True)
     # One gateway a site: a join would list the site once per gateway, and a walk must see
     # each site exactly once. The row shows its first gateway (by id) in the states asked.
-    first = s.gateways.alias("first_gateway").c
+    first = t.gateways.alias("first_gateway").c
 
     def of_first_gateway(column):
         return (
@@ -279,10 +280,10 @@ def _site_list(sort: str, searched: bool, in_states: bool, after: bool) -> Selec
             select(g.site_id).where(g.tenant_id == tenant_id, g.state.in_(states))
         )
     query = select(
-        s.sites,
+        t.sites,
         of_first_gateway(first.id).label("gateway_id"),
         of_first_gateway(first.state).label("gateway_state"),
-        *site_summary_columns(select(m.id).where(m.site_id == site.id).correlate(s.sites)),
+        *site_summary_columns(select(m.id).where(m.site_id == site.id).correlate(t.sites)),
     ).where(
         listing.combine(
             site.tenant_id == tenant_id,
@@ -309,10 +310,10 @@ def _site_list(sort: str, searched: bool, in_states: bool, after: bool) -> Selec
 
 
 _SITE_SORTS = {
-    "customer_id": s.sites.c.customer_id,
-    "service_code": s.sites.c.service_code,
-    "address": func.coalesce(s.sites.c.address, ""),
-    "name": func.coalesce(s.sites.c.name, ""),
-    "created_at": s.sites.c.created_at,
-    "id": s.sites.c.id,
+    "customer_id": t.sites.c.customer_id,
+    "service_code": t.sites.c.service_code,
+    "address": func.coalesce(t.sites.c.address, ""),
+    "name": func.coalesce(t.sites.c.name, ""),
+    "created_at": t.sites.c.created_at,
+    "id": t.sites.c.id,
 }

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Exists, ScalarSelect, Select, exists, func, select
+from sqlalchemy import ColumnElement, Connection, Exists, ScalarSelect, Select, exists, func, select
 
 from . import tables as t
 
@@ -20,6 +20,7 @@ __all__ = [
     "meter_days",
     "meter_slots",
     "newest_fixed_slot",
+    "newest_reading_at",
     "power_stat",
     "sells",
     "slot_stat",
@@ -57,6 +58,13 @@ def meter_days(meter_id: int, direction: int, lo: datetime, hi: datetime) -> Sel
         d.meter_id == meter_id, d.period == "day", d.direction == direction,
         d.start >= lo, d.start < hi,
     )  # fmt: skip
+
+
+def newest_reading_at(conn: Connection, meter_ids: Select) -> datetime | None:
+    """When the newest instant reading of any of the meters (`meter_ids`: a select of
+    ids) was taken, however old; None: none ever."""
+    latest = t.meter_latest.c
+    return conn.execute(select(func.max(latest.at)).where(latest.meter_id.in_(meter_ids))).scalar()
 
 
 # -- per meter, correlated to the caller's meter id column ---------------------------------

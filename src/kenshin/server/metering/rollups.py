@@ -262,8 +262,8 @@ def note_instant(conn: Connection, readings: Iterable[InstantRow]) -> None:
         conn,
         latest,
         [
-            {"meter_id": m, "at": _utc(at), "power_w": p, "current_r_da": r, "current_t_da": t}
-            for m, (_, at, p, r, t) in sorted(newest.items())
+            {"meter_id": m, "at": _utc(at), "power_w": p, "current_r_da": r, "current_t_da": t_da}
+            for m, (_, at, p, r, t_da) in sorted(newest.items())
         ],
         lambda statement: statement.on_conflict_do_update(
             index_elements=["meter_id"],
