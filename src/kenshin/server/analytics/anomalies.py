@@ -72,7 +72,7 @@ def _meter_finding(row, **detail: Any) -> Finding:
 
 
 def _meters_with(meters: Subquery, *columns) -> Select:
-    """The meters' findings' columns (`id`, `gateway_id`) and `columns`."""
+    """The meters' `id` and `gateway_id` (what a finding names), and `columns`."""
     return select(meters.c.id, meters.c.gateway_id, *columns)
 
 

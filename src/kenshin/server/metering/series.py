@@ -120,9 +120,9 @@ def tenant_meter_count(conn: Connection, tenant_id: int) -> int:
 
 # The series' statements are built once, their values bound at each request: building a
 # select() and its comparisons cost more Python than executing it (issue 21). Each reads
-# from its owner's row, outer-joined to the stored periods: the meter's row checks that it
-# is the tenant's (no row: not found) in the same round trip, and the tenant's row carries
-# its meter count; an owner without values in the range is one row of NULLs.
+# from one row outer-joined to the stored periods: the meter's (the devices room's
+# `tenant_meter`: no row, not the tenant's, not found) in the same round trip, or the
+# tenant's meter count; an owner without values in the range is one row of NULLs.
 def _in_range(c, at):
     return and_(c.direction == bindparam("direction"), at >= bindparam("lo"), at < bindparam("hi"))
 
