@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, insert, select
 
 from . import schema as s
-from .schema_base import utcnow
+from . import schema_base
 
 __all__ = ["queue_slots", "subscribed"]
 
@@ -27,6 +27,6 @@ def queue_slots(conn: Connection, tenant_id: int, bodies: list[dict[str, Any]]) 
     each), in the caller's transaction, when the tenant has a webhook for ``slot.closed``;
     the dispatcher gathers a half hour's rows into one delivery."""
     if bodies and subscribed(conn, tenant_id, "slot.closed"):
-        at = utcnow()
+        at = schema_base.utcnow()
         rows = [{"tenant_id": tenant_id, "kind": "slot", "body": b, "at": at} for b in bodies]
         conn.execute(insert(s.outbox), rows)

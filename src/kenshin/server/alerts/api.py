@@ -9,11 +9,10 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import delete, insert, select
 
-from .. import accounts, listing
+from .. import accounts, listing, schema_base
 from ..analytics.anomalies import RULES
 from ..deps import Conn, Principal, RowId, TenantId, require_role
 from ..problems import Problem
-from ..schema_base import utcnow
 from ..times import JstDateTime
 from . import tables as t
 from .engine import configured_rules, transition
@@ -82,7 +81,7 @@ def get_alert(alert_id: RowId, conn: Conn, _: Viewer, tenant_id: TenantId) -> Al
 
 def _move(conn, alert_id: RowId, tenant_id: RowId, principal: Principal, state: str) -> AlertOut:
     current = _alert(conn, alert_id, tenant_id)
-    row = transition(conn, alert_id, state, principal.actor, utcnow())
+    row = transition(conn, alert_id, state, principal.actor, schema_base.utcnow())
     if row is None:
         raise Problem(409, f"the alert is {current.state}; it cannot become {state}")
     accounts.audit(
@@ -194,7 +193,7 @@ def add_subscription(
         raise Problem(422, f"unknown rules: {', '.join(sorted(unknown))}")
     row = conn.execute(
         insert(t.alert_subscriptions)
-        .values(tenant_id=tenant_id, created_at=utcnow(), **body.model_dump())
+        .values(tenant_id=tenant_id, created_at=schema_base.utcnow(), **body.model_dump())
         .returning(t.alert_subscriptions)
     ).one()
     accounts.audit(

@@ -12,12 +12,11 @@ from sqlalchemy import delete, insert, select
 
 from kenshin.jst import JST
 
-from .. import accounts, listing
+from .. import accounts, listing, schema_base
 from ..bounds import ApiDate, ApiDateTime
 from ..deps import Conn, Principal, RowId, TenantId, require_role
 from ..devices.registry import get_meter, get_site
 from ..problems import Problem
-from ..schema_base import utcnow
 from ..times import JstDateTime, jst_text
 from . import generation, retail
 from . import tables as t
@@ -199,7 +198,7 @@ def add_price(
             yen_per_kwh_milli=round(body.yen_per_kwh * 1000),
             valid_from=body.valid_from,
             valid_to=body.valid_to,
-            created_at=utcnow(),
+            created_at=schema_base.utcnow(),
         )
         .returning(t.plant_prices)
     ).one()

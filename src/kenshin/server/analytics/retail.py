@@ -28,11 +28,11 @@ from sqlalchemy import Connection, and_, delete, insert, select
 
 from kenshin.jst import JST, SLOT, jst_midnight
 
+from .. import schema_base
 from ..alerts.engine import rule_setting
 from ..bounds import EARLIEST, LATEST
 from ..events import event_details, record_event
 from ..metering.queries import tenant_slots
-from ..schema_base import utcnow
 from ..times import jst_text
 from . import tables as t
 from .forecast import SLOTS
@@ -134,7 +134,7 @@ def store_plan(conn: Connection, tenant_id: int, plan: dict[datetime, int], acto
             and_(p.tenant_id == tenant_id, p.slot_start.in_(list(plan)))
         )
     )
-    now = utcnow()
+    now = schema_base.utcnow()
     conn.execute(
         insert(t.procurement_plan),
         [

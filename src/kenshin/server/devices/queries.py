@@ -32,9 +32,8 @@ from sqlalchemy import (
     select,
 )
 
-from .. import listing
+from .. import listing, schema_base
 from ..metering.current import site_summary_columns, site_summary_values
-from ..schema_base import utcnow
 from . import registry
 from . import tables as t
 
@@ -240,7 +239,7 @@ def site_page(
     the metering room's summary columns (power now, today's energy)."""
     values: dict[str, Any] = {
         "tenant_id": tenant_id,
-        **site_summary_values(utcnow()),
+        **site_summary_values(schema_base.utcnow()),
         **listing.page_values(_SITE_SORTS, sort, limit, cursor),
     }
     if state:

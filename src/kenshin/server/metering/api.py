@@ -16,13 +16,12 @@ from pydantic import BaseModel, Field
 
 from kenshin.jst import JST
 
-from .. import accounts, listing
+from .. import accounts, listing, schema_base
 from ..bounds import ApiDate, ApiDateTime
 from ..deps import Conn, Principal, RowId, TenantId, require_role
 from ..devices.queries import has_meter
 from ..jsonout import json_response
 from ..problems import Problem
-from ..schema_base import utcnow
 from ..times import JstDateTime
 from . import current, peaks, series
 from .csvout import CSV_RESPONSE, CsvStream, csv_response, jst_text
@@ -320,7 +319,7 @@ class MeterNow(BaseModel):
 @router.get("/meters/{meter_id}/current", summary="A meter now: power and today's energy")
 def meter_current(meter_id: RowId, conn: Conn, _: Viewer, tenant_id: TenantId) -> MeterNow:
     _meter(conn, meter_id, tenant_id)
-    return MeterNow(**current.meter_now(conn, meter_id, utcnow()))
+    return MeterNow(**current.meter_now(conn, meter_id, schema_base.utcnow()))
 
 
 class PowerValue(BaseModel):

@@ -25,11 +25,11 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import Connection, Row
 
+from .. import schema_base
 from ..deps import Conn, Principal, RowId, TenantId, require_role
 from ..devices import commands
 from ..devices.registry import get_meter
 from ..problems import Problem
-from ..schema_base import utcnow
 from ..times import JstDateTime
 
 __all__ = ["INTERVAL_S", "LEASE_S", "router"]
@@ -125,7 +125,7 @@ def start_live(
     meter_id: RowId, request: Request, conn: Conn, principal: Viewer, tenant_id: TenantId
 ) -> LiveLease:
     gateway_id = _meter_gateway(conn, meter_id, tenant_id)
-    now = utcnow()
+    now = schema_base.utcnow()
     current = _current(conn, tenant_id, gateway_id, now)
     until = _until(current)
     if until is not None and until - now > timedelta(seconds=LEASE_S / 2):
@@ -144,7 +144,7 @@ def stop_live(
     meter_id: RowId, request: Request, conn: Conn, principal: Viewer, tenant_id: TenantId
 ) -> LiveLease:
     gateway_id = _meter_gateway(conn, meter_id, tenant_id)
-    now = utcnow()
+    now = schema_base.utcnow()
     current = _current(conn, tenant_id, gateway_id, now)
     until = _until(current)
     if until is None or until <= now:

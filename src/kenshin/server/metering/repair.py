@@ -30,10 +30,10 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, Engine, Row, func, insert, select, update
 
+from .. import schema_base
 from ..devices import commands
 from ..devices.queries import working_meters
 from ..events import record_event
-from ..schema_base import utcnow
 from ..times import jst_text
 from . import tables as t
 from .slots import SLOT_S
@@ -191,7 +191,7 @@ def _settled(conn: Connection, meter: Row, state: Row, now: datetime, policy: Re
     command = commands.get(conn, state.command_id, meter.tenant_id)
     if command is not None and command.state in OUTSTANDING:
         sent_at = command.sent_at
-        unanswered = sent_at is not None and (utcnow() - sent_at).total_seconds() > (
+        unanswered = sent_at is not None and (schema_base.utcnow() - sent_at).total_seconds() > (
             policy.answer_within_s
         )
         if not unanswered:

@@ -25,12 +25,11 @@ from sqlalchemy import Engine, Subquery
 
 from kenshin.jst import JST, SLOT
 
-from .. import listing
+from .. import listing, schema_base
 from ..bounds import ApiDate
 from ..deps import Conn, Principal, RowId, TenantId, require_role
 from ..devices.queries import export_meters
 from ..jsonout import json_response
-from ..schema_base import utcnow
 from ..times import JstDateTime
 from ..web.i18n import translator
 from . import series
@@ -268,8 +267,8 @@ def missing_slots(
     last = last or first
     _check_range(first, last, MAX_SETTLEMENT_DAYS, "missing slots")
     expected, meters = missing_report(
-        request.app.state.engine, tenant_id, first, last, DIRECTIONS[direction], utcnow(),
-        meter_filters(tenant_id, site_id, q),
+        request.app.state.engine, tenant_id, first, last, DIRECTIONS[direction],
+        schema_base.utcnow(), meter_filters(tenant_id, site_id, q),
     )  # fmt: skip
     if format == "json":  # a MissingReport, written without building one (jsonout)
         return json_response(

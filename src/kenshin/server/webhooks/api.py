@@ -13,10 +13,9 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field, SecretStr
 from sqlalchemy import delete, insert, select, update
 
-from .. import accounts, listing
+from .. import accounts, listing, schema_base
 from ..deps import Conn, Principal, RowId, TenantId, require_role
 from ..problems import Problem
-from ..schema_base import utcnow
 from ..times import JstDateTime
 from . import tables as t
 from .dispatcher import sealed_for
@@ -116,7 +115,7 @@ def add_hook(
         .values(
             tenant_id=tenant_id,
             secret_enc=b"",  # sealed below, bound to the new id
-            created_at=utcnow(),
+            created_at=schema_base.utcnow(),
             created_by=principal.actor,
             **body.model_dump(exclude={"secret"}),
         )
@@ -198,7 +197,7 @@ def rotate(
 
 
 def _enqueue(conn, tenant_id: RowId, hook_id: RowId, kind: str, payload: dict) -> DeliveryOut:
-    now = utcnow()
+    now = schema_base.utcnow()
     row = conn.execute(
         insert(t.webhook_deliveries)
         .values(

@@ -39,11 +39,11 @@ from typing import Any
 import httpx
 from sqlalchemy import Connection, Engine, Row, delete, func, insert, or_, select, update
 
+from .. import schema_base
 from ..chunked import delete_before
 from ..devices.queries import service_codes
 from ..events import record_event
 from ..retry import after_failure
-from ..schema_base import utcnow
 from ..security import CredentialBox, CredentialError
 from . import tables as t
 from .signing import SIGNATURE_HEADER, sign
@@ -98,7 +98,7 @@ def _take(conn: Connection, kind: str) -> list[Row]:
 
 def collect(conn: Connection, now: datetime | None = None) -> int:
     """Outbox rows into deliveries; returns how many deliveries were made."""
-    now = now or utcnow()
+    now = now or schema_base.utcnow()
     events = _take(conn, "event")
     groups: dict[tuple[int, str], list[Row]] = defaultdict(list)
     for row in _take(conn, "slot"):
@@ -240,7 +240,7 @@ class Dispatcher:
         *,
         allow_private: bool,
         concurrency: int = 8,
-        clock: Callable[[], datetime] = utcnow,
+        clock: Callable[[], datetime] = schema_base.utcnow,
         post: Poster = http_post,
     ) -> None:
         self.box, self.allow_private, self.clock, self.post = box, allow_private, clock, post
