@@ -206,17 +206,22 @@ class LeanGateway:
 
     async def keep_connected(self, http) -> None:
         """Reconnect with full jitter whenever the connection is lost; enroll only when the
-        broker refuses the credential."""
-        backoff = 1.0
+        broker refuses the credential twice in a row, as the agent does (one refusal may be
+        a cluster's auth backend timing out under load)."""
+        backoff, refusals = 1.0, 0
         while True:
             await self._disconnected()
             try:
                 if self.credential is None:
                     await self.enroll(http)
                 await self.connect()
-                backoff = 1.0
+                backoff, refusals = 1.0, 0
             except Refused:
-                self.credential = None
+                refusals += 1
+                if refusals >= 2:
+                    self.credential, refusals = None, 0
+                await asyncio.sleep(random.uniform(0, backoff))
+                backoff = min(backoff * 2, 30.0)
             except (OSError, ConnectionError, TimeoutError, asyncio.IncompleteReadError):
                 self.attempt += 1  # the next node of a cluster
                 await asyncio.sleep(random.uniform(0, backoff))

@@ -65,10 +65,29 @@ def test_a_refused_credential_leads_to_exactly_one_new_enrollment(tmp_path):
             await restart_broker(cloud)  # ... at the gateway's next CONNECT
             await connected(agent, 2)
             assert cloud.enrollments == 2
-            assert agent.state.errors["credential_refused"] == 1
+            # refused twice in a row, a backoff apart, before it enrolls again
+            assert agent.state.errors["credential_refused"] == 2
             await restart_broker(cloud)  # the new credential is kept in turn
             await connected(agent, 3)
             assert cloud.enrollments == 2
+
+    run(main(), timeout_s=30)
+
+
+def test_one_refusal_alone_is_not_taken_for_a_revocation(tmp_path):
+    """A broker whose auth backend fails under load answers "not authorized" once: the
+    agent tries the same credential again instead of enrolling (a storm at the worst
+    moment), and it is taken."""
+
+    async def main() -> None:
+        async with Cloud() as cloud, agent_of(cloud, tmp_path) as agent:
+            await connected(agent, 1)
+            cloud.refuse_next[SERIAL] = 1
+            await restart_broker(cloud)
+            await connected(agent, 2)
+            assert cloud.refusals[SERIAL] == 1
+            assert cloud.enrollments == 1
+            assert agent.state.errors["credential_refused"] == 1
 
     run(main(), timeout_s=30)
 

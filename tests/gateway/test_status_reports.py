@@ -12,7 +12,8 @@ import pytest
 
 from kenshin.echonet import udp
 from kenshin.gateway import agent as agent_module
-from kenshin.gateway.agent import STATUS_BURST, StatusGate
+from kenshin.gateway import status as status_rules
+from kenshin.gateway.status import STATUS_BURST, StatusGate
 from kenshin.wire import LinkState, Status
 from kenshin.wisun.session import LinkState as WisunState
 from kenshin.wisun.session import LinkStatus
@@ -103,4 +104,4 @@ async def _quiet(seconds: float) -> None:
 @pytest.fixture(autouse=True)
 def _fast_checks(monkeypatch):
     monkeypatch.setattr(agent_module, "STATUS_CHECK_S", 0.2)
-    monkeypatch.setattr(agent_module, "STATUS_GAP_S", 0.5)
+    monkeypatch.setattr(status_rules, "STATUS_GAP_S", 0.5)

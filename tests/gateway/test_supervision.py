@@ -16,6 +16,7 @@ from datetime import datetime
 import pytest
 
 from kenshin.gateway import agent as agent_module
+from kenshin.gateway import commands as gateway_commands
 from kenshin.gateway.agent import AgentOptions, GatewayAgent
 from kenshin.gateway.identity import Identity
 from kenshin.gateway.poller import MeterPoller
@@ -114,7 +115,7 @@ def test_a_command_failing_in_any_way_answers_failed_and_the_agent_goes_on(tmp_p
         async with gateway_with_meter(tmp_path) as (cloud, service, _, agent):
             await eventually(lambda: agent.meter is not None and samples(cloud) > 0, 10)
             # Only the command's path (the poller reads properties too): its answer fails.
-            fail_once(agent_module, "to_jsonable", monkeypatch)
+            fail_once(gateway_commands, "to_jsonable", monkeypatch)
             expires = int(time.time()) + 60
             for n in (1, 2):
                 read = Command(n, "read_property", expires, {"epc": "0xE7"})

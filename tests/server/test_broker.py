@@ -20,6 +20,7 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
+from kenshin.ports import free_tcp_port
 from kenshin.server.broker import (
     Account,
     MosquittoListener,
@@ -36,12 +37,8 @@ from kenshin.server.broker import (
 )
 from kenshin.server.broker.access import is_password_hash
 from kenshin.server.broker.embedded import EmbeddedBroker
-from kenshin.server.broker.mosquitto import (
-    find_mosquitto,
-    free_tcp_port,
-    render_acl_file,
-    render_password_file,
-)
+from kenshin.server.broker.mosquitto import find_mosquitto
+from kenshin.server.broker.mosquitto_config import render_acl_file, render_password_file
 from tests.support import run
 
 HOST = "127.0.0.1"

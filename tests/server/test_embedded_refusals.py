@@ -177,3 +177,38 @@ def test_a_message_the_broker_cannot_hand_on_is_not_acknowledged(engine, world, 
             assert len(unacked) == 1 and len(acked) == READINGS
 
     run(main())
+
+
+def test_a_late_puback_is_one_plain_warning_not_a_traceback(caplog):
+    """amqtt gives up waiting for a subscriber's PUBACK after a fixed 5 s (the ingest acks
+    after its commit, which a big backfill on a busy machine can outlast) and says so twice:
+    a warning, and an error with the traceback. The demo's console shows the warning alone,
+    saying what it means. (Records made as amqtt makes them, on its own loggers.)"""
+    import logging
+
+    from kenshin.server.broker import StaticCredentials
+    from kenshin.server.broker.embedded import EmbeddedBroker
+
+    async def main() -> None:
+        async with EmbeddedBroker(StaticCredentials([])):
+            handler = logging.LoggerAdapter(
+                logging.getLogger("amqtt.mqtt.protocol.handler"), {"client_id": "ingest"}
+            )
+            handler.warning("Timeout waiting for PUBACK for packet ID 14")
+            try:
+                raise TimeoutError("Timeout waiting for PUBACK for packet ID 14")
+            except TimeoutError:
+                logging.getLogger("amqtt.broker").exception("Task failed and will be skipped")
+            logging.getLogger("amqtt.broker").error("something else went wrong")
+
+    with caplog.at_level(logging.WARNING):
+        run(main())
+    said = [(r.name, r.levelname, r.getMessage()) for r in caplog.records]
+    assert (
+        "amqtt.mqtt.protocol.handler",
+        "WARNING",
+        "Timeout waiting for PUBACK for packet ID 14 (a slow commit in the ingest; it has the "
+        "message)",
+    ) in said
+    assert not any("Task failed" in message for _, _, message in said)
+    assert ("amqtt.broker", "ERROR", "something else went wrong") in said

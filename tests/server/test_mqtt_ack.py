@@ -10,6 +10,7 @@ import asyncio
 import aiomqtt
 import pytest
 
+from kenshin.ports import free_tcp_port
 from kenshin.server.broker import (
     Account,
     MosquittoListener,
@@ -18,7 +19,6 @@ from kenshin.server.broker import (
     hash_password,
     write_mosquitto_config,
 )
-from kenshin.server.broker.mosquitto import free_tcp_port
 from kenshin.server.broker.mqtt_ack import ManualAckUnavailable, ack, manual
 from tests.support import run
 

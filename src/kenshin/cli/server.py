@@ -395,7 +395,7 @@ def mosquitto_config(
 
     from kenshin.server.broker import dynsec
     from kenshin.server.broker.access import Account, PrincipalKind, hash_password
-    from kenshin.server.broker.mosquitto import (
+    from kenshin.server.broker.mosquitto_config import (
         DYNSEC_FILE_NAME,
         MosquittoListener,
         write_mosquitto_config,

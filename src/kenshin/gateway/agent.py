@@ -25,6 +25,10 @@ The agent supervises its own tasks: the poller, the uplink and the downlink, whe
 fail with an unexpected error, are counted (Status errors), reported (a `task_failed`
 Event) and started again after a jittered backoff. Every retry waits through
 `backoff.Backoff` (full jitter).
+
+Beside it: `status.py` (which changes are news, and how often a Status may go),
+`meter_setup.py` (from the settings' meter section to a running link), `commands.py` (what
+each command does).
 """
 
 from __future__ import annotations
@@ -42,7 +46,6 @@ import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
 
 from kenshin import __version__
-from kenshin.echonet.jsonable import to_jsonable
 from kenshin.jst import SLOT_S
 from kenshin.meter import MeterError, SmartMeterSession
 from kenshin.wire import (
@@ -62,25 +65,22 @@ from kenshin.wire.topics import device_subscriptions
 
 from .backoff import Backoff, raise_if_cancelled
 from .batches import build_batches, more_behind, take
+from .commands import MeterRuntime, RestartRequested, execute
 from .enroll import Enrollment, enroll_until_claimed
 from .identity import Identity
+from .meter_setup import apply_policy, open_link, open_meter_section
 from .poller import Clock, MeterPoller, PollPolicy, SystemClock
 from .queue import DurableQueue
+from .status import (
+    STALL_FAILURES,
+    STATUS_CHECK_S,
+    STATUS_MAX_S,
+    STATUS_REFILL_S,
+    StatusGate,
+    status_changed,
+)
 
 log = logging.getLogger(__name__)
-# A Status goes when something in it changes (checked every STATUS_CHECK_S, locally), else
-# once a day: every batch already tells the server the gateway is alive, and each Status
-# exchange costs ~250 B on the bill. Changes spend a token of a small bucket (STATUS_BURST,
-# one back every `status_refill_s`): a field engineer sees a link come up or an LQI move
-# within seconds, and a flapping link or LQI costs at most one Status per refill period.
-STATUS_MAX_S = 24 * 3600
-STATUS_CHECK_S = 2.0
-STATUS_BURST = 5
-STATUS_REFILL_S = 600.0
-STATUS_GAP_S = 5.0  # changes closer than this go together, in one Status
-LQI_STEP = 12  # an LQI this far from the one last sent is news (about 3 dB)
-BACKLOG = 64  # readings queued: more is a backlog the server should hear of
-STALL_FAILURES = 3  # reads failed in a row: the meter is reported as not answering
 MAX_PENDING_EVENTS = 16
 
 
@@ -104,10 +104,6 @@ def _describe(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}"
 
 
-class RestartRequested(Exception):
-    """A `restart` command: the agent starts over (enrollment included)."""
-
-
 @dataclass
 class AgentOptions:
     queue_path: Path
@@ -117,19 +113,12 @@ class AgentOptions:
     # Failed connects in a row after which the agent asks the server again where its broker
     # is (it may have moved); once per outage. A broker restart is over long before.
     reenroll_after_failures: int = 6
+    # Refusals of the credential in a row (a backoff apart) that mean it was revoked or
+    # rotated. One may be the broker's auth backend failing under load: RabbitMQ answers
+    # "not authorized" when its HTTP call to the server times out, and a fleet that
+    # enrolled again at each would storm the server exactly when it is busiest.
+    refusals_before_reenroll: int = 2
     settings_wait_s: float = 30.0
-
-
-@dataclass
-class MeterRuntime:
-    """What the current settings built: the session, its poller, the link to close."""
-
-    session: SmartMeterSession
-    poller: MeterPoller
-    task: asyncio.Task
-    close: Any  # async callable
-    link: Any = None
-    key: tuple = ()
 
 
 @dataclass
@@ -141,33 +130,6 @@ class AgentState:
 
     def count(self, what: str) -> None:
         self.errors[what] = self.errors.get(what, 0) + 1
-
-
-def _backlog(depth: int) -> int:
-    """The queue's depth as news: 0 for what a flush or two takes (it comes and goes with
-    every sample), then which doubling above BACKLOG (a growing queue raises an alert)."""
-    return 0 if depth < BACKLOG else (depth // BACKLOG).bit_length()
-
-
-class StatusGate:
-    """A token bucket for changed statuses: `burst` at once, then one per `refill_s`, never
-    two within `gap_s`. Times are monotonic seconds, passed in (tests drive them)."""
-
-    def __init__(self, burst: int = STATUS_BURST, refill_s: float = STATUS_REFILL_S) -> None:
-        self.burst, self.refill_s = burst, refill_s
-        self.tokens, self._at, self._last = float(burst), None, None
-
-    def allow(self, now: float, *, gap_s: float | None = None) -> bool:
-        """True (and a token spent) when a changed status may go now."""
-        gap_s = STATUS_GAP_S if gap_s is None else gap_s
-        if self._at is not None:
-            self.tokens = min(self.burst, self.tokens + (now - self._at) / self.refill_s)
-        self._at = now
-        if self.tokens < 1 or (self._last is not None and now - self._last < gap_s):
-            return False
-        self.tokens -= 1
-        self._last = now
-        return True
 
 
 class GatewayAgent:
@@ -188,6 +150,7 @@ class GatewayAgent:
         self._events: list[Event] = []  # to send with the next flush (the uplink may be down)
         self._reconnect = Backoff(options.reconnect_backoff_s)
         self._node_attempt = 0  # which of the broker's nodes (a cluster) to try next
+        self._refusals = 0  # of our credential, in a row
 
     @property
     def gateway_id(self) -> str:
@@ -212,10 +175,12 @@ class GatewayAgent:
                 except LINK_ERRORS as err:
                     self.state.count("uplink")
                     if _credential_refused(err):
-                        # Revoked or rotated on the server: only a new enrollment helps.
-                        log.warning("the broker refused our credential; enrolling again")
                         self.state.count("credential_refused")
-                        self.enrollment = None
+                        self._refusals += 1
+                        if self._refusals >= self.options.refusals_before_reenroll:
+                            # Revoked or rotated on the server: only a new enrollment helps.
+                            log.warning("the broker refused our credential; enrolling again")
+                            self.enrollment, self._refusals = None, 0
                     else:
                         self._node_attempt += 1  # a cluster's next node, where there are several
                         if self._reconnect.failures + 1 == self.options.reenroll_after_failures:
@@ -249,6 +214,7 @@ class GatewayAgent:
             for topic_filter in device_subscriptions(self.gateway_id):
                 await client.subscribe(topic_filter, qos=1)
             self._reconnect.reset()
+            self._refusals = 0
             self.state.connections += 1
             try:
                 async with asyncio.TaskGroup() as group:
@@ -320,7 +286,7 @@ class GatewayAgent:
         if current is not None and settings.version <= current.version:
             return
         try:
-            meter = self._open_meter(settings)
+            meter = open_meter_section(settings, self.enrollment.seal_key, self.gateway_id)
         except NotSealedToThisKey:  # retained before we enrolled again; ours follow
             log.info("settings version %d are sealed to an earlier key", settings.version)
             return
@@ -339,70 +305,17 @@ class GatewayAgent:
             if meter:
                 self.meter = await self._start_meter(meter, key, values.get("poll") or {})
         if self.meter is not None:
-            self._apply_policy(self.meter.poller.policy, values.get("poll") or {})
+            apply_policy(self.meter.poller.policy, values.get("poll") or {})
         self._settings_arrived.set()
         self._send_now.set()  # the uplink's schedule may have changed: it waited on the old one
         await self._publish_status(client)
 
-    def _open_meter(self, settings: Settings) -> dict[str, Any]:
-        """The meter section with its sealed B-route credentials opened (in memory only;
-        clear ones, from a server older than sealing, are taken as they are)."""
-        meter = dict(settings.values.get("meter") or {})
-        sealed = meter.pop("sealed", None)
-        if sealed is not None:
-            key = self.enrollment.seal_key
-            meter |= key.open(sealed, serial=self.gateway_id, version=settings.version)
-        if meter.get("link") == "wisun" and not {"broute_id", "broute_password"} <= meter.keys():
-            raise SealError("no B-route credentials for the Wi-SUN meter (withheld?)")
-        return meter
-
-    @staticmethod
-    def _apply_policy(policy: PollPolicy, poll: dict) -> None:
-        names = (
-            "instant_interval_s",
-            "currents_every_s",
-            "fixed_delay_s",
-            "fixed_retry_s",
-            "fixed_give_up_s",
-        )
-        for name in names:
-            if isinstance(poll.get(name), int | float) and poll[name] > 0:
-                setattr(policy, name, float(poll[name]))
-        days = poll.get("initial_backfill_days")
-        if isinstance(days, int) and 0 <= days <= 99:
-            policy.initial_backfill_days = days
-
     async def _start_meter(self, meter: dict, key: tuple, poll: dict) -> MeterRuntime:
         ref = str(meter.get("ref") or "m")
-        if meter.get("link") == "wisun":
-            from kenshin.meter.wisun import WisunMeterLink
-            from kenshin.wisun.lines import Dialect
-            from kenshin.wisun.session import BrouteConfig
-
-            model = meter.get("model")
-            config = BrouteConfig(
-                meter["device"],
-                meter["broute_id"],
-                meter["broute_password"],
-                dialect=Dialect[model.upper()] if model else None,
-            )
-            link: Any = WisunMeterLink(config)
-            close = link.close
-        else:
-            from kenshin.echonet.udp import EchonetClient
-            from kenshin.meter import UdpMeterLink
-
-            port = int(meter.get("port", 3610))
-            client = EchonetClient(host="0.0.0.0", port=0, remote_port=port, join_multicast=False)
-            await client.open()
-            link = UdpMeterLink(client, meter["host"], port)
-
-            async def close() -> None:
-                client.close()
-
+        link, close = await open_link(meter)
         session = SmartMeterSession(link)
         policy = PollPolicy()
-        self._apply_policy(policy, poll)
+        apply_policy(policy, poll)
         poller = MeterPoller(
             session, self.queue, ref, clock=self.clock, policy=policy, on_urgent=self._send_now.set
         )
@@ -425,7 +338,13 @@ class GatewayAgent:
             result = CommandResult(command.id, False, {}, "expired before it arrived")
         else:
             try:
-                result = CommandResult(command.id, True, await self._execute(command), None)
+                answer = await execute(
+                    command,
+                    self.meter,
+                    settings_version=self._settings_version(),
+                    send_soon=self._send_now.set,
+                )
+                result = CommandResult(command.id, True, answer, None)
             except RestartRequested:
                 await self._publish(client, CommandResult(command.id, True, {"restarting": True}))
                 raise
@@ -434,36 +353,6 @@ class GatewayAgent:
                     log.exception("command %s (%s) failed", command.id, command.name)
                 result = CommandResult(command.id, False, {}, _describe(err)[:500])
         await self._publish(client, result)
-
-    async def _execute(self, command: Command) -> dict[str, Any]:
-        args, name = dict(command.args), command.name
-        if name == "restart":
-            raise RestartRequested()
-        if name == "apply_settings":
-            return {"settings_version": self._settings_version()}
-        if self.meter is None:
-            raise ValueError("no meter configured yet")
-        poller, session = self.meter.poller, self.meter.session
-        if name == "read_property":
-            epc = int(args["epc"], 16) if isinstance(args["epc"], str) else int(args["epc"])
-            value = await session.read_property(epc)
-            return {"epc": f"0x{epc:02X}", "value": to_jsonable(value)}
-        if name == "realtime":
-            poller.realtime(float(args.get("interval_s", 5)), float(args.get("duration_s", 300)))
-            return {"until_s": int(time.time() + float(args.get("duration_s", 300)))}
-        if name == "backfill":
-            added = await poller.backfill(
-                int(args["from_s"]) // SLOT_S * SLOT_S, int(args["to_s"]) // SLOT_S * SLOT_S
-            )
-            self._send_now.set()
-            return {"slots": added}
-        if name == "rejoin":
-            link = self.meter.link
-            if hasattr(link, "session"):  # Wi-SUN: drop the PANA session, join afresh
-                await link.session.close()
-            await session.connect()
-            return {"rejoined": True}
-        raise ValueError(f"unknown command {name!r}")
 
     # -- uplink ------------------------------------------------------------------------------
 
@@ -536,26 +425,8 @@ class GatewayAgent:
             max_s = float(self._setting("status_max_s", None, STATUS_MAX_S))
             quiet_s = float(self._setting("heartbeat_s", None, 1800))
             due = now - self._status_sent_at > max_s or now - self._published_at > quiet_s
-            if due or (self._status_changed(status) and self._status_gate.allow(now)):
+            if due or (status_changed(status, self._status_sent) and self._status_gate.allow(now)):
                 await self._publish_status(client, status)
-
-    def _status_changed(self, status: Status) -> bool:
-        """What the server must hear about soon: not uptime, not every LQI wobble, not
-        error counts going up (a new kind of error, yes), the queue only when it doubles."""
-        sent = self._status_sent
-        if sent is None:
-            return True
-        if (status.lqi is None) != (sent.lqi is None):
-            return True
-        if status.lqi is not None and abs(status.lqi - sent.lqi) >= LQI_STEP:
-            return True
-        return (
-            status.link != sent.link
-            or status.settings_version != sent.settings_version
-            or _backlog(status.queue_depth) != _backlog(sent.queue_depth)
-            or set(status.errors) != set(sent.errors)
-            or (status.last_good_read_s is None) != (sent.last_good_read_s is None)
-        )
 
     async def _publish_status(self, client: aiomqtt.Client, status: Status | None = None) -> None:
         status = status or self.status()

@@ -57,12 +57,8 @@ class BrokerEndpoint:
 
 class BrokerMixin:
     async def _start_mosquitto(self, service: StaticCredentials) -> None:
-        from .broker.mosquitto import (
-            MosquittoListener,
-            MosquittoProcess,
-            directory_lock,
-            stop_orphan,
-        )
+        from .broker.mosquitto import MosquittoProcess, directory_lock, stop_orphan
+        from .broker.mosquitto_config import MosquittoListener
 
         if self.mosquitto_dir is not None:  # persistence survives a restart of the server
             self._mosquitto_dir = Path(self.mosquitto_dir).resolve()
@@ -106,7 +102,7 @@ class BrokerMixin:
         raise RuntimeError(f"mosquitto exited with code {code}")
 
     def _write_mosquitto_files(self) -> None:
-        from .broker.mosquitto import write_mosquitto_config
+        from .broker.mosquitto_config import write_mosquitto_config
 
         with self.engine.connect() as conn:
             rows = conn.execute(

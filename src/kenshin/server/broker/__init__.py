@@ -27,12 +27,8 @@ from .access import (
     may_subscribe,
     verify_password,
 )
-from .mosquitto import (
-    MosquittoFiles,
-    MosquittoListener,
-    MosquittoProcess,
-    write_mosquitto_config,
-)
+from .mosquitto import MosquittoProcess
+from .mosquitto_config import MosquittoFiles, MosquittoListener, write_mosquitto_config
 
 if TYPE_CHECKING:
     from .embedded import EmbeddedBroker

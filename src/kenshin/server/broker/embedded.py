@@ -85,6 +85,24 @@ __all__ = ["AccessPlugin", "CheckerAuthPlugin", "EmbeddedBroker"]
 _log = logging.getLogger(__name__)
 
 
+class _LateAckFilter(logging.Filter):
+    """amqtt waits 5 s (fixed) for a subscriber's PUBACK. The ingest acknowledges after its
+    commit, which a large backfill on a busy machine can take longer than: amqtt then logs
+    a warning and the same as an error with a traceback, and stops waiting (the ingest has
+    the message and stores it). Keep the warning, said plainly; drop the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, TimeoutError) and "PUBACK" in str(error):
+            return False
+        if isinstance(record.msg, str) and record.msg.startswith("Timeout waiting for PUBACK"):
+            record.msg += " (a slow commit in the ingest; it has the message)"
+        return True
+
+
+_LATE_ACK_FILTER = _LateAckFilter()
+
+
 class _Gate:
     """What both plugins of one broker share: the checker and each session's principal."""
 
@@ -356,6 +374,9 @@ class EmbeddedBroker:
             logger = logging.getLogger(name)
             if logger.getEffectiveLevel() < logging.INFO:
                 logger.setLevel(logging.INFO)
+        for name in ("amqtt.broker", "amqtt.mqtt.protocol.handler"):
+            if _LATE_ACK_FILTER not in logging.getLogger(name).filters:
+                logging.getLogger(name).addFilter(_LATE_ACK_FILTER)
         broker = _GuardedBroker(self._config(), loop=asyncio.get_running_loop())
         await broker.start()
         self._broker = broker
