@@ -9,15 +9,13 @@ process of the server reads the same pinned clock as `bench.queries.data_clock` 
 from __future__ import annotations
 
 import sys
-from datetime import UTC
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.queries import NOW
-from kenshin.server import schema
+from bench.queries import pin_clock
 
-schema.utcnow = lambda: NOW.astimezone(UTC)
+pin_clock()
 
 if __name__ == "__main__":
     from kenshin.cli.server import app

@@ -43,7 +43,7 @@ import psycopg
 from fastapi.testclient import TestClient
 
 from kenshin.jst import JST
-from kenshin.server import accounts, schema
+from kenshin.server import accounts, schema, schema_base
 from kenshin.server.app import create_app
 from kenshin.server.db import make_engine, migrate
 from kenshin.server.metering.partitions import ensure_partitions
@@ -229,15 +229,21 @@ def database(name: str, meters: int, days: int, rebuild: bool) -> str:
 
 @contextmanager
 def data_clock():
-    """The app reads the time through `schema.utcnow`: pinned to NOW while measuring, so
-    "power now" and "today's energy" are the data's (the latest readings are 30 s old)
-    whatever day the bench runs on, and runs stay comparable."""
+    """The app reads the time through `schema.utcnow` (the shared modules, the panel) and
+    `schema_base.utcnow` (the rooms, which do not import schema.py): pinned to NOW while
+    measuring, so "power now" and "today's energy" are the data's (the latest readings are
+    30 s old) whatever day the bench runs on, and runs stay comparable."""
     real = schema.utcnow
-    schema.utcnow = lambda: NOW.astimezone(UTC)
+    pin_clock()
     try:
         yield
     finally:
-        schema.utcnow = real
+        schema.utcnow = schema_base.utcnow = real
+
+
+def pin_clock() -> None:
+    """The app's clock at NOW, in both modules it is read through."""
+    schema.utcnow = schema_base.utcnow = lambda: NOW.astimezone(UTC)
 
 
 @dataclass(frozen=True)

@@ -5,14 +5,16 @@ the caller; tenant-owned rows are always looked up together with their tenant.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, Row, and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from . import logs
 from . import schema as s
+from .chunked import delete_before
 from .security import NewApiKey, generate_api_key, hash_password, hash_token, new_session_token
 
 __all__ = [
@@ -29,10 +31,13 @@ __all__ = [
     "insert_api_key",
     "insert_tenant",
     "insert_user",
+    "last_audited",
     "normalize_email",
     "start_session",
+    "tenant_retentions",
     "touch_api_key",
     "touch_session",
+    "trim_audit_log",
 ]
 
 
@@ -69,6 +74,35 @@ def audit(
             request_id=logs.request_id.get(),
         )
     )
+
+
+def last_audited(
+    conn: Connection, tenant_id: int, action: str, targets: Iterable[str]
+) -> dict[str, datetime]:
+    """target -> when `action` was last done to it in the tenant, from the audit log (a
+    target without an entry, or whose entries the retention removed, is not in it)."""
+    a = s.audit_log.c
+    rows = conn.execute(
+        select(a.target, func.max(a.at))
+        .where(a.tenant_id == tenant_id, a.action == action, a.target.in_(list(targets)))
+        .group_by(a.target)
+    )
+    return dict(rows.all())
+
+
+def trim_audit_log(engine: Engine, cutoff: datetime, *, dry_run: bool = False) -> int:
+    """Delete the audit log's entries older than `cutoff`, every tenant's and the
+    platform's (the retention job); returns how many (`dry_run`: would)."""
+    return delete_before(engine, s.audit_log, "at", cutoff, dry_run=dry_run)
+
+
+def tenant_retentions(conn: Connection) -> list[Row]:
+    """Every tenant's id and how long its data is kept (`instant_retention_days`,
+    `energy_retention_days`; NULL: forever), for the metering room's retention."""
+    t = s.tenants.c
+    return conn.execute(
+        select(t.id, t.instant_retention_days, t.energy_retention_days).order_by(t.id)
+    ).all()
 
 
 def _insert(conn: Connection, table, what: str, **values: Any) -> Row:

@@ -17,7 +17,7 @@ from . import listing
 from . import schema as s
 from .outbox import subscribed
 
-__all__ = ["record_event", "tenant_events"]
+__all__ = ["event_details", "record_event", "tenant_events"]
 
 
 def record_event(
@@ -30,8 +30,10 @@ def record_event(
     gateway_id: int | None = None,
     meter_id: int | None = None,
     at: datetime | None = None,
+    webhooked: bool = True,
 ) -> int:
-    """Record an event; returns its id."""
+    """Record an event; returns its id. `webhooked=False`: not queued for the tenant's
+    webhooks (an event about a dead delivery, which must not queue another one)."""
     at = at or s.utcnow()
     event_id = conn.execute(
         insert(s.events)
@@ -46,7 +48,7 @@ def record_event(
         )
         .returning(s.events.c.id)
     ).scalar_one()
-    if tenant_id is not None and subscribed(conn, tenant_id, "event"):
+    if webhooked and tenant_id is not None and subscribed(conn, tenant_id, "event"):
         conn.execute(
             insert(s.outbox).values(
                 tenant_id=tenant_id,
@@ -64,6 +66,14 @@ def record_event(
             )
         )
     return event_id
+
+
+def event_details(conn: Connection, tenant_id: int, code: str, since: datetime) -> list[dict]:
+    """The details of the tenant's events `code` recorded since `since` (without a
+    detail: not listed)."""
+    e = s.events.c
+    found = select(e.detail).where(e.tenant_id == tenant_id, e.code == code, e.at >= since)
+    return [detail for detail in conn.execute(found).scalars() if detail]
 
 
 def tenant_events(

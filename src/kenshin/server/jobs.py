@@ -33,11 +33,11 @@ from .analytics.store import refresh_tenant
 from .ingest import trim_quarantine
 from .metering.partitions import ensure_partitions
 from .metering.repair import RepairPolicy, run_repairs
-from .metering.retention import apply_retention, trim_webhook_tables
+from .metering.retention import apply_retention
 from .security import CredentialBox
 from .settings import Settings
 from .supervisor import Supervisor
-from .webhooks.dispatcher import Dispatcher
+from .webhooks.dispatcher import Dispatcher, trim_webhook_tables
 
 __all__ = ["Job", "JobRunner", "server_jobs"]
 

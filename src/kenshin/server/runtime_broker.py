@@ -22,6 +22,7 @@ from sqlalchemy import Engine, select
 from . import schema as s
 from .broker import dynsec
 from .broker.access import Account, Principal, PrincipalKind, StaticCredentials, verify_password
+from .devices.enrollment import password_hash
 
 log = logging.getLogger("kenshin.server.runtime")  # its lines keep the name they had
 
@@ -41,11 +42,7 @@ class DatabaseCredentials:
 
     def _gateway(self, username: str, password: str) -> Principal | None:
         with self.engine.connect() as conn:
-            stored = conn.execute(
-                select(s.gateways.c.mqtt_password_hash).where(
-                    s.gateways.c.mqtt_username == username
-                )
-            ).scalar()
+            stored = password_hash(conn, username)
         if stored and verify_password(password, stored):
             return Principal(username, PrincipalKind.DEVICE)
         return None

@@ -21,6 +21,9 @@ SEVERITIES = ("info", "warning", "error", "critical")
 
 
 def utcnow() -> datetime:
+    """Now, aware UTC: the app's clock. Call it through its module, `schema_base.utcnow()`
+    in a room, `schema.utcnow()` in the shared modules, not a name imported from it: the
+    benches pin the clock by replacing both (`bench.queries.data_clock`)."""
     return datetime.now(UTC)
 
 

@@ -9,12 +9,12 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import delete, insert, select
 
-from .. import accounts, listing
-from .. import schema as s
+from .. import accounts, listing, schema_base
 from ..analytics.anomalies import RULES
 from ..deps import Conn, Principal, RowId, TenantId, require_role
 from ..problems import Problem
 from ..times import JstDateTime
+from . import tables as t
 from .engine import configured_rules, transition
 
 router = APIRouter(tags=["alerts"])
@@ -51,8 +51,8 @@ def list_alerts(
     limit: listing.Limit = 100,
     cursor: listing.Cursor = None,
 ) -> listing.Page[AlertOut]:
-    a = s.alerts.c
-    query = select(s.alerts).where(a.tenant_id == tenant_id)
+    a = t.alerts.c
+    query = select(t.alerts).where(a.tenant_id == tenant_id)
     if state:
         query = query.where(a.state.in_(state))
     query, page = listing.paginate(
@@ -67,7 +67,7 @@ def list_alerts(
 
 def _alert(conn, alert_id: RowId, tenant_id: RowId):
     row = conn.execute(
-        select(s.alerts).where(s.alerts.c.id == alert_id, s.alerts.c.tenant_id == tenant_id)
+        select(t.alerts).where(t.alerts.c.id == alert_id, t.alerts.c.tenant_id == tenant_id)
     ).first()
     if row is None:
         raise Problem(404, "no such alert")
@@ -81,7 +81,7 @@ def get_alert(alert_id: RowId, conn: Conn, _: Viewer, tenant_id: TenantId) -> Al
 
 def _move(conn, alert_id: RowId, tenant_id: RowId, principal: Principal, state: str) -> AlertOut:
     current = _alert(conn, alert_id, tenant_id)
-    row = transition(conn, alert_id, state, principal.actor, s.utcnow())
+    row = transition(conn, alert_id, state, principal.actor, schema_base.utcnow())
     if row is None:
         raise Problem(409, f"the alert is {current.state}; it cannot become {state}")
     accounts.audit(
@@ -140,10 +140,10 @@ def put_rule(rule: str, body: RuleIn, conn: Conn, principal: Admin, tenant_id: T
         params = RULES[rule].params(**body.params)
     except ValidationError as err:
         raise Problem(422, f"parameters of {rule}: {err.errors()[0]['msg']}") from None
-    r = s.alert_rules.c
-    conn.execute(delete(s.alert_rules).where(r.tenant_id == tenant_id, r.rule == rule))
+    r = t.alert_rules.c
+    conn.execute(delete(t.alert_rules).where(r.tenant_id == tenant_id, r.rule == rule))
     conn.execute(
-        insert(s.alert_rules).values(
+        insert(t.alert_rules).values(
             tenant_id=tenant_id,
             rule=rule,
             params=params.model_dump(),
@@ -192,9 +192,9 @@ def add_subscription(
     if unknown:
         raise Problem(422, f"unknown rules: {', '.join(sorted(unknown))}")
     row = conn.execute(
-        insert(s.alert_subscriptions)
-        .values(tenant_id=tenant_id, created_at=s.utcnow(), **body.model_dump())
-        .returning(s.alert_subscriptions)
+        insert(t.alert_subscriptions)
+        .values(tenant_id=tenant_id, created_at=schema_base.utcnow(), **body.model_dump())
+        .returning(t.alert_subscriptions)
     ).one()
     accounts.audit(
         conn,
@@ -208,9 +208,9 @@ def add_subscription(
 
 @router.get("/alert-subscriptions", summary="Who is told about alerts")
 def list_subscriptions(conn: Conn, _: Admin, tenant_id: TenantId) -> listing.Page[SubscriptionOut]:
-    c = s.alert_subscriptions.c
+    c = t.alert_subscriptions.c
     rows = conn.execute(
-        select(s.alert_subscriptions).where(c.tenant_id == tenant_id).order_by(c.id)
+        select(t.alert_subscriptions).where(c.tenant_id == tenant_id).order_by(c.id)
     )
     return listing.one_page([SubscriptionOut.model_validate(r._mapping) for r in rows])
 
@@ -221,9 +221,9 @@ def list_subscriptions(conn: Conn, _: Admin, tenant_id: TenantId) -> listing.Pag
 def delete_subscription(
     subscription_id: RowId, conn: Conn, principal: Admin, tenant_id: TenantId
 ) -> None:
-    c = s.alert_subscriptions.c
+    c = t.alert_subscriptions.c
     gone = conn.execute(
-        delete(s.alert_subscriptions).where(c.id == subscription_id, c.tenant_id == tenant_id)
+        delete(t.alert_subscriptions).where(c.id == subscription_id, c.tenant_id == tenant_id)
     ).rowcount
     if not gone:
         raise Problem(404, "no such subscription")

@@ -15,14 +15,22 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Connection, and_, insert, select, update
+from sqlalchemy import Connection, Row, and_, insert, select, update
 
-from .. import schema as s
 from ..analytics.anomalies import RULES, Finding, Rule
+from ..schema_base import SEVERITIES
+from . import tables as t
 
-__all__ = ["RuleConfig", "RunSummary", "configured_rules", "run_rules", "transition"]
+__all__ = [
+    "RuleConfig",
+    "RunSummary",
+    "configured_rules",
+    "rule_setting",
+    "run_rules",
+    "transition",
+]
 
-SEVERITY_RANK = {name: rank for rank, name in enumerate(s.SEVERITIES)}
+SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
 
 
 @dataclass(frozen=True)
@@ -33,11 +41,21 @@ class RuleConfig:
     severity: str
 
 
+def rule_setting(conn: Connection, tenant_id: int, rule: str) -> Row | None:
+    """The tenant's stored setting of `rule` (`params`, `enabled`, `severity`), if any;
+    also of a rule outside `RULES` that another room checks itself (analytics'
+    `imbalance`)."""
+    r = t.alert_rules.c
+    return conn.execute(
+        select(r.params, r.enabled, r.severity).where(r.tenant_id == tenant_id, r.rule == rule)
+    ).first()
+
+
 def configured_rules(conn: Connection, tenant_id: int) -> list[RuleConfig]:
     """Every rule with the tenant's parameters, or its defaults."""
     stored = {
         r.rule: r
-        for r in conn.execute(select(s.alert_rules).where(s.alert_rules.c.tenant_id == tenant_id))
+        for r in conn.execute(select(t.alert_rules).where(t.alert_rules.c.tenant_id == tenant_id))
     }
     out = []
     for name, rule in RULES.items():
@@ -83,7 +101,7 @@ def _record(conn: Connection, alert, change: str, now: datetime) -> None:
         at=now,
     )
     subscriptions = conn.execute(
-        select(s.alert_subscriptions).where(s.alert_subscriptions.c.tenant_id == alert.tenant_id)
+        select(t.alert_subscriptions).where(t.alert_subscriptions.c.tenant_id == alert.tenant_id)
     )
     rows = []
     for sub in subscriptions:
@@ -106,12 +124,12 @@ def _record(conn: Connection, alert, change: str, now: datetime) -> None:
             }
         )
     if rows:
-        conn.execute(insert(s.alert_notifications), rows)
+        conn.execute(insert(t.alert_notifications), rows)
 
 
 def transition(conn: Connection, alert_id: int, state: str, actor: str, now: datetime):
     """Acknowledge or resolve by hand; returns the alert, or None if it was not open."""
-    a = s.alerts.c
+    a = t.alerts.c
     values: dict[str, Any] = {"state": state}
     if state == "acknowledged":
         values |= {"acknowledged_at": now, "acknowledged_by": actor}
@@ -120,10 +138,10 @@ def transition(conn: Connection, alert_id: int, state: str, actor: str, now: dat
         values |= {"resolved_at": now}
         allowed = ("open", "acknowledged")
     row = conn.execute(
-        update(s.alerts)
+        update(t.alerts)
         .where(a.id == alert_id, a.state.in_(allowed))
         .values(**values)
-        .returning(s.alerts)
+        .returning(t.alerts)
     ).first()
     if row is not None and state == "resolved":
         _record(conn, row, "resolved", now)
@@ -146,7 +164,7 @@ def open_alert(
     """Open an alert, with its event and its notifications; returns its row. The one way
     an alert is written, for the rules here and for the demo's history (demofaults.py)."""
     alert = conn.execute(
-        insert(s.alerts)
+        insert(t.alerts)
         .values(
             tenant_id=tenant_id,
             rule=rule,
@@ -159,7 +177,7 @@ def open_alert(
             opened_at=opened_at,
             last_seen_at=last_seen_at or opened_at,
         )
-        .returning(s.alerts)
+        .returning(t.alerts)
     ).one()
     _record(conn, alert, "opened", opened_at)
     return alert
@@ -170,7 +188,7 @@ def alert_opened_at(
 ) -> bool:
     """Whether an alert of this rule and subject opened at `at` (the demo's history is
     written once however often the demo starts)."""
-    a = s.alerts.c
+    a = t.alerts.c
     found = conn.execute(
         select(a.id).where(
             a.tenant_id == tenant_id, a.rule == rule, a.subject == subject, a.opened_at == at
@@ -181,7 +199,7 @@ def alert_opened_at(
 
 def run_rules(conn: Connection, tenant_id: int, now: datetime) -> RunSummary:
     summary = RunSummary()
-    a = s.alerts.c
+    a = t.alerts.c
     for config in configured_rules(conn, tenant_id):
         name = config.rule.name
         findings: dict[str, Finding] = (
@@ -192,7 +210,7 @@ def run_rules(conn: Connection, tenant_id: int, now: datetime) -> RunSummary:
         unresolved = {
             r.subject: r
             for r in conn.execute(
-                select(s.alerts).where(
+                select(t.alerts).where(
                     and_(a.tenant_id == tenant_id, a.rule == name, a.state != "resolved")
                 )
             )
@@ -201,7 +219,7 @@ def run_rules(conn: Connection, tenant_id: int, now: datetime) -> RunSummary:
             current = unresolved.get(subject)
             if current is not None:
                 conn.execute(
-                    update(s.alerts)
+                    update(t.alerts)
                     .where(a.id == current.id)
                     .values(last_seen_at=now, detail=finding.detail)
                 )

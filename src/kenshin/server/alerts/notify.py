@@ -19,8 +19,8 @@ from sqlalchemy import Engine, and_, or_, select, update
 
 from kenshin.jst import JST
 
-from .. import schema as s
 from ..retry import after_failure
+from . import tables as t
 
 __all__ = ["BACKOFF", "SmtpConfig", "compose", "send_due"]
 
@@ -90,11 +90,11 @@ def _send(config: SmtpConfig, message: EmailMessage) -> None:
 
 def send_due(engine: Engine, config: SmtpConfig, now: datetime, limit: int = 50) -> int:
     """Send what is due; returns how many were sent."""
-    n = s.alert_notifications.c
+    n = t.alert_notifications.c
     with engine.connect() as conn:
         due = conn.execute(
-            select(s.alert_notifications, s.alerts)
-            .join(s.alerts, s.alerts.c.id == n.alert_id)
+            select(t.alert_notifications, t.alerts)
+            .join(t.alerts, t.alerts.c.id == n.alert_id)
             .where(
                 and_(
                     n.state == "pending",
@@ -110,12 +110,12 @@ def send_due(engine: Engine, config: SmtpConfig, now: datetime, limit: int = 50)
         notification_id = row[0]
         alert = row._mapping
         alert_row = _AlertView(
-            id=alert[s.alerts.c.id],
-            rule=alert[s.alerts.c.rule],
-            subject=alert[s.alerts.c.subject],
-            severity=alert[s.alerts.c.severity],
-            detail=alert[s.alerts.c.detail],
-            opened_at=alert[s.alerts.c.opened_at],
+            id=alert[t.alerts.c.id],
+            rule=alert[t.alerts.c.rule],
+            subject=alert[t.alerts.c.subject],
+            severity=alert[t.alerts.c.severity],
+            detail=alert[t.alerts.c.detail],
+            opened_at=alert[t.alerts.c.opened_at],
         )
         attempts = alert[n.attempts] + 1
         try:
@@ -132,7 +132,7 @@ def send_due(engine: Engine, config: SmtpConfig, now: datetime, limit: int = 50)
             }
             with engine.begin() as conn:
                 conn.execute(
-                    update(s.alert_notifications).where(n.id == notification_id).values(**values)
+                    update(t.alert_notifications).where(n.id == notification_id).values(**values)
                 )
                 if dead:
                     from ..events import record_event
@@ -148,7 +148,7 @@ def send_due(engine: Engine, config: SmtpConfig, now: datetime, limit: int = 50)
             continue
         with engine.begin() as conn:
             conn.execute(
-                update(s.alert_notifications)
+                update(t.alert_notifications)
                 .where(n.id == notification_id)
                 .values(state="sent", sent_at=now, attempts=attempts, last_error=None)
             )

@@ -29,12 +29,14 @@ from itertools import pairwise
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Connection, and_, case, exists, func, or_, select
+from sqlalchemy import Connection, Select, Subquery, and_, case, func, or_, select
 
 from kenshin.jst import JST, SLOT
 
-from .. import schema as s
+from ..devices import queries as devices
+from ..metering import queries as metering
 from ..times import jst_text
+from . import tables as t
 
 __all__ = ["RULES", "Finding", "Rule", "floor_slot"]
 
@@ -69,9 +71,9 @@ def _meter_finding(row, **detail: Any) -> Finding:
     return Finding(f"meter:{row.id}", row.id, row.gateway_id, detail)
 
 
-def _tenant_meters(tenant_id: int):
-    m = s.meters.c
-    return select(m.id, m.gateway_id).where(m.tenant_id == tenant_id)
+def _meters_with(meters: Subquery, *columns) -> Select:
+    """The meters' `id` and `gateway_id` (what a finding names), and `columns`."""
+    return select(meters.c.id, meters.c.gateway_id, *columns)
 
 
 # -- no_data -------------------------------------------------------------------------------
@@ -83,14 +85,11 @@ class NoData(Params):
 
 def no_data(conn: Connection, tenant_id: int, now: datetime, p: NoData) -> list[Finding]:
     cutoff = floor_slot(now) - p.slots * SLOT
-    f, m = s.readings_fixed.c, s.meters.c
-    latest = (
-        select(func.max(f.slot_start))
-        .where(f.meter_id == m.id, f.slot_start >= cutoff)
-        .scalar_subquery()
-    )
+    meters = devices.tenant_meters(tenant_id)
+    m = meters.c
+    latest = metering.newest_fixed_slot(m.id, cutoff)
     rows = conn.execute(
-        _tenant_meters(tenant_id).where(
+        _meters_with(meters).where(
             m.gateway_id.is_not(None), m.created_at < cutoff, latest.is_(None)
         )
     )
@@ -108,29 +107,19 @@ class MeterStuck(Params):
 def meter_stuck(conn: Connection, tenant_id: int, now: datetime, p: MeterStuck) -> list[Finding]:
     end = floor_slot(now)
     start = end - p.slots * SLOT
-    e, i, m = s.slot_energy.c, s.readings_instant.c, s.meters.c
-    zero_slots = (
-        select(func.count())
-        .where(
-            e.meter_id == m.id,
-            e.direction == 0,
-            e.slot_start >= start,
-            e.slot_start < end,
-            e.wh == 0,
-        )
-        .scalar_subquery()
-    )
-    mean_power = (
-        select(func.avg(i.power_w))
-        .where(i.meter_id == m.id, i.at >= start, i.at < end)
-        .scalar_subquery()
-    )
+    meters = devices.tenant_meters(tenant_id)
+    zero_slots = metering.slot_stat(_count_zero, meters.c.id, start, end, direction=0)
+    mean_power = metering.power_stat(func.avg, meters.c.id, start, end)
     rows = conn.execute(
-        _tenant_meters(tenant_id)
-        .add_columns(mean_power.label("mean_w"))
-        .where(zero_slots == p.slots, mean_power > p.min_power_w)
+        _meters_with(meters, mean_power.label("mean_w")).where(
+            zero_slots == p.slots, mean_power > p.min_power_w
+        )
     )
     return [_meter_finding(r, slots=p.slots, mean_power_w=round(r.mean_w)) for r in rows]
+
+
+def _count_zero(wh):
+    return func.count(case((wh == 0, 1)))
 
 
 # -- impossible_value ----------------------------------------------------------------------
@@ -146,26 +135,20 @@ def impossible_value(
 ) -> list[Finding]:
     end = floor_slot(now) + SLOT
     start = end - (p.window_slots + 1) * SLOT
-    i, e, f, m = s.readings_instant.c, s.slot_energy.c, s.readings_fixed.c, s.meters.c
-    sells = exists().where(f.meter_id == m.id, f.direction == 1)
-    highest = (
-        select(func.max(i.power_w)).where(i.meter_id == m.id, i.at >= start, i.at < end)
-    ).scalar_subquery()
-    lowest = (
-        select(func.min(i.power_w)).where(i.meter_id == m.id, i.at >= start, i.at < end)
-    ).scalar_subquery()
-    biggest_slot = (
-        select(func.max(e.wh)).where(e.meter_id == m.id, e.slot_start >= start, e.slot_start < end)
-    ).scalar_subquery()
+    meters = devices.tenant_meters(tenant_id)
+    m = meters.c
+    sells = metering.sells(m.id)
+    highest = metering.power_stat(func.max, m.id, start, end)
+    lowest = metering.power_stat(func.min, m.id, start, end)
+    biggest_slot = metering.slot_stat(func.max, m.id, start, end)
     rows = conn.execute(
-        _tenant_meters(tenant_id)
-        .add_columns(
+        _meters_with(
+            meters,
             highest.label("highest"),
             lowest.label("lowest"),
             biggest_slot.label("biggest"),
             sells.label("sells"),
-        )
-        .where(
+        ).where(
             or_(
                 highest > p.max_power_w,
                 lowest < -p.max_power_w,
@@ -196,6 +179,10 @@ class PvZeroMidday(Params):
     min_share: float = Field(0.5, gt=0, le=1, description="of other selling meters that sold")
 
 
+def _sum_or_zero(wh):
+    return func.coalesce(func.sum(wh), 0)
+
+
 def _last_midday(now: datetime) -> tuple[datetime, datetime]:
     local = now.astimezone(JST)
     day = local.date() if local.time() >= time(14) else local.date() - timedelta(days=1)
@@ -207,34 +194,13 @@ def pv_zero_midday(
     conn: Connection, tenant_id: int, now: datetime, p: PvZeroMidday
 ) -> list[Finding]:
     start, end = _last_midday(now)
-    e, d, m = s.slot_energy.c, s.meter_energy.c, s.meters.c
-    sold_lately = exists().where(
-        d.meter_id == m.id,
-        d.period == "day",
-        d.direction == 1,
-        d.wh > 0,
-        d.start >= start - timedelta(days=7),
-    )
-    midday = (
-        select(func.coalesce(func.sum(e.wh), 0))
-        .where(e.meter_id == m.id, e.direction == 1, e.slot_start >= start, e.slot_start < end)
-        .scalar_subquery()
-    )
-    known = (
-        select(func.count())
-        .where(
-            e.meter_id == m.id,
-            e.direction == 1,
-            e.slot_start >= start,
-            e.slot_start < end,
-            e.wh.is_not(None),
-        )
-        .scalar_subquery()
-    )
+    meters = devices.tenant_meters(tenant_id)
+    m = meters.c
+    sold_lately = metering.sold_since(m.id, start - timedelta(days=7))
+    midday = metering.slot_stat(_sum_or_zero, m.id, start, end, direction=1)
+    known = metering.slot_stat(func.count, m.id, start, end, direction=1)  # count(wh): not NULL
     plants = conn.execute(
-        _tenant_meters(tenant_id)
-        .add_columns(midday.label("sold"), known.label("known"))
-        .where(sold_lately)
+        _meters_with(meters, midday.label("sold"), known.label("known")).where(sold_lately)
     ).all()
     measured = [r for r in plants if r.known == 8]  # all eight midday slots have values
     findings = []
@@ -260,47 +226,44 @@ def outside_band(conn: Connection, tenant_id: int, now: datetime, p: OutsideBand
     end = floor_slot(now)
     start = end - p.slots * SLOT
     findings = []
-    t, tf = s.tenant_energy.c, s.tenant_forecast.c
-    outside = func.sum(case((or_(t.wh < tf.low_wh, t.wh > tf.high_wh), 1), else_=0))
-    row = conn.execute(
-        select(outside.label("outside"), func.count().label("n")).where(
-            t.tenant_id == tenant_id,
-            t.period == "slot",
-            t.direction == 0,
-            t.start >= start,
-            t.start < end,
-            tf.tenant_id == t.tenant_id,
-            tf.direction == 0,
-            tf.slot_start == t.start,
-        )
-    ).one()
-    if row.n == p.slots and row.outside == p.slots:
+    if _tenant_outside(conn, tenant_id, start, end, p.slots):
         findings.append(Finding("tenant", detail={"slots": p.slots, "since": jst_text(start)}))
-    e, mf, m = s.slot_energy.c, s.meter_forecast.c, s.meters.c
+    meters = devices.tenant_meters(tenant_id)
+    e = metering.meter_slots(0, start, end).subquery()
+    mf = t.meter_forecast.c
     per_meter = conn.execute(
-        select(m.id, m.gateway_id)
-        .join_from(s.meters, s.slot_energy, e.meter_id == m.id)
+        _meters_with(meters)
+        .join_from(meters, e, e.c.meter_id == meters.c.id)
         .join(
-            s.meter_forecast,
-            and_(mf.meter_id == e.meter_id, mf.slot_start == e.slot_start, mf.direction == 0),
+            t.meter_forecast,
+            and_(mf.meter_id == e.c.meter_id, mf.slot_start == e.c.slot_start, mf.direction == 0),
         )
-        .where(
-            m.tenant_id == tenant_id,
-            e.direction == 0,
-            e.slot_start >= start,
-            e.slot_start < end,
-            e.wh.is_not(None),
-        )
-        .group_by(m.id, m.gateway_id)
-        .having(
-            and_(
-                func.count() == p.slots,
-                func.sum(case((or_(e.wh < mf.low_wh, e.wh > mf.high_wh), 1), else_=0)) == p.slots,
-            )
-        )
+        .group_by(meters.c.id, meters.c.gateway_id)
+        .having(and_(func.count() == p.slots, _outside(e.c.wh, mf) == p.slots))
     )
     findings += [_meter_finding(r, slots=p.slots) for r in per_meter]
     return findings
+
+
+def _outside(wh, band):
+    """How many of the values are outside their forecast's band."""
+    return func.sum(case((or_(wh < band.low_wh, wh > band.high_wh), 1), else_=0))
+
+
+def _tenant_outside(
+    conn: Connection, tenant_id: int, start: datetime, end: datetime, slots: int
+) -> bool:
+    """Whether the tenant's `slots` half hours from `start` are all outside the band."""
+    e = metering.tenant_slots(tenant_id, 0, start, end).subquery()
+    tf = t.tenant_forecast.c
+    row = conn.execute(
+        select(_outside(e.c.wh, tf).label("outside"), func.count().label("n")).join_from(
+            e,
+            t.tenant_forecast,
+            and_(tf.tenant_id == tenant_id, tf.direction == 0, tf.slot_start == e.c.start),
+        )
+    ).one()
+    return row.n == slots and row.outside == slots
 
 
 # -- queue_growing ---------------------------------------------------------------------------
@@ -313,25 +276,7 @@ class QueueGrowing(Params):
 def queue_growing(
     conn: Connection, tenant_id: int, now: datetime, p: QueueGrowing
 ) -> list[Finding]:
-    r, g = s.gateway_reports.c, s.gateways.c
-    ranked = (
-        select(
-            r.gateway_id,
-            r.queue_depth,
-            func.row_number().over(partition_by=r.gateway_id, order_by=r.at.desc()).label("n"),
-        )
-        .join_from(s.gateway_reports, s.gateways, g.id == r.gateway_id)
-        .where(g.tenant_id == tenant_id, r.at >= now - timedelta(days=2))
-        .subquery()
-    )
-    rows = conn.execute(
-        select(ranked.c.gateway_id, ranked.c.n, ranked.c.queue_depth)
-        .where(ranked.c.n <= p.reports)
-        .order_by(ranked.c.gateway_id, ranked.c.n.desc())
-    ).all()
-    depths: dict[int, list[int]] = {}
-    for gateway_id, _, depth in rows:
-        depths.setdefault(gateway_id, []).append(depth)  # oldest first
+    depths = devices.queue_depths(conn, tenant_id, now - timedelta(days=2), p.reports)
     return [
         Finding(f"gateway:{gateway_id}", gateway_id=gateway_id, detail={"queue_depths": d})
         for gateway_id, d in sorted(depths.items())

@@ -12,14 +12,14 @@ from sqlalchemy import delete, insert, select
 
 from kenshin.jst import JST
 
-from .. import accounts, listing
-from .. import schema as s
+from .. import accounts, listing, schema_base
 from ..bounds import ApiDate, ApiDateTime
 from ..deps import Conn, Principal, RowId, TenantId, require_role
 from ..devices.registry import get_meter, get_site
 from ..problems import Problem
 from ..times import JstDateTime, jst_text
 from . import generation, retail
+from . import tables as t
 from .store import read_tenant_forecast
 
 router = APIRouter(tags=["analytics"])
@@ -191,16 +191,16 @@ def add_price(
 ) -> PriceOut:
     _plant(conn, meter_id, tenant_id)
     row = conn.execute(
-        insert(s.plant_prices)
+        insert(t.plant_prices)
         .values(
             tenant_id=tenant_id,
             meter_id=meter_id,
             yen_per_kwh_milli=round(body.yen_per_kwh * 1000),
             valid_from=body.valid_from,
             valid_to=body.valid_to,
-            created_at=s.utcnow(),
+            created_at=schema_base.utcnow(),
         )
-        .returning(s.plant_prices)
+        .returning(t.plant_prices)
     ).one()
     accounts.audit(
         conn,
@@ -218,9 +218,9 @@ def list_prices(
     meter_id: RowId, conn: Conn, _: Viewer, tenant_id: TenantId
 ) -> listing.Page[PriceOut]:
     _plant(conn, meter_id, tenant_id)
-    p = s.plant_prices.c
+    p = t.plant_prices.c
     rows = conn.execute(
-        select(s.plant_prices).where(p.meter_id == meter_id).order_by(p.valid_from, p.id)
+        select(t.plant_prices).where(p.meter_id == meter_id).order_by(p.valid_from, p.id)
     )
     return listing.one_page([_price_out(r) for r in rows])
 
@@ -232,9 +232,9 @@ def delete_price(
     meter_id: RowId, price_id: RowId, conn: Conn, principal: Operator, tenant_id: TenantId
 ) -> None:
     _plant(conn, meter_id, tenant_id)
-    p = s.plant_prices.c
+    p = t.plant_prices.c
     gone = conn.execute(
-        delete(s.plant_prices).where(p.id == price_id, p.meter_id == meter_id)
+        delete(t.plant_prices).where(p.id == price_id, p.meter_id == meter_id)
     ).rowcount
     if not gone:
         raise Problem(404, "no such price")

@@ -17,11 +17,12 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
-from sqlalchemy import Connection, and_, or_, select
+from sqlalchemy import Connection, or_, select
 
 from kenshin.jst import JST
 
-from .. import schema as s
+from ..metering.queries import meter_days
+from . import tables as t
 
 __all__ = [
     "CsvWeather",
@@ -50,7 +51,7 @@ def _price_for(prices: list, day: date) -> int | None:
 
 def daily_sales(conn: Connection, meter_id: int, first: date, last: date) -> list[DailySales]:
     """Sold energy and its value per JST day from `first` to `last` (inclusive)."""
-    p = s.plant_prices.c
+    p = t.plant_prices.c
     prices = conn.execute(
         select(p.valid_from, p.valid_to, p.yen_per_kwh_milli)
         .where(
@@ -60,22 +61,11 @@ def daily_sales(conn: Connection, meter_id: int, first: date, last: date) -> lis
         )
         .order_by(p.valid_from.desc(), p.id.desc())
     ).all()
-    e = s.meter_energy.c
     start = datetime.combine(first, datetime.min.time(), JST)
     end = datetime.combine(last + timedelta(days=1), datetime.min.time(), JST)
     sold = {
         r.start.astimezone(JST).date(): r.wh
-        for r in conn.execute(
-            select(e.start, e.wh).where(
-                and_(
-                    e.meter_id == meter_id,
-                    e.period == "day",
-                    e.direction == 1,
-                    e.start >= start,
-                    e.start < end,
-                )
-            )
-        )
+        for r in conn.execute(meter_days(meter_id, 1, start, end))
     }
     out = []
     day = first

@@ -28,9 +28,13 @@ from sqlalchemy import Connection, and_, delete, insert, select
 
 from kenshin.jst import JST, SLOT, jst_midnight
 
-from .. import schema as s
+from .. import schema_base
+from ..alerts.engine import rule_setting
 from ..bounds import EARLIEST, LATEST
+from ..events import event_details, record_event
+from ..metering.queries import tenant_slots
 from ..times import jst_text
+from . import tables as t
 from .forecast import SLOTS
 from .store import read_tenant_forecast
 
@@ -124,15 +128,15 @@ def _parse_plan_csv(text: str) -> dict[datetime, int]:
 
 def store_plan(conn: Connection, tenant_id: int, plan: dict[datetime, int], actor: str) -> int:
     """Replace the tenant's plan for the slots given (other slots stay)."""
-    p = s.procurement_plan.c
+    p = t.procurement_plan.c
     conn.execute(
-        delete(s.procurement_plan).where(
+        delete(t.procurement_plan).where(
             and_(p.tenant_id == tenant_id, p.slot_start.in_(list(plan)))
         )
     )
-    now = s.utcnow()
+    now = schema_base.utcnow()
     conn.execute(
-        insert(s.procurement_plan),
+        insert(t.procurement_plan),
         [
             {
                 "tenant_id": tenant_id,
@@ -169,7 +173,7 @@ def day_outlook(
     threshold_pct: float = DEFAULT_THRESHOLD_PCT,
 ) -> list[SlotOutlook]:
     start, end = jst_midnight(day), jst_midnight(day + timedelta(days=1))
-    p, t = s.procurement_plan.c, s.tenant_energy.c
+    p = t.procurement_plan.c
     plan = {
         r.slot_start: r.wh
         for r in conn.execute(
@@ -178,18 +182,7 @@ def day_outlook(
             )
         )
     }
-    actual = {
-        r.start: r.wh
-        for r in conn.execute(
-            select(t.start, t.wh).where(
-                t.tenant_id == tenant_id,
-                t.period == "slot",
-                t.direction == 0,
-                t.start >= start,
-                t.start < end,
-            )
-        )
-    }
+    actual = {r.start: r.wh for r in conn.execute(tenant_slots(tenant_id, 0, start, end))}
     band = {
         at: (low, mid, high) for at, low, mid, high in read_tenant_forecast(conn, tenant_id, day)
     }
@@ -221,11 +214,7 @@ def day_outlook(
 
 
 def threshold_pct(conn: Connection, tenant_id: int) -> float:
-    row = conn.execute(
-        select(s.alert_rules.c.params, s.alert_rules.c.enabled).where(
-            s.alert_rules.c.tenant_id == tenant_id, s.alert_rules.c.rule == "imbalance"
-        )
-    ).first()
+    row = rule_setting(conn, tenant_id, "imbalance")
     if row is None or not row.enabled:
         return DEFAULT_THRESHOLD_PCT if row is None else float("inf")
     return float(row.params.get("threshold_pct", DEFAULT_THRESHOLD_PCT))
@@ -239,22 +228,14 @@ def check_imbalance(conn: Connection, tenant_id: int, now: datetime) -> list[Slo
     at_risk = [o for o in day_outlook(conn, tenant_id, day, now, limit) if o.at_risk]
     if not at_risk:
         return []
-    e = s.events.c
+    since = jst_midnight(day).astimezone(UTC) - timedelta(days=1)
     raised = {  # instants: details written before times were JST held UTC text
-        datetime.fromisoformat(row.detail["slot_start"])
-        for row in conn.execute(
-            select(e.detail).where(
-                e.tenant_id == tenant_id,
-                e.code == "imbalance_projected",
-                e.at >= jst_midnight(day).astimezone(UTC) - timedelta(days=1),
-            )
-        )
-        if row.detail and row.detail.get("slot_start")
+        datetime.fromisoformat(detail["slot_start"])
+        for detail in event_details(conn, tenant_id, "imbalance_projected", since)
+        if detail.get("slot_start")
     }
     new = [o for o in at_risk if o.start not in raised]
     for o in new:
-        from ..events import record_event  # the one way events are written (and webhooked)
-
         record_event(
             conn,
             tenant_id=tenant_id,

@@ -18,7 +18,8 @@ from sqlalchemy import Connection, and_, delete, insert, select
 
 from kenshin.jst import JST, SLOT, jst_midnight
 
-from .. import schema as s
+from ..metering.queries import meter_slots, tenant_slots
+from . import tables as t
 from .forecast import SLOTS, Band, History, forecast_with_band, update_intraday
 
 __all__ = ["ForecastRow", "read_tenant_forecast", "refresh_meter", "refresh_tenant"]
@@ -95,19 +96,17 @@ def _replace(conn: Connection, table, owner: dict, direction: int, today: date, 
     return len(rows)
 
 
+def _history_range(today: date) -> tuple[datetime, datetime]:
+    """The slots a forecast of today and tomorrow learns from: HISTORY_DAYS and today."""
+    return jst_midnight(today - timedelta(days=HISTORY_DAYS)), jst_midnight(
+        today + timedelta(days=1)
+    )
+
+
 def refresh_tenant(conn: Connection, tenant_id: int, now: datetime, direction: int = 0) -> int:
     """Forecast today and tomorrow for the tenant; returns the rows written."""
     today = now.astimezone(JST).date()
-    t = s.tenant_energy.c
-    found = conn.execute(
-        select(t.start, t.wh, t.slots).where(
-            t.tenant_id == tenant_id,
-            t.period == "slot",
-            t.direction == direction,
-            t.start >= jst_midnight(today - timedelta(days=HISTORY_DAYS)),
-            t.start < jst_midnight(today + timedelta(days=1)),
-        )
-    ).all()
+    found = conn.execute(tenant_slots(tenant_id, direction, *_history_range(today))).all()
     if not found:
         return 0
     # A slot counts once at least 90 % of the usual number of meters are in it.
@@ -116,32 +115,23 @@ def refresh_tenant(conn: Connection, tenant_id: int, now: datetime, direction: i
     rows = []
     for day, band in _forecasts(history, _known_prefix(today_values, now, today), today):
         rows += _rows(day, band, {"tenant_id": tenant_id}, direction, now.astimezone(UTC))
-    return _replace(conn, s.tenant_forecast, {"tenant_id": tenant_id}, direction, today, rows)
+    return _replace(conn, t.tenant_forecast, {"tenant_id": tenant_id}, direction, today, rows)
 
 
 def refresh_meter(conn: Connection, meter_id: int, now: datetime, direction: int = 0) -> int:
     today = now.astimezone(JST).date()
-    e = s.slot_energy.c
-    found = conn.execute(
-        select(e.slot_start, e.wh).where(
-            e.meter_id == meter_id,
-            e.direction == direction,
-            e.wh.is_not(None),
-            e.slot_start >= jst_midnight(today - timedelta(days=HISTORY_DAYS)),
-            e.slot_start < jst_midnight(today + timedelta(days=1)),
-        )
-    ).all()
-    history, today_values = _history(((at, wh, 1) for at, wh in found), today, min_count=1)
+    found = conn.execute(meter_slots(direction, *_history_range(today), meter_id)).all()
+    history, today_values = _history(((at, wh, 1) for _, at, wh in found), today, min_count=1)
     rows = []
     for day, band in _forecasts(history, _known_prefix(today_values, now, today), today):
         rows += _rows(day, band, {"meter_id": meter_id}, direction, now.astimezone(UTC))
-    return _replace(conn, s.meter_forecast, {"meter_id": meter_id}, direction, today, rows)
+    return _replace(conn, t.meter_forecast, {"meter_id": meter_id}, direction, today, rows)
 
 
 def read_tenant_forecast(
     conn: Connection, tenant_id: int, day: date, direction: int = 0
 ) -> list[ForecastRow]:
-    f = s.tenant_forecast.c
+    f = t.tenant_forecast.c
     return [
         (r.slot_start, r.low_wh, r.mid_wh, r.high_wh)
         for r in conn.execute(

@@ -36,9 +36,8 @@ from typing import Any
 import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
-from sqlalchemy import select
 
-from .. import schema as s
+from ..devices.enrollment import password_hash
 from .access import DOWNLINK_CHANNELS, TOPIC_ROOT, UPLINK_CHANNELS, verify_password
 
 __all__ = [
@@ -107,9 +106,7 @@ def _is_service(request: Request, username: str) -> bool:
 
 def _gateway_password_hash(request: Request, username: str) -> str | None:
     with request.app.state.engine.connect() as conn:
-        return conn.execute(
-            select(s.gateways.c.mqtt_password_hash).where(s.gateways.c.mqtt_username == username)
-        ).scalar()
+        return password_hash(conn, username)
 
 
 @router.post("/user")

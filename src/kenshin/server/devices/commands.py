@@ -12,9 +12,9 @@ from sqlalchemy import Connection, Row, and_, insert, select, update
 
 from kenshin.wire import Command, CommandName, CommandResult
 
-from .. import schema as s
 from ..accounts import audit
-from ..schema import utcnow
+from ..schema_base import utcnow
+from . import tables as t
 
 DEFAULT_TTL = timedelta(minutes=10)
 KNOWN = {name.value for name in CommandName}
@@ -46,7 +46,7 @@ def create(
     _check_args(name, args)
     now = utcnow()
     key = conn.execute(
-        insert(s.commands).values(
+        insert(t.commands).values(
             tenant_id=tenant_id,
             gateway_id=gateway_id,
             name=name,
@@ -70,17 +70,35 @@ def create(
 
 def get(conn: Connection, command_id: int, tenant_id: int) -> Row | None:
     return conn.execute(
-        select(s.commands).where(s.commands.c.id == command_id, s.commands.c.tenant_id == tenant_id)
+        select(t.commands).where(t.commands.c.id == command_id, t.commands.c.tenant_id == tenant_id)
+    ).first()
+
+
+def newest(
+    conn: Connection, tenant_id: int, gateway_id: int, name: str, since: datetime
+) -> Row | None:
+    """The gateway's newest command `name` created after `since`, if any."""
+    c = t.commands.c
+    return conn.execute(
+        select(t.commands)
+        .where(
+            c.tenant_id == tenant_id,
+            c.gateway_id == gateway_id,
+            c.name == name,
+            c.created_at > since,
+        )
+        .order_by(c.id.desc())
+        .limit(1)
     ).first()
 
 
 def pending(conn: Connection) -> list[tuple[Row, str]]:
     """Commands to publish, with their gateway's MQTT id."""
     rows = conn.execute(
-        select(s.commands, s.gateways.c.serial)
-        .join(s.gateways, s.gateways.c.id == s.commands.c.gateway_id)
-        .where(s.commands.c.state == "pending", s.commands.c.expires_at > utcnow())
-        .order_by(s.commands.c.id)
+        select(t.commands, t.gateways.c.serial)
+        .join(t.gateways, t.gateways.c.id == t.commands.c.gateway_id)
+        .where(t.commands.c.state == "pending", t.commands.c.expires_at > utcnow())
+        .order_by(t.commands.c.id)
     ).all()
     return [(row, row.serial) for row in rows]
 
@@ -91,8 +109,8 @@ def as_message(row: Row) -> Command:
 
 def mark_sent(conn: Connection, command_id: int, at: datetime | None = None) -> None:
     conn.execute(
-        update(s.commands)
-        .where(s.commands.c.id == command_id)
+        update(t.commands)
+        .where(t.commands.c.id == command_id)
         .values(state="sent", sent_at=at or utcnow())
     )
 
@@ -101,12 +119,12 @@ def on_result(conn: Connection, gateway: Row, result: CommandResult) -> bool:
     """Record a result; only for a command of this very gateway (a device cannot answer
     for another's)."""
     done = conn.execute(
-        update(s.commands)
+        update(t.commands)
         .where(
             and_(
-                s.commands.c.id == result.id,
-                s.commands.c.gateway_id == gateway.id,
-                s.commands.c.state.in_(("pending", "sent")),
+                t.commands.c.id == result.id,
+                t.commands.c.gateway_id == gateway.id,
+                t.commands.c.state.in_(("pending", "sent")),
             )
         )
         .values(
@@ -121,11 +139,11 @@ def on_result(conn: Connection, gateway: Row, result: CommandResult) -> bool:
 
 def expire(conn: Connection, now: datetime | None = None) -> int:
     done = conn.execute(
-        update(s.commands)
+        update(t.commands)
         .where(
             and_(
-                s.commands.c.state.in_(("pending", "sent")),
-                s.commands.c.expires_at <= (now or utcnow()),
+                t.commands.c.state.in_(("pending", "sent")),
+                t.commands.c.expires_at <= (now or utcnow()),
             )
         )
         .values(state="expired")
@@ -136,7 +154,7 @@ def expire(conn: Connection, now: datetime | None = None) -> int:
 def fail(conn: Connection, command_id: int, error: str) -> None:
     """A command the server itself could not send: failed, with why."""
     conn.execute(
-        update(s.commands)
-        .where(s.commands.c.id == command_id, s.commands.c.state == "pending")
+        update(t.commands)
+        .where(t.commands.c.id == command_id, t.commands.c.state == "pending")
         .values(state="failed", error=error[:500], done_at=utcnow())
     )

@@ -22,11 +22,11 @@ from sqlalchemy import Connection, Row, func, insert, select
 from kenshin.wire import Settings
 from kenshin.wire.sealing import seal
 
-from .. import schema as s
 from ..accounts import audit
 from ..events import record_event
-from ..schema import utcnow
+from ..schema_base import utcnow
 from ..security import CredentialBox
+from . import tables as t
 from .registry import meter_link_settings, meters_of_gateway
 
 DEFAULTS: dict[str, Any] = {
@@ -102,14 +102,14 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 
 def _latest(conn: Connection, tenant_id: int, gateway_id: int | None) -> Row | None:
     gateway = (
-        s.settings.c.gateway_id.is_(None)
+        t.settings.c.gateway_id.is_(None)
         if gateway_id is None
-        else s.settings.c.gateway_id == gateway_id
+        else t.settings.c.gateway_id == gateway_id
     )
     return conn.execute(
-        select(s.settings)
-        .where(s.settings.c.tenant_id == tenant_id, gateway)
-        .order_by(s.settings.c.version.desc())
+        select(t.settings)
+        .where(t.settings.c.tenant_id == tenant_id, gateway)
+        .order_by(t.settings.c.version.desc())
         .limit(1)
     ).first()
 
@@ -134,12 +134,12 @@ def put_settings(
     previous = _latest(conn, tenant_id, gateway_id)
     merged = values if replace or previous is None else merge(previous.values, values)
     (version,) = conn.execute(
-        select(func.coalesce(func.max(s.settings.c.version), 0) + 1).where(
-            s.settings.c.tenant_id == tenant_id
+        select(func.coalesce(func.max(t.settings.c.version), 0) + 1).where(
+            t.settings.c.tenant_id == tenant_id
         )
     ).one()
     conn.execute(
-        insert(s.settings).values(
+        insert(t.settings).values(
             tenant_id=tenant_id,
             gateway_id=gateway_id,
             version=version,
@@ -165,13 +165,13 @@ def effective_versions(conn: Connection) -> dict[int, int]:
     give it) in one query: the pushers look at what changed without building every
     gateway's settings at every round."""
     rows = conn.execute(
-        select(s.gateways.c.id, func.max(s.settings.c.version))
+        select(t.gateways.c.id, func.max(t.settings.c.version))
         .join(
-            s.settings,
-            (s.settings.c.tenant_id == s.gateways.c.tenant_id)
-            & (s.settings.c.gateway_id.is_(None) | (s.settings.c.gateway_id == s.gateways.c.id)),
+            t.settings,
+            (t.settings.c.tenant_id == t.gateways.c.tenant_id)
+            & (t.settings.c.gateway_id.is_(None) | (t.settings.c.gateway_id == t.gateways.c.id)),
         )
-        .group_by(s.gateways.c.id)
+        .group_by(t.gateways.c.id)
     ).all()
     return dict(rows)
 
@@ -221,14 +221,14 @@ def for_wire(conn: Connection, gateway: Row, settings: Settings) -> Settings:
 
 def history(conn: Connection, tenant_id: int, gateway_id: int | None) -> list[Row]:
     gateway = (
-        s.settings.c.gateway_id.is_(None)
+        t.settings.c.gateway_id.is_(None)
         if gateway_id is None
-        else s.settings.c.gateway_id == gateway_id
+        else t.settings.c.gateway_id == gateway_id
     )
     return list(
         conn.execute(
-            select(s.settings)
-            .where(s.settings.c.tenant_id == tenant_id, gateway)
-            .order_by(s.settings.c.version.desc())
+            select(t.settings)
+            .where(t.settings.c.tenant_id == tenant_id, gateway)
+            .order_by(t.settings.c.version.desc())
         )
     )

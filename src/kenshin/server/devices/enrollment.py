@@ -18,15 +18,15 @@ from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import Connection, Row, update
+from sqlalchemy import Connection, Row, select, update
 
 from kenshin.wire.enrollment import CHALLENGE_TTL_S, b64decode, signed_message, valid_serial
 
-from .. import schema as s
 from ..accounts import audit
 from ..broker.access import hash_password
 from ..events import record_event
-from ..schema import utcnow
+from ..schema_base import utcnow
+from . import tables as t
 from .registry import gateway_by_serial
 
 UNCLAIMED_RETRY_S = 60
@@ -93,13 +93,13 @@ def enroll(
     now = utcnow()
     if gateway.tenant_id is None:
         conn.execute(
-            update(s.gateways).where(s.gateways.c.id == gateway.id).values(last_seen_at=now)
+            update(t.gateways).where(t.gateways.c.id == gateway.id).values(last_seen_at=now)
         )
         return Unclaimed()
     password = secrets.token_urlsafe(24)
     conn.execute(
-        update(s.gateways)
-        .where(s.gateways.c.id == gateway.id)
+        update(t.gateways)
+        .where(t.gateways.c.id == gateway.id)
         .values(
             mqtt_username=serial,
             mqtt_password_hash=hash_password(password),
@@ -119,13 +119,20 @@ def enroll(
     return Issued(serial, serial, password)
 
 
+def password_hash(conn: Connection, username: str) -> str | None:
+    """The hash of the broker password of the gateway logging in as `username` (None: no
+    such gateway, or its credential was revoked), for the brokers' login checks."""
+    g = t.gateways.c
+    return conn.execute(select(g.mqtt_password_hash).where(g.mqtt_username == username)).scalar()
+
+
 def revoke_credential(conn: Connection, gateway: Row, actor: str) -> str | None:
     """End a gateway's broker credential (suspected stolen, or the device retired); it must
     prove its identity again to get another. Returns the MQTT username it had, if any."""
     if gateway.mqtt_password_hash is None:
         return None
     conn.execute(
-        update(s.gateways).where(s.gateways.c.id == gateway.id).values(mqtt_password_hash=None)
+        update(t.gateways).where(t.gateways.c.id == gateway.id).values(mqtt_password_hash=None)
     )
     record_event(
         conn,

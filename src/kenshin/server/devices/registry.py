@@ -19,16 +19,16 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Row, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Row, insert, or_, select, update
 
 from kenshin.wire.enrollment import valid_serial
 
 from .. import listing
-from .. import schema as s
-from ..accounts import audit
+from ..accounts import audit, last_audited
 from ..events import record_event
-from ..schema import utcnow
+from ..schema_base import utcnow
 from ..security import CredentialBox, meter_credential_ad
+from . import tables as t
 
 # The factory's CSV: one row per box.
 IDENTITY_COLUMNS = ("serial", "model", "public_key", "claim_code")
@@ -87,12 +87,12 @@ def import_identities(conn: Connection, text: str, key: bytes, actor: str) -> Im
         if len(public_key) != 32:
             errors.append(f"line {line}: public_key is not a base64 Ed25519 key (32 bytes)")
             continue
-        if conn.execute(select(s.gateways.c.id).where(s.gateways.c.serial == serial)).first():
+        if conn.execute(select(t.gateways.c.id).where(t.gateways.c.serial == serial)).first():
             known += 1
             continue
         code = (row["claim_code"] or "").strip()
         conn.execute(
-            insert(s.gateways).values(
+            insert(t.gateways).values(
                 serial=serial,
                 model=(row["model"] or "kenshin-gw").strip()[:64],
                 public_key=public_key,
@@ -107,12 +107,12 @@ def import_identities(conn: Connection, text: str, key: bytes, actor: str) -> Im
 
 
 def gateway_by_serial(conn: Connection, serial: str) -> Row | None:
-    return conn.execute(select(s.gateways).where(s.gateways.c.serial == serial)).first()
+    return conn.execute(select(t.gateways).where(t.gateways.c.serial == serial)).first()
 
 
 def get_gateway(conn: Connection, gateway_id: int, tenant_id: int) -> Row | None:
     return conn.execute(
-        select(s.gateways).where(s.gateways.c.id == gateway_id, s.gateways.c.tenant_id == tenant_id)
+        select(t.gateways).where(t.gateways.c.id == gateway_id, t.gateways.c.tenant_id == tenant_id)
     ).first()
 
 
@@ -128,13 +128,13 @@ def claim_gateway(
 ) -> Row:
     """Give an unclaimed gateway to this tenant (and a site). By its printed claim code,
     or by serial — a serial alone claims only a gateway made without a claim code."""
-    query = select(s.gateways).where(s.gateways.c.state == "unclaimed")
+    query = select(t.gateways).where(t.gateways.c.state == "unclaimed")
     if claim_code:
-        query = query.where(s.gateways.c.claim_code_hash == claim_code_digest(claim_code, key))
+        query = query.where(t.gateways.c.claim_code_hash == claim_code_digest(claim_code, key))
         if serial:
-            query = query.where(s.gateways.c.serial == serial)
+            query = query.where(t.gateways.c.serial == serial)
     elif serial:
-        query = query.where(s.gateways.c.serial == serial, s.gateways.c.claim_code_hash.is_(None))
+        query = query.where(t.gateways.c.serial == serial, t.gateways.c.claim_code_hash.is_(None))
     else:
         raise RegistryError("give the gateway's claim code (or, if it has none, its serial)")
     gateway = conn.execute(query).first()
@@ -144,8 +144,8 @@ def claim_gateway(
         raise RegistryError(f"no site {site_id}")
     now = utcnow()
     conn.execute(
-        update(s.gateways)
-        .where(s.gateways.c.id == gateway.id)
+        update(t.gateways)
+        .where(t.gateways.c.id == gateway.id)
         .values(
             tenant_id=tenant_id,
             site_id=site_id,
@@ -170,7 +170,7 @@ def claim_gateway(
 
 
 def add_site(conn: Connection, tenant_id: int, actor: str, **values: Any) -> Row:
-    key = conn.execute(insert(s.sites).values(tenant_id=tenant_id, **values)).inserted_primary_key
+    key = conn.execute(insert(t.sites).values(tenant_id=tenant_id, **values)).inserted_primary_key
     audit(conn, actor, "site.create", target=f"site:{key[0]}", tenant_id=tenant_id)
     return get_site(conn, key[0], tenant_id)
 
@@ -184,7 +184,7 @@ def site_clash(
         value = values.get(column)
         if value is None:
             continue
-        c = s.sites.c
+        c = t.sites.c
         if conn.execute(
             select(c.id).where(c.tenant_id == tenant_id, c[column] == value, c.id != (site_id or 0))
         ).first():
@@ -199,7 +199,7 @@ def update_site(
     if get_site(conn, site_id, tenant_id) is None:
         return None
     if changes:
-        conn.execute(update(s.sites).where(s.sites.c.id == site_id).values(**changes))
+        conn.execute(update(t.sites).where(t.sites.c.id == site_id).values(**changes))
         audit(
             conn, actor, "site.update", target=f"site:{site_id}", tenant_id=tenant_id,
             detail=changes,
@@ -209,7 +209,7 @@ def update_site(
 
 def get_site(conn: Connection, site_id: int, tenant_id: int) -> Row | None:
     return conn.execute(
-        select(s.sites).where(s.sites.c.id == site_id, s.sites.c.tenant_id == tenant_id)
+        select(t.sites).where(t.sites.c.id == site_id, t.sites.c.tenant_id == tenant_id)
     ).first()
 
 
@@ -252,7 +252,7 @@ def meter_search(q: str | None, tenant_id: int) -> ColumnElement | None:
     by the customer it serves (the meter list and the settlement export search alike)."""
     if not q:
         return None
-    m, site = s.meters.c, s.sites.c
+    m, site = t.meters.c, t.sites.c
     return or_(
         listing.search_filter(q, [m.serial, m.udp_host, m.device]),
         listing.search_filter(supply_point_search(q), [m.supply_point]),
@@ -269,7 +269,7 @@ def _check_supply_point_free(
     conn: Connection, tenant_id: int, digits: str, meter_id: int | None = None
 ) -> None:
     """A clash is the caller's to hear (409), not the unique constraint's 500."""
-    m = s.meters.c
+    m = t.meters.c
     other = conn.execute(
         select(m.id).where(
             m.tenant_id == tenant_id, m.supply_point == digits, m.id != (meter_id or 0)
@@ -288,7 +288,7 @@ def set_supply_point(
     digits = supply_point_digits(text) if text else None
     if digits is not None:
         _check_supply_point_free(conn, tenant_id, digits, meter_id)
-    conn.execute(update(s.meters).where(s.meters.c.id == meter_id).values(supply_point=digits))
+    conn.execute(update(t.meters).where(t.meters.c.id == meter_id).values(supply_point=digits))
     audit(
         conn, actor, "meter.update", target=f"meter:{meter_id}", tenant_id=tenant_id,
         detail={"supply_point": digits},
@@ -303,7 +303,7 @@ def import_supply_points(conn: Connection, tenant_id: int, text: str, actor: str
     """Supply point numbers from a CSV with `supply_point` and either `meter_id` or the
     site's `service_code` (then the site must have exactly one meter). Rows are applied in
     order; a bad row is reported and skipped; the same number again is already known."""
-    m, site = s.meters.c, s.sites.c
+    m, site = t.meters.c, t.sites.c
     added = known = 0
     errors = []
     for line, row in enumerate(csv_rows(text, ("supply_point",), SUPPLY_POINT_KEYS), start=2):
@@ -365,7 +365,7 @@ def add_meter(
     if supply_point is not None:
         _check_supply_point_free(conn, tenant_id, supply_point)
     key = conn.execute(
-        insert(s.meters).values(
+        insert(t.meters).values(
             tenant_id=tenant_id,
             site_id=site_id,
             gateway_id=gateway_id,
@@ -416,16 +416,11 @@ def broute_credentials_set_at(
     """meter id -> when its B-route credentials were last set, from the audit log (what
     the panel shows of them: never the values). A meter whose entry the audit retention
     has removed is not in the answer."""
-    a = s.audit_log.c
     targets = {f"meter:{m}": m for m in meter_ids}
     if not targets:
         return {}
-    rows = conn.execute(
-        select(a.target, func.max(a.at))
-        .where(a.tenant_id == tenant_id, a.action == BROUTE_AUDIT, a.target.in_(targets))
-        .group_by(a.target)
-    )
-    return {targets[target]: at for target, at in rows}
+    done = last_audited(conn, tenant_id, BROUTE_AUDIT, targets)
+    return {targets[target]: at for target, at in done.items()}
 
 
 def set_broute_credentials(
@@ -433,8 +428,8 @@ def set_broute_credentials(
 ) -> None:
     """Seal both, each bound to this meter and column (a copied ciphertext won't open)."""
     conn.execute(
-        update(s.meters)
-        .where(s.meters.c.id == meter_id)
+        update(t.meters)
+        .where(t.meters.c.id == meter_id)
         .values(
             broute_id_enc=box.seal(broute_id, meter_credential_ad(meter_id, "broute_id")),
             broute_password_enc=box.seal(
@@ -446,12 +441,12 @@ def set_broute_credentials(
 
 def get_meter(conn: Connection, meter_id: int, tenant_id: int) -> Row | None:
     return conn.execute(
-        select(s.meters).where(s.meters.c.id == meter_id, s.meters.c.tenant_id == tenant_id)
+        select(t.meters).where(t.meters.c.id == meter_id, t.meters.c.tenant_id == tenant_id)
     ).first()
 
 
 def meters_of_gateway(conn: Connection, gateway_id: int) -> list[Row]:
-    return list(conn.execute(select(s.meters).where(s.meters.c.gateway_id == gateway_id)))
+    return list(conn.execute(select(t.meters).where(t.meters.c.gateway_id == gateway_id)))
 
 
 def meter_ref(meter_id: int) -> str:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, Row, and_, func, insert, select, update
+from sqlalchemy import Connection, Row, and_, insert, select, update
 
 from kenshin.wire import LinkState, Status
 
-from .. import schema as s
 from ..events import record_event
-from ..schema import utcnow
+from ..metering.queries import newest_reading_at
+from ..schema_base import utcnow
+from . import tables as t
 
 METER_LINK_DOWN = {LinkState.AUTH_FAILED, LinkState.DEVICE_LOST, LinkState.NO_METER}
 SILENCE_FACTOR = 2.5  # lost contact after this many heartbeat periods without a word
@@ -29,12 +30,12 @@ def set_state(conn: Connection, gateway: Row, state: str, *, reason: str, at: da
     if gateway.state == state:
         return False
     current = conn.execute(
-        select(s.gateways.c.state).where(s.gateways.c.id == gateway.id)
+        select(t.gateways.c.state).where(t.gateways.c.id == gateway.id)
     ).scalar_one()
     if current == state:
         return False
     conn.execute(
-        update(s.gateways).where(s.gateways.c.id == gateway.id).values(state=state, state_since=at)
+        update(t.gateways).where(t.gateways.c.id == gateway.id).values(state=state, state_since=at)
     )
     severity = "warning" if state in ("lost_contact", "meter_link_down") else "info"
     record_event(
@@ -60,7 +61,7 @@ def heard_from_all(conn: Connection, gateways: list[Row], *, at: datetime | None
         return
     at = at or utcnow()
     ids = sorted(g.id for g in gateways)
-    conn.execute(update(s.gateways).where(s.gateways.c.id.in_(ids)).values(last_seen_at=at))
+    conn.execute(update(t.gateways).where(t.gateways.c.id.in_(ids)).values(last_seen_at=at))
     for gateway in gateways:
         if gateway.state in ("never_seen", "lost_contact"):
             set_state(conn, gateway, "working", reason="heard from it", at=at)
@@ -69,15 +70,15 @@ def heard_from_all(conn: Connection, gateways: list[Row], *, at: datetime | None
 def on_status(conn: Connection, gateway: Row, status: Status) -> None:
     at = utcnow()
     conn.execute(
-        update(s.gateways)
-        .where(s.gateways.c.id == gateway.id)
+        update(t.gateways)
+        .where(t.gateways.c.id == gateway.id)
         .values(
             last_seen_at=at,
             settings_version_applied=status.settings_version,
         )
     )
     conn.execute(
-        insert(s.gateway_reports).values(
+        insert(t.gateway_reports).values(
             gateway_id=gateway.id,
             at=at,
             agent_version=status.agent_version[:64],
@@ -125,10 +126,10 @@ def sweep_silent(conn: Connection, heartbeat_s: float, *, now: datetime | None =
     now = now or utcnow()
     cutoff = now - timedelta(seconds=heartbeat_s * SILENCE_FACTOR)
     quiet = conn.execute(
-        select(s.gateways).where(
+        select(t.gateways).where(
             and_(
-                s.gateways.c.state.in_(("working", "meter_link_down")),
-                s.gateways.c.last_seen_at < cutoff,
+                t.gateways.c.state.in_(("working", "meter_link_down")),
+                t.gateways.c.last_seen_at < cutoff,
             )
         )
     ).all()
@@ -156,7 +157,7 @@ def gateway_status(
     good read the later of the agent's word and the newest reading stored, and the LQI
     reports of the last day. Three indexed queries."""
     now = now or utcnow()
-    g, r = s.gateways.c, s.gateway_reports.c
+    g, r = t.gateways.c, t.gateway_reports.c
     gateway = conn.execute(
         select(g.id, g.state, g.state_since, g.last_seen_at).where(
             g.id == gateway_id, g.tenant_id == tenant_id
@@ -165,7 +166,7 @@ def gateway_status(
     if gateway is None:
         return None
     report = conn.execute(
-        select(s.gateway_reports)
+        select(t.gateway_reports)
         .where(r.gateway_id == gateway_id)
         .order_by(r.at.desc(), r.id.desc())
         .limit(1)
@@ -175,12 +176,9 @@ def gateway_status(
         .where(r.gateway_id == gateway_id, r.at >= now - LQI_HISTORY, r.lqi.is_not(None))
         .order_by(r.at)
     ).all()
-    m, latest = s.meters.c, s.meter_latest.c
-    last_reading = conn.execute(
-        select(func.max(latest.at))
-        .select_from(s.meter_latest.join(s.meters, m.id == latest.meter_id))
-        .where(m.gateway_id == gateway_id, m.tenant_id == tenant_id)
-    ).scalar()
+    m = t.meters.c
+    of_gateway = select(m.id).where(m.gateway_id == gateway_id, m.tenant_id == tenant_id)
+    last_reading = newest_reading_at(conn, of_gateway)
     out: dict = {
         "gateway_id": gateway.id,
         "state": gateway.state,
@@ -194,7 +192,7 @@ def gateway_status(
         uptime = report.uptime_s
         if gateway.state in LINK_UP_STATES:
             uptime += max(0, int((now - report.at).total_seconds()))
-        good = [t for t in (report.last_good_read_at, last_reading) if t is not None]
+        good = [at for at in (report.last_good_read_at, last_reading) if at is not None]
         out["last_good_read_at"] = max(good) if good else None
         out["report"] = {
             "at": report.at,

@@ -13,14 +13,13 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 
 from kenshin.jst import JST
 
-from .. import accounts, listing
-from .. import schema as s
+from .. import accounts, listing, schema_base
 from ..bounds import ApiDate, ApiDateTime
 from ..deps import Conn, Principal, RowId, TenantId, require_role
+from ..devices.queries import has_meter
 from ..jsonout import json_response
 from ..problems import Problem
 from ..times import JstDateTime
@@ -66,8 +65,7 @@ ENERGY_LIMITS = (
 
 def _meter(conn, meter_id: RowId, tenant_id: RowId) -> None:
     """404 unless the tenant has the meter (its id only: the row is not needed here)."""
-    m = s.meters.c
-    if conn.execute(select(m.id).where(m.id == meter_id, m.tenant_id == tenant_id)).first() is None:
+    if not has_meter(conn, tenant_id, meter_id):
         raise Problem(404, "no such meter")
 
 
@@ -321,7 +319,7 @@ class MeterNow(BaseModel):
 @router.get("/meters/{meter_id}/current", summary="A meter now: power and today's energy")
 def meter_current(meter_id: RowId, conn: Conn, _: Viewer, tenant_id: TenantId) -> MeterNow:
     _meter(conn, meter_id, tenant_id)
-    return MeterNow(**current.meter_now(conn, meter_id, s.utcnow()))
+    return MeterNow(**current.meter_now(conn, meter_id, schema_base.utcnow()))
 
 
 class PowerValue(BaseModel):

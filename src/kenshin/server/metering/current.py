@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import BindParameter, Connection, bindparam, func, select
+from sqlalchemy import BindParameter, Connection, Select, bindparam, func, select
 
 from kenshin.jst import JST
 
-from .. import schema as s
+from . import tables as t
 from .rollups import day_start
 
 __all__ = [
@@ -28,32 +28,29 @@ CURRENT_WINDOW_MIN = 10
 CURRENT_WINDOW = timedelta(minutes=CURRENT_WINDOW_MIN)
 
 
-def _today_wh(meter_filter, direction: int, today: datetime | BindParameter):
-    e, m = s.meter_energy.c, s.meters.c
+def _today_wh(meter_ids: Select, direction: int, today: datetime | BindParameter):
+    e = t.meter_energy.c
     return (
         select(func.sum(e.wh))
-        .join_from(s.meter_energy, s.meters, m.id == e.meter_id)
-        .where(meter_filter, e.period == "day", e.direction == direction, e.start == today)
+        .where(
+            e.meter_id.in_(meter_ids), e.period == "day", e.direction == direction,
+            e.start == today,
+        )
         .scalar_subquery()
-    )
+    )  # fmt: skip
 
 
-def site_summary_columns() -> list:
+def site_summary_columns(site_meter_ids: Select) -> list:
     """Per site row: power_w (the sum over its meters measured in the window; NULL when
     none is), power_at (its meters' newest reading, however old), today's bought and sold
-    Wh. Correlated subqueries on primary keys, evaluated for the page's rows only: one
-    page, one query. The time is in bound parameters (`site_summary_values`), so a list's
-    statement is built once."""
-    latest, m = s.meter_latest.c, s.meters.c
-    of_site = m.site_id == s.sites.c.id
+    Wh. `site_meter_ids`: the ids of the row's site's meters (the devices room's, correlated
+    to its site row). Correlated subqueries on primary keys, evaluated for the page's rows
+    only: one page, one query. The time is in bound parameters (`site_summary_values`), so
+    a list's statement is built once."""
+    latest = t.meter_latest.c
 
     def over_latest(value, *where):
-        return (
-            select(value)
-            .join_from(s.meter_latest, s.meters, m.id == latest.meter_id)
-            .where(of_site, *where)
-            .scalar_subquery()
-        )
+        return select(value).where(latest.meter_id.in_(site_meter_ids), *where).scalar_subquery()
 
     today = bindparam("today_start")
     return [
@@ -61,8 +58,8 @@ def site_summary_columns() -> list:
             "power_w"
         ),
         over_latest(func.max(latest.at)).label("power_at"),
-        _today_wh(of_site, 0, today).label("today_bought_wh"),
-        _today_wh(of_site, 1, today).label("today_sold_wh"),
+        _today_wh(site_meter_ids, 0, today).label("today_bought_wh"),
+        _today_wh(site_meter_ids, 1, today).label("today_sold_wh"),
     ]
 
 
@@ -73,10 +70,10 @@ def site_summary_values(now: datetime) -> dict[str, datetime]:
 
 def meter_now(conn: Connection, meter_id: int, now: datetime) -> dict:
     latest = conn.execute(
-        select(s.meter_latest).where(s.meter_latest.c.meter_id == meter_id)
+        select(t.meter_latest).where(t.meter_latest.c.meter_id == meter_id)
     ).first()
     measured = latest is not None and now - latest.at <= CURRENT_WINDOW
-    e = s.meter_energy.c
+    e = t.meter_energy.c
     today = {
         r.direction: r.wh
         for r in conn.execute(

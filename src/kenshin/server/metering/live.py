@@ -23,9 +23,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
-from sqlalchemy import Connection, Row, select
+from sqlalchemy import Connection, Row
 
-from .. import schema as s
+from .. import schema_base
 from ..deps import Conn, Principal, RowId, TenantId, require_role
 from ..devices import commands
 from ..devices.registry import get_meter
@@ -66,18 +66,8 @@ def _meter_gateway(conn: Connection, meter_id: int, tenant_id: int) -> int:
 
 def _current(conn: Connection, tenant_id: int, gateway_id: int, now: datetime) -> Row | None:
     """The gateway's newest realtime command of the last lease's length, if any."""
-    c = s.commands.c
-    return conn.execute(
-        select(s.commands)
-        .where(
-            c.tenant_id == tenant_id,
-            c.gateway_id == gateway_id,
-            c.name == "realtime",
-            c.created_at > now - timedelta(seconds=LEASE_S),
-        )
-        .order_by(c.id.desc())
-        .limit(1)
-    ).first()
+    since = now - timedelta(seconds=LEASE_S)
+    return commands.newest(conn, tenant_id, gateway_id, "realtime", since)
 
 
 def _until(command: Row | None) -> datetime | None:
@@ -135,7 +125,7 @@ def start_live(
     meter_id: RowId, request: Request, conn: Conn, principal: Viewer, tenant_id: TenantId
 ) -> LiveLease:
     gateway_id = _meter_gateway(conn, meter_id, tenant_id)
-    now = s.utcnow()
+    now = schema_base.utcnow()
     current = _current(conn, tenant_id, gateway_id, now)
     until = _until(current)
     if until is not None and until - now > timedelta(seconds=LEASE_S / 2):
@@ -154,7 +144,7 @@ def stop_live(
     meter_id: RowId, request: Request, conn: Conn, principal: Viewer, tenant_id: TenantId
 ) -> LiveLease:
     gateway_id = _meter_gateway(conn, meter_id, tenant_id)
-    now = s.utcnow()
+    now = schema_base.utcnow()
     current = _current(conn, tenant_id, gateway_id, now)
     until = _until(current)
     if until is None or until <= now:

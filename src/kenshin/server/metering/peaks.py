@@ -15,7 +15,7 @@ from sqlalchemy import Connection, func, select
 
 from kenshin.jst import JST, jst_midnight
 
-from .. import schema as s
+from . import tables as t
 
 __all__ = ["DayPeak", "DemandPeak", "InstantPeak", "daily_peaks", "demand_peaks", "instant_peak"]
 
@@ -31,9 +31,9 @@ class DayPeak:
 
 def daily_peaks(conn: Connection, meter_id: int, first: date, last: date) -> list[DayPeak]:
     """Every JST day of the range; a day without readings has no peaks (None)."""
-    p = s.meter_daily_peak.c
+    p = t.meter_daily_peak.c
     rows = conn.execute(
-        select(s.meter_daily_peak).where(
+        select(t.meter_daily_peak).where(
             p.meter_id == meter_id,
             p.day >= jst_midnight(first),
             p.day < jst_midnight(last + timedelta(days=1)),
@@ -76,7 +76,7 @@ def demand_peaks(
     slots themselves: there whenever the 30-minute values are, whether or not the gateway
     sent instant readings then. A year is 17,520 slots of one meter: read through the
     primary key and reduced here."""
-    e = s.slot_energy.c
+    e = t.slot_energy.c
     best: dict[date, tuple[int, datetime]] = {}
     rows = conn.execute(
         select(e.slot_start, e.wh)
@@ -126,7 +126,7 @@ def instant_peak(
     if not days:
         return None
     top = max(days, key=lambda d: (getattr(d, f"{side}_w"), -getattr(d, f"{side}_at").timestamp()))
-    i = s.readings_instant.c
+    i = t.readings_instant.c
     lo, hi = conn.execute(
         select(func.min(i.at), func.max(i.at)).where(
             i.meter_id == meter_id,

@@ -30,10 +30,12 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, Engine, Row, func, insert, select, update
 
-from .. import schema as s
+from .. import schema_base
 from ..devices import commands
+from ..devices.queries import working_meters
 from ..events import record_event
 from ..times import jst_text
+from . import tables as t
 from .slots import SLOT_S
 
 __all__ = ["RepairPolicy", "run_repairs"]
@@ -77,12 +79,7 @@ def run_repairs(engine: Engine, now: datetime, policy: RepairPolicy | None = Non
     policy = policy or RepairPolicy()
     report = RepairReport()
     with engine.connect() as conn:
-        meters = conn.execute(
-            select(s.meters.c.id, s.meters.c.tenant_id, s.meters.c.gateway_id)
-            .join(s.gateways, s.gateways.c.id == s.meters.c.gateway_id)
-            .where(s.gateways.c.state == "working")
-            .order_by(s.meters.c.id)
-        ).all()
+        meters = working_meters(conn)
     for meter in meters:
         with engine.begin() as conn:
             budget = report.requested < policy.fleet_max
@@ -92,18 +89,18 @@ def run_repairs(engine: Engine, now: datetime, policy: RepairPolicy | None = Non
 
 
 def _state(conn: Connection, meter_id: int) -> Row:
-    row = conn.execute(select(s.meter_repair).where(s.meter_repair.c.meter_id == meter_id)).first()
+    row = conn.execute(select(t.meter_repair).where(t.meter_repair.c.meter_id == meter_id)).first()
     if row is None:
-        conn.execute(insert(s.meter_repair).values(meter_id=meter_id, attempts=0))
+        conn.execute(insert(t.meter_repair).values(meter_id=meter_id, attempts=0))
         row = conn.execute(
-            select(s.meter_repair).where(s.meter_repair.c.meter_id == meter_id)
+            select(t.meter_repair).where(t.meter_repair.c.meter_id == meter_id)
         ).one()
     return row
 
 
 def _save(conn: Connection, meter_id: int, **values) -> None:
     conn.execute(
-        update(s.meter_repair).where(s.meter_repair.c.meter_id == meter_id).values(**values)
+        update(t.meter_repair).where(t.meter_repair.c.meter_id == meter_id).values(**values)
     )
 
 
@@ -129,11 +126,11 @@ def _repair_meter(
         return
     present = set(
         conn.execute(
-            select(s.readings_fixed.c.slot_start).where(
-                s.readings_fixed.c.meter_id == meter.id,
-                s.readings_fixed.c.direction == 0,
-                s.readings_fixed.c.slot_start >= _at(first),
-                s.readings_fixed.c.slot_start <= _at(last),
+            select(t.readings_fixed.c.slot_start).where(
+                t.readings_fixed.c.meter_id == meter.id,
+                t.readings_fixed.c.direction == 0,
+                t.readings_fixed.c.slot_start >= _at(first),
+                t.readings_fixed.c.slot_start <= _at(last),
             )
         ).scalars()
     )
@@ -194,7 +191,7 @@ def _settled(conn: Connection, meter: Row, state: Row, now: datetime, policy: Re
     command = commands.get(conn, state.command_id, meter.tenant_id)
     if command is not None and command.state in OUTSTANDING:
         sent_at = command.sent_at
-        unanswered = sent_at is not None and (s.utcnow() - sent_at).total_seconds() > (
+        unanswered = sent_at is not None and (schema_base.utcnow() - sent_at).total_seconds() > (
             policy.answer_within_s
         )
         if not unanswered:
@@ -213,8 +210,8 @@ def _first_boundary(conn: Connection, meter_id: int, state: Row, since: int | No
     (since `since`, if given)."""
     if state.complete_through is not None:
         return _epoch(state.complete_through) + SLOT_S
-    where = [s.readings_fixed.c.meter_id == meter_id, s.readings_fixed.c.direction == 0]
+    where = [t.readings_fixed.c.meter_id == meter_id, t.readings_fixed.c.direction == 0]
     if since is not None:
-        where.append(s.readings_fixed.c.slot_start >= _at(since // SLOT_S * SLOT_S))
-    first = conn.execute(select(func.min(s.readings_fixed.c.slot_start)).where(*where)).scalar()
+        where.append(t.readings_fixed.c.slot_start >= _at(since // SLOT_S * SLOT_S))
+    first = conn.execute(select(func.min(t.readings_fixed.c.slot_start)).where(*where)).scalar()
     return None if first is None else _epoch(first)

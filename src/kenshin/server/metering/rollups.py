@@ -23,13 +23,13 @@ from itertools import groupby
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, case, func, insert, or_, select
+from sqlalchemy import Connection, and_, bindparam, case, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from kenshin.jst import JST, JST_OFFSET_S
 
-from .. import schema as s
-from ..outbox import subscribed
+from ..outbox import queue_slots
+from . import tables as t
 
 __all__ = [
     "InstantRow",
@@ -172,32 +172,26 @@ def apply_slot_changes(
         if after.wh is not None:
             outbox.append(
                 {
-                    "tenant_id": tenant_id,
-                    "kind": "slot",
-                    "body": {
-                        "meter_id": meter_id,
-                        "slot_start": slot_start.astimezone(UTC).isoformat(),
-                        "direction": direction,
-                        "status": after.status,
-                        "wh": after.wh,
-                    },
-                    "at": s.utcnow(),
+                    "meter_id": meter_id,
+                    "slot_start": slot_start.astimezone(UTC).isoformat(),
+                    "direction": direction,
+                    "status": after.status,
+                    "wh": after.wh,
                 }
             )
     _add(
         conn,
-        s.meter_energy,
+        t.meter_energy,
         ("meter_id", "period", "direction", "start"),
         _rows(meter_deltas, meter_id=meter_id, direction=direction),
     )
     _add(
         conn,
-        s.tenant_energy,
+        t.tenant_energy,
         ("tenant_id", "period", "direction", "start"),
         _rows(tenant_deltas, tenant_id=tenant_id, direction=direction),
     )
-    if outbox and subscribed(conn, tenant_id, "slot.closed"):
-        conn.execute(insert(s.outbox), outbox)
+    queue_slots(conn, tenant_id, outbox)
     return changed
 
 
@@ -262,14 +256,14 @@ def note_instant(conn: Connection, readings: Iterable[InstantRow]) -> None:
                 _note_peaks(days, meter_id, (row[1] + JST_OFFSET_S) // DAY_S, [row])
     if not newest:
         return
-    latest = s.meter_latest
+    latest = t.meter_latest
     fields = ("at", "power_w", "current_r_da", "current_t_da")
     insert_rows(
         conn,
         latest,
         [
-            {"meter_id": m, "at": _utc(at), "power_w": p, "current_r_da": r, "current_t_da": t}
-            for m, (_, at, p, r, t) in sorted(newest.items())
+            {"meter_id": m, "at": _utc(at), "power_w": p, "current_r_da": r, "current_t_da": t_da}
+            for m, (_, at, p, r, t_da) in sorted(newest.items())
         ],
         lambda statement: statement.on_conflict_do_update(
             index_elements=["meter_id"],
@@ -288,13 +282,13 @@ def note_instant(conn: Connection, readings: Iterable[InstantRow]) -> None:
         }
         for (m, day), (import_w, import_at, export_w, export_at) in sorted(days.items())
     ]
-    insert_rows(conn, s.meter_daily_peak, rows, _keep_higher_peaks)
+    insert_rows(conn, t.meter_daily_peak, rows, _keep_higher_peaks)
 
 
 def _keep_higher_peaks(statement):
     """ON CONFLICT for meter_daily_peak: each side takes the new value only if it is
     higher (or as high and earlier), so the order of deliveries does not matter."""
-    peak, new = s.meter_daily_peak, statement.excluded
+    peak, new = t.meter_daily_peak, statement.excluded
     higher = {
         side: and_(
             new[f"{side}_w"].is_not(None),

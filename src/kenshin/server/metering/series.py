@@ -20,17 +20,16 @@ from functools import cache, lru_cache
 from typing import Literal
 
 from sqlalchemy import (
-    ColumnElement,
     Connection,
     DateTime,
     Engine,
     Float,
     Integer,
     Select,
+    Subquery,
     and_,
     bindparam,
     cast,
-    exists,
     func,
     select,
     type_coerce,
@@ -38,7 +37,8 @@ from sqlalchemy import (
 
 from kenshin.jst import JST, SLOT, jst_midnight
 
-from .. import schema as s
+from ..devices import queries as devices
+from . import tables as t
 
 __all__ = [
     "MAX_DAYS",
@@ -115,47 +115,54 @@ class EnergyPoint:
 
 
 def tenant_meter_count(conn: Connection, tenant_id: int) -> int:
-    m = s.meters.c
-    return conn.execute(select(func.count()).where(m.tenant_id == tenant_id)).scalar_one()
+    return devices.meter_count(conn, tenant_id)
 
 
 # The series' statements are built once, their values bound at each request: building a
 # select() and its comparisons cost more Python than executing it (issue 21). Each reads
-# from its owner's row, outer-joined to the stored periods: the meter's row checks that it
-# is the tenant's (no row: not found) in the same round trip, and the tenant's row carries
-# its meter count; an owner without values in the range is one row of NULLs.
+# from one row outer-joined to the stored periods: the meter's (the devices room's
+# `tenant_meter`: no row, not the tenant's, not found) in the same round trip, or the
+# tenant's meter count; an owner without values in the range is one row of NULLs.
 def _in_range(c, at):
     return and_(c.direction == bindparam("direction"), at >= bindparam("lo"), at < bindparam("hi"))
 
 
 @cache
 def _energy_statement(owner: Literal["meter_slot", "meter", "tenant"]) -> Select:
-    m = s.meters.c
+    tenant_id = bindparam("tenant_id")
+    if owner == "tenant":
+        return _tenant_energy_statement(tenant_id)
+    meter = devices.tenant_meter(bindparam("meter_id"), tenant_id).subquery()
     if owner == "meter_slot":
-        e = s.slot_energy.c
+        e = t.slot_energy.c
         return (
             select(e.slot_start, e.wh, e.status)
-            .select_from(s.meters)
-            .outerjoin(s.slot_energy, and_(e.meter_id == m.id, _in_range(e, e.slot_start)))
-            .where(m.id == bindparam("meter_id"), m.tenant_id == bindparam("tenant_id"))
+            .select_from(meter)
+            .outerjoin(t.slot_energy, and_(e.meter_id == meter.c.id, _in_range(e, e.slot_start)))
         )
-    c = (s.meter_energy if owner == "meter" else s.tenant_energy).c
-    range_ = and_(c.period == bindparam("period"), _in_range(c, c.start))
-    if owner == "meter":
-        return (
-            select(c.start, c.wh, c.slots, c.refilled)
-            .select_from(s.meters)
-            .outerjoin(s.meter_energy, and_(c.meter_id == m.id, range_))
-            .where(m.id == bindparam("meter_id"), m.tenant_id == bindparam("tenant_id"))
-        )
-    t = s.tenants.c
-    # Not correlated to the tenant's row: counted once, not once a period.
-    meters = select(func.count()).where(m.tenant_id == bindparam("tenant_id")).scalar_subquery()
+    c = t.meter_energy.c
     return (
-        select(c.start, c.wh, c.slots, c.refilled, meters)
-        .select_from(s.tenants)
-        .outerjoin(s.tenant_energy, and_(c.tenant_id == t.id, range_))
-        .where(t.id == bindparam("tenant_id"))
+        select(c.start, c.wh, c.slots, c.refilled)
+        .select_from(meter)
+        .outerjoin(t.meter_energy, and_(c.meter_id == meter.c.id, _periods_in_range(c)))
+    )
+
+
+def _periods_in_range(c):
+    return and_(c.period == bindparam("period"), _in_range(c, c.start))
+
+
+def _tenant_energy_statement(tenant_id) -> Select:
+    """A tenant's stored periods, each row with its meter count; no period: one row of
+    NULLs with the count. (The tenant exists: the request's `TenantId` checked it.)"""
+    c = t.tenant_energy.c
+    # One row, counted once (not once a period), the periods outer-joined to it.
+    ids = devices.tenant_meter_ids(tenant_id).subquery()
+    meters = select(func.count().label("n")).select_from(ids).subquery()
+    return (
+        select(c.start, c.wh, c.slots, c.refilled, meters.c.n)
+        .select_from(meters)
+        .outerjoin(t.tenant_energy, and_(c.tenant_id == tenant_id, _periods_in_range(c)))
     )
 
 
@@ -235,20 +242,14 @@ def bucket_width(span: timedelta, max_points: int) -> int:
 def _raw_power(dialect: str) -> Select:
     """A meter's readings in a range, in time order, at most `n`, if the meter is the
     tenant's (an uncorrelated EXISTS: checked once, in the same round trip)."""
-    i, m = s.readings_instant.c, s.meters.c
+    i = t.readings_instant.c
     # On PostgreSQL the driver's own aware datetimes (the session is UTC): UTCDateTime's
     # check, a Python call per row, cost more than the rest of a day of readings.
     at = type_coerce(i.at, DateTime(timezone=True)) if dialect == "postgresql" else i.at
-    owned = exists().where(m.id == bindparam("meter_id"), m.tenant_id == bindparam("tenant_id"))
+    owned = devices.tenant_meter(bindparam("meter_id"), bindparam("tenant_id")).exists()
     in_range = and_(i.meter_id == bindparam("meter_id"), i.at >= bindparam("lo"),
                     i.at < bindparam("hi"))  # fmt: skip
     return select(at, i.power_w).where(in_range, owned).order_by(i.at).limit(bindparam("n"))
-
-
-def _owns(conn: Connection, tenant_id: int, meter_id: int) -> bool:
-    m = s.meters.c
-    found = select(m.id).where(m.id == meter_id, m.tenant_id == tenant_id)
-    return conn.execute(found).first() is not None
 
 
 def instant_power(
@@ -264,7 +265,7 @@ def instant_power(
     month of readings never crosses the wire) so that there are at most `max_points`.
     Returns the bucket width in seconds (0: raw) and the points; None when the tenant has
     no such meter."""
-    i = s.readings_instant.c
+    i = t.readings_instant.c
     in_range = and_(i.meter_id == meter_id, i.at >= start, i.at < end)
     # One more than allowed tells "too many" without counting them all.
     rows = conn.execute(
@@ -272,7 +273,7 @@ def instant_power(
         {"meter_id": meter_id, "tenant_id": tenant_id, "lo": start, "hi": end,
          "n": max_points + 1},
     ).all()  # fmt: skip
-    if not rows and not _owns(conn, tenant_id, meter_id):  # none, or not the tenant's?
+    if not rows and not devices.has_meter(conn, tenant_id, meter_id):  # or not the tenant's?
         return None
     if len(rows) <= max_points:
         # Unpacked as tuples: named access on 1,440 rows cost more than the query.
@@ -322,29 +323,30 @@ def meters_slots(
     directions: Sequence[int],
     first: date,
     last: date,
-    where: Sequence[ColumnElement] = (),
+    meters: Subquery | None = None,
     chunk: int = 2000,
 ) -> Iterator[tuple[MeterOfTenant, dict[tuple[int, datetime], tuple[str | None, int | None]]]]:
-    """Every meter of the tenant (by id; `where`: more conditions on meters and their
-    sites) with its stored slots of the days in `directions`, keyed (direction, UTC start)
-    -> (status, wh); a slot not in it has no value. One meter's slots at a time: rows are
-    read in chunks (a server-side cursor on PostgreSQL) on a connection of its own, for a
-    streamed response, so memory stays flat however many meters."""
+    """Every meter of the tenant (by id; `meters`: the devices room's `export_meters`, the
+    tenant's by default, to ask fewer) with its stored slots of the days in `directions`,
+    keyed (direction, UTC start) -> (status, wh); a slot not in it has no value. One
+    meter's slots at a time: rows are read in chunks (a server-side cursor on PostgreSQL)
+    on a connection of its own, for a streamed response, so memory stays flat however many
+    meters."""
     lo, hi = jst_midnight(first), jst_midnight(last + timedelta(days=1))
-    e, m, site = s.slot_energy.c, s.meters.c, s.sites.c
+    e = t.slot_energy.c
+    meters = devices.export_meters(tenant_id) if meters is None else meters
+    m = meters.c
     # Outer join: a meter without any row in the range is there, with no slots.
     query = (
-        select(m.id, site.service_code, site.customer_id, m.supply_point, e.direction,
+        select(m.meter_id, m.service_code, m.customer_id, m.supply_point, e.direction,
                e.slot_start, e.status, e.wh)
-        .select_from(s.meters)
-        .join(s.sites, site.id == m.site_id)
+        .select_from(meters)
         .outerjoin(
-            s.slot_energy,
-            and_(e.meter_id == m.id, e.direction.in_(directions), e.slot_start >= lo,
+            t.slot_energy,
+            and_(e.meter_id == m.meter_id, e.direction.in_(directions), e.slot_start >= lo,
                  e.slot_start < hi),
         )
-        .where(m.tenant_id == tenant_id, *where)
-        .order_by(m.id, e.slot_start)
+        .order_by(m.meter_id, e.slot_start)
     )  # fmt: skip
     with engine.connect() as conn:
         result = conn.execution_options(yield_per=chunk).execute(query)

@@ -21,15 +21,14 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
-from sqlalchemy import ColumnElement, Engine
+from sqlalchemy import Engine, Subquery
 
 from kenshin.jst import JST, SLOT
 
-from .. import listing
-from .. import schema as s
+from .. import listing, schema_base
 from ..bounds import ApiDate
 from ..deps import Conn, Principal, RowId, TenantId, require_role
-from ..devices.registry import meter_search
+from ..devices.queries import export_meters
 from ..jsonout import json_response
 from ..times import JstDateTime
 from ..web.i18n import translator
@@ -70,13 +69,10 @@ def kwh(wh: int | None) -> Decimal | None:
     return None if wh is None else Decimal(wh).scaleb(-3)
 
 
-def meter_filters(
-    tenant_id: int, site_ids: Sequence[int] | None, q: str | None
-) -> list[ColumnElement]:
-    """The meters asked for, as conditions of `series.meters_slots`."""
-    where = [] if not site_ids else [s.meters.c.site_id.in_(site_ids)]
-    found = meter_search(q, tenant_id)
-    return where if found is None else [*where, found]
+def meter_filters(tenant_id: int, site_ids: Sequence[int] | None, q: str | None) -> Subquery:
+    """The meters asked for (on the sites `site_ids`, found by `q`), as
+    `series.meters_slots` takes them: the devices room's door."""
+    return export_meters(tenant_id, site_ids, q)
 
 
 def settlement_rows(
@@ -88,7 +84,7 @@ def settlement_rows(
     layout: Layout,
     lang: Lang,
     directions: Sequence[int],
-    where: Sequence[ColumnElement] = (),
+    meters: Subquery | None = None,
 ) -> tuple[list[str], Iterator[list]]:
     """The export's header and its rows (lazily, meter by meter)."""
     t = translator(lang)
@@ -96,7 +92,7 @@ def settlement_rows(
     who.append(t("settle.col.meter_id"))
     kwh_column = {0: t("settle.col.bought_kwh"), 1: t("settle.col.sold_kwh")}
     grid = series.slot_grid(first, last, lambda at: (excel_time(at), excel_time(at + SLOT)))
-    meters = series.meters_slots(engine, tenant_id, directions, first, last, where)
+    slots = series.meters_slots(engine, tenant_id, directions, first, last, meters)
 
     def ids(meter: series.MeterOfTenant) -> list:
         return [meter.service_code, meter.customer_id, meter.supply_point, meter.meter_id]
@@ -109,7 +105,7 @@ def settlement_rows(
         header += [kwh_column[d] for d in directions]
 
         def long() -> Iterator[list]:
-            for meter, stored in meters:
+            for meter, stored in slots:
                 mine = ids(meter)
                 for at, (start, end) in grid:
                     yield [*mine, start, end, *(kwh(wh(stored, d, at)) for d in directions)]
@@ -125,7 +121,7 @@ def settlement_rows(
     label = {d: t(f"settle.direction.{name}") for name, d in DIRECTIONS.items()}
 
     def wide() -> Iterator[list]:
-        for meter, stored in meters:
+        for meter, stored in slots:
             mine = ids(meter)
             for day in days:
                 shown = day[0][1][0][:10]  # the day of its first slot's start, 2026/12/05
@@ -170,7 +166,7 @@ def settlement_csv(
     directions = (0, 1) if direction == "both" else (DIRECTIONS[direction],)
     header, rows = settlement_rows(
         request.app.state.engine, tenant_id, first, last, layout=layout, lang=lang,
-        directions=directions, where=meter_filters(tenant_id, site_id, q),
+        directions=directions, meters=meter_filters(tenant_id, site_id, q),
     )  # fmt: skip
     return csv_response(f"settlement-{first}-{last}-{layout}-{lang}.csv", header, rows)
 
@@ -215,7 +211,7 @@ def missing_report(
     last: date,
     direction: int,
     now: datetime,
-    where: Sequence[ColumnElement] = (),
+    meters: Subquery | None = None,
 ) -> tuple[int, Iterator[tuple[series.MeterOfTenant, list[Gap]]]]:
     """How many slots of the range have ended by `now` (a slot still running, or to come,
     is not missing yet), and every meter asked for with its runs of missing slots."""
@@ -223,7 +219,7 @@ def missing_report(
 
     def gaps() -> Iterator[tuple[series.MeterOfTenant, list[Gap]]]:
         for meter, stored in series.meters_slots(
-            engine, tenant_id, (direction,), first, last, where
+            engine, tenant_id, (direction,), first, last, meters
         ):
             runs: list[Gap] = []
             for at, start in grid:
@@ -271,8 +267,8 @@ def missing_slots(
     last = last or first
     _check_range(first, last, MAX_SETTLEMENT_DAYS, "missing slots")
     expected, meters = missing_report(
-        request.app.state.engine, tenant_id, first, last, DIRECTIONS[direction], s.utcnow(),
-        meter_filters(tenant_id, site_id, q),
+        request.app.state.engine, tenant_id, first, last, DIRECTIONS[direction],
+        schema_base.utcnow(), meter_filters(tenant_id, site_id, q),
     )  # fmt: skip
     if format == "json":  # a MissingReport, written without building one (jsonout)
         return json_response(

@@ -15,8 +15,9 @@ from sqlalchemy import Connection, and_, delete, func, insert, select
 
 from kenshin.wire import MeterScale
 
-from .. import schema as s
+from ..devices.queries import lock_meter
 from . import rollups
+from . import tables as t
 from .rollups import SlotValue
 from .slots import SLOT_S, Boundary, slot_energies
 
@@ -44,11 +45,10 @@ def recompute(
     new = sorted(set(boundaries))
     if not new:
         return 0
-    if conn.dialect.name == "postgresql":
-        # One meter's slots are recomputed by one transaction at a time: two ingest nodes
-        # reading the same old values would otherwise both add the same delta.
-        conn.execute(select(s.meters.c.id).where(s.meters.c.id == meter_id).with_for_update())
-    fixed = s.readings_fixed.c
+    # One meter's slots are recomputed by one transaction at a time: two ingest nodes
+    # reading the same old values would otherwise both add the same delta.
+    lock_meter(conn, meter_id)
+    fixed = t.readings_fixed.c
     mine = and_(fixed.meter_id == meter_id, fixed.direction == direction)
     before = conn.execute(
         select(func.max(fixed.slot_start)).where(
@@ -73,7 +73,7 @@ def recompute(
         int(at.timestamp()): Boundary(raw, refilled=source == "refill") for at, raw, source in rows
     }
     energies = slot_energies(known, scale, first, end - SLOT_S)
-    stored = s.slot_energy.c
+    stored = t.slot_energy.c
     in_range = and_(
         stored.meter_id == meter_id,
         stored.direction == direction,
@@ -84,9 +84,9 @@ def recompute(
         r.slot_start: SlotValue(r.status, r.wh)
         for r in conn.execute(select(stored.slot_start, stored.status, stored.wh).where(in_range))
     }
-    conn.execute(delete(s.slot_energy).where(in_range))
+    conn.execute(delete(t.slot_energy).where(in_range))
     conn.execute(
-        insert(s.slot_energy),
+        insert(t.slot_energy),
         [
             {
                 "meter_id": meter_id,

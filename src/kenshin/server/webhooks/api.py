@@ -13,11 +13,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field, SecretStr
 from sqlalchemy import delete, insert, select, update
 
-from .. import accounts, listing
-from .. import schema as s
+from .. import accounts, listing, schema_base
 from ..deps import Conn, Principal, RowId, TenantId, require_role
 from ..problems import Problem
 from ..times import JstDateTime
+from . import tables as t
 from .dispatcher import sealed_for
 from .targets import UnsafeTarget, resolve_target
 
@@ -91,7 +91,7 @@ def _check(request: Request, url: str) -> None:
 
 def _hook(conn, hook_id: RowId, tenant_id: RowId):
     row = conn.execute(
-        select(s.webhooks).where(s.webhooks.c.id == hook_id, s.webhooks.c.tenant_id == tenant_id)
+        select(t.webhooks).where(t.webhooks.c.id == hook_id, t.webhooks.c.tenant_id == tenant_id)
     ).first()
     if row is None:
         raise Problem(404, "no such webhook")
@@ -101,7 +101,7 @@ def _hook(conn, hook_id: RowId, tenant_id: RowId):
 def _seal(request: Request, conn, hook_id: RowId, given: SecretStr | None) -> str:
     secret = given.get_secret_value() if given else "whsec_" + secrets.token_urlsafe(32)
     sealed = request.app.state.credential_box.seal(secret, sealed_for(hook_id))
-    conn.execute(update(s.webhooks).where(s.webhooks.c.id == hook_id).values(secret_enc=sealed))
+    conn.execute(update(t.webhooks).where(t.webhooks.c.id == hook_id).values(secret_enc=sealed))
     return secret
 
 
@@ -111,15 +111,15 @@ def add_hook(
 ) -> HookWithSecret:
     _check(request, body.url)
     row = conn.execute(
-        insert(s.webhooks)
+        insert(t.webhooks)
         .values(
             tenant_id=tenant_id,
             secret_enc=b"",  # sealed below, bound to the new id
-            created_at=s.utcnow(),
+            created_at=schema_base.utcnow(),
             created_by=principal.actor,
             **body.model_dump(exclude={"secret"}),
         )
-        .returning(s.webhooks)
+        .returning(t.webhooks)
     ).one()
     secret = _seal(request, conn, row.id, body.secret)
     accounts.audit(
@@ -132,7 +132,7 @@ def add_hook(
 @router.get("/webhooks", summary="The tenant's webhooks (never their secrets)")
 def list_hooks(conn: Conn, _: Admin, tenant_id: TenantId) -> listing.Page[HookOut]:
     rows = conn.execute(
-        select(s.webhooks).where(s.webhooks.c.tenant_id == tenant_id).order_by(s.webhooks.c.id)
+        select(t.webhooks).where(t.webhooks.c.tenant_id == tenant_id).order_by(t.webhooks.c.id)
     )
     return listing.one_page([HookOut.model_validate(r._mapping) for r in rows])
 
@@ -160,7 +160,7 @@ def patch_hook(
     if "url" in changes:
         _check(request, changes["url"])
     if changes:
-        conn.execute(update(s.webhooks).where(s.webhooks.c.id == hook_id).values(**changes))
+        conn.execute(update(t.webhooks).where(t.webhooks.c.id == hook_id).values(**changes))
         accounts.audit(
             conn, principal.actor, "webhook.change", target=f"webhook:{hook_id}",
             tenant_id=tenant_id, detail=changes,
@@ -171,9 +171,9 @@ def patch_hook(
 @router.delete("/webhooks/{hook_id}", status_code=204, summary="Remove a webhook and its log")
 def delete_hook(hook_id: RowId, conn: Conn, principal: Admin, tenant_id: TenantId) -> None:
     _hook(conn, hook_id, tenant_id)
-    d = s.webhook_deliveries.c
-    conn.execute(delete(s.webhook_deliveries).where(d.webhook_id == hook_id))
-    conn.execute(delete(s.webhooks).where(s.webhooks.c.id == hook_id))
+    d = t.webhook_deliveries.c
+    conn.execute(delete(t.webhook_deliveries).where(d.webhook_id == hook_id))
+    conn.execute(delete(t.webhooks).where(t.webhooks.c.id == hook_id))
     accounts.audit(
         conn, principal.actor, "webhook.delete", target=f"webhook:{hook_id}", tenant_id=tenant_id
     )
@@ -197,14 +197,14 @@ def rotate(
 
 
 def _enqueue(conn, tenant_id: RowId, hook_id: RowId, kind: str, payload: dict) -> DeliveryOut:
-    now = s.utcnow()
+    now = schema_base.utcnow()
     row = conn.execute(
-        insert(s.webhook_deliveries)
+        insert(t.webhook_deliveries)
         .values(
             tenant_id=tenant_id, webhook_id=hook_id, kind=kind, payload=payload,
             state="pending", attempts=0, next_attempt_at=now, created_at=now,
         )
-        .returning(s.webhook_deliveries)
+        .returning(t.webhook_deliveries)
     ).one()  # fmt: skip
     return DeliveryOut.model_validate(row._mapping)
 
@@ -228,8 +228,8 @@ def deliveries(
     cursor: listing.Cursor = None,
 ) -> listing.Page[DeliveryOut]:
     _hook(conn, hook_id, tenant_id)
-    d = s.webhook_deliveries.c
-    query = select(s.webhook_deliveries).where(d.webhook_id == hook_id)
+    d = t.webhook_deliveries.c
+    query = select(t.webhook_deliveries).where(d.webhook_id == hook_id)
     if state:
         query = query.where(d.state == state)
     query, page = listing.paginate(
@@ -247,9 +247,9 @@ def deliveries(
     summary="Send a delivery again (as a new delivery)",
 )
 def redeliver(delivery_id: RowId, conn: Conn, _: Admin, tenant_id: TenantId) -> DeliveryOut:
-    d = s.webhook_deliveries.c
+    d = t.webhook_deliveries.c
     row = conn.execute(
-        select(s.webhook_deliveries).where(d.id == delivery_id, d.tenant_id == tenant_id)
+        select(t.webhook_deliveries).where(d.id == delivery_id, d.tenant_id == tenant_id)
     ).first()
     if row is None:
         raise Problem(404, "no such delivery")

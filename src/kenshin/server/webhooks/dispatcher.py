@@ -39,9 +39,13 @@ from typing import Any
 import httpx
 from sqlalchemy import Connection, Engine, Row, delete, func, insert, or_, select, update
 
-from .. import schema as s
+from .. import schema_base
+from ..chunked import delete_before
+from ..devices.queries import service_codes
+from ..events import record_event
 from ..retry import after_failure
 from ..security import CredentialBox, CredentialError
+from . import tables as t
 from .signing import SIGNATURE_HEADER, sign
 from .targets import Target, UnsafeTarget, resolve_target
 
@@ -54,6 +58,7 @@ __all__ = [
     "http_post",
     "http_poster",
     "sealed_for",
+    "trim_webhook_tables",
 ]
 
 log = logging.getLogger(__name__)
@@ -84,8 +89,8 @@ def sealed_for(hook_id: int) -> bytes:
 
 
 def _take(conn: Connection, kind: str) -> list[Row]:
-    o = s.outbox.c
-    query = select(s.outbox).where(o.kind == kind).order_by(o.id).limit(OUTBOX_BATCH)
+    o = t.outbox.c
+    query = select(t.outbox).where(o.kind == kind).order_by(o.id).limit(OUTBOX_BATCH)
     if conn.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     return list(conn.execute(query))
@@ -93,7 +98,7 @@ def _take(conn: Connection, kind: str) -> list[Row]:
 
 def collect(conn: Connection, now: datetime | None = None) -> int:
     """Outbox rows into deliveries; returns how many deliveries were made."""
-    now = now or s.utcnow()
+    now = now or schema_base.utcnow()
     events = _take(conn, "event")
     groups: dict[tuple[int, str], list[Row]] = defaultdict(list)
     for row in _take(conn, "slot"):
@@ -109,15 +114,15 @@ def collect(conn: Connection, now: datetime | None = None) -> int:
         return 0
     # Deleted first, and only what this transaction really deleted is delivered: on SQLite,
     # where nothing is locked while read, a second collector cannot deliver rows twice.
-    o = s.outbox.c
-    taken = set(conn.execute(delete(s.outbox).where(o.id.in_(wanted)).returning(o.id)).scalars())
+    o = t.outbox.c
+    taken = set(conn.execute(delete(t.outbox).where(o.id.in_(wanted)).returning(o.id)).scalars())
     events = [row for row in events if row.id in taken]
     settled = {key: [r for r in rows if r.id in taken] for key, rows in settled.items()}
     settled = {key: rows for key, rows in settled.items() if rows}
     payloads: list[tuple[int, str, dict[str, Any]]] = [
         (row.tenant_id, "event", {"kind": "event", **row.body}) for row in events
     ]
-    codes = _service_codes(conn, {r.body["meter_id"] for rows in settled.values() for r in rows})
+    codes = service_codes(conn, {r.body["meter_id"] for rows in settled.values() for r in rows})
     for (tenant_id, slot_start), rows in settled.items():
         latest = {(r.body["meter_id"], r.body["direction"]): r.body for r in rows}  # newest wins
         values = [
@@ -132,9 +137,9 @@ def collect(conn: Connection, now: datetime | None = None) -> int:
         )
     hooks: dict[int, list[Row]] = defaultdict(list)
     for hook in conn.execute(
-        select(s.webhooks.c.id, s.webhooks.c.tenant_id, s.webhooks.c.kinds).where(
-            s.webhooks.c.active.is_(True),
-            s.webhooks.c.tenant_id.in_({tenant_id for tenant_id, _, _ in payloads}),
+        select(t.webhooks.c.id, t.webhooks.c.tenant_id, t.webhooks.c.kinds).where(
+            t.webhooks.c.active.is_(True),
+            t.webhooks.c.tenant_id.in_({tenant_id for tenant_id, _, _ in payloads}),
         )
     ):
         hooks[hook.tenant_id].append(hook)
@@ -154,21 +159,8 @@ def collect(conn: Connection, now: datetime | None = None) -> int:
         if kind in hook.kinds
     ]
     if deliveries:
-        conn.execute(insert(s.webhook_deliveries), deliveries)
+        conn.execute(insert(t.webhook_deliveries), deliveries)
     return len(deliveries)
-
-
-def _service_codes(conn: Connection, meter_ids: set[int]) -> dict[int, str]:
-    if not meter_ids:
-        return {}
-    m, site = s.meters.c, s.sites.c
-    return dict(
-        conn.execute(
-            select(m.id, site.service_code)
-            .join_from(s.meters, s.sites, site.id == m.site_id)
-            .where(m.id.in_(meter_ids))
-        ).all()
-    )
 
 
 # -- 2. send --------------------------------------------------------------------------------------
@@ -212,7 +204,7 @@ http_post = http_poster()
 
 def due_hooks(engine: Engine, now: datetime) -> list[int]:
     """Active hooks whose oldest pending delivery is due, oldest first."""
-    d, w = s.webhook_deliveries.c, s.webhooks.c
+    d, w = t.webhook_deliveries.c, t.webhooks.c
     heads = (
         select(d.webhook_id, func.min(d.id).label("head_id"))
         .where(d.state == "pending")
@@ -223,8 +215,8 @@ def due_hooks(engine: Engine, now: datetime) -> list[int]:
         return list(
             conn.execute(
                 select(heads.c.webhook_id)
-                .join(s.webhook_deliveries, d.id == heads.c.head_id)
-                .join(s.webhooks, w.id == heads.c.webhook_id)
+                .join(t.webhook_deliveries, d.id == heads.c.head_id)
+                .join(t.webhooks, w.id == heads.c.webhook_id)
                 .where(
                     w.active.is_(True),
                     or_(d.next_attempt_at.is_(None), d.next_attempt_at <= now),
@@ -248,7 +240,7 @@ class Dispatcher:
         *,
         allow_private: bool,
         concurrency: int = 8,
-        clock: Callable[[], datetime] = s.utcnow,
+        clock: Callable[[], datetime] = schema_base.utcnow,
         post: Poster = http_post,
     ) -> None:
         self.box, self.allow_private, self.clock, self.post = box, allow_private, clock, post
@@ -303,12 +295,12 @@ class Dispatcher:
     def _send_head(self, engine: Engine, hook_id: int) -> str | None:
         """Claim, send and record the hook's oldest pending delivery if it is due; the
         delivery's new state, or None if there was nothing to send."""
-        d, w = s.webhook_deliveries.c, s.webhooks.c
+        d, w = t.webhook_deliveries.c, t.webhooks.c
         now = self.clock()
         with engine.begin() as conn:
             head = conn.execute(
-                select(s.webhook_deliveries, w.url, w.secret_enc, w.active)
-                .join(s.webhooks, w.id == d.webhook_id)
+                select(t.webhook_deliveries, w.url, w.secret_enc, w.active)
+                .join(t.webhooks, w.id == d.webhook_id)
                 .where(d.webhook_id == hook_id, d.state == "pending")
                 .order_by(d.id)
                 .limit(1)
@@ -317,7 +309,7 @@ class Dispatcher:
             if head is None or not head.active:
                 return None
             claimed = conn.execute(
-                update(s.webhook_deliveries)
+                update(t.webhook_deliveries)
                 .where(d.id == head.id, d.state == "pending", due)
                 .values(next_attempt_at=now + LEASE)
             ).rowcount
@@ -335,7 +327,7 @@ class Dispatcher:
             values = {"state": state, "last_error": error, "next_attempt_at": next_attempt}
         with engine.begin() as conn:
             conn.execute(
-                update(s.webhook_deliveries)
+                update(t.webhook_deliveries)
                 .where(d.id == head.id)
                 .values(attempts=attempts, last_status=status, **values)
             )
@@ -370,15 +362,32 @@ class Dispatcher:
 
 
 def _dead(conn: Connection, head: Row, attempts: int, error: str, now: datetime) -> None:
-    # Not through record_event: an event about a dead delivery must not itself be queued
-    # for the same (failing) webhook, over and over.
-    conn.execute(
-        insert(s.events).values(
-            tenant_id=head.tenant_id,
-            code="webhook_delivery_dead",
-            severity="error",
-            detail={"delivery_id": head.id, "webhook_id": head.webhook_id, "error": error},
-            at=now,
-        )
+    # Not webhooked: an event about a dead delivery must not itself be queued for the
+    # same (failing) webhook, over and over.
+    record_event(
+        conn,
+        tenant_id=head.tenant_id,
+        code="webhook_delivery_dead",
+        severity="error",
+        detail={"delivery_id": head.id, "webhook_id": head.webhook_id, "error": error},
+        at=now,
+        webhooked=False,
     )
     log.warning("webhook delivery %s given up after %d tries: %s", head.id, attempts, error)
+
+
+def trim_webhook_tables(
+    engine: Engine, now: datetime, *, outbox_keep: timedelta, log_keep: timedelta
+) -> dict[str, int]:
+    """Outbox rows older than `outbox_keep` (no dispatcher took them: none runs, or the
+    tenant's webhooks went since) and finished deliveries (delivered or dead) created
+    before `log_keep` are deleted. Run by the retention job on every node, whether or not
+    it runs the dispatcher: the outbox would otherwise grow without end on a node whose
+    dispatcher is off."""
+    finished = t.webhook_deliveries.c.state.in_(("delivered", "dead"))
+    return {
+        "outbox": delete_before(engine, t.outbox, "at", now - outbox_keep),
+        "webhook_deliveries": delete_before(
+            engine, t.webhook_deliveries, "created_at", now - log_keep, finished
+        ),
+    }
