@@ -4,6 +4,7 @@ port someone else holds (a system Mosquitto on 1883, a second demo on 8080)."""
 from __future__ import annotations
 
 import os
+import random
 import socket
 from pathlib import Path
 
@@ -12,16 +13,42 @@ def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
-def free_udp_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(_family(host), socket.SOCK_DGRAM) as sock:
+# Ports handed out to be listened on later are taken below the kernel's ephemeral range:
+# a port the kernel picked (bind to 0) and we let go is the very kind it next gives an
+# outgoing connection, which then holds it when our server binds (seen: a RabbitMQ node's
+# MQTT listener failing with eaddrinuse while other tests connected everywhere).
+_LISTEN_LOW = 10_000
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
+def _free_port(host: str, kind: socket.SocketKind) -> int:
+    high = _ephemeral_low() - 1
+    if high > _LISTEN_LOW:
+        for _ in range(200):
+            port = random.randint(_LISTEN_LOW, high)
+            with socket.socket(_family(host), kind) as sock:
+                try:
+                    sock.bind((host, port))
+                except OSError:
+                    continue
+                return port
+    with socket.socket(_family(host), kind) as sock:  # no room below: let the kernel pick
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+def free_udp_port(host: str = "127.0.0.1") -> int:
+    return _free_port(host, socket.SOCK_DGRAM)
 
 
 def free_tcp_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(_family(host), socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+    return _free_port(host, socket.SOCK_STREAM)
 
 
 def tcp_port_or_free(host: str, preferred: int) -> int:
