@@ -189,6 +189,23 @@ class Cluster:
         """SIGKILL to node i (0-based) and everything it started."""
         self.nodes[i].kill()
 
+    def start_node(self, i: int) -> None:
+        """Start node i again (after :meth:`kill_node`); it rejoins from its own data."""
+        if self.nodes[i].alive:
+            raise ClusterError(f"{self.kind} node {i + 1} is running")
+        self._launch(i)
+        try:
+            self._await_restarted(i)
+        except BaseException:
+            self.nodes[i].kill()
+            raise
+
+    def _launch(self, i: int) -> None:
+        raise NotImplementedError
+
+    def _await_restarted(self, i: int) -> None:
+        raise NotImplementedError
+
     def alive(self, i: int) -> bool:
         return self.nodes[i].alive
 

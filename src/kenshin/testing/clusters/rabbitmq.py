@@ -271,16 +271,8 @@ class RabbitCluster(Cluster):
             self.stop()
             raise
 
-    def start_node(self, i: int) -> None:
-        """Start node i again (after :meth:`kill_node`); it rejoins from its own data."""
-        if self.nodes[i].alive:
-            raise ClusterError(f"rabbitmq node {i + 1} is running")
-        self._launch(i)
-        try:
-            self._await(i)
-        except BaseException:
-            self.nodes[i].kill()
-            raise
+    def _await_restarted(self, i: int) -> None:
+        self._await(i)
 
     def running_nodes(self, i: int = 0) -> list[str]:
         """Node names that node i sees running in its cluster."""
