@@ -68,3 +68,32 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             first[groups.get(item, item.nodeid)],
         )
     )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem):
+    """With KENSHIN_CPU_LOG=<file>: one JSON line per test (set-up, call and tear-down)
+    with its wall time and the CPU seconds of this worker and of the children it reaped
+    (brokers, Chromium, clusters). Where a suite's CPU goes, which ``--durations`` (wall
+    time, under parallel load) does not say."""
+    log_path = os.environ.get("KENSHIN_CPU_LOG")
+    if not log_path:
+        yield
+        return
+    import json
+    import time
+
+    before, started = os.times(), time.monotonic()
+    yield
+    after = os.times()
+    record = {
+        "test": item.nodeid,
+        "wall_s": round(time.monotonic() - started, 2),
+        "cpu_s": round(after.user + after.system - before.user - before.system, 2),
+        "children_cpu_s": round(
+            after.children_user + after.children_system
+            - before.children_user - before.children_system, 2
+        ),
+    }  # fmt: skip
+    with open(log_path, "a") as log:
+        log.write(json.dumps(record) + "\n")
