@@ -56,6 +56,10 @@ class UpdateUnavailable(UpdateError):
     Reasons: download, not-published."""
 
 
+_HASH_NEXT = (
+    f"the downloaded bytes are not what the repository signed; {KEEP}, try again later "
+    "and report it if it repeats"
+)
 _REFUSALS: list[tuple[type[Exception], str, str]] = [
     (
         tuf_errors.ExpiredMetadataError,
@@ -77,8 +81,7 @@ _REFUSALS: list[tuple[type[Exception], str, str]] = [
     (
         tuf_errors.LengthOrHashMismatchError,
         "hash",
-        f"the downloaded bytes are not what the repository signed; {KEEP}, try again later "
-        f"and report it if it repeats",
+        _HASH_NEXT,
     ),
     (
         tuf_errors.RepositoryError,
@@ -93,6 +96,8 @@ def _verifying(what: str) -> Iterator[None]:
     """TUF's errors as ours, each with what to do next."""
     try:
         yield
+    except tuf_errors.DownloadLengthMismatchError as err:  # more bytes than were signed
+        raise UpdateRefused("hash", f"{what}: {err}", _HASH_NEXT) from err
     except tuf_errors.DownloadError as err:
         raise UpdateUnavailable(
             "download", f"{what}: {err}", "check the link to the server and try again later"

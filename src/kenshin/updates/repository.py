@@ -132,6 +132,7 @@ class Repository:
                     "(an old key must never sign a new repository by accident)"
                 )
         signers = {role: k.generate(keys, role) for role in ROLES}
+        repo.targets_dir.mkdir(parents=True, exist_ok=True)
         root = Metadata(Root(expires=repo._expires("root")))
         for role in TOP_ROLES:
             root.signed.add_key(signers[role].public_key, role)
