@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from kenshin.ports import free_tcp_port
 from kenshin.updates import deltas
 from kenshin.updates.client import UpdateUnavailable
 from kenshin.updates.repository import ReleaseError, Repository
@@ -63,12 +64,16 @@ def test_the_trusted_state_persists_and_a_release_not_signed_is_unavailable(worl
     assert caught.value.reason == "not-published" and "kenshin release status" in str(caught.value)
 
 
-def test_the_server_does_not_answer_for_a_repository_it_is_not_given(world: World):
+def test_a_server_without_the_repository_or_no_server_is_unavailable(world: World):
     client = world.client()
     client.base_url = world.url.replace("/updates", "/nothing")
     with pytest.raises(UpdateUnavailable) as caught:
         client.fetch_release("1.0")
     assert caught.value.reason == "download"
+    client.base_url = f"http://127.0.0.1:{free_tcp_port()}/updates"  # nobody listens
+    with pytest.raises(UpdateUnavailable) as caught:
+        client.fetch_release("1.0")
+    assert caught.value.reason == "download" and "try again later" in str(caught.value)
 
 
 def test_a_published_version_is_never_changed_and_every_role_expires_on_its_own(world: World):

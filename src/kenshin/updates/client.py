@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import urllib3
 from tuf.api import exceptions as tuf_errors
 from tuf.api.metadata import Metadata, TargetFile
 from tuf.ngclient import Updater, UpdaterConfig
@@ -98,7 +99,8 @@ def _verifying(what: str) -> Iterator[None]:
         yield
     except tuf_errors.DownloadLengthMismatchError as err:  # more bytes than were signed
         raise UpdateRefused("hash", f"{what}: {err}", _HASH_NEXT) from err
-    except tuf_errors.DownloadError as err:
+    except (tuf_errors.DownloadError, urllib3.exceptions.HTTPError) as err:
+        # ngclient's fetcher lets urllib3's own errors through (no connection, TLS refused)
         raise UpdateUnavailable(
             "download", f"{what}: {err}", "check the link to the server and try again later"
         ) from err
