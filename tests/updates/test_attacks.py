@@ -22,6 +22,7 @@ from tuf.api.serialization.json import JSONSerializer
 from kenshin.updates import deltas
 from kenshin.updates.client import UpdateClient, UpdateRefused, UpdateUnavailable
 from kenshin.updates.keys import load_signer
+from kenshin.updates.repository import ReleaseError
 
 from .conftest import World, archive
 
@@ -171,8 +172,10 @@ def test_a_recipe_signed_outside_its_delegation_is_refused(world: World):
     client = world.client()
     assert client.fetch_recipe("pv-inverter.tar").read_bytes() == b"a recipe"
 
-    # The recipes key signs a release: outside recipes/*, so no gateway ever asks it.
-    recipes_key = load_signer(world.keys, "recipes", world.repo._keyids("recipes"))
+    with pytest.raises(ReleaseError, match="recipes/<name> only"):
+        world.repo.publish([("releases/9.9.tar", b"evil")], role="recipes")
+    # The recipes key signs a release anyway: outside recipes/*, so no gateway asks it.
+    recipes_key = load_signer(world.keys, "recipes", world.repo.keyids("recipes"))
     forged_targets(world, "recipes", "releases/9.9.tar", b"evil", recipes_key)
     with pytest.raises(UpdateUnavailable) as caught:
         client.fetch_release("9.9")
@@ -214,7 +217,7 @@ def test_the_gateway_follows_rotated_keys_and_the_old_ones_sign_nothing(world: W
     world.release("1.0")
     client = world.client()
     client.fetch_release("1.0")
-    old_targets = load_signer(world.keys, "targets", world.repo._keyids("targets"))
+    old_targets = load_signer(world.keys, "targets", world.repo.keyids("targets"))
     for role in ("root", "targets", "snapshot", "timestamp", "root", "recipes"):
         world.repo.rotate_key(role)
     world.release("1.1")
@@ -235,8 +238,6 @@ def test_a_lost_online_key_is_replaced_but_a_lost_root_key_cannot_be(world: Worl
     world.release("1.1")
     assert client.fetch_release("1.1").via == "full"
     (world.keys.offline / "root.pem").unlink()
-    from kenshin.updates.repository import ReleaseError
-
     with pytest.raises(ReleaseError, match="no root key"):
         world.repo.rotate_key("root")
     assert Path(world.keys.offline / "targets.pem").exists()

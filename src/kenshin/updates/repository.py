@@ -202,6 +202,8 @@ class Repository:
         signer = self._signer(role)
         added = []
         for path, data in entries:
+            if role == RECIPES and not (path.startswith("recipes/") and path.count("/") == 1):
+                raise ReleaseError(f"{path}: the recipes key signs recipes/<name> only")
             target = TargetFile.from_data(path, data, ["sha256"])
             old = md.signed.targets.get(path)
             if old is not None and old.hashes != target.hashes and not replace:
@@ -334,14 +336,15 @@ class Repository:
     def _expires(self, role: str) -> datetime:
         return (self.clock() + self.expiry[role]).replace(microsecond=0)
 
-    def _keyids(self, role: str) -> list[str]:
+    def keyids(self, role: str) -> list[str]:
+        """The key ids `role` must be signed by (the root's, or the delegation's)."""
         if role == RECIPES:
             return list(self.load("targets").signed.delegations.roles[RECIPES].keyids)
         return list(self.load("root").signed.roles[role].keyids)
 
     def _signer(self, role: str) -> Signer:
         try:
-            return k.load_signer(self.keys, role, self._keyids(role))
+            return k.load_signer(self.keys, role, self.keyids(role))
         except k.KeyMissing as err:
             raise ReleaseError(str(err)) from None
 
