@@ -21,8 +21,8 @@ from tuf.api.serialization.json import JSONSerializer
 
 from kenshin.updates import deltas
 from kenshin.updates.client import UpdateClient, UpdateRefused, UpdateUnavailable
-from kenshin.updates.keys import load_signer
-from kenshin.updates.repository import ReleaseError
+from kenshin.updates.keys import KeyDirs, load_signer
+from kenshin.updates.repository import ReleaseError, Repository
 
 from .conftest import World, archive
 
@@ -234,6 +234,10 @@ def test_a_lost_online_key_is_replaced_but_a_lost_root_key_cannot_be(world: Worl
     client = world.client()
     client.fetch_release("1.0")
     (world.keys.online / "timestamp.pem").unlink()
+    without_online = Repository(world.repo.path, KeyDirs(offline=world.keys.offline))
+    with pytest.raises(ReleaseError, match="--online-keys"):
+        without_online.rotate_key("targets")  # refused before any key file moves
+    assert sorted(p.name for p in world.keys.offline.iterdir()) == ["root.pem", "targets.pem"]
     world.repo.rotate_key("timestamp")
     world.release("1.1")
     assert client.fetch_release("1.1").via == "full"

@@ -262,6 +262,9 @@ class Repository:
         if role not in ROLES:
             raise ReleaseError(f"no role {role!r}: one of {', '.join(ROLES)}")
         root = self.load("root")
+        # Every key the rotation signs with is loaded before a file moves: a missing one
+        # must leave the repository as it was, not with a new key nobody trusts.
+        signers = {r: self._signer(r) for r in ("snapshot", "timestamp") if r != role}
         root_signer = self._signer("root") if role != RECIPES else None
         if role == RECIPES:
             targets = self.load("targets")
@@ -294,7 +297,7 @@ class Repository:
                 targets = self.load("targets")
                 self._sign("targets", targets, new)
                 changed["targets"] = targets
-        self._commit(changed, signers={role: new} if role in ("snapshot", "timestamp") else None)
+        self._commit(changed, signers={**signers, role: new})
         return new.public_key.keyid
 
     # -- status --------------------------------------------------------------------------
