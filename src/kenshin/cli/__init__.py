@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from . import broute, demo, echonet, gateway, meter, server, sim
+from . import broute, demo, echonet, gateway, meter, release, server, sim
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -39,6 +39,7 @@ app.add_typer(broute.app, name="broute")
 app.add_typer(gateway.app, name="gateway")
 app.add_typer(server.app, name="server")
 app.add_typer(sim.app, name="sim")
+app.add_typer(release.app, name="release")
 app.command("demo")(demo.demo)
 
 

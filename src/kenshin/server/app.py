@@ -30,6 +30,7 @@ from .analytics import api as analytics_api
 from .analytics.generation import CsvWeather
 from .api import API_PREFIX, api_router
 from .api.health import router as health_router
+from .api.updates import router as updates_router
 from .bodylimit import BodyLimit
 from .csrf import CsrfGuard
 from .db import make_engine, migrate
@@ -180,6 +181,7 @@ def _serve_api(app: FastAPI) -> None:
     app.include_router(alerts_api.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
     app.include_router(webhooks_api.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
     app.include_router(notices.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
+    app.include_router(updates_router)  # the gateways' update repository, when set
     app.include_router(web.apidocs.router)  # /api/v1/docs
     app.include_router(web.router)  # the control panel's pages
     app.mount(web.STATIC_PREFIX, web.static_app(), name="static")

@@ -266,6 +266,11 @@ class Settings(BaseModel):
     weather_csv: Path | None = Field(
         None, description="hourly weather (time,irradiance_w_m2,temperature_c[,site_id])"
     )
+    updates_dir: Path | None = Field(
+        None,
+        description="the gateways' signed update repository (`kenshin release init`), served "
+        "read-only at /updates/ (docs/updates.md); none: not served",
+    )
     workers: int = Field(
         1,
         ge=1,
