@@ -128,6 +128,7 @@ class LeanGateway:
     acked: set[int] = field(default_factory=set)  # packet ids (= batch numbers) PUBACKed
     waiting: dict[int, asyncio.Future] = field(default_factory=dict)
     enrollments: int = 0
+    admitted_at: float = 0.0  # monotonic: not to connect first before (the server's pacing)
 
     @property
     def serial(self) -> str:
@@ -164,6 +165,7 @@ class LeanGateway:
         self.nodes = [(mqtt["host"], mqtt["port"]), *alternates]
         self.attempt = self.n  # a fleet spread over the nodes
         self.enrollments += 1
+        self.admitted_at = time.monotonic() + float(mqtt.get("connect_after_s") or 0.0)
 
     async def connect(self) -> None:
         _, _, username, password = self.credential
@@ -214,6 +216,7 @@ class LeanGateway:
             try:
                 if self.credential is None:
                     await self.enroll(http)
+                await asyncio.sleep(max(0.0, self.admitted_at - time.monotonic()))
                 await self.connect()
                 backoff, refusals = 1.0, 0
             except Refused:

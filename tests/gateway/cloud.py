@@ -11,6 +11,7 @@ import contextlib
 import json
 import secrets
 import threading
+import time
 from collections.abc import AsyncIterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -31,6 +32,9 @@ class Cloud:
         self.logins: dict[str, int] = {}  # accepted CONNECTs per gateway
         self.refusals: dict[str, int] = {}  # refused CONNECTs per gateway
         self.refuse_next: dict[str, int] = {}  # refuse this many, whatever the password
+        self.connect_after_s = 0.0  # the admission delay each enrollment answer names
+        self.enrolled_at: dict[str, float] = {}  # monotonic, the last enrollment's
+        self.first_login_at: dict[str, float] = {}  # monotonic, after the last enrollment
         self.broker: EmbeddedBroker | None = None
         self.port = 0
         self.received: list[Any] = []  # decoded messages from gateways, in order
@@ -64,7 +68,10 @@ class Cloud:
     def _enroll(self, serial: str) -> dict:
         self.enrollments += 1
         self.passwords[serial] = secrets.token_urlsafe(12)
-        mqtt = {"host": "127.0.0.1", "port": self.port, "tls": False, "username": serial}
+        self.enrolled_at[serial] = time.monotonic()
+        self.first_login_at.pop(serial, None)
+        mqtt = {"host": "127.0.0.1", "port": self.port, "tls": False, "username": serial,
+                "connect_after_s": self.connect_after_s}  # fmt: skip
         return {"gateway_id": serial, "mqtt": {**mqtt, "password": self.passwords[serial]}}
 
     # -- the broker ------------------------------------------------------------------------
@@ -77,6 +84,7 @@ class Cloud:
             self.refuse_next[username] -= 1
         if not glitch and password and self.passwords.get(username) == password:
             self.logins[username] = self.logins.get(username, 0) + 1
+            self.first_login_at.setdefault(username, time.monotonic())
             return Principal(username, PrincipalKind.DEVICE)
         self.refusals[username] = self.refusals.get(username, 0) + 1
         return None

@@ -104,3 +104,18 @@ def test_a_broker_unreachable_for_long_is_looked_up_again_once(tmp_path):
             assert cloud.enrollments == 2
 
     run(main(), timeout_s=30)
+
+
+def test_the_first_connection_waits_as_long_as_the_enrollment_answer_says(tmp_path):
+    """Admission control: a fleet enrolling together is told to connect one after another
+    (server/devices/pacing.py); a gateway that connected at once would undo it."""
+
+    async def main() -> None:
+        async with Cloud() as cloud:
+            cloud.connect_after_s = 0.6
+            async with agent_of(cloud, tmp_path) as agent:
+                await connected(agent, 1)
+            waited = cloud.first_login_at[SERIAL] - cloud.enrolled_at[SERIAL]
+            assert waited >= 0.55, waited  # the answer's delay (less the timer's grain)
+
+    run(main(), timeout_s=30)

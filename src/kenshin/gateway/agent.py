@@ -195,6 +195,9 @@ class GatewayAgent:
     async def run_once(self) -> None:
         if self.enrollment is None:
             self.enrollment = await enroll_until_claimed(self.identity, self.options.http_timeout_s)
+            if (delay := self.enrollment.mqtt.connect_after_s) > 0:
+                log.info("connecting in %.1f s (the server paces first connections)", delay)
+                await asyncio.sleep(delay)
         mqtt = self.enrollment.mqtt
         will_topic, will_payload = encode_publish(
             Event("offline", int(time.time()), {"reason": "connection lost"}), self.gateway_id

@@ -36,6 +36,11 @@ class EnrollmentError(Exception):
         self.status = status
 
 
+# A delay named by the server is obeyed up to this: a server gone wrong must not park
+# its fleet for days.
+MAX_CONNECT_DELAY_S = 6 * 3600.0
+
+
 @dataclass(frozen=True)
 class MqttAccess:
     host: str
@@ -45,6 +50,9 @@ class MqttAccess:
     password: str
     keepalive_s: int = 1900  # past the 30-minute batches: data messages replace pings
     alternates: tuple[tuple[str, int], ...] = ()  # a cluster's other nodes, tried in turn
+    # Admission control: seconds to wait before the first connection, so a fleet enrolling
+    # together reaches the broker at the rate it can take (the server's pacer).
+    connect_after_s: float = 0.0
 
     def node(self, index: int) -> tuple[str, int]:
         """The broker node to try at the `index`-th attempt (round robin)."""
@@ -115,6 +123,7 @@ async def enroll_once(identity: Identity, timeout_s: float = 20.0) -> Enrollment
             mqtt["password"],
             int(mqtt.get("keepalive_s", 1900)),
             tuple((str(a["host"]), int(a["port"])) for a in mqtt.get("alternates") or ()),
+            min(max(float(mqtt.get("connect_after_s") or 0.0), 0.0), MAX_CONNECT_DELAY_S),
         ),
         seal_key,
     )

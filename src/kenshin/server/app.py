@@ -37,6 +37,7 @@ from .db import make_engine, migrate
 from .deps import DbGate, PrincipalCache
 from .devices import api as devices_api
 from .devices import status_api
+from .devices.pacing import ConnectionPacer
 from .inputs import RefuseNul
 from .jobs import JobRunner, server_jobs
 from .metering import api as metering_api
@@ -141,6 +142,8 @@ def create_app(
     app.state.weather = CsvWeather(settings.weather_csv) if settings.weather_csv else None
     app.state.csrf_key = hmac.new(secret.key, b"kenshin:csrf", hashlib.sha256).digest()
     app.state.rate_limits = RateLimits(settings)
+    rate = settings.paced_connections_per_s
+    app.state.connection_pacer = ConnectionPacer(rate) if rate is not None else None
     install_problem_handlers(app)
     # Outermost last: the body cap first of all, then the cross-site check, then NULs.
     app.add_middleware(RefuseNul)

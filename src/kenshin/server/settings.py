@@ -144,6 +144,14 @@ class Settings(BaseModel):
         description="RabbitMQ: its management API, 'http://user:pass@host:15672' (revoking a "
         "gateway's credential also closes its connection)",
     )
+    first_connections_per_s: float | None = Field(
+        None,
+        ge=0,
+        description="gateways' first broker connections a second, paced by a delay named in "
+        "each enrollment answer (docs/scaling.md); per server process; 0: not paced. Default: "
+        "15 with broker_auth 'http' (the RabbitMQ cluster's logins and queues are the limit), "
+        "otherwise not paced",
+    )
     role: Literal["all", "api", "ingest", "jobs"] = Field(
         "all",
         description="what this process runs: 'all' (one process, the default), or one role of a "
@@ -406,6 +414,15 @@ class Settings(BaseModel):
     @property
     def runs_jobs(self) -> bool:
         return self.jobs and self.role in ("all", "jobs")
+
+    @property
+    def paced_connections_per_s(self) -> float | None:
+        """This process's share of `first_connections_per_s` (each API worker paces its own
+        enrollments), or None: not paced."""
+        rate = self.first_connections_per_s
+        if rate is None:
+            rate = 15.0 if self.broker_auth == "http" else 0.0
+        return rate / self.workers if rate > 0 else None
 
     @property
     def broker_alternates(self) -> list[tuple[str, int]]:

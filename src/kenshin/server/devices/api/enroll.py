@@ -8,6 +8,7 @@ principal, rate limited by serial, and the one that hands a credential to the br
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -100,5 +101,12 @@ def enroll(body: EnrollRequest, request: Request, conn: Conn) -> Any:
             "alternates": [
                 {"host": a.host, "port": a.port} for a in getattr(service, "alternates", None) or []
             ],
+            # admission control: when to connect first (devices/pacing.py)
+            "connect_after_s": _connect_after_s(request),
         },
     }
+
+
+def _connect_after_s(request: Request) -> float:
+    pacer = getattr(request.app.state, "connection_pacer", None)
+    return 0.0 if pacer is None else round(pacer.delay_s(time.monotonic()), 1)
