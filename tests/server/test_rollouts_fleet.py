@@ -106,12 +106,14 @@ def test_a_rollout_over_200_gateways_halts_at_stage_2_by_itself(
         assert run_rollouts(engine, now).asked == 0
     assert fleet.take_commands(now) == 0
     with engine.connect() as conn:
-        events = conn.execute(
-            select(s.events.c.detail).where(s.events.c.code == "rollout_halted")
-        ).scalars().all()
-        hooked = conn.execute(
-            select(s.outbox.c.body).where(s.outbox.c.kind == "event")
-        ).scalars().all()
+        events = (
+            conn.execute(select(s.events.c.detail).where(s.events.c.code == "rollout_halted"))
+            .scalars()
+            .all()
+        )
+        hooked = (
+            conn.execute(select(s.outbox.c.body).where(s.outbox.c.kind == "event")).scalars().all()
+        )
     assert [e["stage"] for e in events] == [2]
     assert [b["detail"]["rollout_id"] for b in hooked if b["code"] == "rollout_halted"] == [
         rollout_id
