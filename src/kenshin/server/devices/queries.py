@@ -172,7 +172,7 @@ def agent_versions(conn: Connection, tenant_id: int) -> dict[int, str]:
         .subquery()
     )
     rows = conn.execute(select(ranked.c.gateway_id, ranked.c.agent_version).where(ranked.c.n == 1))
-    return dict(rows.tuples().all())
+    return {gateway_id: version for gateway_id, version in rows}
 
 
 def gateway_page(

@@ -69,12 +69,12 @@ def serials(conn: Connection, tenant_id: int) -> dict[int, str]:
     return {g.id: g.serial for g in tenant_gateways(conn, tenant_id)}
 
 
-def version_distribution(conn: Connection, tenant_id: int) -> list[tuple[str, int]]:
+def version_distribution(conn: Connection, tenant_id: int) -> list[tuple[str | None, int]]:
     """How many of the tenant's gateways run each agent version (by their newest report;
-    "unknown": none yet), the most common first."""
+    None: no report yet), the most common first."""
     versions = agent_versions(conn, tenant_id)
-    counted = Counter(versions.values())
+    counted: Counter[str | None] = Counter(versions.values())
     unknown = len(tenant_gateways(conn, tenant_id)) - len(versions)
     if unknown > 0:
-        counted["unknown"] = unknown
+        counted[None] = unknown
     return counted.most_common()
