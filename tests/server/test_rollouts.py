@@ -227,3 +227,19 @@ def test_a_gateway_silent_past_its_commands_life_is_asked_again(engine, client, 
 
 def test_the_rollouts_job_is_one_of_the_servers_jobs(settings):
     assert "rollouts" in [job.name for job in server_jobs(settings, CredentialBox(KEY))]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [{}, {"version": "2.0"}, {"version": "2.0", "delay_s": 86_401}, {"version": 2, "delay_s": 0},
+     {"version": "2.0", "delay_s": True}],
+)  # fmt: skip
+def test_an_update_command_by_hand_needs_the_contracts_args(engine, client, world, args):
+    (gateway_id,) = claimed_gateways(engine, world.tenant_a, 1)
+    operator = login(client, "operator@a.test")
+    answer = operator.post(
+        f"/api/v1/gateways/{gateway_id}/commands", json={"name": "update", "args": args}
+    )
+    assert "update" in assert_problem(answer, 422)["detail"]
+    good = {"name": "update", "args": {"version": "2.0", "delay_s": 0}}
+    assert operator.post(f"/api/v1/gateways/{gateway_id}/commands", json=good).status_code == 201
