@@ -124,12 +124,21 @@ ROLES = {
     "POST /api/v1/notices": "admin",
     "PATCH /api/v1/notices/{notice_id}": "admin",
     "DELETE /api/v1/notices/{notice_id}": "admin",
+    "POST /api/v1/rollouts": "operator",
+    "GET /api/v1/rollouts": "viewer",
+    "GET /api/v1/rollouts/{rollout_id}": "viewer",
+    "GET /api/v1/rollouts/{rollout_id}/gateways": "viewer",
+    "POST /api/v1/rollouts/{rollout_id}/advance": "operator",
+    "POST /api/v1/rollouts/{rollout_id}/pause": "operator",
+    "POST /api/v1/rollouts/{rollout_id}/resume": "operator",
+    "POST /api/v1/rollouts/{rollout_id}/abort": "operator",
 }
 RANK = {"viewer": 0, "operator": 1, "admin": 2}
 # The path and query parameters a fleet has a value for (ids of its rows, and the like).
 FLEET_PARAMETERS = frozenset({
     "tenant_id", "site_id", "gateway_id", "meter_id", "command_id", "user_id", "key_id",
     "hook_id", "delivery_id", "alert_id", "subscription_id", "price_id", "rule", "notice_id",
+    "rollout_id",
 })  # fmt: skip
 # Path parameters that name no row of a tenant (the same rule exists for every tenant).
 SHARED_PATH_PARAMETERS = {"rule"}
@@ -196,6 +205,9 @@ BODIES: dict[str, Callable[[dict, int], Any]] = {
     "POST /api/v1/webhooks/{hook_id}/rotate-secret": lambda ids, n: None,  # a random one
     "POST /api/v1/notices": lambda ids, n: {"kind": "failure", "title": f"notice {n}"},
     "PATCH /api/v1/notices/{notice_id}": lambda ids, n: {"body": f"update {n}"},
+    "POST /api/v1/rollouts": lambda ids, n: {"version": f"9.{n}"},
+    "POST /api/v1/rollouts/{rollout_id}/pause": lambda ids, n: {"reason": f"pause {n}"},
+    "POST /api/v1/rollouts/{rollout_id}/abort": lambda ids, n: {"reason": f"abort {n}"},
 }  # fmt: skip
 
 # Values for the query parameters operations require, from the day the data is on.
@@ -238,6 +250,12 @@ FRESH: dict[str, Callable[[Fleet], dict]] = {
 ALSO_ALLOWED = {
     "POST /api/v1/alerts/{alert_id}/acknowledge": {409},
     "POST /api/v1/alerts/{alert_id}/resolve": {409},
+    # A rollout moved by an earlier caller (paused, aborted, at its last stage) cannot
+    # make the same move again.
+    "POST /api/v1/rollouts/{rollout_id}/advance": {409},
+    "POST /api/v1/rollouts/{rollout_id}/pause": {409},
+    "POST /api/v1/rollouts/{rollout_id}/resume": {409},
+    "POST /api/v1/rollouts/{rollout_id}/abort": {409},
 }
 
 # Strings found only in one tenant's rows ({T}: its tag, {t}: in lower case).
@@ -439,6 +457,7 @@ def build_fleet(engine, new_client, root: TestClient, tenant_id: int, tag: str, 
     ids["notice_id"] = fleet.make(
         "/api/v1/notices", {"kind": "maintenance", "title": f"{tag}-NOTICE-7731"}
     )
+    ids["rollout_id"] = fleet.make("/api/v1/rollouts", {"version": "1.0.0"})
     _send_readings(engine, serial, ids["meter_id"], day, COUNTS_PER_SLOT[tag])
     with engine.begin() as conn:  # a day on, the meter has been silent: no_data opens
         assert run_rules(conn, tenant_id, utcnow() + timedelta(days=1)).opened

@@ -29,6 +29,7 @@ from sqlalchemy import select
 
 from kenshin.server import schema as s
 from kenshin.server import web
+from kenshin.server.rollouts import service as rollouts
 from kenshin.server.web.i18n import Translator, translator
 from kenshin.server.web.plants import month_text
 
@@ -136,6 +137,12 @@ PAGES = (
         ids={"meter_id": "plant"}, ready="body[data-energy='drawn'][data-peaks='drawn']",
     ),
     Shot("alerts", "/alerts", "admin", h1("alerts.title")),
+    Shot("rollouts", "/rollouts", "admin", h1("rollouts.title"), ready="body[data-drawn]"),
+    Shot(
+        "rollout", "/rollouts/{rollout_id}", "admin",
+        lambda t, _: {"h1": t("rollouts.one_title", version="1.5.0")},
+        ids={"rollout_id": "rollout"}, ready="body[data-drawn]",
+    ),
     Shot("export", "/export", "admin", h1("settle.title")),
     Shot("onboard", "/onboard", "admin", h1("onboard.title")),
     *(admin(area) for area in web.admin.AREAS),
@@ -221,6 +228,10 @@ def seeded(panel: Panel) -> Seeded:
         ).one()  # fmt: skip
     ids = {"site": site.id, "gateway": panel.gateways["GW-A1"], "meter": meter}
     ids["plant"] = min(plants.meters)
+    with panel.engine.begin() as conn:
+        ids["rollout"] = rollouts.create(
+            conn, panel.world.tenant_a, version="1.5.0", actor="system"
+        )
     return Seeded(ids, site.name or site.customer_id, {meter: site.service_code}, plants.names)
 
 

@@ -47,6 +47,7 @@ from .metering import settlement as metering_settlement
 from .observe import RequestMiddleware
 from .problems import PROBLEM_RESPONSES, install_problem_handlers
 from .ratelimits import RateLimits
+from .rollouts import api as rollouts_api
 from .runtime import broker_link, device_service
 from .schema import utcnow
 from .security import CredentialBox, load_secret_key
@@ -184,6 +185,7 @@ def _serve_api(app: FastAPI) -> None:
     app.include_router(alerts_api.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
     app.include_router(webhooks_api.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
     app.include_router(notices.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
+    app.include_router(rollouts_api.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
     app.include_router(updates_router)  # the gateways' update repository, when set
     app.include_router(web.apidocs.router)  # /api/v1/docs
     app.include_router(web.router)  # the control panel's pages

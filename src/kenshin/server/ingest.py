@@ -45,6 +45,7 @@ from .devices import commands, status
 from .devices.registry import gateway_by_serial
 from .events import record_event
 from .metering import rollups, store
+from .rollouts.service import on_update_state
 from .schema import utcnow
 
 
@@ -288,12 +289,17 @@ def _event(conn: Connection, gateway: Row, event: Event) -> None:
     if event.code == "offline":  # the gateway's last will, delivered by the broker
         status.on_offline(conn, gateway, str(event.detail.get("reason", "offline")))
         return
+    severity = "info"
+    if event.code == "update_state":  # a rollout's progress: the rollouts room's to keep
+        on_update_state(conn, gateway, dict(event.detail))
+        if event.detail.get("state") in ("failed", "rolled_back"):
+            severity = "warning"
     record_event(
         conn,
         tenant_id=gateway.tenant_id,
         gateway_id=gateway.id,
         code=f"gw_{event.code}",
-        severity="info",
+        severity=severity,
         detail=dict(event.detail),
         at=_utc(event.at_s),
     )

@@ -34,6 +34,7 @@ from .ingest import trim_quarantine
 from .metering.partitions import ensure_partitions
 from .metering.repair import RepairPolicy, run_repairs
 from .metering.retention import apply_retention
+from .rollouts.service import run_rollouts
 from .security import CredentialBox
 from .settings import Settings
 from .supervisor import Supervisor
@@ -42,6 +43,7 @@ from .webhooks.dispatcher import Dispatcher, trim_webhook_tables
 __all__ = ["Job", "JobRunner", "server_jobs"]
 
 log = logging.getLogger(__name__)
+ROLLOUTS_EVERY_S = 60.0  # halting a bad stage within a minute of its failures
 HOLDER = f"{socket.gethostname()}:{os.getpid()}"
 
 
@@ -128,6 +130,12 @@ def server_jobs(
                 wake()  # the backfills go out now, not at the pushers' next round
 
         jobs.append(Job("gap repair", settings.repair_every_s, repair))
+
+    def rollouts(engine: Engine, now: datetime) -> None:
+        if run_rollouts(engine, now).asked:
+            wake()  # the stage's update commands go out now
+
+    jobs.append(Job("rollouts", ROLLOUTS_EVERY_S, rollouts))
     if settings.webhooks:  # sends run in the dispatcher's own threads, past the job's run
         dispatcher = Dispatcher(
             box,

@@ -17,7 +17,8 @@ Conventions:
 
 Each room's tables are in its own module, on the one `MetaData` of `schema_base.py`:
 `accounts_tables.py` (the `api/` room, through `accounts.py`), `devices/tables.py`,
-`metering/tables.py`, `webhooks/tables.py`, `analytics/tables.py`, `alerts/tables.py`.
+`metering/tables.py`, `webhooks/tables.py`, `analytics/tables.py`, `alerts/tables.py`,
+`rollouts/tables.py`.
 This module imports them all, so `schema.metadata` (Alembic's) has every table and
 `schema.<table>` is every table's name; it defines the tables of the shared modules at
 the top of `kenshin.server` (`events`, `notices`, `ingest_progress`, `job_runs`,
@@ -82,6 +83,7 @@ from .metering.tables import (
     slot_energy,
     tenant_energy,
 )
+from .rollouts.tables import ROLLOUT_STATES, UPDATE_STATES, rollout_gateways, rollouts
 from .schema_base import (
     SEVERITIES,
     Id,
@@ -115,10 +117,12 @@ __all__ = [
     "OUTBOX_KINDS",
     "READING_SOURCES",
     "ROLES",
+    "ROLLOUT_STATES",
     "SEVERITIES",
     "SUPPLY_POINT_CHECK",
     "TENANT_ENERGY_PERIODS",
     "TENANT_KINDS",
+    "UPDATE_STATES",
     "WEBHOOK_KINDS",
     "Id",
     "JSONDoc",
@@ -147,6 +151,8 @@ __all__ = [
     "quarantine",
     "readings_fixed",
     "readings_instant",
+    "rollout_gateways",
+    "rollouts",
     "settings",
     "sites",
     "slot_energy",

@@ -170,6 +170,7 @@ class CommandName(StrEnum):
     REJOIN = "rejoin"
     RESTART = "restart"
     APPLY_SETTINGS = "apply_settings"
+    UPDATE = "update"
 
 
 @dataclass(frozen=True, slots=True, repr=False)

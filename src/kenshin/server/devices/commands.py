@@ -31,6 +31,12 @@ def _check_args(name: str, args: dict[str, Any]) -> None:
         raise CommandError('read_property needs args.epc, e.g. "0xE7"')
     if name == "backfill" and not {"from_s", "to_s"} <= args.keys():
         raise CommandError("backfill needs args.from_s and args.to_s (epoch seconds)")
+    if name == "update":  # the wire contract of issue 19's rollouts (docs/updates.md)
+        delay = args.get("delay_s")
+        if not isinstance(args.get("version"), str) or type(delay) is not int:
+            raise CommandError("update needs args.version (a release) and args.delay_s (seconds)")
+        if not 0 <= delay <= 86_400:
+            raise CommandError("update's args.delay_s is 0 to 86400 seconds")
 
 
 def create(

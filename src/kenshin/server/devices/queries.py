@@ -150,6 +150,31 @@ def queue_depths(
     return depths
 
 
+def tenant_gateways(conn: Connection, tenant_id: int) -> list[Row]:
+    """The tenant's gateways (`id`, `serial`), by id: a rollout's cohort is chosen from
+    them."""
+    g = t.gateways.c
+    return conn.execute(select(g.id, g.serial).where(g.tenant_id == tenant_id).order_by(g.id)).all()
+
+
+def agent_versions(conn: Connection, tenant_id: int) -> dict[int, str]:
+    """The agent version each of the tenant's gateways last reported, by gateway id (a
+    gateway that never reported is not listed)."""
+    r, g = t.gateway_reports.c, t.gateways.c
+    ranked = (
+        select(
+            r.gateway_id,
+            r.agent_version,
+            func.row_number().over(partition_by=r.gateway_id, order_by=r.at.desc()).label("n"),
+        )
+        .join_from(t.gateway_reports, t.gateways, g.id == r.gateway_id)
+        .where(g.tenant_id == tenant_id)
+        .subquery()
+    )
+    rows = conn.execute(select(ranked.c.gateway_id, ranked.c.agent_version).where(ranked.c.n == 1))
+    return {gateway_id: version for gateway_id, version in rows}
+
+
 def gateway_page(
     conn: Connection,
     tenant_id: int,

@@ -7,12 +7,24 @@ scripts and ``locales/<area>.<lang>.json``); `static_app()` is mounted at `STATI
 
 from fastapi import APIRouter
 
-from . import admin, alerts, apidocs, export, gateway, graphs, onboard, pages, plants, retail
+from . import (
+    admin,
+    alerts,
+    apidocs,
+    export,
+    gateway,
+    graphs,
+    onboard,
+    pages,
+    plants,
+    retail,
+    rollouts,
+)
 from .assets import STATIC_PREFIX, static_app
 from .pages import LIST_REFRESH_S
 
 __all__ = ["LIST_REFRESH_S", "STATIC_PREFIX", "apidocs", "router", "static_app"]
 
 router = APIRouter(include_in_schema=False)
-for area in (pages, gateway, graphs, retail, plants, alerts, export, onboard, admin):
+for area in (pages, gateway, graphs, retail, plants, alerts, rollouts, export, onboard, admin):
     router.include_router(area.router)
