@@ -13,7 +13,9 @@ reports each step as an Event ``update_state`` with the detail of `state_detail`
   reason. In every detail `version` is the update's target and `from_version` the version
   it updates from (for ``rolled_back``: the version running again).
 
-The standard library only: the wire, the server and the gateway all import this module.
+The server records a gateway's Event under its code prefixed ``gw_``: these are listed as
+``gw_update_state`` (``GET /api/v1/events``). The standard library only (and `names`):
+the server and the gateway both import this module.
 """
 
 from __future__ import annotations
