@@ -33,7 +33,7 @@ import kenshin
 from kenshin.cli import app as cli
 from kenshin.cli.ports import free_tcp_port
 from kenshin.gateway.identity import Identity, new_claim_code
-from kenshin.gateway.supervisor import PID, _alive
+from kenshin.gateway.supervisor import PID, process_alive
 from kenshin.gateway.updater import REQUEST
 from kenshin.server import schema as s
 from kenshin.server.settings import Settings
@@ -222,7 +222,9 @@ def test_a_gateway_updates_itself_and_rolls_a_broken_version_back(tmp_path: Path
                 supervisor.send_signal(signal.SIGKILL)
                 supervisor.wait()
                 supervisor = supervise()
-                await until(lambda: _now(not _alive(old_agent)), 30, "the orphaned V1 stopped")
+                await until(
+                    lambda: _now(not process_alive(old_agent)), 30, "the orphaned V1 stopped"
+                )
 
                 async def healthy(v: str):
                     return any(e["state"] == "healthy" and e["version"] == v

@@ -253,12 +253,12 @@ class Supervisor:
                 return
             deadline = time.monotonic() + wait_s
             while time.monotonic() < deadline:
-                if not _alive(pid):
+                if not process_alive(pid):
                     return
                 time.sleep(0.05)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):

@@ -139,6 +139,9 @@ class AgentUpdates:
         except (InstallError, OSError) as err:
             log.warning("update to %s not installed: %s", version, err)
             self._state(version, UpdateState.FAILED, reason=f"install: {err}")
+        except Exception as err:  # a bug of ours: the server hears of it, the agent goes on
+            log.exception("update to %s failed", version)
+            self._state(version, UpdateState.FAILED, reason=f"{type(err).__name__}: {err}")
 
     def _state(self, version: str, state: UpdateState, *, reason: str = "") -> Event:
         detail = state_detail(version, state, from_version=self.version, reason=reason)
