@@ -36,6 +36,7 @@ from kenshin.gateway.identity import Identity, new_claim_code
 from kenshin.gateway.supervisor import PID, process_alive
 from kenshin.gateway.updater import REQUEST
 from kenshin.server import schema as s
+from kenshin.server.bootstrap import create_tenant, create_user, ensure_admin
 from kenshin.server.settings import Settings
 from kenshin.sim.clock import JST, ScaledClock
 from kenshin.sim.fleet import SimFleet
@@ -138,8 +139,6 @@ def test_a_gateway_updates_itself_and_rolls_a_broken_version_back(tmp_path: Path
         app, web, serving = await start_server(settings)
         base = f"http://127.0.0.1:{settings.port}"
         engine = app.state.engine
-        from kenshin.server.bootstrap import create_tenant, create_user, ensure_admin
-
         ensure_admin(engine, ADMIN, PASSWORD)
         create_user(engine, create_tenant(engine, "Denryoku", "retailer"), OPERATOR, PASSWORD,
                     role="operator")  # fmt: skip
@@ -185,7 +184,7 @@ def test_a_gateway_updates_itself_and_rolls_a_broken_version_back(tmp_path: Path
 
             async def readings_grow(by: int, timeout_s: float) -> None:
                 start = readings()
-                await until(lambda: _now(readings() >= start + by), timeout_s, "new readings")
+                await until(lambda: _value(readings() >= start + by), timeout_s, "new readings")
 
             async def command(args: dict) -> dict:
                 answer = await ops.post(f"/api/v1/gateways/{gid}/commands",
@@ -201,7 +200,7 @@ def test_a_gateway_updates_itself_and_rolls_a_broken_version_back(tmp_path: Path
 
             try:
                 supervisor = supervise()
-                await until(lambda: _now(version()), 30, "a first status")
+                await until(lambda: _value(version()), 30, "a first status")
                 assert await version() == V1
                 await readings_grow(3, 30)
 
@@ -216,14 +215,14 @@ def test_a_gateway_updates_itself_and_rolls_a_broken_version_back(tmp_path: Path
                 assert accepted["result"] == {"accepted": V2}, accepted
                 old_agent = int((root / PID).read_text())
                 await until(
-                    lambda: _now((root / REQUEST).exists() or installer.current_version() == V2),
+                    lambda: _value((root / REQUEST).exists() or installer.current_version() == V2),
                     60, "the switch to V2 asked for",
                 )  # fmt: skip
                 supervisor.send_signal(signal.SIGKILL)
                 supervisor.wait()
                 supervisor = supervise()
                 await until(
-                    lambda: _now(not process_alive(old_agent)), 30, "the orphaned V1 stopped"
+                    lambda: _value(not process_alive(old_agent)), 30, "the orphaned V1 stopped"
                 )
 
                 async def healthy(v: str):
@@ -254,7 +253,7 @@ def test_a_gateway_updates_itself_and_rolls_a_broken_version_back(tmp_path: Path
                 assert event["version"] == V3 and event["from_version"] == V2, event
                 assert "exited 3 times in a row" in event["reason"], event
                 assert installer.current_version() == V2
-                await until(lambda: _now(version()), 10, "a status")
+                await until(lambda: _value(version()), 10, "a status")
                 await readings_grow(2, 30)
                 assert await version() == V2
                 assert installer.installed() == [V2]
@@ -272,6 +271,6 @@ def test_a_gateway_updates_itself_and_rolls_a_broken_version_back(tmp_path: Path
             print((tmp_path / "gateway.log").read_text())
 
 
-async def _now(value):
+async def _value(value):
     """A plain value (or a coroutine's) for `until`."""
     return await value if asyncio.iscoroutine(value) else value
