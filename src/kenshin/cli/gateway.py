@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import csv
-import logging
-import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -13,6 +10,18 @@ from typing import Annotated
 import typer
 
 app = typer.Typer(no_args_is_help=True, help="The gateway agent.")
+
+
+StateDir = Annotated[
+    Path | None,
+    typer.Option(help="What persists across versions: trusted update metadata, health file."),
+]
+InitialRoot = Annotated[
+    Path | None,
+    typer.Option(
+        help="The update channel's initial root (default: <state-dir>/initial-root.json)."
+    ),
+]
 
 
 @app.command()
@@ -23,6 +32,11 @@ def run(
     queue: Annotated[Path, typer.Option(help="The durable queue (data only).")] = Path(
         "/var/lib/kenshin/queue.db"
     ),
+    install_root: Annotated[
+        Path | None, typer.Option(help="The install root, when run by `supervise` (updates).")
+    ] = None,
+    state_dir: StateDir = None,
+    initial_root: InitialRoot = None,
     foreground: Annotated[
         bool, typer.Option(help="Log to the terminal (systemd runs it this way too).")
     ] = True,
@@ -30,34 +44,77 @@ def run(
 ) -> None:
     """Run the agent: enroll, take settings from the cloud, read the meter, send readings.
     Stops cleanly on SIGTERM or Ctrl-C; everything unsent waits in the queue."""
-    from kenshin.gateway.agent import AgentOptions, GatewayAgent
-    from kenshin.gateway.identity import Identity, IdentityError
+    from kenshin.gateway.main import run_agent, setup_logging
 
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s" if foreground else "%(message)s",
+    setup_logging(verbose, foreground)
+    code = run_agent(
+        identity, queue, install_root=install_root, state_dir=state_dir, initial_root=initial_root
     )
+    sys.exit(code)
+
+
+@app.command()
+def supervise(
+    root: Annotated[Path, typer.Option(help="The install root (versions/, current).")] = Path(
+        "/opt/kenshin"
+    ),
+    identity: Annotated[Path, typer.Option(help="The identity file made at the factory.")] = Path(
+        "/etc/kenshin/identity.json"
+    ),
+    queue: Annotated[Path, typer.Option(help="The durable queue (data only).")] = Path(
+        "/var/lib/kenshin/queue.db"
+    ),
+    state_dir: StateDir = None,
+    initial_root: InitialRoot = None,
+    deadline_s: Annotated[
+        float, typer.Option(min=1, help="A new version's time to connect and read the meter.")
+    ] = 600.0,
+    crash_limit: Annotated[
+        int, typer.Option(min=1, help="Exits in a row of a new version that roll it back.")
+    ] = 3,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the agent from ROOT/current, switch to the versions it installs, and roll a
+    version back by itself when it does not come up, connect and read the meter within
+    --deadline-s, or exits --crash-limit times in a row (docs/updates.md)."""
+    from kenshin.gateway.main import setup_logging
+    from kenshin.gateway.supervisor import Supervisor, SupervisorOptions
+    from kenshin.updates.watchdog import Rules
+
+    setup_logging(verbose)
+    state = state_dir or queue.parent
+    agent_args = ["--identity", str(identity), "--queue", str(queue)]
+    if initial_root is not None:
+        agent_args += ["--initial-root", str(initial_root)]
+    if verbose:
+        agent_args.append("--verbose")
+    options = SupervisorOptions(
+        root, state, agent_args, Rules(deadline_s=deadline_s, crash_limit=crash_limit)
+    )
+    sys.exit(Supervisor(options).run())
+
+
+@app.command()
+def install(
+    archive: Annotated[Path, typer.Argument(help="A release archive (kenshin release add's).")],
+    version: Annotated[str, typer.Option(help="Its version.")],
+    root: Annotated[Path, typer.Option(help="The install root.")] = Path("/opt/kenshin"),
+) -> None:
+    """Install a first version into ROOT and make it current (the factory's step; later
+    versions come through the `update` command). An archive installed so is trusted as it
+    is: take it from the signed repository."""
+    from kenshin.updates.install import Installer, InstallError
+    from kenshin.updates.names import TargetNameError
+
+    installer = Installer(root)
     try:
-        ident = Identity.load(identity)
-    except IdentityError as err:
+        installer.unpack(version, archive)
+        if installer.current_version() is None:
+            installer.switch(version)
+    except (InstallError, TargetNameError) as err:
         typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
-
-    async def main() -> None:
-        agent = GatewayAgent(ident, AgentOptions(queue_path=queue))
-        task = asyncio.create_task(agent.run_forever())
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, task.cancel)
-        try:
-            await task
-        except asyncio.CancelledError:
-            logging.getLogger("kenshin").info("stopped; unsent readings wait in %s", queue)
-        finally:
-            agent.queue.close()
-
-    asyncio.run(main())
-    sys.exit(0)
+        raise typer.Exit(1) from None
+    typer.echo(f"{version} installed in {root}; current: {installer.current_version()}")
 
 
 @app.command("make-identity")

@@ -18,8 +18,8 @@
 4. Send the durable queue's readings as compact batches, QoS 1, right after each JST
    half hour (so the retailer has each 30-minute value within minutes) and whenever a
    person watches in realtime; rows leave the queue only after the broker's PUBACK.
-5. Answer commands: read a property, realtime, backfill, re-join, restart. A command that
-   fails in any way answers a failed result; it never stops the agent.
+5. Answer commands: read a property, realtime, backfill, re-join, restart, update (run by
+   the supervisor: `updater.py`). A failed command answers a failed result, nothing more.
 
 The agent supervises its own tasks: the poller, the uplink and the downlink, when they
 fail with an unexpected error, are counted (Status errors), reported (a `task_failed`
@@ -79,6 +79,7 @@ from .status import (
     StatusGate,
     status_changed,
 )
+from .updater import AgentUpdates, UpdateSetup
 
 log = logging.getLogger(__name__)
 MAX_PENDING_EVENTS = 16
@@ -119,6 +120,7 @@ class AgentOptions:
     # enrolled again at each would storm the server exactly when it is busiest.
     refusals_before_reenroll: int = 2
     settings_wait_s: float = 30.0
+    updates: UpdateSetup | None = None  # run by the supervisor: updates possible (updater.py)
 
 
 @dataclass
@@ -151,6 +153,9 @@ class GatewayAgent:
         self._reconnect = Backoff(options.reconnect_backoff_s)
         self._node_attempt = 0  # which of the broker's nodes (a cluster) to try next
         self._refusals = 0  # of our credential, in a row
+        self.updates = (
+            AgentUpdates(options.updates, __version__, self._report) if options.updates else None
+        )
 
     @property
     def gateway_id(self) -> str:
@@ -161,6 +166,9 @@ class GatewayAgent:
     async def run_forever(self) -> None:
         """Until cancelled. The meter keeps being read while the uplink is down (readings
         wait in the queue); only a restart command or new meter settings stop it."""
+        keeper = None
+        if self.updates is not None:
+            keeper = asyncio.create_task(self.updates.keep(self._health))
         try:
             while True:
                 try:
@@ -190,7 +198,15 @@ class GatewayAgent:
                     log.warning("uplink lost (%s); again in %.1f s", err, delay)
                     await asyncio.sleep(delay)
         finally:
+            if keeper is not None:
+                keeper.cancel()
+                self.updates.close()
             await self._stop_meter()
+
+    def _health(self) -> tuple[bool, float | None]:
+        """For the watchdog: came up on the broker in this run; the last good read."""
+        stats = self.meter.poller.stats if self.meter is not None else None
+        return self.state.connections > 0, stats.last_good_read if stats else None
 
     async def run_once(self) -> None:
         if self.enrollment is None:
@@ -346,6 +362,7 @@ class GatewayAgent:
                     self.meter,
                     settings_version=self._settings_version(),
                     send_soon=self._send_now.set,
+                    update=self.updates.command if self.updates else None,
                 )
                 result = CommandResult(command.id, True, answer, None)
             except RestartRequested:
@@ -389,8 +406,11 @@ class GatewayAgent:
         on a slow link it would otherwise cost an exchange of its own (~330 B)."""
         if self._events:
             while self._events:
-                await self._publish(client, self._events[0])
+                event = self._events[0]
+                await self._publish(client, event)
                 del self._events[0]  # after its PUBACK
+                if self.updates is not None:
+                    self.updates.sent(event)
             await self._publish_status(client)
         while True:
             pending = take(self.queue)

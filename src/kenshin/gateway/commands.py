@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,14 +39,21 @@ async def execute(
     *,
     settings_version: int | None,
     send_soon: Callable[[], None],
+    update: Callable[[Any], Awaitable[dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
     """The command's result; raises for a failure (the caller answers it as failed).
-    `send_soon` wakes the uplink (a backfill's readings should not wait for the slot)."""
+    `send_soon` wakes the uplink (a backfill's readings should not wait for the slot);
+    `update` answers `update` (`updater.AgentUpdates.command`), None when the agent runs
+    without a supervisor and install root."""
     args, name = dict(command.args), command.name
     if name == "restart":
         raise RestartRequested()
     if name == "apply_settings":
         return {"settings_version": settings_version}
+    if name == "update":
+        if update is None:
+            raise ValueError("this agent runs without an install root: no updates")
+        return await update(args)
     if meter is None:
         raise ValueError("no meter configured yet")
     poller, session = meter.poller, meter.session

@@ -170,7 +170,7 @@ class CommandName(StrEnum):
     REJOIN = "rejoin"
     RESTART = "restart"
     APPLY_SETTINGS = "apply_settings"
-    UPDATE = "update"
+    UPDATE = "update"  # install a signed release: kenshin.updates.states has its contract
 
 
 @dataclass(frozen=True, slots=True, repr=False)
