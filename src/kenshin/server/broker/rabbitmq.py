@@ -219,6 +219,8 @@ class AmqpSource:
         import aio_pika
 
         connection = await self._connect(aio_pika)
+        lost = asyncio.get_running_loop().create_future()
+        taking: asyncio.Future | None = None
         try:
             channel = await connection.channel()
             await channel.set_qos(prefetch_count=self.prefetch)
@@ -231,7 +233,6 @@ class AmqpSource:
             # A lost connection ends the deliveries with an error (the supervisor then
             # connects to the next node); a plain iterator would wait on it forever.
             inbox: asyncio.Queue = asyncio.Queue()
-            lost = asyncio.get_running_loop().create_future()
             connection.close_callbacks.add(lambda *why: _set_lost(lost, why))
             await queue.consume(inbox.put)
             connected()
@@ -245,6 +246,13 @@ class AmqpSource:
                 topic = (message.routing_key or "").replace(".", "/")
                 yield Delivery(topic, message.body, message.ack)
         finally:
+            # Ended for any reason (the consumer stopped, the MQTT side failed): nothing is
+            # left pending to be logged as "never retrieved" or "destroyed but pending".
+            if taking is not None:
+                taking.cancel()
+            if lost.done() and not lost.cancelled():
+                lost.exception()  # seen: the loss may have come while a delivery was out
+            lost.cancel()  # no loss set from here on (the close below calls back)
             with contextlib.suppress(Exception):
                 await connection.close()
 
