@@ -175,7 +175,9 @@ def test_tokens_expire_and_bad_secrets_get_none(served):
         revoked = a.delete(f"/api/v1/openadr/clients/{other['id']}")
         assert revoked.status_code == 204
         assert vtn(base, ven_token).get("/programs").status_code == 401
-        assert httpx_post(url, grant, (other["client_id"], other["client_secret"])).status_code == 401
+        assert (
+            httpx_post(url, grant, (other["client_id"], other["client_secret"])).status_code == 401
+        )
         listed = a.get("/api/v1/openadr/clients").json()["items"]
         assert [c["name"] for c in listed] == ["desk", "ven-9"]
         assert all("secret" not in str(c) for c in listed) and listed[1]["revoked_at"]
