@@ -56,7 +56,8 @@ def test_malformed_objects_are_a_400_problem(vtn):
     for body in bad:
         problem = assert_problem(client.post(f"{BASE}/events", json=body, headers=bl), 400)
         assert problem["detail"].startswith("invalid request")
-    not_json = client.post(f"{BASE}/programs", content=b"{", headers={**bl, "Content-Type": "application/json"})  # fmt: skip
+    json_header = {**bl, "Content-Type": "application/json"}
+    not_json = client.post(f"{BASE}/programs", content=b"{", headers=json_header)
     assert_problem(not_json, 400)
     assert_problem(client.post(f"{BASE}/programs", json={"programName": ""}, headers=bl), 400)
     assert_problem(client.get(f"{BASE}/programs", params={"limit": 51}, headers=bl), 400)

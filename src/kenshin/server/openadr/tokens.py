@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from ..deps import in_transaction
+from ..problems import PROBLEM_JSON, ProblemDetail
 from ..ratelimits import RATE_LIMITED, client_address
 from .auth import TOKEN_TTL_S, issue_token
 
@@ -92,6 +93,11 @@ _FORM: dict[str, Any] = {
         200: {"model": TokenOut, "description": "A token"},
         400: {"model": AuthError, "description": "A malformed request"},
         401: {"model": AuthError, "description": "Unknown client or wrong secret"},
+        422: {
+            "model": ProblemDetail,
+            "description": "Text with a NUL character (a problem)",
+            "content": {PROBLEM_JSON: {}},
+        },
         **RATE_LIMITED,
     },
 )
