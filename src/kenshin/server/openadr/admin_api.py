@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import IntegrityError
 
 from .. import accounts
 from ..deps import Conn, Principal, RowId, TenantId, require_role
@@ -52,9 +53,14 @@ class ClientPage(BaseModel):
 
 @router.post("", status_code=201, summary="Make an OpenADR client (its secret shown once)")
 def create_client(body: ClientIn, conn: Conn, principal: Admin, tenant_id: TenantId):
+    taken = Problem(409, f"a client named {body.name!r} exists in this tenant")
     if any(row.name == body.name for row in auth.list_clients(conn, tenant_id)):
-        raise Problem(409, f"a client named {body.name!r} exists in this tenant")
-    made = auth.create_client(conn, tenant_id, body.role, body.name, principal.actor)
+        raise taken
+    try:
+        with conn.begin_nested():  # another request may have taken the name meanwhile
+            made = auth.create_client(conn, tenant_id, body.role, body.name, principal.actor)
+    except IntegrityError:
+        raise taken from None
     accounts.audit(
         conn, principal.actor, "openadr_client.create", target=f"openadr_client:{made.id}",
         tenant_id=tenant_id, detail={"role": body.role, "name": body.name},
