@@ -113,6 +113,28 @@ class Relay:
         self.server = None
 
 
+@contextlib.asynccontextmanager
+async def in_own_thread(fleet: SimFleet):
+    """The simulated meters on an event loop of their own, in a thread: the server shares
+    the test's loop, and its restart (migrations, a broker started) blocks that loop for
+    real seconds, minutes of simulated time in which a meter on it could not answer; a
+    real meter does not wait for the cloud."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="meters", daemon=True)
+    thread.start()
+
+    def call(coro):
+        return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
+
+    await call(fleet.__aenter__())
+    try:
+        yield fleet
+    finally:
+        await call(fleet.__aexit__(None, None, None))
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+
+
 async def start_server(settings: Settings):
     app = create_app(settings)
     web = uvicorn.Server(
@@ -189,7 +211,7 @@ def test_nothing_measured_is_lost_under_faults(tmp_path, request):
             1, clock, port=meter_port, config=MeterConfig(seed=31, pv=True), multicast=False
         )
         log = (tmp_path / "agent.log").open("w")
-        async with fleet:
+        async with in_own_thread(fleet):
             async with httpx.AsyncClient(base_url=base) as root:
                 await login(root, ADMIN)
                 await root.post(
