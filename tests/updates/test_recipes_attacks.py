@@ -132,6 +132,7 @@ def test_recipe_attacks_are_refused_and_the_agent_goes_on(world: World, tmp_path
             assert reading["recipe"] == "pv-inverter" and reading["series"] == "pv"
             assert reading["values"]["generation_w"] > 0  # 11:00 JST, a clear sky
             # A manifest asking for Set on the smart meter: refused before loading.
+            await eventually(lambda: events(house.cloud, "recipes"), timeout_s=15)
             assert refused(house.cloud, "meter-writer")["reason"] == "policy"
             summary = events(house.cloud, "recipes")[-1]
             assert summary["running"] == {"pv-inverter": "0.1"}
