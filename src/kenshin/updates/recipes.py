@@ -263,9 +263,10 @@ def parse_manifest(data: bytes) -> Manifest:
     )
 
 
-def read_package(data: bytes, name: str) -> Recipe:
+def read_package(data: bytes, name: str | None) -> Recipe:
     """The recipe in `data` (the verified target ``recipes/<name>``): a tar of exactly
-    the manifest and the code, the manifest's name `name`."""
+    the manifest and the code, the manifest's name `name` (None: an author's package,
+    whatever its name)."""
     members: dict[str, bytes] = {}
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
@@ -289,7 +290,7 @@ def read_package(data: bytes, name: str) -> Recipe:
         if needed not in members:
             raise RecipeInvalid(f"the package has no {needed}")
     manifest = parse_manifest(members[MANIFEST])
-    if manifest.name != name:
+    if name is not None and manifest.name != name:
         raise RecipeInvalid(
             f"the manifest names {manifest.name!r}, but it was published as {name!r}",
             "publish it under the manifest's name",
