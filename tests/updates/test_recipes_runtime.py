@@ -230,3 +230,24 @@ def test_without_an_update_channel_every_recipe_is_refused(tmp_path: Path):
 
     run(scenario())
     assert of(events, "recipe_refused")[0]["reason"] == "no-channel"
+
+
+def test_a_refusal_is_reported_once_and_only_a_recipe_not_fetched_is_tried_again(
+    tmp_path: Path,
+):
+    async def scenario():
+        async with pv_and_runner(tmp_path) as (port, packages, runner, events):
+            greedy = [{"class": "0x0288", "set": ["0xE5"]}]
+            packages.put("greedy", manifest(name="greedy", echonet=greedy), "")
+            runner.want({"greedy": {}, "later": {}})
+            await eventually(lambda: of(events, "recipes"))
+            assert runner._unavailable == {"later"}  # nothing at that path yet: again later
+            await runner.reconcile()  # the retry (or any settings change) refetches both
+            assert len(of(events, "recipe_refused")) == 2  # the same refusals: no news
+            packages.put("later", manifest(name="later"), shipped_code())
+            runner._wanted["later"] = {"host": PV_HOST, "port": port, "interval_s": 1}
+            await runner.reconcile()
+            assert list(runner.running) == ["later"] and not runner._unavailable
+            assert of(events, "recipes")[-1]["refused"].keys() == {"greedy"}
+
+    run(scenario())

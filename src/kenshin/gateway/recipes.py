@@ -43,7 +43,7 @@ from typing import Any
 from kenshin.echonet.classes import Access, property_spec
 from kenshin.echonet.frame import EOJ
 from kenshin.echonet.udp import EchonetClient
-from kenshin.updates.client import UpdateClient, UpdateError
+from kenshin.updates.client import UpdateClient, UpdateError, UpdateUnavailable
 from kenshin.updates.recipes import Manifest, RecipeError, read_package
 from kenshin.wire import Event
 
@@ -249,6 +249,7 @@ class RecipeRunner:
         self.refused: dict[str, str] = {}  # name → reason: what
         self.denials: dict[str, int] = {}  # name → refused context calls
         self._wanted: dict[str, dict[str, Any]] = {}
+        self._unavailable: set[str] = set()  # refused for want of a download: try again
         self._changed = asyncio.Event()
         self._keeper: asyncio.Task[None] | None = None
 
@@ -277,7 +278,9 @@ class RecipeRunner:
         while True:
             self._changed.clear()
             await self.reconcile()
-            retry = FETCH_AGAIN_S if any(n not in self.running for n in self._wanted) else None
+            # Only what could not be fetched is tried again: a refusal stays one until the
+            # settings change or the agent restarts (no Event every ten minutes for it).
+            retry = FETCH_AGAIN_S if self._unavailable else None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), retry)
 
@@ -288,6 +291,7 @@ class RecipeRunner:
             if self._wanted.get(name) != self.running[name].options:
                 await self._stop(name)
         self.refused = {k: v for k, v in self.refused.items() if k in self._wanted}
+        self._unavailable &= set(self._wanted)
         for name, options in self._wanted.items():
             if name not in self.running:
                 await self._start(name, options)
@@ -314,12 +318,18 @@ class RecipeRunner:
             run = load_entry(recipe.manifest, recipe.code)
         except (RecipeError, UpdateError, OSError) as err:
             reason = getattr(err, "reason", "io")
-            self.refused[name] = f"{reason}: {err}"[:300]
-            log.warning("recipe %s refused: %s", name, err)
-            detail = {"recipe": name, "reason": reason, "error": str(err)[:300]}
-            self.report(Event("recipe_refused", int(time.time()), detail))
+            if isinstance(err, UpdateUnavailable | OSError):
+                self._unavailable.add(name)
+            else:
+                self._unavailable.discard(name)
+            said, self.refused[name] = self.refused.get(name), f"{reason}: {err}"[:300]
+            if said != self.refused[name]:  # the same refusal again is no news
+                log.warning("recipe %s refused: %s", name, err)
+                detail = {"recipe": name, "reason": reason, "error": str(err)[:300]}
+                self.report(Event("recipe_refused", int(time.time()), detail))
             return
         self.refused.pop(name, None)
+        self._unavailable.discard(name)
         manifest = recipe.manifest
         ctx = RecipeContext(
             manifest,
