@@ -5,10 +5,13 @@ behind the tenant wall."""
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select, update
 
 from kenshin.server import ingest
 from kenshin.server import schema as s
+from kenshin.server.metering.retention import apply_retention
 from kenshin.wire import Event, encode_publish
 
 from .conftest import assert_problem, login
@@ -54,3 +57,17 @@ def test_recipe_readings_are_a_series_of_the_gateway_behind_the_tenant_wall(engi
     assert_problem(viewer.get(url, params={"start": window["end"], "end": window["start"]}), 400)
     other = login(client, "viewer@b.test")
     assert_problem(other.get(url, params=window), 404)
+
+
+def test_recipe_series_are_kept_as_long_as_the_tenants_instant_power(engine, world):
+    (_, serial), *_ = claimed_gateways(engine, world.tenant_a, 1).items()
+    _send(engine, serial, AT, {"recipe": "pv", "series": "pv", "values": {"generation_w": 1}})
+    later = datetime.fromtimestamp(AT, UTC) + timedelta(days=31)
+    assert apply_retention(engine, later).deleted.get("recipe_samples", 0) == 0  # forever
+    with engine.begin() as conn:
+        conn.execute(
+            update(s.tenants)
+            .where(s.tenants.c.id == world.tenant_a)
+            .values(instant_retention_days=30)
+        )
+    assert apply_retention(engine, later).deleted["recipe_samples"] == 1
