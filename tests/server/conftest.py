@@ -55,7 +55,9 @@ class PostgresDatabases:
 
     def __init__(self, admin_url: str) -> None:
         self.admin_url = make_url(admin_url).set(drivername="postgresql")
-        self.prefix = f"kenshin_test_{secrets.token_hex(4)}"
+        # The pid in the name: databases of a run that was killed before its end (they
+        # are dropped at the session's end) are found and dropped by the next run.
+        self.prefix = f"kenshin_test_{os.getpid()}_{secrets.token_hex(2)}"
         self.created: list[str] = []
 
     def _admin(self):
@@ -93,6 +95,19 @@ class PostgresDatabases:
     def drop_all(self) -> None:
         self.drop(*self.created)
 
+    def drop_orphans(self) -> None:
+        """Drop the test databases of processes of this machine that are gone."""
+        with self._admin() as conn:
+            names = conn.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE 'kenshin\\_test\\_%'"
+            ).fetchall()
+        orphans = []
+        for (name,) in names:
+            pid = name.split("_")[2]
+            if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+                orphans.append(name)
+        self.drop(*orphans)
+
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresDatabases]:
@@ -101,6 +116,7 @@ def postgres() -> Iterator[PostgresDatabases]:
         databases.check()
     except Exception as err:  # psycopg.OperationalError, or no psycopg at all
         _unavailable(str(err).strip().splitlines()[0] if str(err).strip() else repr(err))
+    databases.drop_orphans()
     yield databases
     databases.drop_all()
 

@@ -236,6 +236,14 @@ def test_a_gateway_updates_itself_and_rolls_a_broken_version_back(tmp_path: Path
                 installed = next(e for e in await update_events() if e["state"] == "installed")
                 assert installed["reason"] == f"delta from {V1}" and installed["from_version"] == V1
                 await readings_grow(3, 30)  # V2 reads and sends
+
+                async def integrity_of(v: str):  # checked at start: V2's files are whole
+                    page = (await ops.get("/api/v1/events", params={"gateway_id": gid})).json()
+                    return next((e for e in page["items"] if e["code"] == "gw_integrity"
+                                 and e["detail"]["version"] == v), None)  # fmt: skip
+
+                checked = await until(lambda: integrity_of(V2), 30, "V2's integrity reported")
+                assert checked["detail"]["ok"] is True and checked["severity"] == "info", checked
                 assert (installer.current_version(), installer.previous_version()) == (V2, V1)
                 assert sorted(p.name for p in (root / "archives").iterdir()) == [
                     f"{V1}.tar",

@@ -126,13 +126,24 @@ def make_identity(
         Path | None, typer.Option("--csv", help="Append the server's import row here.")
     ] = None,
     model: Annotated[str, typer.Option(help="Model name.")] = "kenshin-gw",
+    update_root: Annotated[
+        Path | None,
+        typer.Option(
+            help="The update repository's root metadata (its 1.root.json): the "
+            "first root the gateway trusts for signed updates."
+        ),
+    ] = None,
 ) -> None:
     """Make one gateway identity (as a factory does) and the row the server imports."""
+    import dataclasses
+
     from kenshin.gateway.identity import Identity, IdentityError, new_claim_code
     from kenshin.wire.enrollment import b64encode
 
     try:
         ident = Identity.generate(serial, server_url, model)
+        if update_root is not None:
+            ident = dataclasses.replace(ident, update_root=_root_metadata(update_root))
     except IdentityError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
@@ -155,3 +166,22 @@ def make_identity(
                 writer.writeheader()
             writer.writerow(row)
     typer.echo(f"identity {out}; claim code (print it on the box): {code}")
+
+
+def _root_metadata(path: Path) -> dict:
+    """The TUF root metadata in `path`, checked to be one (signed by its own keys)."""
+    import json
+
+    from kenshin.gateway.identity import IdentityError
+
+    try:
+        from tuf.api.metadata import Metadata, Root
+
+        data = path.read_bytes()
+        root = Metadata[Root].from_bytes(data)
+        root.verify_delegate(Root.type, root)
+        return json.loads(data)
+    except ImportError:
+        raise IdentityError("--update-root needs python-tuf (the gateway extra)") from None
+    except Exception as err:  # unreadable, not a root, not signed by its own keys
+        raise IdentityError(f"--update-root {path}: not a signed TUF root ({err})") from None

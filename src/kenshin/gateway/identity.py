@@ -34,6 +34,10 @@ class Identity:
     private_key: bytes  # Ed25519, 32 raw bytes
     server_url: str
     model: str = "kenshin-gw"
+    # The update repository's root metadata the gateway first trusts (docs/updates.md):
+    # installed with the identity, so trust in updates starts at the factory, not at the
+    # first server the box talks to.
+    update_root: dict | None = None
 
     def __repr__(self) -> str:
         return f"Identity(serial={self.serial!r}, server_url={self.server_url!r})"
@@ -63,6 +67,8 @@ class Identity:
             "server_url": self.server_url,
             "private_key": b64encode(self.private_key),
         }
+        if self.update_root is not None:
+            data["update_root"] = self.update_root
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # the key is secret
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=2)
@@ -76,6 +82,7 @@ class Identity:
                 b64decode(data["private_key"]),
                 data["server_url"],
                 data.get("model", "kenshin-gw"),
+                data.get("update_root"),
             )
         except FileNotFoundError:
             raise IdentityError(
@@ -85,7 +92,20 @@ class Identity:
             raise IdentityError(f"identity file {path} is unreadable: {err}") from None
         if len(identity.private_key) != 32 or not valid_serial(identity.serial):
             raise IdentityError(f"identity file {path} holds a bad key or serial")
+        if identity.update_root is not None and not isinstance(identity.update_root, dict):
+            raise IdentityError(f"identity file {path}: update_root is not a JSON object")
         return identity
+
+    def write_update_root(self, path: Path) -> bool:
+        """The update root this identity carries, written to `path` (the update client's
+        initial root) unless a file is there already; whether it was written."""
+        if self.update_root is None or path.exists():
+            return False
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.partial")
+        partial.write_text(json.dumps(self.update_root))
+        os.replace(partial, path)
+        return True
 
 
 def new_claim_code() -> str:

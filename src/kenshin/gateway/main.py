@@ -43,10 +43,13 @@ def run_agent(
     updates = None
     if install_root is not None:
         state_dir = state_dir or queue.parent
+        initial_root = Path(initial_root or state_dir / "initial-root.json")
+        if identity.write_update_root(initial_root):  # the factory's, with the identity
+            logging.getLogger("kenshin").info("update root from the identity file")
         updates = UpdateSetup(
             Path(install_root),
             Path(state_dir),
-            Path(initial_root or state_dir / "initial-root.json"),
+            initial_root,
             identity.server_url.rstrip("/") + "/updates",
         )
 

@@ -209,6 +209,9 @@ class Supervisor:
         path = str(self.installer.directory(version))
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (path, env.get("PYTHONPATH")) if p)
+        # No bytecode caches in a version's directory: its files stay the signed ones, and
+        # the integrity check (kenshin.updates.integrity) takes any new file for drift.
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
         argv = [
             self.options.python,
             "-m",

@@ -37,6 +37,7 @@ from typing import Any
 
 from kenshin.updates.client import UpdateClient, UpdateError
 from kenshin.updates.install import Installer, InstallError
+from kenshin.updates.integrity import INTEGRITY_EVENT, Drift, check_installed, trusted_release
 from kenshin.updates.names import release_path
 from kenshin.updates.states import UPDATE_EVENT, UpdateState, parse_update_args, state_detail
 from kenshin.wire import Event
@@ -49,6 +50,7 @@ SUPERVISOR = "supervisor.json"
 REPORTED = "update-reported"
 KEEP_S = 1.0  # how often the health file and the supervisor's reports are looked at
 SENT_WAIT_S = 30.0  # at most, for `installed` to reach the broker before the switch
+INTEGRITY_EVERY_S = 86_400.0  # and at every start
 
 
 @dataclass(frozen=True)
@@ -174,20 +176,61 @@ class AgentUpdates:
         """Write the health file when it changes; report the supervisor's outcomes.
         `health()` is (came up on the broker in this run, last good read in epoch s)."""
         written = None
+        watching = asyncio.create_task(self._watch_integrity())
+        try:
+            while True:
+                written = self._keep_once(health, written)
+                await asyncio.sleep(KEEP_S)
+        finally:
+            watching.cancel()
+
+    def _keep_once(self, health: Callable[[], tuple[bool, float | None]], written: Any) -> Any:
+        """One round of `keep`; the health last written."""
+        connected, last_read = health()
+        now = {
+            "version": self.version,
+            "pid": os.getpid(),
+            "connected": connected,
+            "last_good_read_s": last_read,
+        }
+        if now != written:
+            with contextlib.suppress(OSError):
+                write_json(self.setup.state_dir / HEALTH, now)
+                written = now
+        self._report_outcomes()
+        return written
+
+    # -- integrity ----------------------------------------------------------------------------
+
+    async def _watch_integrity(self) -> None:
+        """The running version's files checked at start and every `INTEGRITY_EVERY_S`;
+        reported at start, whenever they drift (every check, while they do: an alarm),
+        and when they are whole again."""
+        reported_ok: bool | None = None
         while True:
-            connected, last_read = health()
-            now = {
-                "version": self.version,
-                "pid": os.getpid(),
-                "connected": connected,
-                "last_good_read_s": last_read,
-            }
-            if now != written:
-                with contextlib.suppress(OSError):
-                    write_json(self.setup.state_dir / HEALTH, now)
-                    written = now
-            self._report_outcomes()
-            await asyncio.sleep(KEEP_S)
+            drift = await asyncio.to_thread(self.check_integrity)
+            if drift is not None and (reported_ok is None or not drift.ok or not reported_ok):
+                if not drift.ok:
+                    log.error("installed files of %s drifted: %s", self.version, drift.detail())
+                self._report(Event(INTEGRITY_EVENT, int(time.time()), drift.detail()))
+                reported_ok = drift.ok
+            await asyncio.sleep(INTEGRITY_EVERY_S)
+
+    def check_integrity(self) -> Drift | None:
+        """The running version against what was signed for it; None when the agent does
+        not run from an install root (a developer's `kenshin gateway run`)."""
+        if not self.installer.has(self.version):
+            return None
+        client = self._client()
+        try:  # the newest verified metadata; offline, what was verified last
+            client.refresh()
+        except Exception as err:
+            log.info("integrity check on the metadata verified last (%s)", err)
+        try:
+            signed = trusted_release(client.metadata_dir, self.version)
+        except ValueError as err:
+            return Drift(self.version, problem=str(err))
+        return check_installed(self.setup.install_root, self.version, signed)
 
     def _report_outcomes(self) -> None:
         state = read_json(self.setup.install_root / SUPERVISOR) or {}

@@ -300,6 +300,8 @@ def _event(conn: Connection, gateway: Row, event: Event) -> None:
         on_update_state(conn, gateway, dict(event.detail))
         if event.detail.get("state") in ("failed", "rolled_back"):
             severity = "warning"
+    elif event.code == "integrity" and event.detail.get("ok") is not True:
+        severity = "critical"  # installed files differ from the signed release: intrusion?
     record_event(
         conn,
         tenant_id=gateway.tenant_id,

@@ -30,6 +30,7 @@ from .alerts import open_alerts
 from .queries import (
     PANEL_STATES,
     home_summary,
+    integrity_failures,
     latest_events,
     site_gateways,
 )
@@ -158,6 +159,7 @@ def home(page: Anyone, conn: Conn) -> Response:
         donut=donut,
         states=PANEL_STATES,
         events=latest_events(conn, page.tenant_id),
+        integrity_failures=integrity_failures(conn, page.tenant_id),
         today=now,
         notices=current_notices(conn, page.tenant_id, now),
         open_alerts=open_alerts(conn, page.tenant_id),

@@ -84,6 +84,24 @@ def latest_events(
     return list(conn.execute(query.order_by(e.at.desc(), e.id.desc()).limit(limit)))
 
 
+def integrity_failures(conn: Connection, tenant_id: int) -> list[Row]:
+    """Gateways whose newest integrity check failed (their installed files differ from
+    the signed release): that event of each, with the gateway's serial, newest first."""
+    e, g = s.events.c, s.gateways.c
+    newest = (
+        select(func.max(e.id))
+        .where(e.tenant_id == tenant_id, e.code == "gw_integrity")
+        .group_by(e.gateway_id)
+    )
+    query = (
+        select(s.events, g.serial.label("gateway_serial"))
+        .outerjoin(s.gateways, g.id == e.gateway_id)
+        .where(e.id.in_(newest))
+        .order_by(e.at.desc(), e.id.desc())
+    )
+    return [row for row in conn.execute(query) if (row.detail or {}).get("ok") is not True]
+
+
 def site_gateways(conn: Connection, tenant_id: int, site_id: int) -> list[Row]:
     """A site's gateways, oldest first (the site page and its set-up page)."""
     g = s.gateways.c
