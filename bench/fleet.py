@@ -129,6 +129,8 @@ class LeanGateway:
     waiting: dict[int, asyncio.Future] = field(default_factory=dict)
     enrollments: int = 0
     admitted_at: float = 0.0  # monotonic: not to connect first before (the server's pacing)
+    next_id: int = 0  # of the packets `publish` sends (30001..60000: the rounds use 1..)
+    handling: set = field(default_factory=set)  # on_publish tasks under way
 
     @property
     def serial(self) -> str:
@@ -198,6 +200,10 @@ class LeanGateway:
                     (topic_length,) = struct.unpack("!H", body[:2])
                     packet_id = body[2 + topic_length : 4 + topic_length]
                     writer.write(b"\x40\x02" + packet_id)
+                    topic = body[2 : 2 + topic_length].decode()
+                    handling = asyncio.create_task(self.on_publish(topic, body[4 + topic_length :]))
+                    self.handling.add(handling)  # kept until done: a task may be collected
+                    handling.add_done_callback(self.handling.discard)
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
             pass
         finally:
@@ -205,6 +211,16 @@ class LeanGateway:
                 self.connected.clear()
                 self.writer = None
             writer.close()
+
+    async def on_publish(self, topic: str, payload: bytes) -> None:
+        """A message from the server (settings, a command): a lean gateway only acks it."""
+
+    async def publish(self, topic: str, payload: bytes) -> None:
+        """One message at QoS 1, once connected (its PUBACK is not awaited)."""
+        await self.connected.wait()
+        self.next_id = self.next_id % 30000 + 1
+        assert self.writer is not None
+        self.writer.write(publish_packet(topic, payload, packet_id=30000 + self.next_id))
 
     async def keep_connected(self, http) -> None:
         """Reconnect with full jitter whenever the connection is lost; enroll only when the
@@ -348,7 +364,9 @@ class Server:
     """`kenshin server run` on PostgreSQL (jobs off) with its broker: a managed Mosquitto,
     or a 3-node RabbitMQ cluster that asks it who may connect (`--broker rabbitmq`)."""
 
-    def __init__(self, url: str, workdir: Path, broker: str) -> None:
+    def __init__(
+        self, url: str, workdir: Path, broker: str, env_extra: dict[str, str] | None = None
+    ) -> None:
         self.http_port, self.mqtt_port = _free_port(), _free_port()
         self.base = f"http://127.0.0.1:{self.http_port}"
         self.workdir, self.kind = workdir, broker
@@ -371,6 +389,7 @@ class Server:
                 "KENSHIN_MQTT_PORT": str(self.mqtt_port),
                 "KENSHIN_MOSQUITTO_DIR": str(workdir / "mosquitto"),
             })  # fmt: skip
+        env.update(env_extra or {})
         self.log = (workdir / "server.log").open("w")
         self.process = subprocess.Popen(
             [sys.executable, "-c", "from kenshin.cli import main; main()", "server", "run"],

@@ -82,6 +82,13 @@ def test_fleet_enrolls_restarts_the_broker_and_loses_nothing():
     assert "enrollments 0, lost 0" in out.splitlines()[-1]
 
 
+def test_a_rollout_over_lean_gateways_halts_at_its_failing_stage_by_itself():
+    """Issue 19's staged rollout, against the real server, broker and jobs: the bench
+    exits 1 unless it halted at stage 2 and asked nobody past it."""
+    out = run_bench("rollout.py", timeout_s=180.0)
+    assert "halted at stage 2 by itself: yes; asked only stages 1-2: yes" in out
+
+
 def test_brokers_measures_engines_and_a_killed_node():
     """Mosquitto and the NATS cluster (under a second to start): the RabbitMQ cluster's
     30 s of booting are paid by tests/faults (test_clusters, test_broker_facts,

@@ -133,12 +133,16 @@ ROLES = {
     "POST /api/v1/rollouts/{rollout_id}/pause": "operator",
     "POST /api/v1/rollouts/{rollout_id}/resume": "operator",
     "POST /api/v1/rollouts/{rollout_id}/abort": "operator",
+    "POST /api/v1/openadr/clients": "admin",
+    "GET /api/v1/openadr/clients": "admin",
+    "DELETE /api/v1/openadr/clients/{client_row_id}": "admin",
 }
 RANK = {"viewer": 0, "operator": 1, "admin": 2}
 # The path and query parameters a fleet has a value for (ids of its rows, and the like).
 FLEET_PARAMETERS = frozenset({
     "tenant_id", "site_id", "gateway_id", "meter_id", "command_id", "user_id", "key_id",
     "hook_id", "delivery_id", "alert_id", "subscription_id", "price_id", "rule", "notice_id",
+    "client_row_id",
     "rollout_id", "series",
 })  # fmt: skip
 # Path parameters that name no row of a tenant (the same rule exists for every tenant).
@@ -209,6 +213,7 @@ BODIES: dict[str, Callable[[dict, int], Any]] = {
     "POST /api/v1/rollouts": lambda ids, n: {"version": f"9.{n}"},
     "POST /api/v1/rollouts/{rollout_id}/pause": lambda ids, n: {"reason": f"pause {n}"},
     "POST /api/v1/rollouts/{rollout_id}/abort": lambda ids, n: {"reason": f"abort {n}"},
+    "POST /api/v1/openadr/clients": lambda ids, n: {"role": "ven", "name": f"ven-{n}"},
 }  # fmt: skip
 
 # Values for the query parameters operations require, from the day the data is on.
@@ -222,7 +227,13 @@ QUERY: dict[str, Callable[[date], str]] = {
 
 # Operations that use up the row they name: each allowed call gets a fresh one, made by
 # the tenant's administrator through the API.
+_GONE = itertools.count()  # names of OpenADR clients made to be revoked
 FRESH: dict[str, Callable[[Fleet], dict]] = {
+    "DELETE /api/v1/openadr/clients/{client_row_id}": lambda fleet: {
+        "client_row_id": fleet.make(
+            "/api/v1/openadr/clients", {"role": "ven", "name": f"gone-{next(_GONE)}"}
+        )
+    },
     "POST /api/v1/gateways/claim": lambda fleet: {"claim_code": fleet.spare_codes.pop()},
     "DELETE /api/v1/api-keys/{key_id}": lambda fleet: {
         "key_id": fleet.make("/api/v1/api-keys", {"name": "gone", "role": "viewer"})
@@ -460,6 +471,9 @@ def build_fleet(engine, new_client, root: TestClient, tenant_id: int, tag: str, 
         "/api/v1/notices", {"kind": "maintenance", "title": f"{tag}-NOTICE-7731"}
     )
     ids["rollout_id"] = fleet.make("/api/v1/rollouts", {"version": "1.0.0"})
+    ids["client_row_id"] = fleet.make(
+        "/api/v1/openadr/clients", {"role": "bl", "name": f"{tag}-OADR-7731"}
+    )
     _send_readings(engine, serial, ids["meter_id"], day, COUNTS_PER_SLOT[tag])
     with engine.begin() as conn:  # a day on, the meter has been silent: no_data opens
         assert run_rules(conn, tenant_id, utcnow() + timedelta(days=1)).opened

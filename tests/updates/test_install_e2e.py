@@ -135,6 +135,7 @@ def test_a_gateway_updates_itself_and_rolls_a_broken_version_back(tmp_path: Path
             mqtt_port=0,
             secret_key_file=tmp_path / "secret.key",
             updates_dir=repo,
+            rollouts_every_s=0.5,
         )
         app, web, serving = await start_server(settings)
         base = f"http://127.0.0.1:{settings.port}"
@@ -210,9 +211,13 @@ def test_a_gateway_updates_itself_and_rolls_a_broken_version_back(tmp_path: Path
                 already = await command(update_args(V1))
                 assert already["result"] == {"already": V1}, already
 
-                # V2: accepted, downloaded as a delta; SIGKILL the supervisor mid-switch.
-                accepted = await command(update_args(V2, 1))
-                assert accepted["result"] == {"accepted": V2}, accepted
+                # V2, rolled out (one stage: this gateway): the rollouts job sends the
+                # command, the gateway downloads a delta; SIGKILL the supervisor mid-switch.
+                made = await ops.post("/api/v1/rollouts", json={
+                    "version": V2, "gateway_ids": [gid], "stages": [100], "window_s": 1,
+                    "soak_s": 0})  # fmt: skip
+                assert made.status_code == 201, made.text
+                rollout = f"/api/v1/rollouts/{made.json()['id']}"
                 old_agent = int((root / PID).read_text())
                 await until(
                     lambda: _value((root / REQUEST).exists() or installer.current_version() == V2),
@@ -231,6 +236,11 @@ def test_a_gateway_updates_itself_and_rolls_a_broken_version_back(tmp_path: Path
 
                 await until(lambda: healthy(V2), 60, "V2 reported healthy")
                 assert await version() == V2
+
+                async def rollout_done():
+                    return (await ops.get(rollout)).json()["state"] == "done"
+
+                await until(rollout_done, 30, "the rollout done")
                 states = [e["state"] for e in await update_events() if e["version"] == V2]
                 assert {"downloading", "installed"} <= set(states), states
                 installed = next(e for e in await update_events() if e["state"] == "installed")

@@ -46,6 +46,8 @@ from .metering import live as metering_live
 from .metering import recipe_api as metering_recipes
 from .metering import settlement as metering_settlement
 from .observe import RequestMiddleware
+from .openadr import admin_api as openadr_admin
+from .openadr import api as openadr_api
 from .problems import PROBLEM_RESPONSES, install_problem_handlers
 from .ratelimits import RateLimits
 from .rollouts import api as rollouts_api
@@ -188,6 +190,8 @@ def _serve_api(app: FastAPI) -> None:
     app.include_router(webhooks_api.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
     app.include_router(notices.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
     app.include_router(rollouts_api.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
+    app.include_router(openadr_admin.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
+    app.mount(openadr_api.BASE, openadr_api.vtn_app(app))  # the OpenADR 3 VTN (docs/dr.md)
     app.include_router(updates_router)  # the gateways' update repository, when set
     app.include_router(web.apidocs.router)  # /api/v1/docs
     app.include_router(web.router)  # the control panel's pages

@@ -43,7 +43,6 @@ from .webhooks.dispatcher import Dispatcher, trim_webhook_tables
 __all__ = ["Job", "JobRunner", "server_jobs"]
 
 log = logging.getLogger(__name__)
-ROLLOUTS_EVERY_S = 60.0  # halting a bad stage within a minute of its failures
 HOLDER = f"{socket.gethostname()}:{os.getpid()}"
 
 
@@ -135,7 +134,7 @@ def server_jobs(
         if run_rollouts(engine, now).asked:
             wake()  # the stage's update commands go out now
 
-    jobs.append(Job("rollouts", ROLLOUTS_EVERY_S, rollouts))
+    jobs.append(Job("rollouts", settings.rollouts_every_s, rollouts))
     if settings.webhooks:  # sends run in the dispatcher's own threads, past the job's run
         dispatcher = Dispatcher(
             box,

@@ -18,7 +18,7 @@ Conventions:
 Each room's tables are in its own module, on the one `MetaData` of `schema_base.py`:
 `accounts_tables.py` (the `api/` room, through `accounts.py`), `devices/tables.py`,
 `metering/tables.py`, `webhooks/tables.py`, `analytics/tables.py`, `alerts/tables.py`,
-`rollouts/tables.py`.
+`rollouts/tables.py`, `openadr/tables.py`.
 This module imports them all, so `schema.metadata` (Alembic's) has every table and
 `schema.<table>` is every table's name; it defines the tables of the shared modules at
 the top of `kenshin.server` (`events`, `notices`, `ingest_progress`, `job_runs`,
@@ -84,6 +84,7 @@ from .metering.tables import (
     slot_energy,
     tenant_energy,
 )
+from .openadr.tables import openadr_clients, openadr_objects, openadr_tokens
 from .rollouts.tables import ROLLOUT_STATES, UPDATE_STATES, rollout_gateways, rollouts
 from .schema_base import (
     SEVERITIES,
@@ -146,6 +147,9 @@ __all__ = [
     "meter_latest",
     "meter_repair",
     "meters",
+    "openadr_clients",
+    "openadr_objects",
+    "openadr_tokens",
     "outbox",
     "plant_prices",
     "procurement_plan",

@@ -226,6 +226,12 @@ class Settings(BaseModel):
     )
     forecast_every_s: float = Field(1800.0, gt=0, description="tenant forecasts refreshed")
     alerts_every_s: float = Field(300.0, gt=0, description="anomaly rules run")
+    rollouts_every_s: float = Field(
+        60.0,
+        gt=0,
+        description="how often the rollouts job advances stages, asks gateways and halts a "
+        "failing stage (docs/updates.md)",
+    )
     repair_every_s: float = Field(
         300.0, ge=0, description="missing half hours looked for and asked of gateways (0: off)"
     )
