@@ -77,6 +77,7 @@ ROLES = {
     "DELETE /api/v1/gateways/{gateway_id}/broker-credential": "operator",
     "GET /api/v1/gateways/{gateway_id}/settings": "viewer",
     "GET /api/v1/gateways/{gateway_id}/status": "viewer",
+    "GET /api/v1/gateways/{gateway_id}/series/{series}": "viewer",
     "POST /api/v1/gateways/{gateway_id}/commands": "operator",
     "GET /api/v1/commands/{command_id}": "viewer",
     "GET /api/v1/events": "viewer",
@@ -142,10 +143,10 @@ FLEET_PARAMETERS = frozenset({
     "tenant_id", "site_id", "gateway_id", "meter_id", "command_id", "user_id", "key_id",
     "hook_id", "delivery_id", "alert_id", "subscription_id", "price_id", "rule", "notice_id",
     "client_row_id",
-    "rollout_id",
+    "rollout_id", "series",
 })  # fmt: skip
 # Path parameters that name no row of a tenant (the same rule exists for every tenant).
-SHARED_PATH_PARAMETERS = {"rule"}
+SHARED_PATH_PARAMETERS = {"rule", "series"}
 
 
 @dataclass(frozen=True)
@@ -429,7 +430,8 @@ def build_fleet(engine, new_client, root: TestClient, tenant_id: int, tag: str, 
     assert report["added"] == len(codes), report
     admin = login(new_client(), f"admin@{t}.test")
     fleet = Fleet(tag, tenant_id, admin, {"tenant_id": tenant_id, "day": day.isoformat(),
-                                          "domain": f"{t}.test", "rule": "no_data"},
+                                          "domain": f"{t}.test", "rule": "no_data",
+                                          "series": "pv"},
                   [codes[s] for s in codes if s != serial])  # fmt: skip
     ids = fleet.ids
     ids["site_id"] = fleet.make("/api/v1/sites", {

@@ -340,6 +340,10 @@ def test_a_days_slots_as_json_and_excel_csv(client, new_client, engine, world, f
         ({"heartbeat_s": 86401}, "heartbeat_s"),
         ({"heartbeat_s": 5}, "heartbeat_s"),
         ({"poll": []}, "poll"),
+        ({"recipes": {"../pv": {}}}, "recipes.../pv.[key]"),
+        ({"recipes": {"pv-inverter": {"Host": "x"}}}, "recipes.pv-inverter.Host.[key]"),
+        ({"recipes": {"pv-inverter": {"host": ["x"]}}}, "recipes.pv-inverter.host.constrained-str"),
+        ({"recipes": {"pv-inverter": []}}, "recipes.pv-inverter"),
     ],
 )
 def test_settings_a_gateway_could_not_take_are_refused_naming_the_field(
@@ -355,6 +359,7 @@ def test_settings_a_gateway_could_not_take_are_refused_naming_the_field(
             "values": {
                 "poll": {"instant_interval_s": 30, "fixed_delay_s": None},
                 "heartbeat_s": 600,
+                "recipes": {"pv-inverter": {"host": "192.168.1.20", "interval_s": 60}},
             }
         },
     )

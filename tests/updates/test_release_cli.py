@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from kenshin.cli import app
 
 from .conftest import archive
+from .test_recipes_manifest import SHIPPED
 
 COMMANDS = [
     "init", "add", "delta", "sign", "rotate-key", "refresh-timestamp", "add-recipe", "status",
@@ -43,23 +44,21 @@ def test_an_operator_releases_rotates_and_reads_the_status(tmp_path: Path):
         assert result.exit_code == 0, result.output
     result = release(tmp_path, "delta", "1.1")
     assert result.exit_code == 0 and "deltas/1.0-1.1.bsdiff" in result.output
-    (tmp_path / "recipe.tar").write_bytes(b"recipe")
-    result = release(
-        tmp_path,
-        "add-recipe",
-        str(tmp_path / "recipe.tar"),
-        "--name",
-        "pv.tar",
-        keys=("recipe", "online"),
-    )
+    (tmp_path / "recipe.tar").write_bytes(b"recipe")  # not a package: refused unsigned
+    result = release(tmp_path, "add-recipe", str(tmp_path / "recipe.tar"), keys=("recipe",))
+    assert result.exit_code == 2 and "not a tar" in result.output
+    result = release(tmp_path, "add-recipe", str(SHIPPED), keys=("recipe", "online"))
     assert result.exit_code == 0, result.output
+    assert "published recipes/pv-inverter:" in result.output
+    result = release(tmp_path, "add-recipe", str(SHIPPED), "--name", "pv", keys=("recipe",))
+    assert result.exit_code == 2 and "published as 'pv'" in result.output
     assert release(tmp_path, "rotate-key", "timestamp").exit_code == 0
     assert release(tmp_path, "sign", "--role", "targets").exit_code == 0
     result = release(tmp_path, "refresh-timestamp", keys=("online",))
     assert result.exit_code == 0 and "timestamp" in result.output
     status = json.loads(release(tmp_path, "status", "--json").stdout)
     assert status["releases"] == ["1.0", "1.1"] and status["deltas"] == ["1.0-1.1"]
-    assert status["recipes"] == ["pv.tar"]
+    assert status["recipes"] == ["pv-inverter"]
     assert status["roles"]["root"]["version"] == 2 and status["roles"]["root"]["key_here"]
     text = release(tmp_path, "status").output
     assert "timestamp" in text and "offline" in text

@@ -204,17 +204,42 @@ def refresh_timestamp(repo: Repo, online_keys: Online = None) -> None:
 
 @app.command("add-recipe")
 def add_recipe(
-    file: Annotated[Path, typer.Argument(help="The recipe package.")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="The recipe: a directory with manifest.json and recipe.py, or "
+            "the package built from one."
+        ),
+    ],
     repo: Repo,
     name: Annotated[
-        str | None, typer.Option(help="Its name under recipes/ (default: the file's).")
+        str | None, typer.Option(help="Its name under recipes/ (default: the manifest's).")
     ] = None,
     recipe_keys: RecipeKeys = None,
     online_keys: Online = None,
 ) -> None:
-    """Publish a recipe, signed with the recipes key (no release key needed)."""
+    """Publish a recipe, signed with the recipes key (no release key needed). Its manifest
+    is checked first: a gateway would refuse a package that does not parse."""
+    from kenshin.updates.recipes import CODE, MANIFEST, RecipeError, build_package, read_package
+
+    def package() -> tuple[bytes, str]:
+        if file.is_dir():
+            data = build_package((file / MANIFEST).read_bytes(), (file / CODE).read_bytes())
+        else:
+            data = file.read_bytes()
+        try:
+            return data, read_package(data, name).manifest.name
+        except RecipeError as err:
+            raise _fail(str(err), 2) from None
+
+    data, published = _run(package)
     repository = _repository(repo, online=online_keys, recipes=recipe_keys)
-    target = _run(lambda: repository.add_recipe(file, name))
+    built = repo / f".{published}.recipe"  # the repository signs a file
+    built.write_bytes(data)
+    try:
+        target = _run(lambda: repository.add_recipe(built, published))
+    finally:
+        built.unlink()
     typer.echo(f"published {target.path}: {target.length:,} bytes")
 
 

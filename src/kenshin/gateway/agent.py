@@ -71,6 +71,7 @@ from .identity import Identity
 from .meter_setup import apply_policy, open_link, open_meter_section
 from .poller import Clock, MeterPoller, PollPolicy, SystemClock
 from .queue import DurableQueue
+from .recipes import RecipeRunner
 from .status import (
     STALL_FAILURES,
     STATUS_CHECK_S,
@@ -156,6 +157,7 @@ class GatewayAgent:
         self.updates = (
             AgentUpdates(options.updates, __version__, self._report) if options.updates else None
         )
+        self.recipes = RecipeRunner.for_agent(options.updates, __version__, self._report)
 
     @property
     def gateway_id(self) -> str:
@@ -202,6 +204,7 @@ class GatewayAgent:
                 keeper.cancel()
                 self.updates.close()
             await self._stop_meter()
+            await self.recipes.close()
 
     def _health(self) -> tuple[bool, float | None]:
         """For the watchdog: came up on the broker in this run; the last good read."""
@@ -325,6 +328,7 @@ class GatewayAgent:
                 self.meter = await self._start_meter(meter, key, values.get("poll") or {})
         if self.meter is not None:
             apply_policy(self.meter.poller.policy, values.get("poll") or {})
+        self.recipes.want(values.get("recipes") or {})  # fetched and started in the background
         self._settings_arrived.set()
         self._send_now.set()  # the uplink's schedule may have changed: it waited on the old one
         await self._publish_status(client)

@@ -43,6 +43,7 @@ from .jobs import JobRunner, server_jobs
 from .metering import api as metering_api
 from .metering import demand as metering_demand
 from .metering import live as metering_live
+from .metering import recipe_api as metering_recipes
 from .metering import settlement as metering_settlement
 from .observe import RequestMiddleware
 from .openadr import admin_api as openadr_admin
@@ -183,6 +184,7 @@ def _serve_api(app: FastAPI) -> None:
     app.include_router(metering_demand.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
     app.include_router(metering_settlement.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
     app.include_router(metering_live.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
+    app.include_router(metering_recipes.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
     app.include_router(analytics_api.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
     app.include_router(alerts_api.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
     app.include_router(webhooks_api.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)

@@ -44,7 +44,7 @@ from . import schema as s
 from .devices import commands, status
 from .devices.registry import gateway_by_serial
 from .events import record_event
-from .metering import rollups, store
+from .metering import recipe_series, rollups, store
 from .rollouts.service import on_update_state
 from .schema import utcnow
 
@@ -289,7 +289,13 @@ def _event(conn: Connection, gateway: Row, event: Event) -> None:
     if event.code == "offline":  # the gateway's last will, delivered by the broker
         status.on_offline(conn, gateway, str(event.detail.get("reason", "offline")))
         return
-    severity = "info"
+    severity, detail = "info", dict(event.detail)
+    if event.code == recipe_series.READINGS_EVENT:  # a series of its own, not the events log
+        try:
+            recipe_series.store(conn, gateway.tenant_id, gateway.id, _utc(event.at_s), detail)
+            return
+        except recipe_series.RecipeSampleError as err:
+            severity, detail = "warning", {"error": str(err)}
     if event.code == "update_state":  # a rollout's progress: the rollouts room's to keep
         on_update_state(conn, gateway, dict(event.detail))
         if event.detail.get("state") in ("failed", "rolled_back"):
@@ -302,7 +308,7 @@ def _event(conn: Connection, gateway: Row, event: Event) -> None:
         gateway_id=gateway.id,
         code=f"gw_{event.code}",
         severity=severity,
-        detail=dict(event.detail),
+        detail=detail,
         at=_utc(event.at_s),
     )
 

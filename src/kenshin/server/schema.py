@@ -80,6 +80,7 @@ from .metering.tables import (
     meter_repair,
     readings_fixed,
     readings_instant,
+    recipe_samples,
     slot_energy,
     tenant_energy,
 )
@@ -155,6 +156,7 @@ __all__ = [
     "quarantine",
     "readings_fixed",
     "readings_instant",
+    "recipe_samples",
     "rollout_gateways",
     "rollouts",
     "settings",

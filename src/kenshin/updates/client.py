@@ -49,7 +49,7 @@ class UpdateError(Exception):
 
 class UpdateRefused(UpdateError):
     """Something did not verify (an attack, a broken mirror, or a repository gone stale).
-    Reasons: expired, rollback, signature, hash, metadata, delta."""
+    Reasons: expired, rollback, signature, hash, metadata, delta, delegation."""
 
 
 class UpdateUnavailable(UpdateError):
@@ -213,10 +213,23 @@ class UpdateClient:
         return Fetched(version, out, "full", delta_refused=refused)
 
     def fetch_recipe(self, name: str) -> Path:
-        """Recipe `name`, verified against the recipes role's signature and delegation."""
+        """Recipe `name`, verified against the recipes role's signature and delegation;
+        one the top-level targets role (the release key) lists itself is refused."""
         updater = self.refresh()
+        path = recipe_path(name)
+        try:  # what the updater just verified and stored
+            top = Metadata.from_file(str(self.metadata_dir / "targets.json")).signed.targets
+        except (OSError, ValueError, tuf_errors.RepositoryError) as err:
+            raise UpdateRefused("metadata", f"reading the verified targets: {err}", KEEP) from err
+        if path in top:  # ngclient would take the top-level entry before the delegation's
+            raise UpdateRefused(
+                "delegation",
+                f"recipe {name} is signed by the release key, not by the recipes role",
+                "recipes are signed by their authors' recipes key only; the gateway runs "
+                "without it; report it to the operator",
+            )
         with _verifying(f"looking up recipe {name}"):
-            recipe = updater.get_targetinfo(recipe_path(name))
+            recipe = updater.get_targetinfo(path)
         if recipe is None:
             raise UpdateUnavailable(
                 "not-published",

@@ -14,9 +14,9 @@ sealed to the key of the gateway's running agent (`kenshin.wire.sealing`), never
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from sqlalchemy import Connection, Row, func, insert, select
 
 from kenshin.wire import Settings
@@ -65,6 +65,14 @@ class _Uplink(BaseModel):
     max_delay_s: float | None = Seconds
 
 
+# A recipe (docs/updates.md, Recipes): its name as published (``recipes/<name>``), with
+# the options its code reads; None deletes it in a merge, so the gateway stops it.
+RecipeName = Annotated[str, StringConstraints(pattern=r"^[0-9A-Za-z][0-9A-Za-z._+-]{0,127}$")]
+OptionName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+OptionValue = Annotated[str, StringConstraints(max_length=200)] | bool | int | float
+RecipeOptions = Annotated[dict[OptionName, OptionValue], Field(max_length=16)]
+
+
 class SettingsValues(BaseModel):
     """The settings a tenant or gateway may set (the meter section is the registry's)."""
 
@@ -75,6 +83,7 @@ class SettingsValues(BaseModel):
     status_max_s: float | None = Field(None, ge=60, le=7 * 86400)
     # After a burst of changed statuses (link, LQI), at most one per this long.
     status_refill_s: float | None = Field(None, ge=10, le=86400)
+    recipes: dict[RecipeName, RecipeOptions | None] | None = Field(None, max_length=8)
 
 
 def check_values(values: dict[str, Any]) -> None:

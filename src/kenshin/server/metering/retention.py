@@ -1,7 +1,8 @@
 """Retention: how long each tenant's data is kept, and the job that enforces it.
 The audit log is kept `audit_keep_days` (a server setting), whoever it belongs to.
 
-`tenants.instant_retention_days` covers instant power (and the daily peaks drawn from it);
+`tenants.instant_retention_days` covers instant power (and the daily peaks drawn from it)
+and the series recipes publish;
 `energy_retention_days` the 30-minute values and everything derived from them. NULL keeps
 forever. A month whose every row is past every tenant's retention is dropped whole (on
 PostgreSQL, a partition: nearly free); before that, a tenant with a shorter retention has
@@ -28,6 +29,7 @@ COVERS = {
     "instant_retention_days": [
         (t.readings_instant, "at", "meter"),
         (t.meter_daily_peak, "day", "meter"),
+        (t.recipe_samples, "at", "tenant"),  # what recipes measure, sampled like power
     ],
     "energy_retention_days": [
         (t.readings_fixed, "slot_start", "meter"),

@@ -13,6 +13,8 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     ForeignKey,
+    ForeignKeyConstraint,
+    Index,
     Integer,
     PrimaryKeyConstraint,
     SmallInteger,
@@ -22,6 +24,7 @@ from sqlalchemy import (
 
 from ..schema_base import (
     Id,
+    JSONDoc,
     UTCDateTime,
     _one_of,
     metadata,
@@ -151,4 +154,22 @@ meter_repair = Table(
     Column("attempts", Integer(), nullable=False, default=0, server_default="0"),
     Column("next_try_at", UTCDateTime(), nullable=True),
     Column("rescanned_at", UTCDateTime(), nullable=True),  # last look from the horizon on
+)
+
+
+# What recipes on the gateways measure (docs/updates.md, Recipes), a series of its own
+# per gateway: e.g. "pv" from the PV recipe, values by name ({"generation_w": 2400, ...}).
+# The gateway's QoS 1 may deliver a sample twice: one row per (gateway, series, at).
+recipe_samples = Table(
+    "recipe_samples",
+    metadata,
+    Column("tenant_id", Id, nullable=False),
+    Column("gateway_id", Id, nullable=False),
+    Column("series", String(32), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("recipe", String(128), nullable=False),
+    Column("values", JSONDoc, nullable=False),
+    PrimaryKeyConstraint("gateway_id", "series", "at"),
+    ForeignKeyConstraint(["gateway_id", "tenant_id"], ["gateways.id", "gateways.tenant_id"]),
+    Index(None, "tenant_id", "at"),
 )
