@@ -103,6 +103,24 @@ def _retention(settings: Settings) -> Callable[[Engine, datetime], None]:
     return run
 
 
+TIMESTAMP_EVERY_S = 3600.0  # the timestamp lives a day: a missed hour or two costs nothing
+
+
+def _renew_timestamp(settings: Settings) -> Callable[[Engine, datetime], None]:
+    """The update repository's online signing: a fresh timestamp (and a snapshot when it
+    is due), so a gateway can tell a live repository from a frozen one."""
+    from kenshin.updates.keys import KeyDirs
+    from kenshin.updates.repository import Repository
+
+    def run(engine: Engine, now: datetime) -> None:
+        assert settings.updates_dir is not None
+        repository = Repository(settings.updates_dir, KeyDirs(online=settings.updates_online_keys))
+        timestamp = repository.refresh_timestamp().signed
+        log.info("update timestamp %d signed, valid until %s", timestamp.version, timestamp.expires)
+
+    return run
+
+
 def server_jobs(
     settings: Settings, box: CredentialBox, wake: Callable[[], None] = lambda: None
 ) -> list[Job]:
@@ -135,6 +153,8 @@ def server_jobs(
             wake()  # the stage's update commands go out now
 
     jobs.append(Job("rollouts", settings.rollouts_every_s, rollouts))
+    if settings.updates_dir is not None and settings.updates_online_keys is not None:
+        jobs.append(Job("update timestamp", TIMESTAMP_EVERY_S, _renew_timestamp(settings)))
     if settings.webhooks:  # sends run in the dispatcher's own threads, past the job's run
         dispatcher = Dispatcher(
             box,

@@ -285,6 +285,13 @@ class Settings(BaseModel):
         description="the gateways' signed update repository (`kenshin release init`), served "
         "read-only at /updates/ (docs/updates.md); none: not served",
     )
+    updates_online_keys: Path | None = Field(
+        None,
+        description="the update repository's online key directory (snapshot.pem, "
+        "timestamp.pem): with it, the server renews the timestamp every hour, so gateways "
+        "never find it expired (docs/updates.md); none: run `kenshin release "
+        "refresh-timestamp` yourself",
+    )
     workers: int = Field(
         1,
         ge=1,
