@@ -74,6 +74,7 @@ ROLES = {
     "POST /api/v1/meters/supply-points": "operator",
     "PATCH /api/v1/settings/default": "operator",
     "PATCH /api/v1/gateways/{gateway_id}/settings": "operator",
+    "PUT /api/v1/gateways/{gateway_id}/tags": "operator",
     "DELETE /api/v1/gateways/{gateway_id}/broker-credential": "operator",
     "GET /api/v1/gateways/{gateway_id}/settings": "viewer",
     "GET /api/v1/gateways/{gateway_id}/status": "viewer",
@@ -195,6 +196,7 @@ BODIES: dict[str, Callable[[dict, int], Any]] = {
     ),
     "PATCH /api/v1/settings/default": lambda ids, n: {"values": {}},
     "PATCH /api/v1/gateways/{gateway_id}/settings": lambda ids, n: {"values": {}},
+    "PUT /api/v1/gateways/{gateway_id}/tags": lambda ids, n: {"tags": [f"batch-{n}"]},
     "POST /api/v1/gateways/{gateway_id}/commands": lambda ids, n: {"name": "restart"},
     "PUT /api/v1/procurement-plan": lambda ids, n: [
         {"slot_start": f"{ids['day']}T00:00", "wh": 1}

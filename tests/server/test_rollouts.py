@@ -125,6 +125,36 @@ def test_a_cohort_by_percent_is_stable_and_explicit_ids_narrow_it(engine, client
     assert cohort(gateway_ids=ids[:5], percent=50) == set(ids[:5]) & half
 
 
+def test_a_cohort_by_tags_takes_the_gateways_carrying_every_tag(engine, client, new_client, world):
+    ids = sorted(claimed_gateways(engine, world.tenant_a, 6))
+    operator = login(client, "operator@a.test")
+    for gateway_id, tags in zip(
+        ids, (["pilot", "tokyo"], ["pilot"], ["tokyo"], ["pilot", "tokyo", "pilot"]), strict=False
+    ):
+        answer = operator.put(f"/api/v1/gateways/{gateway_id}/tags", json={"tags": tags})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["tags"] == sorted(set(tags))
+    assert operator.get(f"/api/v1/gateways/{ids[5]}").json()["tags"] == []
+
+    def cohort(**body) -> set[int]:
+        made = operator.post("/api/v1/rollouts", json={"version": "1.0", **body})
+        assert made.status_code == 201, made.text
+        items = operator.get(f"/api/v1/rollouts/{made.json()['id']}/gateways").json()["items"]
+        return {i["gateway_id"] for i in items}
+
+    assert cohort(tags=["pilot", "tokyo"]) == {ids[0], ids[3]}
+    assert cohort(tags=["pilot"], gateway_ids=ids[1:]) == {ids[1], ids[3]}
+    assert_problem(
+        operator.post("/api/v1/rollouts", json={"version": "1.0", "tags": ["osaka"]}), 422
+    )
+    bad = operator.put(f"/api/v1/gateways/{ids[0]}/tags", json={"tags": ["no spaces"]})
+    assert_problem(bad, 422)
+    viewer = login(new_client(), "viewer@a.test")
+    assert_problem(viewer.put(f"/api/v1/gateways/{ids[0]}/tags", json={"tags": []}), 403)
+    theirs = login(new_client(), "admin@b.test")
+    assert_problem(theirs.put(f"/api/v1/gateways/{ids[0]}/tags", json={"tags": []}), 404)
+
+
 def test_the_version_must_be_a_release_of_the_update_repository(
     app, engine, client, world, tmp_path
 ):

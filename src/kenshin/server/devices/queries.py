@@ -150,11 +150,19 @@ def queue_depths(
     return depths
 
 
-def tenant_gateways(conn: Connection, tenant_id: int) -> list[Row]:
-    """The tenant's gateways (`id`, `serial`), by id: a rollout's cohort is chosen from
-    them."""
+def tenant_gateways(
+    conn: Connection, tenant_id: int, tags: Sequence[str] | None = None
+) -> list[Row]:
+    """The tenant's gateways (`id`, `serial`, `tags`), by id; with `tags`, those that carry
+    every one of them: a rollout's cohort is chosen from them."""
     g = t.gateways.c
-    return conn.execute(select(g.id, g.serial).where(g.tenant_id == tenant_id).order_by(g.id)).all()
+    rows = conn.execute(
+        select(g.id, g.serial, g.tags).where(g.tenant_id == tenant_id).order_by(g.id)
+    ).all()
+    if not tags:
+        return rows
+    wanted = set(tags)  # JSON lists are matched here, alike on SQLite and PostgreSQL
+    return [row for row in rows if wanted <= set(row.tags or ())]
 
 
 def agent_versions(conn: Connection, tenant_id: int) -> dict[int, str]:

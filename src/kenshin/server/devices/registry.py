@@ -116,6 +116,24 @@ def get_gateway(conn: Connection, gateway_id: int, tenant_id: int) -> Row | None
     ).first()
 
 
+def set_gateway_tags(
+    conn: Connection, tenant_id: int, gateway_id: int, tags: list[str], actor: str
+) -> Row | None:
+    """Replace the gateway's tags (sorted, once each); None if it is not the tenant's."""
+    g = t.gateways.c
+    tags = sorted(set(tags))
+    done = conn.execute(
+        update(t.gateways)
+        .where(g.id == gateway_id, g.tenant_id == tenant_id)
+        .values(tags=tags or None)
+    )
+    if not done.rowcount:
+        return None
+    audit(conn, actor, "gateway.tags", target=f"gateway:{gateway_id}", tenant_id=tenant_id,
+          detail={"tags": tags})  # fmt: skip
+    return get_gateway(conn, gateway_id, tenant_id)
+
+
 def claim_gateway(
     conn: Connection,
     tenant_id: int,

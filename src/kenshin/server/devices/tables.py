@@ -79,6 +79,7 @@ gateways = Table(
     # The running agent's X25519 key from its latest enrollment: settings secrets are
     # sealed to it (kenshin.wire.sealing). None: an older agent, which gets none.
     Column("seal_public_key", LargeBinary(), nullable=True),
+    Column("tags", JSONDoc, nullable=True),  # an operator's labels: a rollout's cohort
     _created_at(),
     ForeignKeyConstraint(["site_id", "tenant_id"], ["sites.id", "sites.tenant_id"]),
     UniqueConstraint("id", "tenant_id"),

@@ -35,6 +35,9 @@ class RolloutIn(BaseModel):
     gateway_ids: list[RowId] | None = Field(
         None, max_length=10_000, description="only these gateways (default: every one)"
     )
+    tags: list[Annotated[str, Field(min_length=1, max_length=32)]] | None = Field(
+        None, max_length=20, description="of them, those carrying every one of these tags"
+    )
     percent: int = Field(100, ge=1, le=100, description="of them, this share, chosen stably")
     stages: list[Annotated[int, Field(ge=1, le=100)]] = Field(
         default_factory=lambda: list(service.DEFAULT_STAGES), min_length=1, max_length=20,
@@ -131,7 +134,8 @@ def create_rollout(
         check_version(body.version)
         rollout_id = service.create(
             conn, tenant_id, version=body.version, actor=principal.actor,
-            gateway_ids=body.gateway_ids, percent=body.percent, stages=body.stages,
+            gateway_ids=body.gateway_ids, tags=body.tags, percent=body.percent,
+            stages=body.stages,
             failure_threshold_pct=body.failure_threshold_pct, soak_s=body.soak_s,
             window_s=body.window_s, releases=_releases(request),
         )  # fmt: skip

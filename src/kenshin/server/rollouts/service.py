@@ -2,7 +2,8 @@
 abort), stepped by the `rollouts` job, and each gateway's `update_state` reports.
 
 Choices:
-- The cohort is fixed when the rollout is made: the tenant's gateways (or the ids named),
+- The cohort is fixed when the rollout is made: the tenant's gateways (or the ids named;
+  of them, those carrying every tag named),
   of which `percent` are taken by a hash of the gateway id, so the same gateways fall in
   a 10 % cohort whatever the release. Their order through the stages is a hash of the
   rollout and the gateway: each release has other canaries.
@@ -112,6 +113,7 @@ def create(
     version: str,
     actor: str,
     gateway_ids: Sequence[int] | None = None,
+    tags: Sequence[str] | None = None,
     percent: int = 100,
     stages: Sequence[int] = DEFAULT_STAGES,
     failure_threshold_pct: int = 5,
@@ -131,6 +133,9 @@ def create(
         if unknown:
             raise RolloutError(f"not gateways of this tenant: {unknown[:10]}")
         gateways = sorted(set(gateway_ids))
+    if tags:  # and of those, the ones carrying every tag named
+        tagged = {g.id for g in tenant_gateways(conn, tenant_id, tags)}
+        gateways = [g for g in gateways if g in tagged]
     cohort = [g for g in gateways if in_percent(g, percent)]
     if not cohort:
         raise RolloutError("the cohort is empty: no gateway matches")
@@ -140,7 +145,7 @@ def create(
             tenant_id=tenant_id,
             version=version,
             cohort={"gateway_ids": sorted(set(gateway_ids)) if gateway_ids else None,
-                    "percent": percent},
+                    "tags": sorted(set(tags)) if tags else None, "percent": percent},
             stages=list(stages),
             stage=0,
             stage_started_at=now,

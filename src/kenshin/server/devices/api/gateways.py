@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from ... import listing
 from ...deps import Conn, RowId, TenantId
@@ -55,6 +55,21 @@ class GatewayOut(BaseModel):
     state_since: JstDateTime
     last_seen_at: JstDateTime | None
     settings_version_applied: int | None
+    tags: list[str] = Field(default_factory=list, description="the operator's labels")
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _none_is_no_tags(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+
+Tag = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,31}$")]
+
+
+class TagsIn(BaseModel):
+    tags: list[Tag] = Field(
+        max_length=20, description="1 to 32 of A-Z a-z 0-9 _ . : - each (a letter or digit first)"
+    )
 
 
 @router.post("/gateways/claim", status_code=201, summary="Claim a gateway by its printed code")
@@ -121,3 +136,13 @@ def revoke_broker_credential(
 @router.get("/gateways/{gateway_id}", summary="One gateway")
 def get_gateway(gateway_id: RowId, conn: Conn, _: Viewer, tenant_id: TenantId) -> GatewayOut:
     return GatewayOut.model_validate(gateway_or_404(conn, gateway_id, tenant_id))
+
+
+@router.put("/gateways/{gateway_id}/tags", summary="Replace a gateway's tags")
+def put_tags(
+    gateway_id: RowId, body: TagsIn, conn: Conn, principal: Operator, tenant_id: TenantId
+) -> GatewayOut:
+    row = registry.set_gateway_tags(conn, tenant_id, gateway_id, body.tags, principal.actor)
+    if row is None:
+        raise Problem(404, "no such gateway")
+    return GatewayOut.model_validate(row)
