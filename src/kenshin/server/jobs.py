@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import anyio.to_thread
+import sqlalchemy.exc
 from sqlalchemy import Engine, func, insert, select, update
 
 from . import metrics
@@ -246,5 +247,12 @@ class JobRunner:
                 self.last_error[job.name] = f"{type(err).__name__}: {err}"[:300]
                 took = 0.0 if began is None else time.perf_counter() - began
                 metrics.job_ran(job.name, took, failed=True)  # a failed claim counts too
-                log.exception("job %s failed; it runs again in %.0f s", job.name, job.every_s)
+                if isinstance(err, sqlalchemy.exc.OperationalError):
+                    # The database unreachable: the operator's fault is the database, which
+                    # readyz already reports; one line, not a traceback, each period.
+                    log.warning("job %s: the database is unreachable (%s); again in %.0f s",
+                                job.name, str(err.orig or err).strip().splitlines()[0],
+                                job.every_s)  # fmt: skip
+                else:
+                    log.exception("job %s failed; it runs again in %.0f s", job.name, job.every_s)
             await asyncio.sleep(job.every_s)
