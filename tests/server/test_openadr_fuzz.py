@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
-from schemathesis.specs.openapi.checks import positive_data_acceptance
+from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
 from kenshin.server.app import create_app
 from kenshin.server.problems import PROBLEM_JSON
@@ -120,10 +120,15 @@ def test_the_vtn_keeps_its_documented_promises(fuzzed, role, mode):
         @seed(7731)
         def run(case):
             # Not positive_data_acceptance: the VTN refuses, documented, what no schema
-            # says (an event of a program that does not exist, a name taken).
+            # says (an event of a program that does not exist, a name taken). Not
+            # negative_data_rejection either: the spec's objects take properties they do
+            # not name, and a query parameter generated as a list or an object arrives as
+            # text that is a valid value; schemathesis counted both as invalid data
+            # accepted, differently from run to run under xdist. Invalid requests must
+            # still never be a 5xx, nor an error other than a problem, nor leak tenant B.
             case.call_and_validate(
                 headers=headers[role], additional_checks=[_errors_are_problems, _nothing_of_b],
-                excluded_checks=[positive_data_acceptance],
+                excluded_checks=[positive_data_acceptance, negative_data_rejection],
             )  # fmt: skip
 
         try:

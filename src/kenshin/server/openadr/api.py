@@ -32,8 +32,8 @@ _PROBLEM = {"model": ProblemDetail, "content": {PROBLEM_JSON: {}}}
 ERRORS: dict[int | str, dict[str, Any]] = {
     s: {**_PROBLEM, "description": d}
     for s, d in ((400, "Bad Request"), (401, "Unauthorized"), (403, "Forbidden"),
-                 (404, "Not Found"), (409, "Conflict"), (422, "Unprocessable"),
-                 (503, "Busy"))
+                 (404, "Not Found"), (409, "Conflict"), (413, "Body too large (bodylimit.py)"),
+                 (422, "Unprocessable"), (503, "Busy"))
 }  # fmt: skip
 WRITERS = {
     "PROGRAM": ("bl",),
