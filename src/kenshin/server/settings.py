@@ -23,10 +23,8 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import unquote, urlsplit
 
 from pydantic import (
     BaseModel,
@@ -40,6 +38,8 @@ from pydantic import (
 from sqlalchemy import make_url
 from sqlalchemy.exc import ArgumentError
 
+from .broker_address import BrokerEndpoint, parse_broker, parse_nodes
+
 __all__ = ["ENV_PREFIX", "BrokerEndpoint", "Settings", "SettingsError", "load_settings"]
 
 ENV_PREFIX = "KENSHIN_"
@@ -51,55 +51,6 @@ LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 
 class SettingsError(ValueError):
     """The settings cannot be used; the message says which one and why."""
-
-
-@dataclass(frozen=True)
-class BrokerEndpoint:
-    """An external MQTT broker, parsed from ``mqtt://user:pass@host:port``."""
-
-    host: str
-    port: int
-    username: str | None
-    password: str | None
-    tls: bool
-
-    def __repr__(self) -> str:  # never print the password
-        auth = f"{self.username}:***@" if self.username else ""
-        scheme = "mqtts" if self.tls else "mqtt"
-        return f"BrokerEndpoint({scheme}://{auth}{self.host}:{self.port})"
-
-
-def _parse_nodes(value: str | None) -> list[tuple[str, int]]:
-    """'host:port,host:port' as (host, port) pairs; ValueError for an item that is not."""
-    found = []
-    for item in filter(None, (part.strip() for part in (value or "").split(","))):
-        host, _, port = item.rpartition(":")
-        if not (host and port.isdigit() and 0 < int(port) < 65536):
-            raise ValueError(f"{item!r} is not host:port")
-        found.append((host.strip("[]"), int(port)))
-    return found
-
-
-def _parse_broker(value: str) -> BrokerEndpoint:
-    parts = urlsplit(value)
-    if parts.scheme not in ("mqtt", "mqtts"):
-        raise ValueError("broker must be 'embedded' or a URL mqtt://user:pass@host:port")
-    if not parts.hostname:
-        raise ValueError("broker URL has no host")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ValueError("broker URL takes no path, query or fragment")
-    try:
-        port = parts.port
-    except ValueError as err:
-        raise ValueError(f"broker URL: {err}") from None
-    tls = parts.scheme == "mqtts"
-    return BrokerEndpoint(
-        host=parts.hostname,
-        port=port or (8883 if tls else 1883),
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password is not None else None,
-        tls=tls,
-    )
 
 
 class Settings(BaseModel):
@@ -374,7 +325,7 @@ class Settings(BaseModel):
     def _check_broker(cls, value: str) -> str:
         value = value.strip()
         if value not in ("embedded", "mosquitto"):
-            _parse_broker(value)
+            parse_broker(value)
         return value
 
     @field_validator("log_level", mode="before")
@@ -440,18 +391,18 @@ class Settings(BaseModel):
     @property
     def broker_alternates(self) -> list[tuple[str, int]]:
         """`broker_nodes` as (host, port) pairs."""
-        return _parse_nodes(self.broker_nodes)
+        return parse_nodes(self.broker_nodes)
 
     @field_validator("broker_nodes")
     @classmethod
     def _check_nodes(cls, value: str | None) -> str | None:
-        _parse_nodes(value)
+        parse_nodes(value)
         return value
 
     @property
     def broker_endpoint(self) -> BrokerEndpoint | None:
         """The external broker, or None for the embedded one."""
-        return None if self.broker in ("embedded", "mosquitto") else _parse_broker(self.broker)
+        return None if self.broker in ("embedded", "mosquitto") else parse_broker(self.broker)
 
 
 def _env_name(field: str) -> str:
