@@ -129,6 +129,7 @@ class LeanGateway:
     waiting: dict[int, asyncio.Future] = field(default_factory=dict)
     enrollments: int = 0
     admitted_at: float = 0.0  # monotonic: not to connect first before (the server's pacing)
+    clean: bool = False  # the session the server told it to use
     next_id: int = 0  # of the packets `publish` sends (30001..60000: the rounds use 1..)
     handling: set = field(default_factory=set)  # on_publish tasks under way
 
@@ -168,12 +169,15 @@ class LeanGateway:
         self.attempt = self.n  # a fleet spread over the nodes
         self.enrollments += 1
         self.admitted_at = time.monotonic() + float(mqtt.get("connect_after_s") or 0.0)
+        self.clean = mqtt.get("clean_session") is True
 
     async def connect(self) -> None:
         _, _, username, password = self.credential
         host, port = self.nodes[self.attempt % len(self.nodes)]
         reader, writer = await asyncio.open_connection(host, port, local_addr=(self.source_ip, 0))
-        writer.write(connect_packet(self.serial, username, password, clean=False, keepalive=900))
+        writer.write(
+            connect_packet(self.serial, username, password, clean=self.clean, keepalive=900)
+        )
         connack = await asyncio.wait_for(reader.readexactly(4), 30)
         if connack[3] in (4, 5):
             writer.close()

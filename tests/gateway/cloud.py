@@ -33,6 +33,7 @@ class Cloud:
         self.refusals: dict[str, int] = {}  # refused CONNECTs per gateway
         self.refuse_next: dict[str, int] = {}  # refuse this many, whatever the password
         self.connect_after_s = 0.0  # the admission delay each enrollment answer names
+        self.clean_session = False  # what each enrollment answer tells of sessions
         self.enrolled_at: dict[str, float] = {}  # monotonic, the last enrollment's
         self.first_login_at: dict[str, float] = {}  # monotonic, after the last enrollment
         self.broker: EmbeddedBroker | None = None
@@ -71,7 +72,8 @@ class Cloud:
         self.enrolled_at[serial] = time.monotonic()
         self.first_login_at.pop(serial, None)
         mqtt = {"host": "127.0.0.1", "port": self.port, "tls": False, "username": serial,
-                "connect_after_s": self.connect_after_s}  # fmt: skip
+                "connect_after_s": self.connect_after_s,
+                "clean_session": self.clean_session}  # fmt: skip
         return {"gateway_id": serial, "mqtt": {**mqtt, "password": self.passwords[serial]}}
 
     # -- the broker ------------------------------------------------------------------------

@@ -5,6 +5,7 @@ quarantine."""
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -390,3 +391,39 @@ def test_an_operator_revokes_a_gateways_broker_credential(client, new_client, en
         ).all()
     assert event.severity == "warning"
     assert ops.delete(f"/api/v1/gateways/{gateway_id}/broker-credential").status_code == 204
+
+
+def test_a_sent_command_is_owed_again_once_its_gateway_is_heard_from_without_a_result(
+    engine, world, fleet
+):
+    """Clean sessions keep nothing for an absent gateway: a command published while it
+    was away is published again when it speaks, and only then (devices/commands.py)."""
+    gateway = fleet["gateway"]
+    sent_at = datetime.now(UTC)
+    with engine.begin() as conn:
+        command = commands.create(
+            conn, world.tenant_a, gateway.id, "apply_settings", {}, actor="user:1"
+        )
+        commands.mark_sent(conn, command.id, at=sent_at)
+
+        def heard(seconds_after: float) -> list[int]:
+            at = sent_at + timedelta(seconds=seconds_after)
+            status.heard_from(conn, registry.gateway_by_serial(conn, gateway.serial), at=at)
+            return [row.id for row, _ in commands.owed(conn, now=sent_at)]
+
+        assert heard(-60) == []  # last heard before we sent: it may well have it
+        assert heard(5) == []  # heard at once: its answer may be on the way
+        assert heard(60) == [command.id]  # spoke a minute later without answering: owed
+        commands.mark_sent(conn, command.id, at=sent_at + timedelta(seconds=61))  # sent again
+        assert heard(62) == []  # the copy moved `sent_at`: owed again only after a while
+        assert commands.on_result(
+            conn, registry.gateway_by_serial(conn, gateway.serial), CommandResult(command.id, True)
+        )
+        assert heard(600) == []  # answered: never again
+        late = commands.create(
+            conn, world.tenant_a, gateway.id, "apply_settings", {}, actor="user:1"
+        )
+        commands.mark_sent(conn, late.id, at=sent_at)
+        assert heard(600) == [late.id]
+        expired = sent_at + timedelta(hours=1)  # past its expiry: never again
+        assert [row.id for row, _ in commands.owed(conn, now=expired)] == []

@@ -21,10 +21,8 @@
 5. Answer commands: read a property, realtime, backfill, re-join, restart, update (run by
    the supervisor: `updater.py`). A failed command answers a failed result, nothing more.
 
-The agent supervises its own tasks: the poller, the uplink and the downlink, when they
-fail with an unexpected error, are counted (Status errors), reported (a `task_failed`
-Event) and started again after a jittered backoff. Every retry waits through
-`backoff.Backoff` (full jitter).
+Failed tasks (poller, uplink, downlink) are counted (Status errors), reported (a
+`task_failed` Event) and started again after a jittered backoff (`backoff.Backoff`).
 
 Beside it: `status.py` (which changes are news, and how often a Status may go),
 `meter_setup.py` (from the settings' meter section to a running link), `commands.py` (what
@@ -47,7 +45,7 @@ from aiomqtt.exceptions import MqttConnectError
 
 from kenshin import __version__
 from kenshin.jst import SLOT_S
-from kenshin.meter import MeterError, SmartMeterSession
+from kenshin.meter import SmartMeterSession
 from kenshin.wire import (
     Command,
     CommandResult,
@@ -65,7 +63,7 @@ from kenshin.wire.topics import device_subscriptions
 
 from .backoff import Backoff, raise_if_cancelled
 from .batches import build_batches, more_behind, take
-from .commands import MeterRuntime, RestartRequested, execute
+from .commands import CommandMemory, MeterRuntime, RestartRequested, describe, result_of
 from .enroll import Enrollment, enroll_until_claimed
 from .identity import Identity
 from .meter_setup import apply_policy, open_link, open_meter_section
@@ -97,13 +95,6 @@ CREDENTIAL_REFUSED = {4, 5, 134, 135}
 def _credential_refused(err: BaseException) -> bool:
     rc = getattr(err, "rc", None)
     return isinstance(err, MqttConnectError) and getattr(rc, "value", rc) in CREDENTIAL_REFUSED
-
-
-def _describe(err: BaseException) -> str:
-    """The error itself, not the task group it came out of (the first, if several)."""
-    while isinstance(err, BaseExceptionGroup):
-        err = err.exceptions[0]
-    return f"{type(err).__name__}: {err}"
 
 
 @dataclass
@@ -154,6 +145,7 @@ class GatewayAgent:
         self._reconnect = Backoff(options.reconnect_backoff_s)
         self._node_attempt = 0  # which of the broker's nodes (a cluster) to try next
         self._refusals = 0  # of our credential, in a row
+        self._commands = CommandMemory()  # a command may come twice
         self.updates = (
             AgentUpdates(options.updates, __version__, self._report) if options.updates else None
         )
@@ -230,7 +222,8 @@ class GatewayAgent:
             identifier=self.gateway_id,
             keepalive=mqtt.keepalive_s,
             will=aiomqtt.Will(will_topic, will_payload, qos=1),
-            clean_session=False,  # commands queued while we were away are kept for us
+            # persistent: commands sent while we were away are kept for us (else sent again)
+            clean_session=mqtt.clean_session,
             tls_params=aiomqtt.TLSParameters() if mqtt.tls else None,
         ) as client:
             for topic_filter in device_subscriptions(self.gateway_id):
@@ -238,6 +231,8 @@ class GatewayAgent:
             self._reconnect.reset()
             self._refusals = 0
             self.state.connections += 1
+            if mqtt.clean_session and self.state.connections > 1:  # commands may be owed us
+                await self._publish_status(client)
             try:
                 async with asyncio.TaskGroup() as group:
                     self._group = group
@@ -278,7 +273,7 @@ class GatewayAgent:
                 delay = backoff.next_delay()
                 log.exception("%s failed; starting it again in %.1f s", name, delay)
                 self.state.count(f"{name}_failed")
-                detail = {"task": name, "error": _describe(err)[:200]}
+                detail = {"task": name, "error": describe(err)[:200]}
                 self._report(Event("task_failed", int(time.time()), detail))
                 await asyncio.sleep(delay)
 
@@ -357,25 +352,23 @@ class GatewayAgent:
         self.meter = None
 
     async def _run_command(self, command: Command, client: aiomqtt.Client) -> None:
-        if command.expires_s < time.time():
-            result = CommandResult(command.id, False, {}, "expired before it arrived")
-        else:
-            try:
-                answer = await execute(
-                    command,
-                    self.meter,
-                    settings_version=self._settings_version(),
-                    send_soon=self._send_now.set,
-                    update=self.updates.command if self.updates else None,
-                )
-                result = CommandResult(command.id, True, answer, None)
-            except RestartRequested:
-                await self._publish(client, CommandResult(command.id, True, {"restarting": True}))
-                raise
-            except Exception as err:  # whatever it was: the server hears, the agent goes on
-                if not isinstance(err, MeterError | KeyError | ValueError | TypeError):
-                    log.exception("command %s (%s) failed", command.id, command.name)
-                result = CommandResult(command.id, False, {}, _describe(err)[:500])
+        first, earlier = self._commands.arrived(command.id)
+        if not first:  # under way: dropped; done: the same answer again
+            if earlier is not None:
+                await self._publish(client, earlier)
+            return
+        try:
+            result = await result_of(
+                command,
+                self.meter,
+                settings_version=self._settings_version(),
+                send_soon=self._send_now.set,
+                update=self.updates.command if self.updates else None,
+            )
+        except RestartRequested:
+            await self._publish(client, CommandResult(command.id, True, {"restarting": True}))
+            raise
+        self._commands.done(result)
         await self._publish(client, result)
 
     # -- uplink ------------------------------------------------------------------------------

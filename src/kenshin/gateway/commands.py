@@ -4,21 +4,49 @@ answers a failed result; the agent goes on (`GatewayAgent._run_command`)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from kenshin.echonet.jsonable import to_jsonable
 from kenshin.jst import SLOT_S
-from kenshin.meter import SmartMeterSession
-from kenshin.wire import Command
+from kenshin.meter import MeterError, SmartMeterSession
+from kenshin.wire import Command, CommandResult
 
 from .poller import MeterPoller
+
+log = logging.getLogger("kenshin.gateway.agent")  # its lines keep the name they had
 
 
 class RestartRequested(Exception):
     """A `restart` command: the agent starts over (enrollment included)."""
+
+
+class CommandMemory:
+    """The commands lately received, by id. One may come twice: QoS 1 delivers at least
+    once, and the server sends a command again to a gateway it hears from without the
+    result (after a clean session, or a broker that lost its queue). A second copy of a
+    command under way is dropped; of one done, answered with the same result. Sans-I/O."""
+
+    def __init__(self, size: int = 64):
+        self._size = size
+        self._seen: OrderedDict[int, CommandResult | None] = OrderedDict()
+
+    def arrived(self, command_id: int) -> tuple[bool, CommandResult | None]:
+        """(first time?, the result of an earlier copy, if done)."""
+        if command_id in self._seen:
+            return False, self._seen[command_id]
+        self._seen[command_id] = None
+        while len(self._seen) > self._size:
+            self._seen.popitem(last=False)
+        return True, None
+
+    def done(self, result: CommandResult) -> None:
+        if result.id in self._seen:
+            self._seen[result.id] = result
 
 
 @dataclass
@@ -31,6 +59,28 @@ class MeterRuntime:
     close: Any  # async callable
     link: Any = None
     key: tuple = ()
+
+
+def describe(err: BaseException) -> str:
+    """The error itself, not the task group it came out of (the first, if several)."""
+    while isinstance(err, BaseExceptionGroup):
+        err = err.exceptions[0]
+    return f"{type(err).__name__}: {err}"
+
+
+async def result_of(command: Command, meter: MeterRuntime | None, **context: Any) -> CommandResult:
+    """The answer to publish for `command` (`execute` takes `context`): a failure of any
+    kind is a failed result; only `RestartRequested` passes through."""
+    if command.expires_s < time.time():
+        return CommandResult(command.id, False, {}, "expired before it arrived")
+    try:
+        return CommandResult(command.id, True, await execute(command, meter, **context), None)
+    except RestartRequested:
+        raise
+    except Exception as err:  # whatever it was: the server hears, the agent goes on
+        if not isinstance(err, MeterError | KeyError | ValueError | TypeError):
+            log.exception("command %s (%s) failed", command.id, command.name)
+        return CommandResult(command.id, False, {}, describe(err)[:500])
 
 
 async def execute(

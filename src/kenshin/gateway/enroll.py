@@ -53,6 +53,9 @@ class MqttAccess:
     # Admission control: seconds to wait before the first connection, so a fleet enrolling
     # together reaches the broker at the rate it can take (the server's pacer).
     connect_after_s: float = 0.0
+    # The broker keeps no session for us (a cluster): whatever the server sent while we
+    # were away comes again once it hears from us.
+    clean_session: bool = False
 
     def node(self, index: int) -> tuple[str, int]:
         """The broker node to try at the `index`-th attempt (round robin)."""
@@ -124,6 +127,7 @@ async def enroll_once(identity: Identity, timeout_s: float = 20.0) -> Enrollment
             int(mqtt.get("keepalive_s", 1900)),
             tuple((str(a["host"]), int(a["port"])) for a in mqtt.get("alternates") or ()),
             min(max(float(mqtt.get("connect_after_s") or 0.0), 0.0), MAX_CONNECT_DELAY_S),
+            mqtt.get("clean_session") is True,
         ),
         seal_key,
     )

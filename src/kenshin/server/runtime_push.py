@@ -80,7 +80,7 @@ class PushMixin:
                     s.gateways.c.tenant_id.is_not(None), s.gateways.c.mqtt_username.is_not(None)
                 )
             ).all()
-            pending = commands.pending(reading)
+            pending = commands.pending(reading) + commands.owed(reading)
             reading.rollback()
             out += self._prepare_settings(reading, gateways, now_s)
         for row, serial in pending:

@@ -103,6 +103,14 @@ class Settings(BaseModel):
         "15 with broker_auth 'http' (the RabbitMQ cluster's logins and queues are the limit), "
         "otherwise not paced",
     )
+    gateway_sessions: Literal["persistent", "clean"] | None = Field(
+        None,
+        description="gateways' MQTT sessions, told at enrollment: 'persistent' (the broker keeps "
+        "a gateway's commands while it is away) or 'clean' (it keeps nothing per gateway; the "
+        "server sends a command again when the gateway is heard from without its result). "
+        "Default: 'clean' with broker_auth 'http' (on the RabbitMQ cluster a persistent session "
+        "is a replicated queue per gateway: docs/scaling.md), otherwise 'persistent'",
+    )
     role: Literal["all", "api", "ingest", "jobs"] = Field(
         "all",
         description="what this process runs: 'all' (one process, the default), or one role of a "
@@ -378,6 +386,14 @@ class Settings(BaseModel):
     @property
     def runs_jobs(self) -> bool:
         return self.jobs and self.role in ("all", "jobs")
+
+    @property
+    def clean_gateway_sessions(self) -> bool:
+        """Whether gateways are told to connect with a clean session."""
+        sessions = self.gateway_sessions or (
+            "clean" if self.broker_auth == "http" else "persistent"
+        )
+        return sessions == "clean"
 
     @property
     def paced_connections_per_s(self) -> float | None:

@@ -1,6 +1,11 @@
 """Remote operations: recorded with an id, sent over MQTT, their results recorded.
 
 pending ──published──▶ sent ──result──▶ done | failed;  pending/sent ──past expiry──▶ expired
+
+A sent command whose gateway is heard from well after, still without a result, is
+published again (`owed`): the broker kept no session for it (clean sessions, the
+cluster's default) or lost its queue. The gateway answers a copy of a command it has
+done with the same result and drops one under way (gateway/commands.py).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from ..schema_base import utcnow
 from . import tables as t
 
 DEFAULT_TTL = timedelta(minutes=10)
+OWED_AFTER = timedelta(seconds=10)  # heard from this long after sending, still no result
 KNOWN = {name.value for name in CommandName}
 
 
@@ -107,6 +113,26 @@ def pending(conn: Connection) -> list[tuple[Row, str]]:
         .order_by(t.commands.c.id)
     ).all()
     return [(row, row.serial) for row in rows]
+
+
+def owed(conn: Connection, now: datetime | None = None) -> list[tuple[Row, str]]:
+    """Sent commands to publish again: their gateway was heard from more than
+    OWED_AFTER after the last sending, and no result came. Sending again moves
+    `sent_at`, so a gateway busy with a long command gets a copy per OWED_AFTER of its
+    activity at most, which it drops."""
+    rows = conn.execute(
+        select(t.commands, t.gateways.c.serial, t.gateways.c.last_seen_at)
+        .join(t.gateways, t.gateways.c.id == t.commands.c.gateway_id)
+        .where(t.commands.c.state == "sent", t.commands.c.expires_at > (now or utcnow()))
+        .order_by(t.commands.c.id)
+    ).all()
+    return [
+        (row, row.serial)
+        for row in rows
+        if row.last_seen_at is not None
+        and row.sent_at is not None
+        and row.last_seen_at - row.sent_at > OWED_AFTER
+    ]
 
 
 def as_message(row: Row) -> Command:

@@ -101,6 +101,8 @@ def enroll(body: EnrollRequest, request: Request, conn: Conn) -> Any:
             "alternates": [
                 {"host": a.host, "port": a.port} for a in getattr(service, "alternates", None) or []
             ],
+            # the broker keeps no session for it: commands come again (runtime_push.py)
+            "clean_session": public.clean_gateway_sessions,
             # admission control: when to connect first (devices/pacing.py)
             "connect_after_s": _connect_after_s(request),
         },
