@@ -7,6 +7,7 @@ house's own registers plus the devices' energy as their models give it, to the c
 from __future__ import annotations
 
 import asyncio
+import itertools
 from datetime import datetime, timedelta
 
 from kenshin.echonet import SMART_METER
@@ -73,14 +74,16 @@ def test_a_dr_action_sets_reads_back_restores_and_shows_in_the_meter():
     acted = [(START, END, -1000), (ATTACH, START, 3000), (START + H, far, 3000),
              (ATTACH, START, 1500), (END, far, 1500)]  # fmt: skip
     untouched = [(ATTACH, far, 3000), (ATTACH, far, 1500)]
-    for a, b in zip(halves, halves[1:], strict=False):
+    for a, b in itertools.pairwise(halves):
         acted.append((a, b, ac(a, 28, True) if START <= a < END else ac(a, 26, False)))
         untouched.append((a, b, ac(a, 26, False)))
 
     async def scenario():
         port = free_udp_port(HOSTS[0])
         endpoints = [MeterEndpoint(meter, host=HOSTS[0], port=port)]
-        endpoints += [DeviceEndpoint(d, host=h, port=port) for d, h in zip(devices, HOSTS[1:])]
+        endpoints += [
+            DeviceEndpoint(d, host=h, port=port) for d, h in zip(devices, HOSTS[1:], strict=True)
+        ]
         for endpoint in endpoints:
             await endpoint.start(announce=False)
         client = EchonetClient(
@@ -130,7 +133,7 @@ def test_a_dr_action_sets_reads_back_restores_and_shows_in_the_meter():
             # first hour, and what the air conditioner saved at 28 °C with power saving.
             ac_saved = [(ac(START + k * H / 2, 26, False) - ac(START + k * H / 2, 28, True)) * 1800
                         for k in range(4)]  # fmt: skip
-            steps = [b - a for a, b in zip([0, *drops], drops, strict=False)]
+            steps = [b - a for a, b in itertools.pairwise([0, *drops])]
             assert steps == [(500 + 750 + 1500) * 3600 + ac_saved[0],
                              (500 + 750 + 1500) * 3600 + ac_saved[1],
                              (500 + 750) * 3600 + ac_saved[2],
