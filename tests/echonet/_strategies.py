@@ -106,6 +106,17 @@ def _history2(c: e.History2Codec) -> st.SearchStrategy:
 
 _phase = st.integers(-0x7FFF, 0x7FFD)
 
+
+def _power_range(c: e.PowerRangeCodec) -> st.SearchStrategy:
+    watts = st.integers(0, c.LIMIT)
+    return st.tuples(watts, watts).map(lambda p: e.PowerRange(min(p), max(p)))
+
+
+def _r_power_range(c: e.PowerRangeCodec, r: random.Random) -> e.PowerRange:
+    low, high = sorted((r.choice((0, c.LIMIT, r.randint(0, c.LIMIT))), r.randint(0, c.LIMIT)))
+    return e.PowerRange(low, high)
+
+
 STRATEGIES: dict[type, Callable[[Any], st.SearchStrategy]] = {
     e.Unsigned: _unsigned,
     e.Signed: _signed,
@@ -136,6 +147,7 @@ STRATEGIES: dict[type, Callable[[Any], st.SearchStrategy]] = {
     e.HistoryTimeCodec: _history_time,
     e.History2Codec: _history2,
     e.OneMinuteEnergyCodec: lambda c: st.builds(e.OneMinuteEnergy, jst_datetimes(), energy, energy),
+    e.PowerRangeCodec: _power_range,
 }
 
 
@@ -212,6 +224,7 @@ SAMPLERS: dict[type, Callable[[Any, random.Random], Any]] = {
     e.OneMinuteEnergyCodec: lambda c, r: e.OneMinuteEnergy(
         _r_datetime(r), _r_energy(r), _r_energy(r)
     ),
+    e.PowerRangeCodec: _r_power_range,
 }
 
 

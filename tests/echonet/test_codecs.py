@@ -229,3 +229,26 @@ def test_property_map_agrees_with_pychonet(epcs: frozenset[int]) -> None:
     edt = e.PropertyMapCodec().encode(epcs)
     assert len(edt) == (1 + len(epcs) if len(epcs) < 16 else 17)
     assert set(_009X(edt)) == set(epcs)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=8, max_size=8))
+def test_power_range_decodes_exactly_the_ordered_ranges_under_the_limit(edt: bytes) -> None:
+    """0xC8/0xC9: any 8 bytes are a range when both halves are at most 999,999,999 W and
+    the first is not over the second; anything else is refused with the offset of the
+    half at fault, and what decodes encodes back to the same bytes."""
+    codec = e.PowerRangeCodec()
+    low, high = int.from_bytes(edt[:4], "big"), int.from_bytes(edt[4:], "big")
+    if low <= high <= codec.LIMIT:
+        assert codec.encode(codec.decode(edt)) == edt
+        return
+    with pytest.raises(EchonetDecodeError) as info:
+        codec.decode(edt)
+    assert info.value.offset == (4 if low <= codec.LIMIT < high else 0)
+
+
+def test_power_range_refuses_to_encode_what_it_would_not_decode() -> None:
+    codec = e.PowerRangeCodec()
+    for bad in (e.PowerRange(5, 4), e.PowerRange(-1, 4), e.PowerRange(0, 10**9), (0, 1)):
+        with pytest.raises(EchonetEncodeError):
+            codec.encode(bad)

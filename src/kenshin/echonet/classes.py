@@ -61,6 +61,9 @@ def _props(*specs: PropertySpec) -> dict[int, PropertySpec]:
 
 
 P = PropertySpec
+_WH_MAX = 999_999_999  # the Appendix's bound of 4-byte energies and powers (Wh, W)
+_WATTS = e.Unsigned(4, maximum=_WH_MAX)
+_SIGNED_WATTS = e.Signed(4, minimum=-_WH_MAX, maximum=_WH_MAX)  # + charging, - discharging
 G, GS, GA, GSA = Access.GET, Access.GET_SET, Access.GET_ANNO, Access.ALL
 
 # Device object super class: every device object has these (the node profile has its own).
@@ -69,6 +72,8 @@ SUPER_CLASS = _props(
     P(0x81, "installation_location", e.Raw(min_size=1, max_size=17), GSA, True),
     P(0x82, "standard_version", e.StandardVersionCodec(), G, True),
     P(0x83, "identification_number", e.Raw(min_size=9, max_size=17), G),
+    P(0x84, "instantaneous_power_consumption", e.Unsigned(2, maximum=65533), G, unit="W"),
+    P(0x85, "cumulative_energy_consumption", e.Unsigned(4, maximum=_WH_MAX), G, unit="0.001 kWh"),
     P(0x88, "fault_status", e.Choice(e.FaultStatus), GA, True),
     P(0x8A, "manufacturer_code", e.Unsigned(3), G, True),
     P(0x8D, "production_number", e.Ascii(12), G),
@@ -152,14 +157,19 @@ class BatteryMode(IntEnum):
 
 STORAGE_BATTERY = _device(
     0x027D, "storage_battery",
-    P(0xA0, "ac_effective_capacity_charging", e.Unsigned(4), G, unit="Wh"),
-    P(0xA1, "ac_effective_capacity_discharging", e.Unsigned(4), G, unit="Wh"),
+    P(0xA0, "ac_effective_capacity_charging", _WATTS, G, unit="Wh"),
+    P(0xA1, "ac_effective_capacity_discharging", _WATTS, G, unit="Wh"),
+    P(0xC8, "charging_power_range", e.PowerRangeCodec(), G, unit="W"),
+    P(0xC9, "discharging_power_range", e.PowerRangeCodec(), G, unit="W"),
     P(0xCF, "working_operation_status", e.Choice(BatteryMode), GA, True),
-    P(0xD3, "instantaneous_charge_power", e.Signed(4), G, False, "W"),
+    P(0xD0, "rated_energy", _WATTS, G, unit="Wh"),
+    P(0xD3, "instantaneous_charge_power", _SIGNED_WATTS, G, False, "W"),
     P(0xDA, "operation_mode", e.Choice(BatteryMode), GSA, True),
-    P(0xE2, "remaining_energy", e.Unsigned(4), G, True, "Wh"),
+    P(0xE2, "remaining_energy", _WATTS, G, True, "Wh"),
     P(0xE4, "remaining_percent", e.Unsigned(1, maximum=100), G, True, "%"),
     P(0xE6, "battery_type", e.Unsigned(1), G, True),
+    P(0xEB, "charging_power_setting", _WATTS, GS, unit="W"),
+    P(0xEC, "discharging_power_setting", _WATTS, GS, unit="W"),
 )  # fmt: skip
 
 
@@ -183,12 +193,16 @@ class EvMode(IntEnum):
 
 EV_CHARGER = _device(
     0x027E, "ev_charger_discharger",
-    P(0xC5, "rated_charge_power", e.Unsigned(4), G, True, "W"),
+    P(0xC5, "rated_charge_power", _WATTS, G, True, "W"),
     P(0xC7, "vehicle_connection", e.Choice(VehicleConnection), GA, True),
-    P(0xD3, "instantaneous_charge_power", e.Signed(4), G, False, "W"),
-    P(0xD6, "cumulative_discharge", e.Unsigned(4), G, False, "Wh"),
-    P(0xD8, "cumulative_charge", e.Unsigned(4), G, False, "Wh"),
+    P(0xC8, "charging_power_range", e.PowerRangeCodec(), G, unit="W"),
+    P(0xD3, "instantaneous_charge_power", _SIGNED_WATTS, G, False, "W"),
+    P(0xD6, "cumulative_discharge", _WATTS, G, False, "0.001 kWh"),
+    P(0xD8, "cumulative_charge", _WATTS, G, False, "0.001 kWh"),
     P(0xDA, "operation_mode", e.Choice(EvMode), GSA, True),
+    P(0xE2, "vehicle_remaining_energy", _WATTS, G, unit="Wh"),
+    P(0xE4, "vehicle_remaining_percent", e.Unsigned(1, maximum=100), G, unit="%"),
+    P(0xEB, "charging_power_setting", _WATTS, GS, unit="W"),
 )  # fmt: skip
 
 
@@ -218,6 +232,35 @@ AIR_CONDITIONER = _device(
     P(0xBE, "outdoor_temperature", _TEMPERATURE_C, G, False, "°C"),
 )  # fmt: skip
 
+
+class WaterHeating(IntEnum):
+    """0xB0 of the electric water heater: heat by its own schedule, heat now, or hold."""
+
+    AUTO = 0x41
+    MANUAL_HEATING = 0x42
+    MANUAL_STOP = 0x43
+
+
+class HeatingStatus(IntEnum):
+    HEATING = 0x41
+    NOT_HEATING = 0x42
+
+
+class Permission(IntEnum):
+    PERMITTED = 0x41
+    PROHIBITED = 0x42
+
+
+WATER_HEATER = _device(
+    0x026B, "electric_water_heater",
+    P(0xB0, "heating_setting", e.Choice(WaterHeating), GSA, True),
+    P(0xB2, "heating_status", e.Choice(HeatingStatus), GA, True),
+    P(0xB3, "water_temperature_setting", e.Unsigned(1, maximum=100), GS, unit="°C"),
+    P(0xC0, "daytime_reheating", e.Choice(Permission), GS, True),
+    P(0xE1, "remaining_hot_water", e.Unsigned(2, maximum=65533), G, unit="L"),
+    P(0xE2, "tank_capacity", e.Unsigned(2, maximum=65533), G, unit="L"),
+)  # fmt: skip
+
 DISTRIBUTION_BOARD = _device(
     0x0287, "distribution_board_metering",
     P(0xC0, "cumulative_energy_normal", e.ENERGY_RAW, G, True, "count"),
@@ -245,6 +288,7 @@ for _spec in (
     STORAGE_BATTERY,
     EV_CHARGER,
     AIR_CONDITIONER,
+    WATER_HEATER,
     DISTRIBUTION_BOARD,
     CONTROLLER,
 ):

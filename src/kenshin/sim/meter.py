@@ -25,7 +25,7 @@ from kenshin.jst import SLOT
 
 from .clock import JST, Clock
 from .load import HouseholdProfile, LoadModel
-from .registers import MeterRegisters
+from .registers import MeterRegisters, PowerSource
 
 log = logging.getLogger(__name__)
 SIM_MANUFACTURER = 0xFFFFFE  # not a registered maker: nobody mistakes this for a real meter
@@ -116,6 +116,15 @@ class SimulatedMeter:
         self.load._means.clear()
         self.registers.gaps = tuple(outages)
         self.registers.forget()
+
+    def attach(self, device: PowerSource) -> None:
+        """Put a device (`sim.home`) behind this meter from now on: its power adds to the
+        house's at every step, in the instant power and in every register (a battery
+        discharging subtracts; past zero the flow is reverse, counted where the meter
+        measures it). Devices live on true time: the meter's drift does not move them."""
+        self.registers.attach(
+            device, since=self.now(), now=self.now, counts_reverse=self.measures_reverse
+        )
 
     @property
     def identification(self) -> bytes:

@@ -14,7 +14,10 @@ pass over 4,800 slots, once.
 
 from __future__ import annotations
 
+import bisect
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from kenshin.echonet.edt import HISTORY1_SLOTS
 from kenshin.jst import JST, SLOT
@@ -35,8 +38,17 @@ WS_PER_UNIT = {
 }
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
-_STEP_US = STEP_S * 1_000_000
+US = 1_000_000
+_STEP_US = STEP_S * US
+_SLOT_US = SLOT_S * US
 MINUTE = timedelta(minutes=1)
+
+
+class PowerSource(Protocol):
+    """A device behind the meter (`sim.devices.SimulatedDevice`): its power, + drawn and
+    - fed into the house, as (from epoch µs, watts) changes covering [start_us, end_us)."""
+
+    def segments(self, start_us: int, end_us: int) -> list[tuple[int, int]]: ...
 
 
 def epoch_us(moment: datetime) -> int:
@@ -84,6 +96,79 @@ class MeterRegisters:
         self._after: tuple[list[int], list[int]] = ([0], [0])
         self._before: tuple[list[int], list[int]] = ([0], [0])
         self.gaps: tuple[tuple[datetime, datetime], ...] = ()  # no values recorded
+        # Devices behind the meter (`attach`), each counted from the µs it was attached.
+        self.devices: list[tuple[PowerSource, int]] = []
+        self._counts_reverse = True
+        self._now: Callable[[], datetime] | None = None
+        self._added: dict[int, tuple[int, int]] = {}  # slot -> W·µs the devices changed before it
+        self._added_last = 0  # the newest slot of _added (they are contiguous from the first)
+
+    def attach(
+        self, device: PowerSource, *, since: datetime, now: Callable[[], datetime],
+        counts_reverse: bool,
+    ) -> None:  # fmt: skip
+        """Count `device`'s power from `since` on, added to the load step by step. Where the
+        net flow turns negative, the reverse register counts it (if `counts_reverse`: a
+        meter without a reverse register counts nothing then). Past half hours are summed
+        once and kept: a device's past never changes, since Sets only change its future."""
+        if not self.devices:
+            first = epoch_us(since) // _SLOT_US
+            self._added, self._added_last = {first: (0, 0)}, first
+        self.devices.append((device, epoch_us(since)))
+        self._now, self._counts_reverse = now, counts_reverse
+
+    def devices_power_w(self, moment: datetime) -> int:
+        us = epoch_us(moment)
+        return sum(d.segments(us, us + 1)[0][1] for d, since in self.devices if since <= us)
+
+    def _devices_added(self, us: int) -> tuple[int, int]:
+        """(normal, reverse) W·µs the devices added to the registers up to `us`."""
+        slot = us // _SLOT_US
+        first = min(self._added)
+        if slot < first:
+            return 0, 0
+        start = min(slot, self._added_last)
+        normal, reverse = self._added[start]
+        now_us = epoch_us(self._now()) if self._now is not None else us
+        while start < slot:
+            n, r = self._added_between(start * _SLOT_US, (start + 1) * _SLOT_US)
+            normal, reverse, start = normal + n, reverse + r, start + 1
+            if start * _SLOT_US <= now_us and start == self._added_last + 1:
+                self._added[start], self._added_last = (normal, reverse), start
+        n, r = self._added_between(slot * _SLOT_US, us)
+        return normal + n, reverse + r
+
+    def _added_between(self, a: int, b: int) -> tuple[int, int]:
+        if b <= a:
+            return 0, 0
+        tables = []
+        for device, since in self.devices:
+            if since >= b:
+                continue
+            changes = [(max(t, since), w) for t, w in device.segments(max(a, since), b)]
+            tables.append(([a, *(t for t, _ in changes)], [0, *(w for _, w in changes)]))
+        points = sorted({a, *(t for times, _ in tables for t in times if a <= t < b)})
+        normal = reverse = 0
+        for p, q in zip(points, [*points[1:], b], strict=True):
+            extra = sum(w[bisect.bisect_right(t, p) - 1] for t, w in tables)
+            if extra:
+                n, r = self._with_extra(p, q, extra)
+                normal, reverse = normal + n, reverse + r
+        return normal, reverse
+
+    def _with_extra(self, a: int, b: int, extra: int) -> tuple[int, int]:
+        """What `extra` W over [a, b) changes in each register, 10-second step by step."""
+        normal = reverse = 0
+        while a < b:
+            step = a // _STEP_US
+            end = min(b, (step + 1) * _STEP_US)
+            load = self.load.step_power_w(step)
+            net, us = load + extra, end - a
+            normal += (max(net, 0) - max(load, 0)) * us
+            if self._counts_reverse:
+                reverse += (max(-net, 0) - max(-load, 0)) * us
+            a = end
+        return normal, reverse
 
     def forget(self) -> None:
         """Drop what was summed so far (after the load changed)."""
@@ -114,15 +199,19 @@ class MeterRegisters:
         slot, into_slot_us = divmod(us, SLOT_S * 1_000_000)
         steps, into_step_us = divmod(into_slot_us, _STEP_US)
         normal, reverse = self._to_slot_start(slot)
+        normal, reverse = normal * US, reverse * US  # W·µs from here, floored once at the end
         within = self.load.energy_into_slot_ws(slot, steps)
         # The running step adds power × elapsed time, floored so the count never runs ahead.
         power = self.load.step_power_w(slot * STEPS_PER_SLOT + steps)
-        within_abs = abs(within) + abs(power) * into_step_us // 1_000_000
+        within_abs = abs(within) * US + abs(power) * into_step_us
         if self.load.slot_mean_w(slot) >= 0:
             normal += within_abs
         else:
             reverse += within_abs
-        return normal + self._initial_ws[0], reverse + self._initial_ws[1]
+        if self.devices:
+            added_normal, added_reverse = self._devices_added(us)
+            normal, reverse = normal + added_normal, reverse + added_reverse
+        return normal // US + self._initial_ws[0], reverse // US + self._initial_ws[1]
 
     def counts(self, energy_ws: int) -> int:
         return energy_ws // self.ws_per_count % self.modulus
@@ -142,7 +231,8 @@ class MeterRegisters:
     # -- instantaneous ------------------------------------------------------------------
 
     def instant_power_w(self, moment: datetime) -> int:
-        return self.load.step_power_w(epoch_us(moment) // _STEP_US)
+        load = self.load.step_power_w(epoch_us(moment) // _STEP_US)
+        return load + self.devices_power_w(moment) if self.devices else load
 
     def currents_da(self, moment: datetime) -> tuple[int, int | None]:
         """R and T phase currents in 0.1 A, signed like the power; T is None on 2-wire.

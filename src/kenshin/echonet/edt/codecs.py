@@ -210,6 +210,40 @@ class Ascii(Codec):
         return data.ljust(self.size, b"\x00")
 
 
+@dataclass(frozen=True, slots=True)
+class PowerRange:
+    """The least and the most a device can be set to, in W (0xC8/0xC9 of a battery or an
+    EV charger: its minimum and maximum charging or discharging power)."""
+
+    minimum: int
+    maximum: int
+
+
+class PowerRangeCodec(Codec):
+    """Two 4-byte unsigned values, minimum then maximum, each 0..999,999,999; a range
+    whose minimum exceeds its maximum is malformed."""
+
+    size = 8
+    LIMIT = 999_999_999
+
+    def decode(self, edt: bytes) -> PowerRange:
+        self._check_size(edt)
+        low, high = _uint(edt, 0, 4), _uint(edt, 4, 4)
+        for offset, value in ((0, low), (4, high)):
+            if value > self.LIMIT:
+                raise EchonetDecodeError(f"{value} W is over {self.LIMIT}", offset=offset)
+        if low > high:
+            raise EchonetDecodeError(f"minimum {low} W over maximum {high} W", offset=0)
+        return PowerRange(low, high)
+
+    def encode(self, value: PowerRange) -> bytes:
+        if not isinstance(value, PowerRange) or not 0 <= value.minimum <= value.maximum:
+            raise EchonetEncodeError(f"{value!r} is not a range of watts")
+        if value.maximum > self.LIMIT:
+            raise EchonetEncodeError(f"{value.maximum} W is over {self.LIMIT}")
+        return _encode_uint(value.minimum, 4) + _encode_uint(value.maximum, 4)
+
+
 # -- dates and times -------------------------------------------------------------------
 
 
