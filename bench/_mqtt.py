@@ -35,9 +35,9 @@ def publish_packet(topic: str, payload: bytes, packet_id: int) -> bytes:
     return packet(0x32, string(topic) + struct.pack("!H", packet_id) + payload)
 
 
-def subscribe_packet(packet_id: int, filters: list[str]) -> bytes:
-    """Each filter at QoS 1."""
-    body = struct.pack("!H", packet_id) + b"".join(string(f) + b"\x01" for f in filters)
+def subscribe_packet(packet_id: int, filters: list[str], qos: int = 1) -> bytes:
+    """Each filter at `qos`."""
+    body = struct.pack("!H", packet_id) + b"".join(string(f) + bytes([qos]) for f in filters)
     return packet(0x82, body)
 
 

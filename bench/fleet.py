@@ -184,7 +184,8 @@ class LeanGateway:
             raise Refused(self.serial)
         if connack[3] != 0:
             raise ConnectionError(f"{self.serial}: CONNACK {connack.hex()}")
-        writer.write(subscribe_packet(1, [f"k/{self.serial}/c", f"k/{self.serial}/g"]))
+        downlink = [f"k/{self.serial}/c", f"k/{self.serial}/g"]
+        writer.write(subscribe_packet(1, downlink, qos=0 if self.clean else 1))  # as the agent
         self.writer = writer
         self.connected.set()
         asyncio.get_running_loop().create_task(self._read(reader, writer))
@@ -200,12 +201,14 @@ class LeanGateway:
                     future = self.waiting.pop(packet_id, None)
                     if future is not None and not future.done():
                         future.set_result(None)
-                elif kind == 3 and (first >> 1) & 3:  # a QoS 1 PUBLISH: settings, commands
+                elif kind == 3:  # a PUBLISH: settings, commands (QoS 1, or 0 when clean)
                     (topic_length,) = struct.unpack("!H", body[:2])
-                    packet_id = body[2 + topic_length : 4 + topic_length]
-                    writer.write(b"\x40\x02" + packet_id)
+                    start = 2 + topic_length
+                    if (first >> 1) & 3:
+                        writer.write(b"\x40\x02" + body[start : start + 2])  # its PUBACK
+                        start += 2
                     topic = body[2 : 2 + topic_length].decode()
-                    handling = asyncio.create_task(self.on_publish(topic, body[4 + topic_length :]))
+                    handling = asyncio.create_task(self.on_publish(topic, body[start:]))
                     self.handling.add(handling)  # kept until done: a task may be collected
                     handling.add_done_callback(self.handling.discard)
         except (asyncio.IncompleteReadError, ConnectionError, OSError):

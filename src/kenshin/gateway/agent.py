@@ -226,8 +226,8 @@ class GatewayAgent:
             clean_session=mqtt.clean_session,
             tls_params=aiomqtt.TLSParameters() if mqtt.tls else None,
         ) as client:
-            for topic_filter in device_subscriptions(self.gateway_id):
-                await client.subscribe(topic_filter, qos=1)
+            for topic_filter in device_subscriptions(self.gateway_id):  # QoS 0 when clean:
+                await client.subscribe(topic_filter, qos=0 if mqtt.clean_session else 1)
             self._reconnect.reset()
             self._refusals = 0
             self.state.connections += 1
