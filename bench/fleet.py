@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import multiprocessing
 import os
 import random
@@ -72,8 +73,16 @@ def _database(name: str) -> str:
     return ADMIN.rsplit("/", 1)[0] + "/" + name
 
 
-def _fleet(url: str, keys: list[bytes]) -> None:
-    """A tenant; per gateway a site, the claimed gateway (its public key) and a meter."""
+def _password(private_key: bytes) -> str:
+    """A gateway's broker password when the fleet enrolled before the run (--enrolled)."""
+    return hashlib.sha256(b"fleet" + private_key).hexdigest()[:32]
+
+
+def _fleet(url: str, keys: list[bytes], passwords: list[str] | None = None) -> None:
+    """A tenant; per gateway a site, the claimed gateway (its public key) and a meter; with
+    `passwords`, each gateway enrolled before: its broker credential, as enrollment stores
+    it (the server gives it to the broker when it starts)."""
+    from kenshin.server.broker.access import hash_password
     from kenshin.server.db import make_engine, migrate
     from kenshin.server.metering.partitions import ensure_partitions
 
@@ -91,9 +100,11 @@ def _fleet(url: str, keys: list[bytes]) -> None:
             for n in range(1, len(keys) + 1):
                 copy.write_row((n, 1, f"C{n}", f"pss{n:08d}", now))
         with cur.copy("COPY gateways (id, serial, model, public_key, tenant_id, site_id, "
-                      "state, state_since, created_at) FROM STDIN") as copy:  # fmt: skip
+                      "state, state_since, created_at, mqtt_username, mqtt_password_hash) "
+                      "FROM STDIN") as copy:  # fmt: skip
             for n, key in enumerate(keys, 1):
-                copy.write_row((n, _serial(n), "fleet", key, 1, n, "never_seen", now, now))
+                login = (_serial(n), hash_password(passwords[n - 1])) if passwords else (None,) * 2
+                copy.write_row((n, _serial(n), "fleet", key, 1, n, "never_seen", now, now, *login))
         with cur.copy("COPY meters (id, tenant_id, site_id, gateway_id, link, udp_host, "
                       "created_at) FROM STDIN") as copy:  # fmt: skip
             for n in range(1, len(keys) + 1):
@@ -290,7 +301,9 @@ class LeanGateway:
 # -- a worker process of gateways ----------------------------------------------------------
 
 
-def _worker(base: str, gateways: list[tuple[int, bytes]], commands, reports) -> None:
+def _worker(
+    base: str, gateways: list[tuple[int, bytes]], commands, reports, enrolled=None
+) -> None:
     """Runs its gateways; obeys the coordinator's commands ("enroll", "connect", ("round",
     k), "stop"); reports each phase's figures."""
     import httpx
@@ -299,6 +312,11 @@ def _worker(base: str, gateways: list[tuple[int, bytes]], commands, reports) -> 
         fleet = [
             LeanGateway(n, key, f"127.0.{2 + n // 20000}.{1 + n % 250}") for n, key in gateways
         ]
+        if enrolled is not None:  # (the broker's nodes, clean sessions?): as enrollment tells
+            nodes, clean = enrolled
+            for gateway, (_, key) in zip(fleet, gateways, strict=True):
+                gateway.credential = (*nodes[0], gateway.serial, _password(key))
+                gateway.nodes, gateway.attempt, gateway.clean = list(nodes), gateway.n, clean
         limits = httpx.Limits(max_connections=ENROLL_CONCURRENCY)
         async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as http:
             keepers: list[asyncio.Task] = []
@@ -443,6 +461,13 @@ class Server:
             time.sleep(0.2)
         raise RuntimeError(f"the server is not ready: {(self.workdir / 'server.log').read_text()}")
 
+    @property
+    def broker_nodes(self) -> list[tuple[str, int]]:
+        """Where gateways connect, as an enrollment answer names them."""
+        if self.cluster is not None:
+            return [("127.0.0.1", port) for port in self.cluster.mqtt_ports]
+        return [("127.0.0.1", self.mqtt_port)]
+
     def broker_rss_mb(self) -> float:
         if self.cluster is not None:
             return self.cluster.rss_kib() / 1024
@@ -478,12 +503,17 @@ def _say(text: str) -> None:
     print(f"  {time.strftime('%H:%M:%S')} {text}", flush=True)
 
 
-def run_fleet(broker: str, private: list, keys: list[bytes], rounds: int) -> tuple[list, dict]:
-    """One broker's run: the table's rows and the summary's figures."""
+def run_fleet(
+    broker: str, private: list, keys: list[bytes], rounds: int, enrolled: bool = False
+) -> tuple[list, dict]:
+    """One broker's run: the table's rows and the summary's figures. `enrolled`: the
+    fleet enrolled before the run (credentials in the database), for a fleet larger than
+    Mosquitto's plugin enrolls in the time of a bench (docs/scaling.md)."""
     count = len(private)
     url = _database(f"kenshin_bench_fleet_{os.getpid()}")
-    _say(f"{broker}: a database of {count} claimed gateways")
-    _fleet(url, keys)
+    _say(f"{broker}: a database of {count} claimed gateways" + (", enrolled" if enrolled else ""))
+    raw = [k.private_bytes_raw() for k in private]
+    _fleet(url, keys, [_password(key) for key in raw] if enrolled else None)
     workdir = Path(tempfile.mkdtemp(prefix="kenshin-fleet-"))
     server = Server(url, workdir, broker)
     rows: list[tuple[str, str]] = []
@@ -492,11 +522,14 @@ def run_fleet(broker: str, private: list, keys: list[bytes], rounds: int) -> tup
         cpu0 = _cpu_s(server.process.pid)
         context = multiprocessing.get_context("spawn")
         reports = context.Queue()
-        numbered = [(n, k.private_bytes_raw()) for n, k in enumerate(private, 1)]
+        numbered = list(enumerate(raw, 1))
+        told = (server.broker_nodes, broker == "rabbitmq") if enrolled else None
         chunks = [numbered[i : i + PER_PROCESS] for i in range(0, len(numbered), PER_PROCESS)]
         queues = [context.Queue() for _ in chunks]
         workers = [
-            context.Process(target=_worker, args=(server.base, chunk, q, reports), daemon=True)
+            context.Process(
+                target=_worker, args=(server.base, chunk, q, reports, told), daemon=True
+            )
             for chunk, q in zip(chunks, queues, strict=True)
         ]
         for worker in workers:
@@ -508,9 +541,12 @@ def run_fleet(broker: str, private: list, keys: list[bytes], rounds: int) -> tup
             return _collect(reports, len(queues), kind)
 
         started = time.monotonic()
-        phase("enroll", "enrolled")
-        rows.append(("enrolled in", f"{time.monotonic() - started:.1f} s"))
-        _say(f"{broker}: enrolled in {time.monotonic() - started:.1f} s")
+        if enrolled:
+            rows.append(("enrolled in", "before the run"))
+        else:
+            phase("enroll", "enrolled")
+            rows.append(("enrolled in", f"{time.monotonic() - started:.1f} s"))
+            _say(f"{broker}: enrolled in {time.monotonic() - started:.1f} s")
         idle_rss = server.broker_rss_mb()
         started = time.monotonic()
         phase("connect", "connected")
@@ -576,6 +612,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--broker", default="mosquitto", help="mosquitto, rabbitmq or both")
     parser.add_argument("--quick", action="store_true", help="100 gateways, one round")
+    parser.add_argument(
+        "--enrolled",
+        action="store_true",
+        help="the fleet enrolled before the run (its credentials seeded in the database): "
+        "Mosquitto's plugin enrolls a large fleet in hours, not minutes",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.gateways, args.rounds = 100, 1
@@ -597,7 +639,7 @@ def main(argv: list[str] | None = None) -> int:
     private = [Ed25519PrivateKey.generate() for _ in range(args.gateways)]
     keys = [k.public_key().public_bytes_raw() for k in private]
     print(f"fleet: {args.gateways} gateways on {', '.join(brokers)}", flush=True)
-    results = {broker: run_fleet(broker, private, keys, args.rounds) for broker in brokers}
+    results = {b: run_fleet(b, private, keys, args.rounds, args.enrolled) for b in brokers}
     names = [name for name, _ in next(iter(results.values()))[0]]
     width = max(map(len, names))
     print(f"\n| {'':<{width}} | " + " | ".join(TITLES[b] for b in brokers) + " |")

@@ -52,9 +52,11 @@ def settings(settings):
 def test_the_default_paces_only_the_cluster_and_shares_the_rate_among_workers(settings):
     default = settings.model_copy(update={"first_connections_per_s": None})
     assert default.paced_connections_per_s is None  # the embedded broker: not paced
-    cluster = default.model_copy(update={"broker_auth": "http"})
-    assert cluster.paced_connections_per_s == 15.0
-    assert cluster.model_copy(update={"workers": 3}).paced_connections_per_s == 5.0
+    cluster = default.model_copy(update={"broker_auth": "http"})  # clean sessions by default
+    assert cluster.clean_gateway_sessions and cluster.paced_connections_per_s == 60.0
+    assert cluster.model_copy(update={"workers": 3}).paced_connections_per_s == 20.0
+    persistent = cluster.model_copy(update={"gateway_sessions": "persistent"})
+    assert persistent.paced_connections_per_s == 15.0  # a replicated queue per gateway
     assert cluster.model_copy(update={"first_connections_per_s": 0}).paced_connections_per_s is None
 
 

@@ -100,8 +100,8 @@ class Settings(BaseModel):
         ge=0,
         description="gateways' first broker connections a second, paced by a delay named in "
         "each enrollment answer (docs/scaling.md); per server process; 0: not paced. Default: "
-        "15 with broker_auth 'http' (the RabbitMQ cluster's logins and queues are the limit), "
-        "otherwise not paced",
+        "with broker_auth 'http' (the RabbitMQ cluster: its logins are the limit) 60 on clean "
+        "gateway sessions and 15 on persistent ones (a replicated queue each), else not paced",
     )
     gateway_sessions: Literal["persistent", "clean"] | None = Field(
         None,
@@ -400,8 +400,9 @@ class Settings(BaseModel):
         """This process's share of `first_connections_per_s` (each API worker paces its own
         enrollments), or None: not paced."""
         rate = self.first_connections_per_s
-        if rate is None:
-            rate = 15.0 if self.broker_auth == "http" else 0.0
+        if rate is None and self.broker_auth == "http":  # the cluster, measured: scaling.md
+            rate = 60.0 if self.clean_gateway_sessions else 15.0
+        rate = rate or 0.0
         return rate / self.workers if rate > 0 else None
 
     @property
