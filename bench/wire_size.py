@@ -7,7 +7,8 @@ month (30 days) of each. Readings come from the load simulator (a 3-wire house w
 rooftop PV: power, R and T currents, normal and reverse 30-minute values) over one whole
 day, read as the poller reads them: stamped at the tick, currents every fifth sample.
 
-Then the worked example of docs/wire.md, field by field, and one heartbeat.
+Then the worked example of docs/wire.md, field by field, one heartbeat, and one
+demand-response round trip (DrEvent down, DrAck and DrReport up) for a home of four devices.
 """
 
 from __future__ import annotations
@@ -21,9 +22,22 @@ from datetime import datetime, timedelta
 
 import cbor2
 
+from kenshin.echonet.classes import (
+    BatteryMode,
+    EvMode,
+    PowerSaving,
+    WaterHeating,
+    encode_property,
+)
 from kenshin.sim.load import HouseholdProfile, LoadModel
 from kenshin.sim.registers import MeterRegisters
 from kenshin.wire import (
+    DrAck,
+    DrAckState,
+    DrDeviceReport,
+    DrEvent,
+    DrReport,
+    DrSet,
     FixedTimeValue,
     InstantSample,
     LinkState,
@@ -39,6 +53,8 @@ Row = tuple[str, ...]
 GATEWAY_ID = "b827eb4f21c9"  # 12 characters, as a MAC-derived id would be
 READINGS_TOPIC = f"k/{GATEWAY_ID}/d"
 STATUS_TOPIC = f"k/{GATEWAY_ID}/s"
+COMMAND_TOPIC = f"k/{GATEWAY_ID}/c"
+RESULT_TOPIC = f"k/{GATEWAY_ID}/r"
 METER_REF = "0"
 SEQ = 17_520  # a year of 30-minute batches in
 DAY = datetime(2024, 6, 1, tzinfo=JST)  # a Saturday in June: PV selling around noon
@@ -138,6 +154,49 @@ def worked_batch() -> ReadingsBatch:
 def heartbeat() -> Status:
     at = int((DAY + timedelta(hours=12, minutes=30)).timestamp())
     return Status(at, "0.1.0", 86_400 * 12, LinkState.JOINED, 172, 0, at - 31, 3)
+
+
+def dr_round_trip() -> tuple[DrEvent, DrAck, DrReport]:
+    """A 17:00-19:00 event asking 1.5 kW a half hour, with its price, for the home of
+    tests/gateway/test_dr_agent.py (battery, EV charger, air conditioner, water heater):
+    the ack, and the report of its 12 Sets (the restores included) and each device's power
+    (the air conditioner's of the size its model draws in August)."""
+    start = int(datetime(2026, 8, 3, 17, tzinfo=JST).timestamp())
+    slots = [start + 1800 * i for i in range(4)]
+    targets, price = tuple((s, 1500) for s in slots), tuple((s, 4500) for s in slots)
+    event = DrEvent(10_482, start, start + 7200, targets, None, price, start - 3600)
+
+    def device(eoj: int, changes: list[tuple[int, object, object]], powers) -> DrDeviceReport:
+        code = eoj >> 8
+        sets = [DrSet(epc, e, True, e) for epc, v, _ in changes
+                for e in [encode_property(code, epc, v)]]  # fmt: skip
+        sets += [DrSet(epc, e, True, e, True) for epc, _, v in reversed(changes)
+                 for e in [encode_property(code, epc, v)]]  # fmt: skip
+        return DrDeviceReport(eoj, tuple(sets), *powers)
+
+    report = DrReport(10_482, (
+        device(0x027D01, [(0xEC, 1000, 3000), (0xDA, BatteryMode.DISCHARGING,
+                                                BatteryMode.STANDBY)], (0, -1000, 0)),
+        device(0x026B01, [(0xB0, WaterHeating.MANUAL_STOP, WaterHeating.AUTO)], (1500, 0, 1500)),
+        device(0x027E01, [(0xDA, EvMode.STANDBY, EvMode.CHARGING)], (3000, 0, 3000)),
+        device(0x013001, [(0xB3, 28, 26), (0x8F, PowerSaving.SAVING, PowerSaving.NORMAL)],
+               (812, 655, 806)),
+    ), True)  # fmt: skip
+    return event, DrAck(10_482, DrAckState.ACCEPTED, 4), report
+
+
+def dr_rows() -> list[Row]:
+    event, ack, report = dr_round_trip()
+    rows: list[Row] = [("message", "topic", "payload", "PUBLISH")]
+    total_up = 0
+    for message, topic in ((event, COMMAND_TOPIC), (ack, RESULT_TOPIC), (report, RESULT_TOPIC)):
+        size = len(encode(message))
+        publish = mqtt_publish_bytes(topic, size)
+        total_up += publish if topic == RESULT_TOPIC else 0
+        rows.append((type(message).__name__, topic, str(size), str(publish)))
+    down = mqtt_publish_bytes(COMMAND_TOPIC, len(encode(event)))
+    rows.append(("round trip", "", f"{down} down", f"{total_up} up"))
+    return rows
 
 
 # -- naive JSON and MQTT ----------------------------------------------------------------
@@ -284,6 +343,9 @@ def main() -> int:
     print(f"Heartbeat (Status): {len(status)} bytes payload, "
           f"{mqtt_publish_bytes(STATUS_TOPIC, len(status))} as a PUBLISH")  # fmt: skip
     print(f"payload hex: {payload.hex()}")
+    print()
+    print("Demand response, one event for a home of 4 devices (12 Sets, restores included):")
+    print_table(dr_rows())
     return 0
 
 

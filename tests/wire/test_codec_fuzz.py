@@ -20,6 +20,12 @@ from kenshin.wire import (
     Command,
     CommandName,
     CommandResult,
+    DrAck,
+    DrAckState,
+    DrDeviceReport,
+    DrEvent,
+    DrReport,
+    DrSet,
     Event,
     FixedTimeValue,
     InstantSample,
@@ -95,7 +101,7 @@ def random_batch(rng: random.Random) -> ReadingsBatch:
 
 def random_message(rng: random.Random) -> Message:
     at = rng.randrange(MIN_TIME_S, MAX_TIME_S)
-    kind = rng.randrange(8)
+    kind = rng.randrange(11)
     if kind < 3:
         return random_batch(rng)
     if kind == 3:
@@ -110,7 +116,35 @@ def random_message(rng: random.Random) -> Message:
     if kind == 6:
         ok = rng.random() < 0.5
         return CommandResult(rng.randrange(10**9), ok, json_map(rng), None if ok else "timeout")
+    if kind >= 8:
+        return random_dr_message(rng, kind)
     return Settings(rng.randrange(1000), at, json_map(rng))
+
+
+def random_dr_message(rng: random.Random, kind: int) -> Message:
+    event_id = rng.randrange(10**9)
+    if kind == 8:
+        start = rng.randrange(MIN_TIME_S, MAX_TIME_S - 86_400) // 1800 * 1800
+        slots = rng.choice([1, 2, 4, 6, 48])
+        targets = tuple((start + 1800 * i, rng.randrange(1, 5000)) for i in range(slots)
+                        if rng.random() < 0.8)  # fmt: skip
+        shed = None if targets else rng.randrange(1, 4)
+        price = tuple((start + 1800 * i, rng.randrange(5000)) for i in range(slots))
+        return DrEvent(event_id, start, start + 1800 * slots, targets, shed,
+                       price if rng.random() < 0.5 else (), rng.choice([None, start]),
+                       rng.random() < 0.2)  # fmt: skip
+    if kind == 9:
+        state = rng.choice(list(DrAckState))
+        devices = {DrAckState.ACCEPTED: 4, DrAckState.NO_DEVICES: 0}.get(state, 1)
+        return DrAck(event_id, state, devices, rng.choice([None, "policy invalid"]))
+    edt = rng.randbytes(rng.randrange(1, 5))
+    sets = tuple(DrSet(rng.randrange(0x80, 0x100), edt, rng.random() < 0.9,
+                       rng.choice([None, edt]), rng.random() < 0.5)
+                 for _ in range(rng.randrange(4)))  # fmt: skip
+    devices = tuple(DrDeviceReport(rng.randrange(2**24), sets, rng.randrange(-3000, 3000),
+                                   rng.choice([None, 0]), rng.randrange(3000))
+                    for _ in range(rng.randrange(5)))  # fmt: skip
+    return DrReport(event_id, devices, rng.random() < 0.5)
 
 
 # -- mutations -------------------------------------------------------------------------------

@@ -65,6 +65,8 @@ from kenshin.wire import (
 from kenshin.wire.codec import CURRENT_DA_MAX, CURRENT_DA_MIN, POWER_W_MAX, POWER_W_MIN, RAW_MAX
 from kenshin.wire.messages import UNIT_MILLIWATT_HOURS
 
+from .dr_strategies import dr_messages
+
 ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_717_210_800  # 2024-06-01T12:00:00+09:00, a half hour
 INT64 = (-(2**63), 2**63 - 1)
@@ -163,7 +165,7 @@ results = st.one_of(
               st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=80)),
 )  # fmt: skip
 settings_messages = st.builds(Settings, uints, times, value_maps)
-messages = st.one_of(batches(), statuses, events, commands, results, settings_messages)
+messages = st.one_of(batches(), statuses, events, commands, results, settings_messages, dr_messages)
 
 
 # -- round trips -----------------------------------------------------------------------------

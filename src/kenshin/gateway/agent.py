@@ -26,7 +26,7 @@ Failed tasks (poller, uplink, downlink) are counted (Status errors), reported (a
 
 Beside it: `status.py` (which changes are news, and how often a Status may go),
 `meter_setup.py` (from the settings' meter section to a running link), `commands.py` (what
-each command does).
+each command does), `dr_runner.py` (demand-response events: ack, act, report).
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ from kenshin.wire.topics import device_subscriptions
 from .backoff import Backoff, raise_if_cancelled
 from .batches import build_batches, more_behind, take
 from .commands import CommandMemory, MeterRuntime, RestartRequested, describe, result_of
+from .dr_runner import DrRunner
 from .enroll import Enrollment, enroll_until_claimed
 from .identity import Identity
 from .meter_setup import apply_policy, open_link, open_meter_section
@@ -150,6 +151,7 @@ class GatewayAgent:
             AgentUpdates(options.updates, __version__, self._report) if options.updates else None
         )
         self.recipes = RecipeRunner.for_agent(options.updates, __version__, self._report)
+        self.dr = DrRunner(self.clock, options.queue_path.parent, self._report, self._send_now.set)
 
     @property
     def gateway_id(self) -> str:
@@ -163,6 +165,7 @@ class GatewayAgent:
         keeper = None
         if self.updates is not None:
             keeper = asyncio.create_task(self.updates.keep(self._health))
+        self.dr.resume()  # what an event under way when the agent stopped left owed
         try:
             while True:
                 try:
@@ -197,6 +200,7 @@ class GatewayAgent:
                 self.updates.close()
             await self._stop_meter()
             await self.recipes.close()
+            self.dr.close()
 
     def _health(self) -> tuple[bool, float | None]:
         """For the watchdog: came up on the broker in this run; the last good read."""
@@ -297,6 +301,8 @@ class GatewayAgent:
                 await self._apply_settings(decoded, client)
             elif isinstance(decoded, Command):
                 self._group.create_task(self._run_command(decoded, client))
+            else:  # a DrEvent: acked at once, acted on beside the connection (dr_runner.py)
+                self.dr.arrived(decoded, self.state.settings)
 
     async def _apply_settings(self, settings: Settings, client: aiomqtt.Client) -> None:
         current = self.state.settings
@@ -401,6 +407,7 @@ class GatewayAgent:
         """Send what is queued; each batch leaves the queue after its PUBACK. A sample read
         while the batches were on their way waits for the next flush, unless it is urgent:
         on a slow link it would otherwise cost an exchange of its own (~330 B)."""
+        await self.dr.flush(lambda message: self._publish(client, message))
         if self._events:
             while self._events:
                 event = self._events[0]

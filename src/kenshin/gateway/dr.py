@@ -247,6 +247,19 @@ def _policy_of(policy: DrPolicy, class_code: int) -> Any:
             WATER_HEATER: policy.water_heater}[class_code]  # fmt: skip
 
 
+def usable_classes(action: DrAction, policy: DrPolicy) -> tuple[int, ...]:
+    """The classes the action's level and the policy let a plan touch at all, least felt
+    first (whether a device is then set depends on its state at the start)."""
+    allowed = SHED_ORDER[: SHED_CLASSES[action.shed]] if action.shed else SHED_ORDER
+    enabled = {
+        BATTERY: policy.battery.discharge,
+        EV: policy.ev.pause and policy.ev.max_pause_minutes > 0,
+        AIRCON: policy.aircon.adjust,
+        WATER_HEATER: policy.water_heater.hold and policy.water_heater.max_hold_minutes > 0,
+    }
+    return tuple(c for c in allowed if enabled[c])
+
+
 def plan(action: DrAction, readings: list[Reading], policy: DrPolicy, now: datetime) -> Plan:
     """The Sets answering `action`, from the readings taken at `now` (at or after start)."""
     result = Plan()

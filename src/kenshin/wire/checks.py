@@ -18,6 +18,12 @@ from .messages import (
     UNIT_MILLIWATT_HOURS,
     Command,
     CommandResult,
+    DrAck,
+    DrAckState,
+    DrDeviceReport,
+    DrEvent,
+    DrReport,
+    DrSet,
     Event,
     FixedTimeValue,
     InstantSample,
@@ -40,8 +46,14 @@ MAX_TEXT_LEN = 1_024  # a text value in a map, a command's error
 MAX_MAP_ITEMS = 256  # entries and list elements in one map, nested ones included
 MAX_MAP_DEPTH = 4  # a map in a map in a map in a map
 MAX_COUNTERS = 64  # error counters in a status
+MAX_DR_SLOTS = 48  # half hours in a demand-response window: 24 h
+MAX_DR_DEVICES = 16  # devices in a DrReport (and counted in a DrAck)
+MAX_DR_SETS = 16  # Sets of one device in a DrReport, the restores included
+MAX_EDT_BYTES = 64  # a Set's EDT asked or read back
+MAX_REASON_LEN = 128  # DrAck.reason
 # A batch within the count limits always fits the payload limit: at most 16 bytes a
 # sample and 16 a 30-minute value, 2,880 × 16 + 480 × 16 = 53,760 bytes and headers.
+# So does a DrReport: 16 devices × (32 + 16 Sets × (2 × 66 + 6)) = 35,840 bytes and headers.
 
 # -- ranges ------------------------------------------------------------------------------
 
@@ -55,6 +67,10 @@ CURRENT_DA_MIN, CURRENT_DA_MAX = -(2**15), 2**15 - 1  # E8: 2 bytes signed a pha
 RAW_MAX = 99_999_999  # a cumulative register has at most 8 digits
 COEFFICIENT_MAX = 999_999
 LQI_MAX = 255
+REDUCE_W_MAX = 1_000_000  # a home's reduction asked in one half hour, W (dr.DrAction's bound)
+PRICE_MAX = 1_000_000  # yen/kWh × 100: 10,000 yen/kWh, forty times JEPX's record
+SHED_MAX = 3
+EOJ_MAX = 0xFF_FF_FF
 CBOR_MAX_DEPTH = 16  # deeper than any valid message
 
 # Wire codes of the link states: append only, never renumber.
@@ -68,6 +84,14 @@ LINK_STATE_CODES: dict[LinkState, int] = {
     LinkState.CLOSED: 6,
 }
 LINK_STATE_BY_CODE = {code: state for state, code in LINK_STATE_CODES.items()}
+# Wire codes of a DrAck's state: append only, never renumber.
+DR_ACK_STATE_CODES: dict[DrAckState, int] = {
+    DrAckState.ACCEPTED: 0,
+    DrAckState.NO_DEVICES: 1,
+    DrAckState.REFUSED: 2,
+    DrAckState.CANCELLED: 3,
+}
+DR_ACK_STATE_BY_CODE = {code: state for state, code in DR_ACK_STATE_CODES.items()}
 SOURCE_BY_CODE = {int(s): s for s in ValueSource}
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.:-")
 
@@ -135,6 +159,21 @@ class Check:
             value.encode()
         except UnicodeEncodeError:  # a lone surrogate: not representable in CBOR text
             self.fail("text is not valid Unicode", where)
+        return value
+
+    def flag(self, value: Any, where: str) -> bool:
+        if type(value) is not bool:
+            self.fail(f"expected a boolean, got {kind(value)}", where)
+        return value
+
+    def octets(self, value: Any, where: str, max_len: int = MAX_EDT_BYTES) -> bytes:
+        """A byte string of 1..max_len bytes (an EDT)."""
+        if type(value) is not bytes:
+            self.fail(f"expected a byte string, got {kind(value)}", where)
+        if len(value) > max_len:
+            raise WireLimitError(f"{len(value)} bytes, at most {max_len}", where=where)
+        if not value:
+            self.fail(f"need 1..{max_len} bytes", where)
         return value
 
     def sequence(self, value: Any, limit: int, what: str, where: str) -> list | tuple:
@@ -330,6 +369,82 @@ def check_settings(m: Settings, c: Check) -> None:
     c.uint(m.version, "Settings.version")
     c.time(m.issued_s, "Settings.issued_s")
     c.value_map(m.values, "Settings.values")
+
+
+def check_dr_window(start_s: Any, end_s: Any, c: Check) -> int:
+    """The number of half hours in [start_s, end_s), each end on a half hour, 1..48."""
+    for name, value in (("start_s", start_s), ("end_s", end_s)):
+        if c.time(value, f"DrEvent.{name}") % SLOT_S:
+            c.fail("not on a half hour (a multiple of 1800 s)", f"DrEvent.{name}")
+    slots = (end_s - start_s) // SLOT_S
+    if not 1 <= slots <= MAX_DR_SLOTS:
+        c.fail(f"the window must end after it starts, within {MAX_DR_SLOTS} half hours",
+               "DrEvent.end_s")  # fmt: skip
+    return slots
+
+
+def _slot_values(m: DrEvent, name: str, lo: int, hi: int, c: Check) -> None:
+    where = f"DrEvent.{name}"
+    previous = m.start_s - SLOT_S
+    for i, pair in enumerate(c.sequence(getattr(m, name), MAX_DR_SLOTS, "half hours", where)):
+        if not isinstance(pair, tuple | list) or len(pair) != 2:
+            c.fail("expected a pair (slot_start_s, value)", f"{where}[{i}]")
+        slot, value = pair
+        c.int_in(slot, previous + SLOT_S, m.end_s - SLOT_S, f"{where}[{i}].slot_start_s")
+        if (slot - m.start_s) % SLOT_S:
+            c.fail("not on a half hour of the window", f"{where}[{i}].slot_start_s")
+        c.int_in(value, lo, hi, f"{where}[{i}].value")
+        previous = slot
+
+
+def check_dr_event(m: DrEvent, c: Check) -> None:
+    c.uint(m.event_id, "DrEvent.event_id")
+    check_dr_window(m.start_s, m.end_s, c)
+    _slot_values(m, "targets", 1, REDUCE_W_MAX, c)
+    c.optional(c.int_in, m.shed, 1, SHED_MAX, "DrEvent.shed")
+    _slot_values(m, "price", 0, PRICE_MAX, c)
+    deadline = c.optional(c.time, m.opt_out_deadline_s, "DrEvent.opt_out_deadline_s")
+    if deadline is not None and deadline > m.end_s:
+        c.fail("after the window's end", "DrEvent.opt_out_deadline_s")
+    c.flag(m.cancelled, "DrEvent.cancelled")
+    if m.targets and m.shed is not None:
+        c.fail("targets or a shed level, not both", "DrEvent.shed")
+    if not (m.targets or m.shed is not None or m.cancelled):
+        c.fail("an event asks for targets or a shed level", "DrEvent.targets")
+
+
+def check_dr_ack(m: DrAck, c: Check) -> None:
+    c.uint(m.event_id, "DrAck.event_id")
+    if not isinstance(m.state, str) or m.state not in DR_ACK_STATE_CODES:
+        c.fail(f"not a DrAckState, got {kind(m.state)}", "DrAck.state")
+    c.int_in(m.devices, 0, MAX_DR_DEVICES, "DrAck.devices")
+    if (m.state == DrAckState.ACCEPTED and not m.devices) or (
+        m.state == DrAckState.NO_DEVICES and m.devices
+    ):
+        c.fail("accepted acts on 1 or more devices, no_devices on none", "DrAck.devices")
+    c.optional(c.label, m.reason, "DrAck.reason", MAX_REASON_LEN)
+
+
+def check_dr_report(m: DrReport, c: Check) -> None:
+    c.uint(m.event_id, "DrReport.event_id")
+    devices = c.sequence(m.devices, MAX_DR_DEVICES, "devices", "DrReport.devices")
+    for i, d in enumerate(devices):
+        where = f"DrReport.devices[{i}]"
+        if type(d) is not DrDeviceReport:
+            c.fail(f"expected a DrDeviceReport, got {kind(d)}", where)
+        c.int_in(d.eoj, 0, EOJ_MAX, f"{where}.eoj")
+        for j, s in enumerate(c.sequence(d.sets, MAX_DR_SETS, "Sets", f"{where}.sets")):
+            at = f"{where}.sets[{j}]"
+            if type(s) is not DrSet:
+                c.fail(f"expected a DrSet, got {kind(s)}", at)
+            c.int_in(s.epc, 0x80, 0xFF, f"{at}.epc")
+            c.octets(s.asked, f"{at}.asked")
+            c.flag(s.accepted, f"{at}.accepted")
+            c.optional(c.octets, s.read_back, f"{at}.read_back")
+            c.flag(s.restore, f"{at}.restore")
+        for name in ("power_before_w", "power_during_w", "power_after_w"):
+            c.optional(c.int_in, getattr(d, name), POWER_W_MIN, POWER_W_MAX, f"{where}.{name}")
+    c.flag(m.ok, "DrReport.ok")
 
 
 def bad(reason: str, where: str) -> NoReturn:

@@ -37,6 +37,10 @@ from .checks import (
     LINK_STATE_CODES,
     LQI_MAX,
     MAX_COUNTERS,
+    MAX_DR_DEVICES,
+    MAX_DR_SETS,
+    MAX_DR_SLOTS,
+    MAX_EDT_BYTES,
     MAX_FIXED_VALUES,
     MAX_INSTANT_SAMPLES,
     MAX_KEY_LEN,
@@ -44,6 +48,7 @@ from .checks import (
     MAX_MAP_ITEMS,
     MAX_NAME_LEN,
     MAX_PAYLOAD_BYTES,
+    MAX_REASON_LEN,
     MAX_STEP_S,
     MAX_TEXT_LEN,
     MAX_TIME_S,
@@ -57,7 +62,7 @@ from .checks import (
 )
 from .errors import WireDecodeError, WireEncodeError, WireLimitError
 from .layout import CODE_BY_CLASS, SPECS
-from .messages import MESSAGE_FOR_KIND, Message, ValueSource, mask_secrets
+from .messages import MESSAGES_FOR_KIND, Message, ValueSource, mask_secrets
 from .topics import parse_topic, topic_for
 from .versions import WIRE_VERSION, check_version
 
@@ -69,6 +74,10 @@ __all__ = [
     "LINK_STATE_CODES",
     "LQI_MAX",
     "MAX_COUNTERS",
+    "MAX_DR_DEVICES",
+    "MAX_DR_SETS",
+    "MAX_DR_SLOTS",
+    "MAX_EDT_BYTES",
     "MAX_FIXED_VALUES",
     "MAX_INSTANT_SAMPLES",
     "MAX_KEY_LEN",
@@ -76,6 +85,7 @@ __all__ = [
     "MAX_MAP_ITEMS",
     "MAX_NAME_LEN",
     "MAX_PAYLOAD_BYTES",
+    "MAX_REASON_LEN",
     "MAX_STEP_S",
     "MAX_TEXT_LEN",
     "MAX_TIME_S",
@@ -113,9 +123,9 @@ def encode(message: Message) -> bytes:
     return payload
 
 
-def decode(payload: bytes, *, expect: type | None = None) -> Message:
-    """The message in `payload`, checked field by field. With `expect` (a message class,
-    usually the topic's), any other type is refused. Raises only `WireError`:
+def decode(payload: bytes, *, expect: type | tuple[type, ...] | None = None) -> Message:
+    """The message in `payload`, checked field by field. With `expect` (a message class
+    or a tuple of them, usually the topic's), any other type is refused. Raises only `WireError`:
     `WireLimitError` over a limit, `WireVersionError` for a newer protocol version,
     `WireDecodeError` for everything else."""
     if not isinstance(payload, bytes | bytearray | memoryview):
@@ -145,8 +155,9 @@ def decode(payload: bytes, *, expect: type | None = None) -> Message:
     if spec is None:
         raise WireDecodeError("unknown message type", where="type")
     name = spec.cls.__name__
-    if expect is not None and spec.cls is not expect:
-        wanted = getattr(expect, "__name__", repr(expect))
+    allowed = expect if isinstance(expect, tuple) else (expect,)
+    if expect is not None and spec.cls not in allowed:
+        wanted = " or ".join(getattr(e, "__name__", repr(e)) for e in allowed)
         raise WireDecodeError(f"expected {wanted}, got {name}", where="type")
     fields = body[2 : 2 + spec.field_count]
     if len(fields) < spec.field_count:
@@ -163,14 +174,15 @@ def encode_publish(message: Message, gateway_id: str) -> tuple[str, bytes]:
 
 def decode_publish(topic: str, payload: bytes) -> tuple[str, Message]:
     """(gateway id, message) of a received PUBLISH: the topic must be one of ours and the
-    message of the type that topic carries. Raises only `WireError`."""
+    message of a type that topic carries (`MESSAGES_FOR_KIND`). Raises only `WireError`."""
     kind, gateway_id = parse_topic(topic)
-    return gateway_id, decode(payload, expect=MESSAGE_FOR_KIND[kind])
+    return gateway_id, decode(payload, expect=MESSAGES_FOR_KIND[kind])
 
 
 # -- debugging -------------------------------------------------------------------------------
 
-_TIME_FIELDS = frozenset({"at_s", "slot_start_s", "last_good_read_s", "expires_s", "issued_s"})
+_TIME_FIELDS = frozenset({"at_s", "slot_start_s", "last_good_read_s", "expires_s", "issued_s",
+                          "start_s", "end_s", "opt_out_deadline_s"})  # fmt: skip
 _UNIT_NAMES = {
     0x00: "1 kWh", 0x01: "0.1 kWh", 0x02: "0.01 kWh", 0x03: "0.001 kWh", 0x04: "0.0001 kWh",
     0x0A: "10 kWh", 0x0B: "100 kWh", 0x0C: "1000 kWh", 0x0D: "10000 kWh",
@@ -205,6 +217,8 @@ def _jsonable(value: Any) -> Any:
         return [_jsonable(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return repr(value)
+    if isinstance(value, bytes):  # a DrSet's EDT
+        return value.hex()
     return value
 
 

@@ -18,6 +18,8 @@ from .checks import (
     CURRENT_DA_MAX,
     CURRENT_DA_MIN,
     DECODING,
+    DR_ACK_STATE_BY_CODE,
+    DR_ACK_STATE_CODES,
     LINK_STATE_BY_CODE,
     LINK_STATE_CODES,
     MAX_FIXED_VALUES,
@@ -34,6 +36,10 @@ from .checks import (
     bad,
     check_batch,
     check_command,
+    check_dr_ack,
+    check_dr_event,
+    check_dr_report,
+    check_dr_window,
     check_event,
     check_result,
     check_settings,
@@ -45,6 +51,11 @@ from .columns import code_column, common_step, compress_times, delta_column, exp
 from .messages import (
     Command,
     CommandResult,
+    DrAck,
+    DrDeviceReport,
+    DrEvent,
+    DrReport,
+    DrSet,
     Event,
     FixedTimeValue,
     InstantSample,
@@ -164,6 +175,77 @@ def _settings_to_wire(m: Settings) -> list[Any]:
     return [m.version, m.issued_s, _to_plain(m.values)]
 
 
+def _slot_column(m: DrEvent, pairs: tuple[tuple[int, int], ...]) -> list[int | None] | None:
+    """Per-slot values as one entry a half hour from the window's start (null: none),
+    through the last with a value: 1..5 bytes a slot, no times."""
+    if not pairs:
+        return None
+    column: list[int | None] = [None] * ((pairs[-1][0] - m.start_s) // SLOT_S + 1)
+    for slot, value in pairs:
+        column[(slot - m.start_s) // SLOT_S] = int(value)
+    return column
+
+
+def _slot_pairs(column: Any, start_s: int, slots: int, where: str) -> tuple[tuple[int, Any], ...]:
+    if column is None:
+        return ()
+    if type(column) is not list:
+        bad(f"expected an array or null, got {kind(column)}", where)
+    if len(column) > slots:
+        bad(f"{len(column)} half hours, the window has {slots}", where)
+    return tuple((start_s + i * SLOT_S, v) for i, v in enumerate(column) if v is not None)
+
+
+def _dr_event_to_wire(m: DrEvent) -> list[Any]:
+    return [m.event_id, m.start_s, m.end_s, _slot_column(m, m.targets), m.shed,
+            _slot_column(m, m.price), m.opt_out_deadline_s, m.cancelled]  # fmt: skip
+
+
+def _dr_event_from_wire(f: list[Any], _version: int) -> DrEvent:
+    event_id, start, end, targets, shed, price, deadline, cancelled = f
+    slots = check_dr_window(start, end, DECODING)  # the columns' times hang on the window
+    return DrEvent(event_id, start, end, _slot_pairs(targets, start, slots, "DrEvent.targets"),
+                   shed, _slot_pairs(price, start, slots, "DrEvent.price"), deadline,
+                   cancelled)  # fmt: skip
+
+
+def _dr_ack_to_wire(m: DrAck) -> list[Any]:
+    reason = None if m.reason is None else str(m.reason)
+    return [m.event_id, DR_ACK_STATE_CODES[m.state], m.devices, reason]
+
+
+def _dr_ack_from_wire(f: list[Any], _version: int) -> DrAck:
+    event_id, code, devices, reason = f
+    state = DR_ACK_STATE_BY_CODE.get(code) if type(code) is int else None
+    if state is None:
+        bad(f"not a DrAck state code (0..{max(DR_ACK_STATE_BY_CODE)})", "DrAck.state")
+    return DrAck(event_id, state, devices, reason)
+
+
+def _dr_report_to_wire(m: DrReport) -> list[Any]:
+    devices = [
+        [d.eoj, [[s.epc, s.asked, s.accepted, s.read_back, s.restore] for s in d.sets],
+         d.power_before_w, d.power_during_w, d.power_after_w]
+        for d in m.devices
+    ]  # fmt: skip
+    return [m.event_id, devices, m.ok]
+
+
+def _dr_report_from_wire(f: list[Any], _version: int) -> DrReport:
+    event_id, devices, ok = f
+    if type(devices) is not list:
+        bad(f"expected an array, got {kind(devices)}", "DrReport.devices")
+    reports = []
+    for i, device in enumerate(devices):
+        where = f"DrReport.devices[{i}]"
+        eoj, sets, before, during, after = leading_fields(device, 5, where)
+        if type(sets) is not list:
+            bad(f"expected an array, got {kind(sets)}", f"{where}.sets")
+        done = tuple(DrSet(*leading_fields(s, 5, f"{where}.sets[{j}]")) for j, s in enumerate(sets))
+        reports.append(DrDeviceReport(eoj, done, before, during, after))
+    return DrReport(event_id, tuple(reports), ok)
+
+
 def _to_plain(value: Any) -> Any:
     """A checked JSON-like value as CBOR takes it: Mappings as dicts, tuples as lists,
     enum members as their plain values."""
@@ -196,6 +278,11 @@ SPECS: dict[int, Spec] = {
     Command.TYPE_CODE: Spec(Command, check_command, _command_to_wire, lambda f, _: Command(*f), 4),
     Settings.TYPE_CODE: Spec(
         Settings, check_settings, _settings_to_wire, lambda f, _: Settings(*f), 3
+    ),
+    DrEvent.TYPE_CODE: Spec(DrEvent, check_dr_event, _dr_event_to_wire, _dr_event_from_wire, 8),
+    DrAck.TYPE_CODE: Spec(DrAck, check_dr_ack, _dr_ack_to_wire, _dr_ack_from_wire, 4),
+    DrReport.TYPE_CODE: Spec(
+        DrReport, check_dr_report, _dr_report_to_wire, _dr_report_from_wire, 3
     ),
 }
 CODE_BY_CLASS = {spec.cls: code for code, spec in SPECS.items()}

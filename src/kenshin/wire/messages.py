@@ -225,11 +225,114 @@ class Settings:
         return _masked_repr(self)
 
 
-Message = ReadingsBatch | Status | Event | CommandResult | Command | Settings
+# -- demand response -----------------------------------------------------------------------
+#
+# No topic of their own: the broker ACLs of every deployment (Mosquitto's acl_file, its
+# dynamic security roles, RabbitMQ's topic checks) name the six letters, and a gateway
+# subscribes to two topics only. A DrEvent comes on the command topic, its answers go on
+# the result topic; a peer that does not know them refuses the type (docs/wire.md).
+
+SlotValue = tuple[int, int]  # (slot_start_s, value): a JST half hour's value
+
+
+class DrAckState(StrEnum):
+    """What a gateway makes of a `DrEvent`."""
+
+    ACCEPTED = "accepted"  # it will act on `devices` devices at the start
+    NO_DEVICES = "no_devices"  # nothing on its LAN that the event and the policy may use
+    REFUSED = "refused"  # not acted on: the reason says why (a bad policy, a past window)
+    CANCELLED = "cancelled"  # the cancel of an event: restored, or never started
+
+
+@dataclass(frozen=True, slots=True)
+class DrEvent:
+    """A demand-response event for one home, on `k/<gw>/c`. The window [`start_s`,
+    `end_s`) is on JST half hours, at most 24 h; the event asks either a reduction per
+    half hour (`targets`: (slot_start_s, reduce_w), slots of the window) or a `shed`
+    level 1..3 (dr.py's order: 1 battery and water heater, 2 and the EV, 3 and the air
+    conditioner). `price` (yen/kWh × 100 per slot) is for the home's display, not the
+    plan. `cancelled`: the event `event_id` is called off; the gateway restores at once."""
+
+    TYPE_CODE: ClassVar[int] = 7
+    KIND: ClassVar[Kind] = Kind.COMMAND
+
+    event_id: int
+    start_s: int
+    end_s: int
+    targets: tuple[SlotValue, ...] = ()
+    shed: int | None = None
+    price: tuple[SlotValue, ...] = ()
+    opt_out_deadline_s: int | None = None
+    cancelled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DrAck:
+    """The gateway's answer to a `DrEvent`, at once, on `k/<gw>/r`."""
+
+    TYPE_CODE: ClassVar[int] = 8
+    KIND: ClassVar[Kind] = Kind.RESULT
+
+    event_id: int
+    state: DrAckState
+    devices: int = 0  # the devices it will act on (their state at the start decides how)
+    reason: str | None = None  # short, printable
+
+
+@dataclass(frozen=True, slots=True)
+class DrSet:
+    """One ECHONET Lite SetC of an event as it went: the EDT asked, whether the device took
+    it, and the EDT a Get read back afterwards (None: no answer). `restore`: a Set that
+    undid an earlier one. Confirmed is derived, so it cannot disagree with the bytes."""
+
+    epc: int
+    asked: bytes
+    accepted: bool
+    read_back: bytes | None = None
+    restore: bool = False
+
+    @property
+    def confirmed(self) -> bool:
+        return self.accepted and self.read_back == self.asked
+
+
+@dataclass(frozen=True, slots=True)
+class DrDeviceReport:
+    """One device of an event: its EOJ (class group, class, instance as one integer,
+    0x027D01 a battery), its Sets, and its power (W, + drawn) read before the Sets, after
+    them, and after the restore; None where it did not tell."""
+
+    eoj: int
+    sets: tuple[DrSet, ...] = ()
+    power_before_w: int | None = None
+    power_during_w: int | None = None
+    power_after_w: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DrReport:
+    """What a gateway did for an event, after its end and the restore, on `k/<gw>/r`.
+    `ok`: every Set of every device confirmed, and the event ran to its end or cancel."""
+
+    TYPE_CODE: ClassVar[int] = 9
+    KIND: ClassVar[Kind] = Kind.RESULT
+
+    event_id: int
+    devices: tuple[DrDeviceReport, ...]
+    ok: bool
+
+
+Message = (
+    ReadingsBatch | Status | Event | CommandResult | Command | Settings | DrEvent | DrAck | DrReport
+)
 MESSAGE_TYPES: tuple[type[Message], ...] = (
-    ReadingsBatch, Status, Event, CommandResult, Command, Settings,
+    ReadingsBatch, Status, Event, CommandResult, Command, Settings, DrEvent, DrAck, DrReport,
 )  # fmt: skip
-MESSAGE_FOR_KIND: dict[Kind, type[Message]] = {m.KIND: m for m in MESSAGE_TYPES}
+# What each topic carries: its first type, then the later ones (a topic's type set grows).
+MESSAGES_FOR_KIND: dict[Kind, tuple[type[Message], ...]] = {
+    kind: tuple(m for m in MESSAGE_TYPES if m.KIND is kind) for kind in Kind
+}
+MESSAGE_FOR_KIND: dict[Kind, type[Message]] = {k: ms[0] for k, ms in MESSAGES_FOR_KIND.items()}
 
 
 # -- secrets -------------------------------------------------------------------------------
