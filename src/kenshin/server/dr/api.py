@@ -142,7 +142,7 @@ class ResultsOut(BaseModel):
 
 class RuleIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
-    threshold_kw: float = Field(gt=0, le=1_000_000, description="projected imbalance, kW")
+    threshold_kw: float = Field(ge=0.001, le=1_000_000, description="projected imbalance, kW")
     slots: list[Annotated[int, Field(ge=0, le=47)]] = Field(
         min_length=1, max_length=48, description="the JST day's half hours: 0 = 00:00-00:30"
     )
