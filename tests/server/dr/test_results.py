@@ -152,3 +152,10 @@ def test_a_rule_proposes_or_raises_an_event_once(engine, world, auto):
     assert {(e.state, e.rule_id) for e in made} == {("scheduled" if auto else "proposed", rule_id)}
     assert [p.site_id for p in parts] == [homes[0].site_id]
     assert run_dr(engine, NOW + timedelta(minutes=1)).raised == []  # once a run
+
+
+def test_the_dr_job_is_one_of_the_servers_jobs(settings):
+    from kenshin.server.jobs import server_jobs
+    from kenshin.server.security import CredentialBox
+
+    assert "dr" in [job.name for job in server_jobs(settings, CredentialBox(b"k" * 32))]
