@@ -137,6 +137,19 @@ ROLES = {
     "POST /api/v1/openadr/clients": "admin",
     "GET /api/v1/openadr/clients": "admin",
     "DELETE /api/v1/openadr/clients/{client_row_id}": "admin",
+    "POST /api/v1/dr/events": "operator",
+    "GET /api/v1/dr/events": "viewer",
+    "GET /api/v1/dr/events/{event_id}": "viewer",
+    "POST /api/v1/dr/events/{event_id}/cancel": "operator",
+    "POST /api/v1/dr/events/{event_id}/confirm": "operator",
+    "GET /api/v1/dr/events/{event_id}/live": "viewer",
+    "GET /api/v1/dr/events/{event_id}/homes": "viewer",
+    "POST /api/v1/dr/events/{event_id}/homes/{site_id}/opt-out": "operator",
+    "GET /api/v1/dr/events/{event_id}/results": "viewer",
+    "GET /api/v1/dr/events/{event_id}/results.csv": "viewer",
+    "GET /api/v1/dr/rules": "viewer",
+    "POST /api/v1/dr/rules": "operator",
+    "DELETE /api/v1/dr/rules/{rule_id}": "operator",
 }
 RANK = {"viewer": 0, "operator": 1, "admin": 2}
 # The path and query parameters a fleet has a value for (ids of its rows, and the like).
@@ -144,7 +157,7 @@ FLEET_PARAMETERS = frozenset({
     "tenant_id", "site_id", "gateway_id", "meter_id", "command_id", "user_id", "key_id",
     "hook_id", "delivery_id", "alert_id", "subscription_id", "price_id", "rule", "notice_id",
     "client_row_id",
-    "rollout_id", "series",
+    "rollout_id", "series", "event_id", "rule_id",
 })  # fmt: skip
 # Path parameters that name no row of a tenant (the same rule exists for every tenant).
 SHARED_PATH_PARAMETERS = {"rule", "series"}
@@ -216,7 +229,19 @@ BODIES: dict[str, Callable[[dict, int], Any]] = {
     "POST /api/v1/rollouts/{rollout_id}/pause": lambda ids, n: {"reason": f"pause {n}"},
     "POST /api/v1/rollouts/{rollout_id}/abort": lambda ids, n: {"reason": f"abort {n}"},
     "POST /api/v1/openadr/clients": lambda ids, n: {"role": "ven", "name": f"ven-{n}"},
+    "POST /api/v1/dr/events": lambda ids, n: _dr_event(f"dr {n}"),
+    "POST /api/v1/dr/rules": lambda ids, n: _DR_RULE,
 }  # fmt: skip
+
+
+def _dr_event(name: str) -> dict:
+    """A DR event tomorrow 17:00-18:00 JST."""
+    tomorrow = datetime.now(JST).date() + timedelta(days=1)
+    return {"name": name, "start": f"{tomorrow}T17:00", "end": f"{tomorrow}T18:00",
+            "target_w": 500}  # fmt: skip
+
+
+_DR_RULE = {"name": "evening", "threshold_kw": 1.5, "slots": [34, 35], "target_w": 300}
 
 # Values for the query parameters operations require, from the day the data is on.
 QUERY: dict[str, Callable[[date], str]] = {
@@ -255,6 +280,9 @@ FRESH: dict[str, Callable[[Fleet], dict]] = {
     "DELETE /api/v1/webhooks/{hook_id}": lambda fleet: {
         "hook_id": fleet.make("/api/v1/webhooks", BODIES["POST /api/v1/webhooks"](fleet.ids, 0))
     },
+    "DELETE /api/v1/dr/rules/{rule_id}": lambda fleet: {
+        "rule_id": fleet.make("/api/v1/dr/rules", _DR_RULE)
+    },
     # Revoking twice is 204 again: the same gateway serves every call.
     "DELETE /api/v1/gateways/{gateway_id}/broker-credential": lambda fleet: {},
 }  # fmt: skip
@@ -270,6 +298,11 @@ ALSO_ALLOWED = {
     "POST /api/v1/rollouts/{rollout_id}/pause": {409},
     "POST /api/v1/rollouts/{rollout_id}/resume": {409},
     "POST /api/v1/rollouts/{rollout_id}/abort": {409},
+    # A DR event cancelled by an earlier caller (nobody opts out of it then); one that was
+    # never a proposal.
+    "POST /api/v1/dr/events/{event_id}/cancel": {409},
+    "POST /api/v1/dr/events/{event_id}/confirm": {409},
+    "POST /api/v1/dr/events/{event_id}/homes/{site_id}/opt-out": {409},
 }
 
 # Strings found only in one tenant's rows ({T}: its tag, {t}: in lower case).
@@ -476,6 +509,8 @@ def build_fleet(engine, new_client, root: TestClient, tenant_id: int, tag: str, 
     ids["client_row_id"] = fleet.make(
         "/api/v1/openadr/clients", {"role": "bl", "name": f"{tag}-OADR-7731"}
     )
+    ids["event_id"] = fleet.make("/api/v1/dr/events", _dr_event(f"{tag}-DR-7731"))
+    ids["rule_id"] = fleet.make("/api/v1/dr/rules", _DR_RULE)
     _send_readings(engine, serial, ids["meter_id"], day, COUNTS_PER_SLOT[tag])
     with engine.begin() as conn:  # a day on, the meter has been silent: no_data opens
         assert run_rules(conn, tenant_id, utcnow() + timedelta(days=1)).opened

@@ -20,6 +20,7 @@ import importlib
 import pkgutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -27,8 +28,11 @@ from fastapi.routing import APIRoute, APIRouter
 from playwright.sync_api import expect
 from sqlalchemy import select
 
+from kenshin.jst import SLOT, jst_midnight
 from kenshin.server import schema as s
 from kenshin.server import web
+from kenshin.server.dr import service as dr
+from kenshin.server.dr.queries import participations
 from kenshin.server.rollouts import service as rollouts
 from kenshin.server.web.i18n import Translator, translator
 from kenshin.server.web.plants import month_text
@@ -53,7 +57,7 @@ WAIT_MS = 15_000  # a loaded two-core machine
 class Seeded:
     """The ids the pages' paths take, and what their headings say."""
 
-    ids: dict[str, int]
+    ids: dict[str, Any]  # row ids, and the DR opt-out link's token
     site_name: str
     service_codes: dict[int, str] = field(default_factory=dict)  # meter id -> service code
     plant_names: dict[int, str] = field(default_factory=dict)
@@ -142,6 +146,10 @@ PAGES = (
         "rollout", "/rollouts/{rollout_id}", "admin",
         lambda t, _: {"h1": t("rollouts.one_title", version="1.5.0")},
         ids={"rollout_id": "rollout"}, ready="body[data-drawn]",
+    ),
+    Shot(
+        "dr-opt-out", "/dr/opt-out/{token}", None, h1("dr.opt_out.title"),
+        ids={"token": "opt_out"},
     ),
     Shot("export", "/export", "admin", h1("settle.title")),
     Shot("onboard", "/onboard", "admin", h1("onboard.title")),
@@ -232,6 +240,12 @@ def seeded(panel: Panel) -> Seeded:
         ids["rollout"] = rollouts.create(
             conn, panel.world.tenant_a, version="1.5.0", actor="system"
         )
+        start = jst_midnight(jst_today() + timedelta(days=1)) + timedelta(hours=17)
+        event_id = dr.create_event(
+            conn, panel.world.tenant_a, name="夕方の節電", start=start, end=start + SLOT,
+            actor="system", targets_w=[500],
+        )  # fmt: skip
+        ids["opt_out"] = participations(conn, event_id)[0].opt_out_token
     return Seeded(ids, site.name or site.customer_id, {meter: site.service_code}, plants.names)
 
 

@@ -38,6 +38,7 @@ from .deps import DbGate, PrincipalCache
 from .devices import api as devices_api
 from .devices import status_api
 from .devices.pacing import ConnectionPacer
+from .dr import api as dr_api
 from .inputs import RefuseNul
 from .jobs import JobRunner, server_jobs
 from .metering import api as metering_api
@@ -191,6 +192,7 @@ def _serve_api(app: FastAPI) -> None:
     app.include_router(notices.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
     app.include_router(rollouts_api.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
     app.include_router(openadr_admin.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
+    app.include_router(dr_api.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
     app.mount(openadr_api.BASE, openadr_api.vtn_app(app))  # the OpenADR 3 VTN (docs/dr.md)
     app.include_router(updates_router)  # the gateways' update repository, when set
     app.include_router(web.apidocs.router)  # /api/v1/docs

@@ -57,6 +57,9 @@ FORM_ROUTES = frozenset({"/login", "/logout"})  # the token comes in the form: s
 # The API's login needs no session's token (it makes the session; a leftover cookie must
 # not stop it): its JSON body cannot come from another site's form, and Origin is checked.
 _NO_SESSION_TOKEN = FORM_ROUTES | {"/api/v1/auth/login"}
+# A DR opt-out link's form: the token in its path is the secret, so a session's token is
+# not asked for (a customer who is also a panel user must not be refused); Origin is.
+_TOKEN_IN_PATH = ("/dr/opt-out/",)
 _SAFE = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 
@@ -153,7 +156,8 @@ class CsrfGuard:
         if sent_from is not None and sent_from.lower() not in self._own(scope, headers):
             return "a cross-site request: refused"
         session = _cookie(headers, SESSION_COOKIE)
-        if session is None or scope["path"] in _NO_SESSION_TOKEN:
+        path = scope["path"]
+        if session is None or path in _NO_SESSION_TOKEN or path.startswith(_TOKEN_IN_PATH):
             return None
         token = headers.get(CSRF_HEADER, "")
         if not hmac.compare_digest(token.encode(), session_csrf_token(self.key, session).encode()):

@@ -31,6 +31,7 @@ from .alerts.notify import SmtpConfig
 from .alerts.notify import send_due as send_mail
 from .analytics.retail import check_imbalance
 from .analytics.store import refresh_tenant
+from .dr.job import run_dr
 from .ingest import trim_quarantine
 from .metering.partitions import ensure_partitions
 from .metering.repair import RepairPolicy, run_repairs
@@ -104,6 +105,7 @@ def _retention(settings: Settings) -> Callable[[Engine, datetime], None]:
     return run
 
 
+DR_EVERY_S = 60.0  # events start and end on half hours: a minute late at most
 TIMESTAMP_EVERY_S = 3600.0  # the timestamp lives a day: a missed hour or two costs nothing
 
 
@@ -154,6 +156,12 @@ def server_jobs(
             wake()  # the stage's update commands go out now
 
     jobs.append(Job("rollouts", settings.rollouts_every_s, rollouts))
+
+    def dr(engine: Engine, now: datetime) -> None:
+        if run_dr(engine, now).raised:
+            wake()  # events a rule raised go out now
+
+    jobs.append(Job("dr", DR_EVERY_S, dr))
     if settings.updates_dir is not None and settings.updates_online_keys is not None:
         jobs.append(Job("update timestamp", TIMESTAMP_EVERY_S, _renew_timestamp(settings)))
     if settings.webhooks:  # sends run in the dispatcher's own threads, past the job's run

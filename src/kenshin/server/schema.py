@@ -18,7 +18,7 @@ Conventions:
 Each room's tables are in its own module, on the one `MetaData` of `schema_base.py`:
 `accounts_tables.py` (the `api/` room, through `accounts.py`), `devices/tables.py`,
 `metering/tables.py`, `webhooks/tables.py`, `analytics/tables.py`, `alerts/tables.py`,
-`rollouts/tables.py`, `openadr/tables.py`.
+`rollouts/tables.py`, `openadr/tables.py`, `dr/tables.py`.
 This module imports them all, so `schema.metadata` (Alembic's) has every table and
 `schema.<table>` is every table's name; it defines the tables of the shared modules at
 the top of `kenshin.server` (`events`, `notices`, `ingest_progress`, `job_runs`,
@@ -70,6 +70,14 @@ from .devices.tables import (
     settings,
     sites,
 )
+from .dr.tables import (
+    EVENT_STATES,
+    PARTICIPATION_STATES,
+    dr_events,
+    dr_opt_outs,
+    dr_participations,
+    dr_rules,
+)
 from .metering.tables import (
     ENERGY_PERIODS,
     READING_SOURCES,
@@ -113,10 +121,12 @@ __all__ = [
     "COMMAND_STATES",
     "DELIVERY_STATES",
     "ENERGY_PERIODS",
+    "EVENT_STATES",
     "GATEWAY_STATES",
     "METER_LINKS",
     "NOTIFICATION_STATES",
     "OUTBOX_KINDS",
+    "PARTICIPATION_STATES",
     "READING_SOURCES",
     "ROLES",
     "ROLLOUT_STATES",
@@ -136,6 +146,10 @@ __all__ = [
     "api_keys",
     "audit_log",
     "commands",
+    "dr_events",
+    "dr_opt_outs",
+    "dr_participations",
+    "dr_rules",
     "events",
     "gateway_reports",
     "gateways",

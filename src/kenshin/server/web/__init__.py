@@ -11,6 +11,7 @@ from . import (
     admin,
     alerts,
     apidocs,
+    dr,
     export,
     gateway,
     graphs,
@@ -26,5 +27,7 @@ from .pages import LIST_REFRESH_S
 __all__ = ["LIST_REFRESH_S", "STATIC_PREFIX", "apidocs", "router", "static_app"]
 
 router = APIRouter(include_in_schema=False)
-for area in (pages, gateway, graphs, retail, plants, alerts, rollouts, export, onboard, admin):
+for area in (
+    pages, gateway, graphs, retail, plants, alerts, rollouts, dr, export, onboard, admin,
+):  # fmt: skip
     router.include_router(area.router)
