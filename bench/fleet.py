@@ -301,9 +301,7 @@ class LeanGateway:
 # -- a worker process of gateways ----------------------------------------------------------
 
 
-def _worker(
-    base: str, gateways: list[tuple[int, bytes]], commands, reports, enrolled=None
-) -> None:
+def _worker(base: str, gateways: list[tuple[int, bytes]], commands, reports, enrolled=None) -> None:
     """Runs its gateways; obeys the coordinator's commands ("enroll", "connect", ("round",
     k), "stop"); reports each phase's figures."""
     import httpx
