@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AwareDatetime, Field, ValidationError, model_validator
 
 from kenshin.echonet.classes import (
     AirconMode,
@@ -35,6 +35,14 @@ from kenshin.echonet.classes import (
 )
 from kenshin.echonet.edt import OnOff, PowerRange
 from kenshin.echonet.frame import EOJ
+from kenshin.wire.dr_settings import (  # shared with the server, which checks the settings
+    AirconPolicy,
+    BatteryPolicy,
+    DrPolicy,
+    EvPolicy,
+    StrictModel,
+    WaterHeaterPolicy,
+)
 
 BATTERY, EV, AIRCON, WATER_HEATER = 0x027D, 0x027E, 0x0130, 0x026B
 # What is read of each class before planning, and which EPC tells its power (W, + drawn).
@@ -49,45 +57,7 @@ SHED_ORDER = (BATTERY, WATER_HEATER, EV, AIRCON)  # least felt first
 SHED_CLASSES = {1: 2, 2: 3, 3: 4}  # level -> how many of SHED_ORDER
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
-
-
-class BatteryPolicy(_Strict):
-    discharge: bool = True
-    min_soc_percent: int = Field(20, ge=0, le=100)
-    max_discharge_w: int | None = Field(None, gt=0, le=999_999_999)
-
-
-class EvPolicy(_Strict):
-    pause: bool = True
-    max_pause_minutes: int = Field(60, ge=0, le=24 * 60)
-
-
-class AirconPolicy(_Strict):
-    adjust: bool = True
-    max_raise_c: int = Field(2, ge=0, le=10)
-    max_cooling_c: int = Field(28, ge=16, le=30)
-    max_lower_c: int = Field(2, ge=0, le=10)
-    min_heating_c: int = Field(18, ge=16, le=30)
-    power_saving: bool = True
-
-
-class WaterHeaterPolicy(_Strict):
-    hold: bool = True
-    max_hold_minutes: int = Field(120, ge=0, le=24 * 60)
-
-
-class DrPolicy(_Strict):
-    """What the retailer allows on this home's devices (defaults: cautious)."""
-
-    battery: BatteryPolicy = BatteryPolicy()
-    ev: EvPolicy = EvPolicy()
-    aircon: AirconPolicy = AirconPolicy()
-    water_heater: WaterHeaterPolicy = WaterHeaterPolicy()
-
-
-class DrAction(_Strict):
+class DrAction(StrictModel):
     start: AwareDatetime
     end: AwareDatetime
     reduce_w: int | None = Field(None, gt=0, le=1_000_000)
@@ -110,7 +80,7 @@ class PolicyError(ValueError):
         super().__init__("; ".join(f"{where}: {why}" for where, why in problems))
 
 
-def _parse(model: type[_Strict], data: Mapping[str, Any] | str | bytes) -> Any:
+def _parse(model: type[StrictModel], data: Mapping[str, Any] | str | bytes) -> Any:
     try:
         if isinstance(data, str | bytes):
             return model.model_validate_json(data)

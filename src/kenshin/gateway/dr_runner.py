@@ -39,6 +39,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from kenshin.echonet.classes import decode_property, encode_property
 from kenshin.echonet.errors import EchonetError
 from kenshin.echonet.frame import EOJ
@@ -57,6 +59,7 @@ from kenshin.wire import (
     decode,
     encode,
 )
+from kenshin.wire.dr_settings import DrLan
 
 from . import dr
 from .dr_actor import DrActor
@@ -113,20 +116,12 @@ def _action(event: DrEvent) -> dr.DrAction:
 
 def _check_lan(lan: Any) -> None:
     """`dr.lan` as `DrRunner._actor` takes it; ValueError saying what is wrong."""
-    if not isinstance(lan, Mapping) or set(lan) - {"hosts", "port", "bind", "discover_timeout_s"}:
-        raise ValueError("dr.lan: a map of hosts, port, bind, discover_timeout_s")
-    hosts, port = lan.get("hosts"), lan.get("port")
-    if hosts is not None and not (
-        isinstance(hosts, list) and 0 < len(hosts) <= 64 and all(isinstance(h, str) for h in hosts)
-    ):
-        raise ValueError("dr.lan.hosts: a list of 1..64 addresses")
-    if port is not None and not (type(port) is int and 0 < port < 65_536):
-        raise ValueError("dr.lan.port: 1..65535")
-    if not isinstance(lan.get("bind", ""), str):
-        raise ValueError("dr.lan.bind: an address")
-    timeout_s = lan.get("discover_timeout_s", 2.0)
-    if type(timeout_s) not in (int, float) or not 0 < timeout_s <= 30:
-        raise ValueError("dr.lan.discover_timeout_s: 0..30 s")
+    try:
+        DrLan.model_validate(lan)
+    except ValidationError as err:
+        first = err.errors(include_url=False, include_input=False)[0]
+        where = ".".join(map(str, ("dr.lan", *first["loc"])))
+        raise ValueError(f"{where}: {first['msg']}") from None
 
 
 class DrRunner:

@@ -30,6 +30,8 @@ from sqlalchemy import Connection, Row, delete, insert, select, update
 
 from kenshin.wire import (
     CommandResult,
+    DrAck,
+    DrReport,
     Event,
     Message,
     ReadingsBatch,
@@ -40,6 +42,7 @@ from kenshin.wire import (
     decode_publish,
 )
 
+from . import dr_link
 from . import schema as s
 from .devices import commands, status
 from .devices.registry import gateway_by_serial
@@ -51,7 +54,7 @@ from .schema import utcnow
 
 @dataclass
 class Outcome:
-    kind: str  # readings | status | event | result | quarantined
+    kind: str  # readings | status | event | result | dr_ack | dr_report | quarantined
     gateway_id: int | None = None
     instant: int = 0
     fixed: int = 0
@@ -280,6 +283,12 @@ def _handle(
     if isinstance(message, CommandResult):
         commands.on_result(conn, gateway, message)
         return Outcome("result", gateway.id)
+    if isinstance(message, DrAck):
+        dr_link.on_ack(conn, gateway, message)
+        return Outcome("dr_ack", gateway.id)
+    if isinstance(message, DrReport):
+        dr_link.on_report(conn, gateway, message)
+        return Outcome("dr_report", gateway.id)
     return quarantine(
         conn, topic, payload, f"{type(message).__name__} is not for the cloud", gateway
     )

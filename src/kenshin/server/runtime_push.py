@@ -14,15 +14,18 @@ import asyncio
 import contextlib
 import logging
 import time
+from functools import partial
 from typing import Any
 
 import aiomqtt
 from sqlalchemy import select
 
-from kenshin.wire import encode_publish
+from kenshin.wire import WireError, encode_publish
 
+from . import dr_link
 from . import schema as s
 from .devices import commands, config, status
+from .dr import dispatch as dr_dispatch
 from .events import record_event
 from .runtime_ingest import UNAVAILABLE
 
@@ -48,10 +51,10 @@ class PushMixin:
                     self._published.clear()  # another pushes; taking over, we push all anew
             except UNAVAILABLE as err:  # the database is down: try again at the next round
                 log.warning("cannot prepare settings and commands to push: %s", err)
-            for topic, payload, retain, command_id, gateway_id, published in outbox:
+            for topic, payload, retain, sent, gateway_id, published in outbox:
                 await client.publish(topic, payload, qos=1, retain=retain)
-                if command_id is not None:
-                    await asyncio.to_thread(self._mark_sent, command_id)
+                if sent is not None:  # what the broker now has: marked as sent
+                    await asyncio.to_thread(sent)
                 if published is not None:
                     self._published[gateway_id] = published
                     self._pushed_at[gateway_id] = s.utcnow()
@@ -67,8 +70,8 @@ class PushMixin:
 
     def _prepare_pushes(self) -> list[tuple]:
         """Settings whose effective version or seal key differs from what we retained,
-        sealed for the wire, and pending commands, as (topic, payload, retain, command id,
-        gateway id, (version, seal key)). Each gateway
+        sealed for the wire, pending commands and DR events, as (topic, payload, retain,
+        what to call once published, gateway id, (version, seal key)). Each gateway
         and each command is prepared on its own: one that cannot be (a value the wire
         refuses, a key that does not open its credentials) is skipped with an event, and
         every other gateway of every tenant still gets its settings and commands."""
@@ -90,8 +93,30 @@ class PushMixin:
                 with self.engine.begin() as conn:
                     commands.fail(conn, row.id, f"cannot be sent: {err}")
                 continue
-            out.append((topic, payload, False, row.id, row.gateway_id, None))
+            out.append(
+                (topic, payload, False, partial(self._mark_sent, row.id), row.gateway_id, None)
+            )
+        return out + self._prepare_dr()
+
+    def _prepare_dr(self) -> list[tuple]:
+        """DR events (and cancels) owed to gateways (the dr room's `due_dispatches`, which
+        fixes each home's targets as it hands them out: one transaction)."""
+        out = []
+        with self.engine.begin() as conn:
+            heard = dict(conn.execute(select(s.gateways.c.id, s.gateways.c.last_seen_at)).all())
+            for due in dr_dispatch.due_dispatches(conn, s.utcnow(), heard):
+                try:
+                    topic, payload = encode_publish(dr_link.as_message(due), due.serial)
+                except WireError as err:  # the event is the operator's to correct
+                    log.warning("DR event %s cannot go to %s: %s", due.event_id, due.serial, err)
+                    continue
+                sent = partial(self._mark_dr_sent, due.participation_id)
+                out.append((topic, payload, False, sent, due.gateway_id, None))
         return out
+
+    def _mark_dr_sent(self, participation_id: int) -> None:
+        with self.engine.begin() as conn:
+            dr_dispatch.mark_sent(conn, [participation_id])
 
     def _prepare_settings(self, reading: Any, gateways: list, now_s: int) -> list[tuple]:
         """Each gateway's settings to retain, where they changed; one that fails is

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from sqlalchemy import Connection, Row, func, insert, select
 
 from kenshin.wire import Settings
+from kenshin.wire.dr_settings import DrSettings
 from kenshin.wire.sealing import seal
 
 from ..accounts import audit
@@ -84,6 +85,7 @@ class SettingsValues(BaseModel):
     # After a burst of changed statuses (link, LQI), at most one per this long.
     status_refill_s: float | None = Field(None, ge=10, le=86400)
     recipes: dict[RecipeName, RecipeOptions | None] | None = Field(None, max_length=8)
+    dr: DrSettings | None = None  # demand response: the policy and where devices are
 
 
 def check_values(values: dict[str, Any]) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from fractions import Fraction
 from typing import Any
 
@@ -42,6 +43,7 @@ FINAL = ("no_devices", "refused", "done", "failed", "opted_out")
 ACK_STATES = ("acknowledged", "no_devices", "refused", "acting", "failed")
 REPORT_STATES = ("acting", "done", "failed")
 CANCELLABLE = ("sent", "acknowledged", "acting", "opted_out")
+RESEND_AFTER = timedelta(seconds=10)  # as devices/commands.py's OWED_AFTER
 
 
 @dataclass(frozen=True)
@@ -102,16 +104,20 @@ def _seconds(at) -> int:
     return int(at.timestamp())
 
 
-def due_dispatches(conn: Connection, now) -> list[Dispatch]:
+def due_dispatches(conn: Connection, now, heard: Mapping[int, Any] | None = None) -> list[Dispatch]:
     """What is owed to gateways now: each home of an event to come or under way that was
-    not sent it yet (its targets computed and kept now), and each cancel owed."""
+    not sent it yet (its targets computed and kept now), and each cancel owed. With
+    `heard` (gateway id → when it was last heard from): a home sent the event that has
+    not answered, though its gateway spoke more than `RESEND_AFTER` after the sending,
+    is sent it again (a clean session lost it; the gateway acks a copy again)."""
     e, p = t.dr_events.c, t.dr_participations.c
+    heard = heard or {}
     rows = conn.execute(
         select(t.dr_participations, e.state.label("event_state"))
         .join(t.dr_events, e.id == p.event_id)
         .where(
             e.end_at > now,
-            ((p.state == "pending") & e.state.in_(("scheduled", "active")))
+            (p.state.in_(("pending", "sent")) & e.state.in_(("scheduled", "active")))
             | (
                 p.sent_at.is_not(None) & p.cancel_sent_at.is_(None) & p.state.in_(CANCELLABLE)
                 & ((e.state == "cancelled") | (p.state == "opted_out"))
@@ -119,6 +125,8 @@ def due_dispatches(conn: Connection, now) -> list[Dispatch]:
         )
         .order_by(p.event_id, p.site_id)
     ).all()  # fmt: skip
+    rows = [r for r in rows if r.state != "sent" or r.event_state == "cancelled"
+            or _unanswered(r, heard.get(r.gateway_id))]  # fmt: skip
     out: list[Dispatch] = []
     by_event: dict[int, list[Row]] = {}
     for row in rows:
@@ -135,9 +143,9 @@ def due_dispatches(conn: Connection, now) -> list[Dispatch]:
             shares = _home_targets(conn, event, sharing)
         slots = [_seconds(s) for s in event_slots(event)]
         for row in parts:
-            cancelled = row.state != "pending"
+            cancelled = event.state == "cancelled" or row.state == "opted_out"
             targets = row.targets_w
-            if not cancelled and event.targets_w is not None:
+            if row.state == "pending" and event.targets_w is not None:
                 targets = shares[row.site_id]
                 conn.execute(
                     update(t.dr_participations).where(p.id == row.id).values(targets_w=targets)
@@ -153,6 +161,12 @@ def due_dispatches(conn: Connection, now) -> list[Dispatch]:
                 )
             )  # fmt: skip
     return out
+
+
+def _unanswered(row: Row, heard_at: Any) -> bool:
+    return (
+        heard_at is not None and row.sent_at is not None and (heard_at - row.sent_at > RESEND_AFTER)
+    )
 
 
 def mark_sent(conn: Connection, participation_ids: Sequence[int]) -> None:
@@ -174,6 +188,9 @@ def mark_sent(conn: Connection, participation_ids: Sequence[int]) -> None:
         update(t.dr_participations)
         .where(ids, p.state == "pending")
         .values(state="sent", sent_at=now, state_at=now)
+    )
+    conn.execute(  # sent again: the next copy only after the gateway spoke again
+        update(t.dr_participations).where(ids, p.state == "sent").values(sent_at=now)
     )
 
 
@@ -202,16 +219,18 @@ def on_ack(
     gateway_id: int,
     event_id: int,
     state: str,
-    devices: Sequence[Any] | None = None,
+    devices: Sequence[Any] | int | None = None,
     reason: str | None = None,
 ) -> bool:
     """The gateway's answer to an event: `acknowledged` (with the devices it will act
-    on), `no_devices`, `refused` (with why), or later `acting` / `failed`. Whether the
-    home's state moved (a redelivered or late answer moves nothing)."""
+    on: a list, or how many), `no_devices`, `refused` (with why), or later `acting` /
+    `failed`. Whether the home's state moved (a redelivered or late answer moves nothing)."""
     if state not in ACK_STATES:
         raise ValueError(f"not an answer to a DR event: {state!r}")
     moving: dict[str, Any] = {"reason": str(reason)[:500]} if reason else {}
-    if devices is not None:
+    if isinstance(devices, int):
+        moving["devices"] = {"count": devices}
+    elif devices is not None:
         moving["devices"] = list(devices)
     moved = False
     for row in _participations(conn, gateway_id, event_id):
