@@ -13,7 +13,7 @@ fault: Mosquitto restarted (SIGTERM to the managed broker: the server's supervis
 it again), or with `--broker rabbitmq` one node of a 3-node RabbitMQ cluster killed
 (SIGKILL; the gateways were spread over the nodes and move to the next they were told
 of); recovery (gateways reconnect with full jitter, reusing the credential they hold: an
-enrollment now would be a bug); two more rounds. It prints a table (a column per broker)
+enrollment now would be a bug); two more rounds (`--after`). It prints a table (a column per broker)
 and per broker `fleet: gateways N, reconnected in T s, enrollments E, lost L` (lost:
 batches the broker acknowledged whose 30-minute value is not stored).
 
@@ -502,7 +502,12 @@ def _say(text: str) -> None:
 
 
 def run_fleet(
-    broker: str, private: list, keys: list[bytes], rounds: int, enrolled: bool = False
+    broker: str,
+    private: list,
+    keys: list[bytes],
+    rounds: int,
+    enrolled: bool = False,
+    after: int = 2,
 ) -> tuple[list, dict]:
     """One broker's run: the table's rows and the summary's figures. `enrolled`: the
     fleet enrolled before the run (credentials in the database), for a fleet larger than
@@ -572,8 +577,10 @@ def run_fleet(
         reconnected_s = time.monotonic() - failed
         _say(f"{broker}: all connected again in {reconnected_s:.1f} s")
         enrollments = sum(r[1] for r in got) - enrolled_before
-        for _ in range(2):
+        for _ in range(after):
+            begun = time.monotonic()
             phase(("round", k), "round")
+            _say(f"{broker}: round {k} acknowledged in {time.monotonic() - begun:.1f} s")
             k += 1
         acked = sum(r[1] for r in phase("count", "acked"))
         # The rounds come every ROUND_S, not every half hour: the ingest stores them
@@ -615,7 +622,8 @@ TITLES = {"mosquitto": "Mosquitto (managed)", "rabbitmq": "RabbitMQ, 3 nodes"}
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gateways", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds before the fault")
+    parser.add_argument("--after", type=int, default=2, help="rounds after it")
     parser.add_argument("--broker", default="mosquitto", help="mosquitto, rabbitmq or both")
     parser.add_argument("--quick", action="store_true", help="100 gateways, one round")
     parser.add_argument(
@@ -645,7 +653,9 @@ def main(argv: list[str] | None = None) -> int:
     private = [Ed25519PrivateKey.generate() for _ in range(args.gateways)]
     keys = [k.public_key().public_bytes_raw() for k in private]
     print(f"fleet: {args.gateways} gateways on {', '.join(brokers)}", flush=True)
-    results = {b: run_fleet(b, private, keys, args.rounds, args.enrolled) for b in brokers}
+    results = {
+        b: run_fleet(b, private, keys, args.rounds, args.enrolled, args.after) for b in brokers
+    }
     names = [name for name, _ in next(iter(results.values()))[0]]
     width = max(map(len, names))
     print(f"\n| {'':<{width}} | " + " | ".join(TITLES[b] for b in brokers) + " |")

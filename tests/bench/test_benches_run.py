@@ -105,3 +105,10 @@ def test_wire_codec_prints_decodes_per_second_of_each_payload():
     for row in ("half hour, 60 s", "day in one batch", "heartbeat"):
         assert row in out
     assert "decodes/s" in out and "samples/s decoded" in out and "encodes/s" in out
+
+
+def test_broker_auth_prints_the_answers_a_second_beside_the_whole_application():
+    out = run_bench("broker_auth.py")
+    for row in ("resource (no database)", "user (reads the database)", "/livez"):
+        assert row in out
+    assert "answers/s" in out and "×" in out

@@ -170,9 +170,10 @@ def create_app(
     if settings.runs_api:
         _serve_api(app)
         if settings.broker_auth == "http" and settings.broker_endpoint is not None:
-            from .broker import rabbitmq  # the broker asks who may connect (docs/scaling.md)
+            # the broker asks who may connect (docs/scaling.md): answered before the rest
+            from .broker.rabbitmq_auth import BrokerAuthAnswers
 
-            app.include_router(rabbitmq.router)
+            app.add_middleware(BrokerAuthAnswers)
     return app
 
 

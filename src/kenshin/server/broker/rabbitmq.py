@@ -1,8 +1,8 @@
 """A RabbitMQ cluster (3.10+, plugins rabbitmq_mqtt, rabbitmq_auth_backend_http,
 rabbitmq_auth_backend_cache) as the fleet's broker: why and how in docs/scaling.md.
 
-* **Who may connect, and to what**: the broker asks the server (`router`, served by the
-  API). A gateway logs in with its enrolled credential and a client id equal to its
+* **Who may connect, and to what**: the broker asks the server (`rabbitmq_auth.py`,
+  served by the API). A gateway logs in with its enrolled credential and a client id equal to its
   username (the broker passes the client id along), so nobody takes over another
   gateway's session; it may publish only on its own uplink topics and receive only its
   own downlink. A new, rotated or revoked credential is in the database the moment the API
@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
-import re
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -34,11 +32,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from fastapi import APIRouter, Request
-from fastapi.responses import PlainTextResponse
 
-from ..devices.enrollment import password_hash
-from .access import DOWNLINK_CHANNELS, TOPIC_ROOT, UPLINK_CHANNELS, verify_password
+from .access import TOPIC_ROOT, UPLINK_CHANNELS
+from .rabbitmq_auth import AUTH_PREFIX
 
 __all__ = [
     "INGEST_QUEUE",
@@ -46,15 +42,11 @@ __all__ = [
     "close_connections",
     "close_connections_soon",
     "node_config",
-    "router",
 ]
 
 log = logging.getLogger(__name__)
 INGEST_QUEUE = "kenshin.ingest"
 MAX_MESSAGE_SIZE = 64 * 1024
-AUTH_PREFIX = "/broker/auth"
-router = APIRouter(prefix=AUTH_PREFIX, include_in_schema=False)
-_ALLOW, _DENY = PlainTextResponse("allow"), PlainTextResponse("deny")
 
 
 def node_config(server_url: str, cache_ttl_s: int = 300) -> str:
@@ -84,74 +76,6 @@ def node_config(server_url: str, cache_ttl_s: int = 300) -> str:
             "mqtt.durable_queue_type = quorum",
         ]
     )
-
-
-# -- the broker asks ---------------------------------------------------------------------
-
-
-async def _form(request: Request) -> dict[str, str]:
-    body = (await request.body())[:4096]
-    return {k: v[0] for k, v in urllib.parse.parse_qs(body.decode(errors="replace")).items()}
-
-
-def _service_login(request: Request) -> tuple[str, str] | None:
-    endpoint = request.app.state.settings.broker_endpoint
-    return None if endpoint is None else (endpoint.username or "", endpoint.password or "")
-
-
-def _is_service(request: Request, username: str) -> bool:
-    login = _service_login(request)
-    return login is not None and hmac.compare_digest(username, login[0])
-
-
-def _gateway_password_hash(request: Request, username: str) -> str | None:
-    with request.app.state.engine.connect() as conn:
-        return password_hash(conn, username)
-
-
-@router.post("/user")
-async def user(request: Request) -> PlainTextResponse:
-    form = await _form(request)
-    username, password = form.get("username", ""), form.get("password", "")
-    login = _service_login(request)
-    if login is not None and hmac.compare_digest(username, login[0]):
-        return _ALLOW if hmac.compare_digest(password, login[1]) else _DENY
-    client_id = form.get("client_id")
-    if client_id is not None and client_id != username:
-        log.info("broker login refused: %s with the client id %r", username, client_id)
-        return _DENY  # another gateway's session is not to be had
-    stored = await asyncio.to_thread(_gateway_password_hash, request, username)
-    return _ALLOW if stored and verify_password(password, stored) else _DENY
-
-
-@router.post("/vhost")
-async def vhost(request: Request) -> PlainTextResponse:
-    form = await _form(request)
-    return _ALLOW if form.get("vhost") == "/" else _DENY
-
-
-@router.post("/resource")
-async def resource(request: Request) -> PlainTextResponse:
-    form = await _form(request)
-    username, kind, name = form.get("username", ""), form.get("resource"), form.get("name", "")
-    if _is_service(request, username):
-        return _ALLOW
-    if kind == "exchange" and name == "amq.topic":
-        return _ALLOW if form.get("permission") in ("read", "write") else _DENY
-    own_queue = re.fullmatch(rf"mqtt-subscription-{re.escape(username)}qos[01]", name)
-    return _ALLOW if kind == "queue" and own_queue else _DENY
-
-
-@router.post("/topic")
-async def topic(request: Request) -> PlainTextResponse:
-    form = await _form(request)
-    username = form.get("username", "")
-    if _is_service(request, username):
-        return _ALLOW
-    channels = UPLINK_CHANNELS if form.get("permission") == "write" else DOWNLINK_CHANNELS
-    key = form.get("routing_key", "")
-    own = [f"{TOPIC_ROOT}.{username}.{channel}" for channel in channels]
-    return _ALLOW if form.get("name") == "amq.topic" and key in own else _DENY
 
 
 # -- revoking ------------------------------------------------------------------------------
