@@ -235,16 +235,14 @@ class GatewayAgent:
             self._reconnect.reset()
             self._refusals = 0
             self.state.connections += 1
+            tasks = [("downlink", self._receive), ("uplink", self._uplink)]
+            tasks.append(("heartbeat", self._heartbeat))
             if mqtt.clean_session and self.state.connections > 1:  # commands may be owed us
-                await self._publish_status(client)
+                tasks.append(("back", self._publish_status))
             try:
                 async with asyncio.TaskGroup() as group:
                     self._group = group
-                    for name, run in (
-                        ("downlink", self._receive),
-                        ("uplink", self._uplink),
-                        ("heartbeat", self._heartbeat),
-                    ):
+                    for name, run in tasks:
                         group.create_task(
                             self._supervised(name, lambda run=run: run(client), LINK_ERRORS)
                         )
