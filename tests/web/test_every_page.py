@@ -147,6 +147,11 @@ PAGES = (
         lambda t, _: {"h1": t("rollouts.one_title", version="1.5.0")},
         ids={"rollout_id": "rollout"}, ready="body[data-drawn]",
     ),
+    Shot("dr", "/dr", "admin", h1("dr.title")),
+    Shot(
+        "dr-event", "/dr/{event_id}", "admin", lambda t, _: {"h1": "夕方の節電"},
+        ids={"event_id": "dr_event"}, ready="body[data-drawn]",
+    ),
     Shot(
         "dr-opt-out", "/dr/opt-out/{token}", None, h1("dr.opt_out.title"),
         ids={"token": "opt_out"},
@@ -245,6 +250,7 @@ def seeded(panel: Panel) -> Seeded:
             conn, panel.world.tenant_a, name="夕方の節電", start=start, end=start + SLOT,
             actor="system", targets_w=[500],
         )  # fmt: skip
+        ids["dr_event"] = event_id
         ids["opt_out"] = participations(conn, event_id)[0].opt_out_token
     return Seeded(ids, site.name or site.customer_id, {meter: site.service_code}, plants.names)
 

@@ -91,6 +91,20 @@ def export_meters(
     )
 
 
+def site_service_codes(conn: Connection, tenant_id: int, site_ids: Sequence[int]) -> dict[int, str]:
+    """site id -> service code, of the tenant's sites asked (a DR event's homes, by site)."""
+    if not site_ids:
+        return {}
+    site = t.sites.c
+    return dict(
+        conn.execute(
+            select(site.id, site.service_code).where(
+                site.tenant_id == tenant_id, site.id.in_(list(site_ids))
+            )
+        ).all()
+    )
+
+
 def service_codes(conn: Connection, meter_ids: set[int]) -> dict[int, str]:
     """meter id -> its site's service code, as a webhook names the meter."""
     if not meter_ids:

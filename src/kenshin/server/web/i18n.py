@@ -112,7 +112,12 @@ class Translator:
         """A 30-minute slot by its start, as the panel writes it: ``2026年11月24日 15:30–16:00``."""
         if start is None:
             return self("common.none")
-        return f"{self.datetime(start)}–{start.astimezone(JST) + SLOT:%H:%M}"
+        return self.span(start, start + SLOT)
+
+    def span(self, start: datetime, end: datetime) -> str:
+        """A time span within a day (its end may be the next midnight), as a slot is
+        written: ``2026年11月24日 15:30–17:00``."""
+        return f"{self.datetime(start)}–{end.astimezone(JST):%H:%M}"
 
     def duration(self, seconds: int | None) -> str:
         if seconds is None:

@@ -3,8 +3,8 @@
 // log are the API's. No page logic here, only what the markup says:
 //
 //   <form class="api-form" data-api="/api/v1/users" data-method="POST" data-then="reload">
-//     fields: an empty one is left out (data-empty="null": sent as null); data-type="int",
-//     "bool" (a checkbox), "list" (checkboxes of one name), "json" (a textarea)
+//     fields: an empty one is left out (data-empty="null": sent as null); data-type="int"
+//     or "number" (sent as a JSON number), "bool" (a checkbox), "list" (checkboxes of one name), "json" (a textarea)
 //   <button class="api-action" data-api="..." data-method="DELETE" data-confirm="...">
 //
 // data-then: "reload" (default), "show" (fill the form's [data-field] elements from the
@@ -20,7 +20,7 @@
     if (type === "bool") return field.checked;
     const text = field.value.trim();
     if (text === "") return field.dataset.empty === "null" ? null : undefined;
-    if (type === "int") return Number(text);
+    if (type === "int" || type === "number") return Number(text);
     if (type === "json") return JSON.parse(text);
     return field.value;
   }

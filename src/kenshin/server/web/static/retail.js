@@ -120,6 +120,29 @@
     document.getElementById("at-risk-rows").replaceChildren(...rows);
     empty.textContent = pct > 0 ? m("retail.at_risk_none") : m("retail.threshold_off");
     empty.hidden = rows.length > 0;
+    raiseLink(outlook);
+  }
+
+  // Operators: the first run of slots still to come projected over the plan past the
+  // threshold, as a link to the DR page's form filled in with them, each slot's target
+  // its projected imbalance as power (Wh × 2, the half hour's mean).
+  function raiseLink(outlook) {
+    const box = document.getElementById("raise-dr");
+    if (!box) return;
+    const slots = outlook.slots;  // the day's 48, from 00:00: an index is the slot number
+    const now = Date.now();
+    const over = (slot) => slot.at_risk && slot.imbalance_wh > 0 && Date.parse(slot.start) > now;
+    const first = slots.findIndex(over);
+    box.hidden = first < 0;
+    if (first < 0) return;
+    let last = first;
+    while (last + 1 < slots.length && over(slots[last + 1])) last += 1;
+    const kw = slots.slice(first, last + 1).map((slot) => ((slot.imbalance_wh * 2) / 1000).toFixed(3));
+    const query = new URLSearchParams({ date: outlook.day, start: first, end: last + 1, kw });
+    const link = box.querySelector("a");
+    link.href = `/dr?${query}`;
+    const span = `${slotTime(slots[first].start)}–${slotTime(Date.parse(slots[last].start) + SLOT_MS)}`;
+    link.textContent = m("retail.raise_dr", { slots: span });
   }
 
   function draw(outlook) {
