@@ -2,11 +2,10 @@
 round trip of business logic and a VEN (program, event, subscription notification on a
 real callback server, report), the tenant wall, tokens and their expiry, malformed objects.
 
-openadr3-client (ElaadNL) needs Python 3.12 (every release requires it, and its models use
-3.12's generic class syntax, a SyntaxError on 3.11), and Kenshin runs on 3.11, so these
-tests speak to the VTN with httpx, in the spec's shapes, as that client does: its token
-request is requests-oauthlib's (client credentials in HTTP Basic, a form body), its
-objects pydantic's camelCase dumps (durations as ISO 8601, `PT30M`)."""
+These speak to the VTN with httpx, in the spec's shapes, as openadr3-client (ElaadNL)
+does: its token request is requests-oauthlib's (client credentials in HTTP Basic, a form
+body), its objects pydantic's camelCase dumps (durations as ISO 8601, `PT30M`). The
+library itself, which needs Python 3.12, goes round in test_openadr_client.py."""
 
 from __future__ import annotations
 
