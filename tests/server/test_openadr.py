@@ -2,11 +2,10 @@
 round trip of business logic and a VEN (program, event, subscription notification on a
 real callback server, report), the tenant wall, tokens and their expiry, malformed objects.
 
-openadr3-client (ElaadNL) needs Python 3.12 (every release requires it, and its models use
-3.12's generic class syntax, a SyntaxError on 3.11), and Kenshin runs on 3.11, so these
-tests speak to the VTN with httpx, in the spec's shapes, as that client does: its token
-request is requests-oauthlib's (client credentials in HTTP Basic, a form body), its
-objects pydantic's camelCase dumps (durations as ISO 8601, `PT30M`)."""
+These speak to the VTN with httpx, in the spec's shapes, as openadr3-client (ElaadNL)
+does: its token request is requests-oauthlib's (client credentials in HTTP Basic, a form
+body), its objects pydantic's camelCase dumps (durations as ISO 8601, `PT30M`). The
+library itself, which needs Python 3.12, goes round in test_openadr_client.py."""
 
 from __future__ import annotations
 
@@ -77,7 +76,7 @@ def test_business_logic_and_a_ven_go_round(served):
 
         subscription = ven.post("/subscriptions", json={
             "clientName": "ven-1", "programID": program["id"],
-            "objectOperations": [{"objects": ["EVENT"], "operations": ["CREATE", "UPDATE"],
+            "objectOperations": [{"objects": ["EVENT"], "operations": ["POST", "PUT"],
                                   "callbackUrl": hooks.url, "bearerToken": "cb-token"}],
         })  # fmt: skip
         assert subscription.status_code == 201, subscription.text
@@ -122,6 +121,46 @@ def test_business_logic_and_a_ven_go_round(served):
         assert ven.post("/programs", json={**PROGRAM, "programName": "x"}).status_code == 403
         assert bl.post("/reports", json={}).status_code in (400, 403)
         assert ven.delete(f"/events/{event['id']}").status_code == 403
+
+
+def test_subscriptions_name_the_specs_operations(served):
+    """3.0.1's objectOperations name HTTP methods (GET, POST, PUT, DELETE), as
+    openadr3-client sends them; CREATE and UPDATE, this VTN's first names, still work."""
+    _app, _world, base = served
+    with admin(base, "admin@a.test") as a:
+        bl = vtn(base, token(base, make_client(a, "bl", "desk")))
+        ven = vtn(base, token(base, make_client(a, "ven", "ven-1")))
+    with callback_server() as hooks, bl, ven:
+        program = bl.post("/programs", json=PROGRAM).json()
+        for name, operations in (
+            ("post", ["POST"]),
+            ("put", ["PUT"]),
+            ("delete", ["DELETE"]),
+            ("before", ["CREATE", "UPDATE"]),
+        ):
+            made = ven.post("/subscriptions", json={
+                "clientName": "ven-1", "programID": program["id"],
+                "objectOperations": [{"objects": ["EVENT"], "operations": operations,
+                                      "callbackUrl": f"{hooks.url}?{name}"}],
+            })  # fmt: skip
+            assert made.status_code == 201, made.text
+            assert made.json()["objectOperations"][0]["operations"] == operations
+        unknown = ven.post("/subscriptions", json={
+            "clientName": "ven-1", "programID": program["id"],
+            "objectOperations": [{"objects": ["EVENT"], "operations": ["PATCH"],
+                                  "callbackUrl": hooks.url}],
+        })  # fmt: skip
+        assert unknown.status_code == 400
+
+        event = bl.post("/events", json=event_for(program["id"])).json()
+        until(lambda: len(hooks.received) == 2)
+        bl.put(f"/events/{event['id']}", json={**event_for(program["id"]), "eventName": "x"})
+        until(lambda: len(hooks.received) == 4)
+        assert bl.delete(f"/events/{event['id']}").status_code == 200
+        until(lambda: len(hooks.received) == 5)
+        told = sorted((c["path"].split("?")[1], c["body"]["operation"]) for c in hooks.received)
+        assert told == [("before", "POST"), ("before", "PUT"), ("delete", "DELETE"),
+                        ("post", "POST"), ("put", "PUT")]  # fmt: skip
 
 
 def test_one_tenants_clients_never_see_anothers_objects(served):

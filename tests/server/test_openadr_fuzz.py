@@ -51,7 +51,7 @@ def _tenant(client: TestClient, email: str, tag: str) -> dict[str, dict[str, str
         "resources": [{"resourceName": name, "intervals": []}]})  # fmt: skip
     client.post(f"{BASE}/subscriptions", headers=headers["ven"], json={
         "clientName": name, "programID": program["id"],
-        "objectOperations": [{"objects": ["EVENT"], "operations": ["CREATE"],
+        "objectOperations": [{"objects": ["EVENT"], "operations": ["POST"],
                               "callbackUrl": "http://127.0.0.1:9/cb"}]})  # fmt: skip
     ven = client.post(f"{BASE}/vens", json={"venName": f"{tag}-ven"}, headers=headers["ven"])
     client.post(f"{BASE}/vens/{ven.json()['id']}/resources", json={"resourceName": name},

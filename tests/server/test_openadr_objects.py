@@ -72,7 +72,7 @@ def test_callbacks_into_private_networks_are_refused(vtn):
     for url in ("http://127.0.0.1:9/x", "http://10.0.0.1/x", "ftp://example.com/x", "nope"):
         body = {
             "clientName": "ven-1", "programID": program["id"],
-            "objectOperations": [{"objects": ["EVENT"], "operations": ["CREATE"],
+            "objectOperations": [{"objects": ["EVENT"], "operations": ["POST"],
                                   "callbackUrl": url}],
         }  # fmt: skip
         refused = client.post(f"{BASE}/subscriptions", json=body, headers=ven)

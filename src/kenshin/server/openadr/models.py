@@ -156,9 +156,16 @@ class Report(_Object):
     resources: list[ReportResource] = Field(max_length=10_000)
 
 
+# The operations a subscription names are the spec's HTTP methods (3.0.1's
+# objectOperations: GET, POST, PUT, DELETE), as a notification's `operation` is. READ,
+# CREATE and UPDATE, the names this VTN took at first, are still taken for GET, POST and
+# PUT, so subscriptions made with them keep being notified.
+Operation = Literal["GET", "POST", "PUT", "DELETE", "READ", "CREATE", "UPDATE"]
+
+
 class ObjectOperation(_Spec):
     objects: list[ObjectType] = Field(max_length=6)
-    operations: list[Literal["READ", "CREATE", "UPDATE", "DELETE"]] = Field(max_length=4)
+    operations: list[Operation] = Field(max_length=7)
     callback_url: Annotated[str, Field(min_length=1, max_length=2048)] = Field(alias="callbackUrl")
     bearer_token: Text | None = Field(None, alias="bearerToken")
 

@@ -33,7 +33,9 @@ __all__ = ["Delivery", "deliveries", "send_all"]
 log = logging.getLogger(__name__)
 TRIES = 3
 TIMEOUT_S = 10.0
-_OPERATIONS = {"POST": "CREATE", "PUT": "UPDATE", "DELETE": "DELETE"}
+# What a subscription names to be told of an operation: the spec's method, or the name
+# this VTN took for it at first (models.Operation).
+_NAMED_BY = {"POST": {"POST", "CREATE"}, "PUT": {"PUT", "UPDATE"}, "DELETE": {"DELETE"}}
 _pending: set[asyncio.Task] = set()  # held until done (the loop keeps weak references)
 
 
@@ -50,7 +52,7 @@ def _program_of(row: Row) -> int | None:
 
 def deliveries(conn: Connection, row: Row, operation: str, obj: dict) -> list[Delivery]:
     """The notifications one operation (POST, PUT, DELETE) on `row` calls for."""
-    wanted = _OPERATIONS[operation]
+    wanted = _NAMED_BY[operation]
     found: list[Delivery] = []
     c = openadr_clients.c
     for sub in queries.list_objects(conn, row.tenant_id, "SUBSCRIPTION"):
@@ -67,7 +69,7 @@ def deliveries(conn: Connection, row: Row, operation: str, obj: dict) -> list[De
         if not queries.visible(conn, Client(*owner), row):
             continue
         for each in sub.body["objectOperations"]:
-            if row.object_type in each["objects"] and wanted in each["operations"]:
+            if row.object_type in each["objects"] and wanted & set(each["operations"]):
                 payload = {"objectType": row.object_type, "operation": operation, "object": obj}
                 found.append(Delivery(each["callbackUrl"], each.get("bearerToken"), payload))
     return found
