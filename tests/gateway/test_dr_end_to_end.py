@@ -40,6 +40,7 @@ import csv
 import io
 import math
 import tempfile
+from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from fractions import Fraction
 from pathlib import Path
@@ -232,7 +233,20 @@ async def walk(clock: ManualClock, until: datetime, sleepers: int) -> None:
     at that minute."""
     while clock.now() < until:
         clock.set(min(clock.now() + MINUTE, until))
-        await asyncio.wait_for(clock.until_sleepers(sleepers), 30)
+        try:
+            await asyncio.wait_for(clock.until_sleepers(sleepers), 30)
+        except TimeoutError:
+            raise AssertionError(
+                f"at {clock.now():%H:%M} {clock.sleepers} tasks sleep, not {sleepers}"
+            ) from None
+
+
+async def until(condition: Callable[[], bool], timeout_s: float, say: Callable[[], str]) -> None:
+    """`eventually`, saying what stood where when it did not come."""
+    try:
+        await eventually(condition, timeout_s=timeout_s)
+    except AssertionError:
+        raise AssertionError(say()) from None
 
 
 def test_an_event_for_twenty_homes_sets_their_devices_and_is_measured_exactly(
@@ -339,9 +353,10 @@ def test_an_event_for_twenty_homes_sets_their_devices_and_is_measured_exactly(
 
         # Every gateway enrolled, configured itself, read its meter's history and sent it;
         # its poller waits for the next minute due.
-        await eventually(
+        await until(
             lambda: clock.sleepers == 2 * HOMES and values_stored() == HOMES * history,
-            timeout_s=60,
+            60,
+            lambda: f"{clock.sleepers} asleep, {values_stored()} of {HOMES * history} values",
         )
 
         made = await ops.post(
@@ -358,9 +373,10 @@ def test_an_event_for_twenty_homes_sets_their_devices_and_is_measured_exactly(
                 return list(conn.execute(query).scalars())
 
         # Sent by the pushers, acked by every gateway, whose DR runner waits for 17:00.
-        await eventually(
+        await until(
             lambda: clock.sleepers == 3 * HOMES and states() == ["acknowledged"] * HOMES,
-            timeout_s=30,
+            60,
+            lambda: f"{clock.sleepers} asleep, homes {sorted(states())}",
         )
         answer = await ops.get(f"/api/v1/dr/events/{event_id}/homes")
         assert answer.status_code == 200, answer.text
@@ -377,12 +393,17 @@ def test_an_event_for_twenty_homes_sets_their_devices_and_is_measured_exactly(
         await walk(clock, start + 2 * SLOT, 3 * HOMES)  # 18:00: the EVs' hour is up
         assert [home.state() for home in homes] == [home.acting(False) for home in homes]
         await walk(clock, end, 2 * HOMES)  # 19:00: the runners restore, report and end
-        await eventually(lambda: all(home.state() == home.restored() for home in homes), 30)
+        await until(
+            lambda: all(home.state() == home.restored() for home in homes),
+            60,
+            lambda: f"not restored: {[h.index for h in homes if h.state() != h.restored()]}",
+        )
         await walk(clock, end + 5 * MINUTE, 2 * HOMES)  # the 19:00 values read
         live = history + 13  # 13:00 to 19:00, read half hour by half hour
-        await eventually(
+        await until(
             lambda: values_stored() == HOMES * live and states() == ["done"] * HOMES,
-            timeout_s=30,
+            60,
+            lambda: f"{values_stored()} of {HOMES * live} values, homes {sorted(states())}",
         )
 
         # The B-route registers: until 17:00 each meter counted what its twin did; in each
