@@ -9,7 +9,7 @@ import io
 from datetime import datetime, time, timedelta
 
 from kenshin.jst import JST, SLOT
-from kenshin.server.dr import service
+from kenshin.server.dr import dispatch, service
 from kenshin.server.dr.job import run_dr
 
 from ..conftest import assert_problem, login
@@ -61,6 +61,25 @@ def test_events_are_made_read_cancelled_and_walled_per_tenant(engine, client, ne
         "cancelled"
         in assert_problem(operator.post(f"{API}/events/{event_id}/cancel"), 409)["detail"]
     )
+
+
+def test_a_home_whose_gateway_acked_over_mqtt_is_listed(engine, client, world):
+    """A DrAck says how many devices (dr_link.on_ack passes the count): the homes' list
+    shows it, as it was stored, rather than failing on it."""
+    [home, other] = make_homes(engine, world.tenant_a, 2, "HD")
+    operator = login(client, "operator@a.test")
+    made = operator.post(f"{API}/events", json={
+        "name": "x", "start": _tomorrow(17), "end": _tomorrow(18), "target_w": 100,
+    })  # fmt: skip
+    event_id = made.json()["id"]
+    with engine.begin() as conn:
+        assert dispatch.on_ack(conn, home.gateway_id, event_id, "acknowledged", 3)
+        assert dispatch.on_ack(conn, other.gateway_id, event_id, "acknowledged", ["aircon"])
+    answer = operator.get(f"{API}/events/{event_id}/homes")
+    assert answer.status_code == 200, answer.text
+    listed = {h["site_id"]: (h["state"], h["devices"]) for h in answer.json()["items"]}
+    assert listed == {home.site_id: ("acknowledged", {"count": 3}),
+                      other.site_id: ("acknowledged", ["aircon"])}  # fmt: skip
 
 
 def test_bad_events_are_typed_problems(engine, client, world):

@@ -101,7 +101,10 @@ class HomeOut(BaseModel):
     gateway_id: int
     state: HomeState
     targets_w: list[int] | None
-    devices: list[Any] | None
+    devices: list[Any] | dict[str, Any] | None = Field(
+        description='what the gateway said it will act on: a list, or `{"count": n}` '
+        "(a DrAck over MQTT says how many)"
+    )
     reason: str | None
     report: dict[str, Any] | None
     sent_at: JstDateTime | None
