@@ -5,7 +5,8 @@ The room never sees the wire; the pushers (`runtime_push.py`) and the ingest
 
 - A home's target of 0 W in a slot (its share rounded down) is sent as 1 W: the wire asks
   a reduction of at least 1 W per slot it names, and leaving the slot out would read as
-  "no ask" only to a planner that plans per slot, which the gateway's does not yet.
+  "no ask" only to a planner that plans per slot, which the gateway's does not yet. A
+  share over the wire's most (1 MW, far past any home) is sent as that most, not refused.
 - The event's price (yen/kWh) goes to every half hour of the window, in yen/100.
 - A `DrAck` `accepted` moves the home to `acknowledged`; `cancelled` answers a cancel and
   moves nothing (the home's state is what cancelled it). A `DrReport` moves it to `done`,
@@ -20,6 +21,7 @@ from sqlalchemy import Connection, Row
 
 from kenshin.jst import SLOT_S
 from kenshin.wire import DrAck, DrAckState, DrEvent, DrReport
+from kenshin.wire.checks import REDUCE_W_MAX
 from kenshin.wire.codec import to_json
 
 from .dr import dispatch
@@ -34,7 +36,7 @@ ACK_STATES = {
 def as_message(d: dispatch.Dispatch) -> DrEvent:
     if d.cancelled:
         return DrEvent(d.event_id, d.start_s, d.end_s, cancelled=True)
-    targets = tuple((slot, max(1, watts)) for slot, watts in d.targets)
+    targets = tuple((slot, min(max(1, watts), REDUCE_W_MAX)) for slot, watts in d.targets)
     price = ()
     if d.price is not None:
         price = tuple((s, round(d.price * 100)) for s in range(d.start_s, d.end_s, SLOT_S))
