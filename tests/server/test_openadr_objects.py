@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import given
+from hypothesis import strategies as st
 
 from kenshin.server.app import create_app
+from kenshin.server.openadr.queries import parse_id
 
 from .conftest import PASSWORD, World, assert_problem, login
 from .test_openadr import PROGRAM, event_for
@@ -136,3 +139,11 @@ def test_a_ven_sees_its_own_reports_and_subscriptions_only(vtn):
         "programID": other["id"], "eventID": event["id"], "clientName": "ven-1",
         "resources": [{"resourceName": "r", "intervals": []}]})  # fmt: skip
     assert_problem(wrong, 400)
+
+
+@given(st.text(max_size=24))
+def test_an_object_id_is_ascii_digits_or_none_of_ours(text):
+    """'²' is a digit to str.isdigit() but not to int(): a 500 schemathesis found."""
+    parsed = parse_id(text)
+    assert parsed is None or (str(parsed) == text.lstrip("0") or parsed == 0)
+    assert parse_id("²") is None and parse_id("١٢") is None and parse_id("42") == 42

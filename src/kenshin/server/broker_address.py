@@ -30,7 +30,7 @@ def parse_nodes(value: str | None) -> list[tuple[str, int]]:
     found = []
     for item in filter(None, (part.strip() for part in (value or "").split(","))):
         host, _, port = item.rpartition(":")
-        if not (host and port.isdigit() and 0 < int(port) < 65536):
+        if not (host and port.isascii() and port.isdigit() and 0 < int(port) < 65536):
             raise ValueError(f"{item!r} is not host:port")
         found.append((host.strip("[]"), int(port)))
     return found

@@ -78,7 +78,10 @@ def utc_now() -> datetime:
 
 def version_key(version: str) -> tuple:
     """Natural order of versions: 1.10 after 1.9."""
-    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"[._+]", version))
+    return tuple(
+        (0, int(p), "") if p.isascii() and p.isdigit() else (1, 0, p)
+        for p in re.split(r"[._+]", version)
+    )
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

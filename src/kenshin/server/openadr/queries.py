@@ -19,7 +19,9 @@ o = openadr_objects.c
 
 def parse_id(object_id: str | None) -> int | None:
     """The row id an objectID names, or None: none of ours (ids are decimal digits)."""
-    if object_id is None or not object_id.isdigit() or len(object_id) > 18:
+    if object_id is None or not (object_id.isascii() and object_id.isdigit()):
+        return None
+    if len(object_id) > 18:
         return None
     return int(object_id)
 
