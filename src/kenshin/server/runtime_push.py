@@ -103,7 +103,11 @@ class PushMixin:
         fixes each home's targets as it hands them out: one transaction)."""
         out = []
         with self.engine.begin() as conn:
-            heard = dict(conn.execute(select(s.gateways.c.id, s.gateways.c.last_seen_at)).all())
+
+            def heard(ids: set[int]) -> dict:  # only gateways that owe an answer: not the fleet
+                g = s.gateways.c
+                return dict(conn.execute(select(g.id, g.last_seen_at).where(g.id.in_(ids))).all())
+
             for due in dr_dispatch.due_dispatches(conn, s.utcnow(), heard):
                 try:
                     topic, payload = encode_publish(dr_link.as_message(due), due.serial)

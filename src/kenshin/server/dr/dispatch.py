@@ -22,7 +22,7 @@ Choices:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from fractions import Fraction
@@ -104,14 +104,16 @@ def _seconds(at) -> int:
     return int(at.timestamp())
 
 
-def due_dispatches(conn: Connection, now, heard: Mapping[int, Any] | None = None) -> list[Dispatch]:
+def due_dispatches(
+    conn: Connection, now, heard: Callable[[set[int]], Mapping[int, Any]] | None = None
+) -> list[Dispatch]:
     """What is owed to gateways now: each home of an event to come or under way that was
     not sent it yet (its targets computed and kept now), and each cancel owed. With
-    `heard` (gateway id → when it was last heard from): a home sent the event that has
-    not answered, though its gateway spoke more than `RESEND_AFTER` after the sending,
-    is sent it again (a clean session lost it; the gateway acks a copy again)."""
+    `heard` (gateway ids → when each was last heard from, asked only for the gateways of
+    homes sent an event and not answering): such a home whose gateway spoke more than
+    `RESEND_AFTER` after the sending is sent it again (a clean session lost it; the
+    gateway acks a copy again)."""
     e, p = t.dr_events.c, t.dr_participations.c
-    heard = heard or {}
     rows = conn.execute(
         select(t.dr_participations, e.state.label("event_state"))
         .join(t.dr_events, e.id == p.event_id)
@@ -125,8 +127,10 @@ def due_dispatches(conn: Connection, now, heard: Mapping[int, Any] | None = None
         )
         .order_by(p.event_id, p.site_id)
     ).all()  # fmt: skip
+    waiting = {r.gateway_id for r in rows if r.state == "sent" and r.event_state != "cancelled"}
+    seen = heard(waiting) if heard is not None and waiting else {}
     rows = [r for r in rows if r.state != "sent" or r.event_state == "cancelled"
-            or _unanswered(r, heard.get(r.gateway_id))]  # fmt: skip
+            or _unanswered(r, seen.get(r.gateway_id))]  # fmt: skip
     out: list[Dispatch] = []
     by_event: dict[int, list[Row]] = {}
     for row in rows:
