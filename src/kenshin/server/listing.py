@@ -21,7 +21,19 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
 from pydantic import BaseModel, Field
-from sqlalchemy import ColumnElement, Row, Select, and_, bindparam, func, or_, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Row,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+    tuple_,
+)
 
 from .problems import Problem
 
@@ -42,6 +54,7 @@ __all__ = [
     "search_parameter",
     "sort_parameter",
     "sorted_page",
+    "tenant_page",
 ]
 
 DEFAULT_LIMIT = 50
@@ -226,3 +239,25 @@ def paginate(
     return page.params(values), lambda rows: page_of(
         rows, sort=sort, limit=limit, id_key=id_column.key
     )
+
+
+def tenant_page(
+    conn: Connection,
+    table: Table,
+    tenant_id: int,
+    states: Sequence[str] | None,
+    newest: str,
+    limit: int,
+    cursor: str | None,
+) -> tuple[Sequence[Row], str | None]:
+    """A page of a tenant's rows of `table` (a room's events, rollouts...), the latest of
+    its column `newest` first, of these `state`s if given."""
+    c = table.c
+    query = select(table).where(c.tenant_id == tenant_id)
+    if states:
+        query = query.where(c.state.in_(states))
+    query, page = paginate(
+        query, sortable={newest: c[newest]}, id_column=c.id, sort=f"-{newest}",
+        limit=limit, cursor=cursor,
+    )  # fmt: skip
+    return page(conn.execute(query).all())

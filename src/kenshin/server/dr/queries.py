@@ -154,15 +154,7 @@ def event_page(
     conn: Connection, tenant_id: int, states: Sequence[str] | None, limit: int, cursor: str | None
 ) -> tuple[Sequence[Row], str | None]:
     """A page of the tenant's events, latest start first (of these states if given)."""
-    e = t.dr_events.c
-    query = select(t.dr_events).where(e.tenant_id == tenant_id)
-    if states:
-        query = query.where(e.state.in_(states))
-    query, page = listing.paginate(
-        query, sortable={"start_at": e.start_at}, id_column=e.id, sort="-start_at",
-        limit=limit, cursor=cursor,
-    )  # fmt: skip
-    return page(conn.execute(query).all())
+    return listing.tenant_page(conn, t.dr_events, tenant_id, states, "start_at", limit, cursor)
 
 
 def get_event(conn: Connection, tenant_id: int, event_id: int) -> Row | None:

@@ -23,15 +23,7 @@ def rollout_page(
     conn: Connection, tenant_id: int, states: Sequence[str] | None, limit: int, cursor: str | None
 ) -> tuple[Sequence[Row], str | None]:
     """A page of the tenant's rollouts, newest first (of these states if given)."""
-    r = t.rollouts.c
-    query = select(t.rollouts).where(r.tenant_id == tenant_id)
-    if states:
-        query = query.where(r.state.in_(states))
-    query, page = listing.paginate(
-        query, sortable={"created_at": r.created_at}, id_column=r.id, sort="-created_at",
-        limit=limit, cursor=cursor,
-    )  # fmt: skip
-    return page(conn.execute(query).all())
+    return listing.tenant_page(conn, t.rollouts, tenant_id, states, "created_at", limit, cursor)
 
 
 def get_rollout(conn: Connection, tenant_id: int, rollout_id: int) -> tuple[Row, dict] | None:
